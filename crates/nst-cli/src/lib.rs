@@ -1,0 +1,1 @@
+//! The style-transfer pipeline behind the `nst` binary. Under construction: see issue 5.

@@ -1,0 +1,2 @@
+//! Benchmarks of nst-costs (filled in by issue 4).
+fn main() {}

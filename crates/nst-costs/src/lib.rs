@@ -1,0 +1,1 @@
+//! Neural style transfer losses with exact gradients. Under construction: see issue 4.

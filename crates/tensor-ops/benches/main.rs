@@ -1,0 +1,2 @@
+//! Benchmarks of tensor-ops (filled in by issue 3).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Reads MatConvNet VGG models (`.mat`, MAT v5) into `ndarray` arrays. Under construction: see issue 2.

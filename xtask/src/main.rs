@@ -1,0 +1,5 @@
+//! `cargo xtask`: project automation.
+fn main() {
+    eprintln!("xtask: not yet");
+    std::process::exit(2);
+}
