@@ -1,1 +1,8 @@
-//! The style-transfer pipeline behind the `nst` binary. Under construction: see issue 5.
+//! The style-transfer pipeline behind the `nst` binary, as a library.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod download;
+pub mod image_io;
+#[cfg(test)]
+mod testing;
