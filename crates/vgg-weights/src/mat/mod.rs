@@ -457,6 +457,25 @@ impl MatFile {
                 out.len()
             )));
         }
+        // The stream must end here, with a valid checksum: a cut or corrupted stream can still yield
+        // the declared number of bytes.
+        let mut extra = [0u8; 1];
+        match decoder.read(&mut extra) {
+            Ok(0) => {}
+            Ok(_) => {
+                return Err(err(format!(
+                    "the stream holds more than the {total} bytes its element declares"
+                )));
+            }
+            Err(e) => return Err(err(e.to_string())),
+        }
+        if decoder.total_in() != compressed.len() as u64 {
+            return Err(err(format!(
+                "the zlib stream ends after {} of its {} bytes, or is cut short",
+                decoder.total_in(),
+                compressed.len()
+            )));
+        }
         Ok(out)
     }
 }
@@ -867,7 +886,10 @@ impl Parser<'_> {
                 return Err(self.malformed(pos, format!("char data of type {}", tag.mi)));
             }
         };
-        if chars.len() != numel {
+        // MATLAB counts UTF-16 code units and sometimes writes a 1×1 char with no data; accept a count
+        // mismatch for empty data and for vectors, where the order of the characters is unambiguous.
+        let vector = head.dims.iter().filter(|&&d| d != 1).count() <= 1;
+        if chars.len() != numel && !chars.is_empty() && !vector {
             return Err(self.malformed(
                 pos,
                 format!(

@@ -378,8 +378,8 @@ impl CharArray {
         &self.chars
     }
 
-    /// The rows of a 2-D char array (a string array in MATLAB's old sense); `None` for N-D arrays.
-    /// An empty array has no rows.
+    /// The rows of a 2-D char array (a string array in MATLAB's old sense). An empty array has no rows;
+    /// `None` for N-D arrays and for arrays whose stored characters do not fill their dimensions.
     pub fn rows(&self) -> Option<Vec<String>> {
         if self.dims.len() != 2 {
             return None;
@@ -388,13 +388,13 @@ impl CharArray {
             return Some(Vec::new());
         }
         let (n_rows, n_cols) = (self.dims[0], self.dims[1]);
+        if n_rows.checked_mul(n_cols) != Some(self.chars.len()) {
+            // A vector whose stored length differs from its dimensions.
+            return None;
+        }
         Some(
             (0..n_rows)
-                .map(|r| {
-                    (0..n_cols)
-                        .filter_map(|c| self.chars.get(r + c * n_rows))
-                        .collect()
-                })
+                .map(|r| (0..n_cols).map(|c| self.chars[r + c * n_rows]).collect())
                 .collect(),
         )
     }

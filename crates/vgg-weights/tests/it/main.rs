@@ -2,6 +2,7 @@
 
 mod alloc;
 mod fake_vgg;
+mod matlab;
 mod robustness;
 
 use std::path::PathBuf;
