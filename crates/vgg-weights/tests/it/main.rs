@@ -4,6 +4,8 @@ mod alloc;
 mod fake_vgg;
 mod matlab;
 mod robustness;
+mod roundtrip;
+mod vgg;
 
 use std::path::PathBuf;
 
