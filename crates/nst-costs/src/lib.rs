@@ -47,8 +47,8 @@ use ndarray::{Array3, ArrayViewMut3};
 
 pub use content::{ContentNorm, content_loss, content_loss_accumulate};
 pub use style::{
-    StyleNorm, StyleScratch, blend_grams, gram, gram_into, rescale_gram, style_layer_loss,
-    style_layer_loss_accumulate,
+    GRAM_BLOCK, StyleNorm, StyleScratch, blend_grams, gram, gram_into, rescale_gram,
+    style_layer_loss, style_layer_loss_accumulate,
 };
 pub use tv::{TvKind, total_variation, total_variation_accumulate};
 

@@ -3,7 +3,7 @@
 #[cfg(test)]
 mod tests;
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Ix2};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Ix2, s};
 use tensor_ops::Gemm;
 
 use crate::{Error, LossAndGrad, Result, check_same_shape};
@@ -72,8 +72,11 @@ impl StyleScratch {
 }
 
 /// Gram matrix `G = A·Aᵀ` of a feature map, with `A` = `features` reshaped to `[C, H·W]`
-/// (Gatys et al. 2016, eq. 3: `G_ij = Σ_k F_ik·F_jk`). No normalization is applied. Computed by one
-/// GEMM with `gemm`; a non-contiguous `features` is copied first.
+/// (Gatys et al. 2016, eq. 3: `G_ij = Σ_k F_ik·F_jk`). No normalization is applied.
+///
+/// Computed by GEMMs on `gemm` over the blocks on and above the diagonal only (blocks of
+/// [`GRAM_BLOCK`] rows; for `C = 512` that is 10 of 16 blocks), then mirrored, so the result is
+/// exactly symmetric whatever the backend. A non-contiguous `features` is copied first.
 ///
 /// # Examples
 /// ```
@@ -109,7 +112,7 @@ pub fn gram(features: ArrayView3<'_, f32>, gemm: &dyn Gemm) -> Array2<f32> {
 pub fn gram_into(
     features: ArrayView3<'_, f32>,
     gemm: &dyn Gemm,
-    mut out: ArrayViewMut2<'_, f32>,
+    out: ArrayViewMut2<'_, f32>,
 ) -> Result<()> {
     let n_channels = features.shape()[0];
     check_same_shape(
@@ -120,11 +123,30 @@ pub fn gram_into(
         &[n_channels, n_channels],
     )?;
     let features = features.as_standard_layout();
-    let a = as_matrix(features.view());
+    gram_upper_mirrored(as_matrix(features.view()), gemm, out);
+    Ok(())
+}
+
+/// Row-block size of the Gram's block-triangular GEMMs.
+pub const GRAM_BLOCK: usize = 128;
+
+/// `out ← A·Aᵀ`: GEMMs on the blocks `(i, j)` with `i ≤ j`, then the upper triangle copied down.
+fn gram_upper_mirrored(a: ArrayView2<'_, f32>, gemm: &dyn Gemm, mut out: ArrayViewMut2<'_, f32>) {
+    let n = a.nrows();
     // Zero first so the result never depends on the backend's handling of β = 0 on stale contents.
     out.fill(0.0);
-    gemm.gemm(1.0, a, a.t(), 0.0, out);
-    Ok(())
+    for i0 in (0..n).step_by(GRAM_BLOCK) {
+        let i1 = (i0 + GRAM_BLOCK).min(n);
+        let a_i = a.slice(s![i0..i1, ..]);
+        // One GEMM for the whole block row right of the diagonal: A_i · A[i0..]ᵀ.
+        let a_rest = a.slice(s![i0.., ..]);
+        gemm.gemm(1.0, a_i, a_rest.t(), 0.0, out.slice_mut(s![i0..i1, i0..]));
+    }
+    for i in 0..n {
+        for j in 0..i {
+            out[[i, j]] = out[[j, i]];
+        }
+    }
 }
 
 /// Per-layer style cost of the generated feature map against a target Gram matrix, with its gradient.
@@ -228,8 +250,7 @@ pub fn style_layer_loss_accumulate(
         scratch.gram = Array2::zeros((n_channels, n_channels));
     }
     let diff = &mut scratch.gram;
-    diff.fill(0.0);
-    gemm.gemm(1.0, a, a.t(), 0.0, diff.view_mut());
+    gram_upper_mirrored(a, gemm, diff.view_mut());
 
     // diff ← G_G − G_S, and Σ diff² from exact f64 differences.
     let mut sum_sq = 0.0_f64;

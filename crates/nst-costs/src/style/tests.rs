@@ -30,7 +30,15 @@ fn features(c: usize, h: usize, w: usize, seed: u64) -> Array3<f32> {
 
 #[test]
 fn gram_matches_naive_and_is_exactly_symmetric() {
-    for (c, h, w) in [(1, 1, 1), (3, 5, 7), (8, 4, 9), (17, 3, 3)] {
+    // Channel counts below, at and across the block size GRAM_BLOCK (several block rows, ragged last).
+    for (c, h, w) in [
+        (1, 1, 1),
+        (3, 5, 7),
+        (8, 4, 9),
+        (17, 3, 3),
+        (GRAM_BLOCK, 2, 3),
+        (2 * GRAM_BLOCK + 45, 3, 2),
+    ] {
         let f = features(c, h, w, (c * h * w) as u64);
         let g = gram(f.view(), &CpuGemm);
         assert_abs_diff_eq!(g.mapv(f64::from), naive_gram(&f), epsilon = 1e-5);
