@@ -1,1 +1,144 @@
-//! Neural style transfer losses with exact gradients. Under construction: see issue 4.
+//! Neural style transfer losses with exact gradients: content, Gram/style and total variation.
+//!
+//! Every cost returns its value (accumulated in `f64`) and its gradient with respect to its input in
+//! one call, as a [`LossAndGrad`]. Each has an allocating form (`content_loss`, `style_layer_loss`,
+//! `total_variation`) and a hot-path form that **adds** the gradient into a caller-provided buffer
+//! and allocates nothing in steady state (`*_accumulate`).
+//!
+//! | cost | formula (default normalization) | source |
+//! | --- | --- | --- |
+//! | [`content_loss`] | `J_c = 1/(4·C·H·W)·Σ(a_G − a_C)²` | seed (Coursera NST); Gatys et al. 2016 eq. 1 is [`ContentNorm::Half`] |
+//! | [`style_layer_loss`] | `J_s = 1/(4·C²·(H·W)²)·Σ(G_G − G_S)²`, `G = A·Aᵀ` | Gatys et al. 2016 eq. 3–4 (also the seed) |
+//! | [`total_variation`] | `Σ (x[c,i+1,j] − x[c,i,j])² + (x[c,i,j+1] − x[c,i,j])²` | Mahendran & Vedaldi 2015, β = 2 |
+//!
+//! Shapes are `[C, H, W]` row-major f32, as everywhere in the workspace. The derivations of all
+//! gradients are in `docs/gradients.md`.
+//!
+//! What this crate does not do: it does not know VGG or which layers are used, and it does not weight
+//! or sum the per-layer costs (the pipeline does, e.g. the seed's 0.2 per layer on `conv1_1…conv5_1`).
+//! It depends on `tensor-ops` only for the [`tensor_ops::Gemm`] trait.
+//!
+//! ## Features
+//! None. Parallelism comes from the [`tensor_ops::Gemm`] backend the caller passes in.
+//!
+//! # Examples
+//! ```
+//! use approx::assert_abs_diff_eq;
+//! use ndarray::Array3;
+//! use nst_costs::{StyleNorm, gram, style_layer_loss};
+//! use tensor_ops::CpuGemm;
+//!
+//! let style = Array3::from_shape_fn((4, 5, 6), |(c, i, j)| (c + i * j) as f32 * 0.1);
+//! let target = gram(style.view(), &CpuGemm);
+//! // The style cost of the style image itself is 0, and so is its gradient.
+//! let cost = style_layer_loss(style.view(), target.view(), StyleNorm::Seed, &CpuGemm)?;
+//! assert_abs_diff_eq!(cost.value, 0.0);
+//! assert!(cost.grad.iter().all(|&g| g == 0.0));
+//! # Ok::<(), nst_costs::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod content;
+mod style;
+mod tv;
+
+use ndarray::{Array3, ArrayViewMut3};
+
+pub use content::{ContentNorm, content_loss, content_loss_accumulate};
+pub use style::{
+    GRAM_BLOCK, StyleNorm, StyleScratch, blend_grams, gram, gram_into, rescale_gram,
+    style_layer_loss, style_layer_loss_accumulate,
+};
+pub use tv::{TvKind, total_variation, total_variation_accumulate};
+
+/// The errors of this crate: every one comes from caller input.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two arrays that must have the same shape do not.
+    #[error(
+        "{op}: shape mismatch: {left_name} has shape {left:?} but {right_name} has shape {right:?}"
+    )]
+    ShapeMismatch {
+        /// The function that was called.
+        op: &'static str,
+        /// What the first array is.
+        left_name: &'static str,
+        /// Its shape.
+        left: Vec<usize>,
+        /// What the second array is.
+        right_name: &'static str,
+        /// Its shape.
+        right: Vec<usize>,
+    },
+    /// A blend weight is negative, NaN or infinite.
+    #[error("blend_grams: weight {weight} of target {index} is not a finite non-negative number")]
+    InvalidBlendWeight {
+        /// Index of the target in the slice.
+        index: usize,
+        /// The offending weight.
+        weight: f32,
+    },
+    /// The blend weights sum to zero (or there are no targets).
+    #[error("blend_grams: the blend weights sum to zero or there are no targets")]
+    NoBlendWeight,
+    /// A numeric parameter is outside its domain.
+    #[error("{op}: {name} must be {expected}, got {value}")]
+    InvalidParameter {
+        /// The function that was called.
+        op: &'static str,
+        /// The parameter.
+        name: &'static str,
+        /// Its domain, in words.
+        expected: &'static str,
+        /// The value given.
+        value: f64,
+    },
+}
+
+/// `Result` with this crate's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The value of a cost and its gradient with respect to the cost's input, computed together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossAndGrad {
+    /// The cost, accumulated in f64.
+    pub value: f64,
+    /// `∂value/∂input`, with the input's shape.
+    pub grad: Array3<f32>,
+}
+
+/// Checks that two shapes agree, naming both in the error.
+fn check_same_shape(
+    op: &'static str,
+    left_name: &'static str,
+    left: &[usize],
+    right_name: &'static str,
+    right: &[usize],
+) -> Result<()> {
+    if left == right {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            op,
+            left_name,
+            left: left.to_vec(),
+            right_name,
+            right: right.to_vec(),
+        })
+    }
+}
+
+/// Runs `f` on `grad` as one contiguous row-major slice. When `grad` is not in standard layout, `f`
+/// runs on a zeroed temporary that is then added into `grad`, so `f` must *add* into its slice.
+fn with_contiguous_grad<R>(mut grad: ArrayViewMut3<'_, f32>, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    if let Some(slice) = grad.as_slice_mut() {
+        f(slice)
+    } else {
+        let mut tmp = Array3::<f32>::zeros(grad.raw_dim());
+        let r = f(tmp.as_slice_mut().expect("a fresh array is contiguous"));
+        grad += &tmp;
+        r
+    }
+}

@@ -1,1 +1,65 @@
-//! Convolution, ReLU and pooling with backprop for `[C, H, W]` f32 activations. Under construction: see issue 3.
+//! Convolution, ReLU and pooling with backpropagation for `[C, H, W]` f32 activations (batch 1),
+//! and a network walk that keeps only what the backward pass needs.
+//!
+//! - [`Conv2d`]: any kernel, stride and padding, with bias; im2col + GEMM over tiles of output rows,
+//!   run in parallel with rayon (one pool: each tile calls single-threaded `matrixmultiply`). The input
+//!   gradient is `col2im(Wᵀ·dY)`; weight and bias gradients are on request ([`Conv2d::backward_params`]).
+//! - [`Relu`] (one mask bit per element), [`MaxPool2d`] (32-bit argmax indices) and [`AvgPool2d`],
+//!   with MatConvNet's output sizes and padding rules (see the `pool` module docs).
+//! - [`Network`]: a list of boxed [`Layer`]s; `forward(input, taps)` returns the tapped outputs,
+//!   `backward(grad_taps)` sums the gradients arriving at several taps on the way down.
+//! - [`Gemm`]: `C ← α·A·B + β·C`, with [`CpuGemm`] (parallel, deterministic) and, behind the `cuda`
+//!   feature, `CublasGemm`; [`Backend`] selects one at run time.
+//!
+//! Results are bit-identical from run to run for the same input: work is split into fixed-size items
+//! that never depend on the thread count, and no reduction depends on scheduling order.
+//!
+//! This crate knows nothing about VGG, images, losses or optimizers; building a network from
+//! weights is the pipeline's job.
+//!
+//! ## Features
+//! - `cuda`: `CublasGemm` and `Backend::Cuda` through `cudarc` with dynamic loading. Builds without a
+//!   CUDA toolkit; `Backend::cuda()` probes for the driver and cuBLAS libraries at run time and returns
+//!   [`Error::DeviceUnavailable`] when they are missing. Without the feature it returns [`Error::NotCompiled`].
+//!
+//! ## Example
+//! ```
+//! use approx::assert_abs_diff_eq;
+//! use ndarray::{array, Array1, Array3, Array4};
+//! use tensor_ops::{Conv2d, Layer, Network, Padding, Relu};
+//!
+//! // A 1×1 convolution that doubles its single channel, then a ReLU.
+//! let conv = Conv2d::new("conv", Array4::from_elem((1, 1, 1, 1), 2.0), Array1::zeros(1), [1, 1], Padding::ZERO)?;
+//! let mut net = Network::new(vec![Box::new(conv), Box::new(Relu::new("relu"))]);
+//! let x = array![[[1.0_f32, -1.0], [0.5, -2.0]]];
+//! let out = net.forward(x.view(), &[1])?;
+//! assert_abs_diff_eq!(out[0], array![[[2.0, 0.0], [1.0, 0.0]]]);
+//! let grad = net.backward(&[Array3::ones((1, 2, 2)).view()])?;
+//! assert_abs_diff_eq!(grad, array![[[2.0, 0.0], [2.0, 0.0]]]);
+//! # Ok::<(), tensor_ops::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod backend;
+pub mod conv2d;
+#[cfg(feature = "cuda")]
+mod cuda;
+mod error;
+mod gemm;
+mod layer;
+mod network;
+pub mod pool;
+mod relu;
+mod shape;
+
+pub use backend::Backend;
+pub use conv2d::{Conv2d, Conv2dGeometry, Conv2dParamGrads};
+#[cfg(feature = "cuda")]
+pub use cuda::CublasGemm;
+pub use error::{Error, Result};
+pub use gemm::{CpuGemm, Gemm};
+pub use layer::{Layer, Saved};
+pub use network::Network;
+pub use pool::{AvgPool2d, MaxPool2d, PoolGeometry};
+pub use relu::Relu;
+pub use shape::{Padding, Shape};

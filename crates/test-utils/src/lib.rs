@@ -3,6 +3,8 @@
 //! This crate is only ever a `[dev-dependency]`. It holds "simple, slow, correct" code that the fast
 //! paths are checked against.
 
+pub mod reference;
+
 use std::fmt;
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
@@ -49,7 +51,13 @@ pub struct GradCheck {
 impl Default for GradCheck {
     /// `h = 1e-2`, `epsilon = 5e-3`, `max_relative = 1e-2`, 64 coordinates: the house settings for O(1) f32 inputs.
     fn default() -> Self {
-        GradCheck { h: 1e-2, epsilon: 5e-3, max_relative: 1e-2, max_coords: 64, seed: 0x5eed }
+        GradCheck {
+            h: 1e-2,
+            epsilon: 5e-3,
+            max_relative: 1e-2,
+            max_coords: 64,
+            seed: 0x5eed,
+        }
     }
 }
 
@@ -93,7 +101,11 @@ pub fn check_grad(
     mut f: impl FnMut(&[f32]) -> f64,
     cfg: GradCheck,
 ) -> Result<(), GradMismatch> {
-    assert_eq!(x.len(), analytic.len(), "x and its gradient differ in length");
+    assert_eq!(
+        x.len(),
+        analytic.len(),
+        "x and its gradient differ in length"
+    );
     let coords: Vec<usize> = if x.len() <= cfg.max_coords {
         (0..x.len()).collect()
     } else {
@@ -123,12 +135,23 @@ pub fn check_grad(
         // Divide by the step actually taken in f32, not the nominal one.
         let numeric = (f_up - f_down) / (up_step + down_step);
         let a = analytic[i] as f64;
-        if !approx::relative_eq!(a, numeric, epsilon = cfg.epsilon, max_relative = cfg.max_relative) {
+        if !approx::relative_eq!(
+            a,
+            numeric,
+            epsilon = cfg.epsilon,
+            max_relative = cfg.max_relative
+        ) {
             n_failed += 1;
             let diff = (a - numeric).abs();
             if diff > worst_diff || diff.is_nan() {
                 worst_diff = diff;
-                worst = Some(GradMismatch { index: i, analytic: a, numeric, n_failed: 0, n_checked: 0 });
+                worst = Some(GradMismatch {
+                    index: i,
+                    analytic: a,
+                    numeric,
+                    n_failed: 0,
+                    n_checked: 0,
+                });
             }
         }
     }
@@ -173,7 +196,16 @@ mod tests {
         let f = |v: &[f32]| v.iter().map(|&a| a as f64 * 2.0).sum::<f64>();
         let mut calls = 0;
         let g = vec![2.0; 1000];
-        check_grad(&x, &g, |v| { calls += 1; f(v) }, GradCheck::default()).unwrap();
+        check_grad(
+            &x,
+            &g,
+            |v| {
+                calls += 1;
+                f(v)
+            },
+            GradCheck::default(),
+        )
+        .unwrap();
         assert_eq!(calls, 2 * 64);
     }
 

@@ -1,0 +1,136 @@
+//! Content cost: squared distance between two feature maps (Gatys et al. 2016, eq. 1).
+
+#[cfg(test)]
+mod tests;
+
+use ndarray::{Array3, ArrayView3, ArrayViewMut3};
+
+use crate::{LossAndGrad, Result, check_same_shape, with_contiguous_grad};
+
+/// Normalization of the content cost `J_c = k·Σ(a_G − a_C)²` over the `N = C·H·W` elements of a
+/// feature map. The gradient is `∂J_c/∂a_G = 2k·(a_G − a_C)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ContentNorm {
+    /// `k = 1/(4·C·H·W)`: the seed (the Coursera "Art generation with neural style transfer"
+    /// assignment, `compute_content_cost`). The default.
+    #[default]
+    Seed,
+    /// `k = ½`: Gatys, Ecker & Bethge 2016, eq. 1, `L_content = ½·Σ(F − P)²`.
+    Half,
+    /// `k = 1/(C·H·W)`: the mean squared error, as `F.mse_loss` in the PyTorch neural-transfer tutorial.
+    Mean,
+}
+
+impl ContentNorm {
+    /// The factor `k` in `J_c = k·Σ(a_G − a_C)²` for a feature map of `n_elements = C·H·W` values.
+    ///
+    /// An empty map (`n_elements == 0`) has `k = 0` for the size-dependent norms, so its cost is 0.
+    ///
+    /// # Examples
+    /// ```
+    /// use approx::assert_relative_eq;
+    /// use nst_costs::ContentNorm;
+    /// assert_relative_eq!(ContentNorm::Seed.coefficient(8), 1.0 / 32.0);
+    /// assert_relative_eq!(ContentNorm::Half.coefficient(8), 0.5);
+    /// assert_relative_eq!(ContentNorm::Mean.coefficient(8), 1.0 / 8.0);
+    /// ```
+    pub fn coefficient(self, n_elements: usize) -> f64 {
+        if n_elements == 0 {
+            return match self {
+                ContentNorm::Half => 0.5,
+                ContentNorm::Seed | ContentNorm::Mean => 0.0,
+            };
+        }
+        let n = n_elements as f64;
+        match self {
+            ContentNorm::Seed => 1.0 / (4.0 * n),
+            ContentNorm::Half => 0.5,
+            ContentNorm::Mean => 1.0 / n,
+        }
+    }
+}
+
+/// Content cost of the generated feature map against the content target, with its gradient.
+///
+/// ```text
+/// J_c = k · Σ_{c,i,j} (a_G[c,i,j] − a_C[c,i,j])²        ∂J_c/∂a_G = 2k · (a_G − a_C)
+/// ```
+///
+/// `k` comes from `norm` ([`ContentNorm::Seed`]: `1/(4·C·H·W)`; Gatys et al. 2016, eq. 1 is
+/// [`ContentNorm::Half`]). Both maps are `[C, H, W]`. The value is accumulated in f64 from exact f64
+/// differences; the gradient is computed in f32. Derivation: `docs/gradients.md`.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when the two shapes differ.
+///
+/// # Examples
+/// ```
+/// use approx::assert_abs_diff_eq;
+/// use ndarray::array;
+/// use nst_costs::{ContentNorm, content_loss};
+///
+/// let generated = array![[[1.0_f32, 2.0]]]; // C = 1, H = 1, W = 2
+/// let target = array![[[0.0_f32, 0.0]]];
+/// let cost = content_loss(generated.view(), target.view(), ContentNorm::Seed)?;
+/// assert_abs_diff_eq!(cost.value, (1.0 + 4.0) / 8.0); // 1/(4·1·1·2) · (1² + 2²)
+/// assert_abs_diff_eq!(cost.grad, array![[[0.25, 0.5]]]); // 2/8 · (a_G − a_C)
+/// # Ok::<(), nst_costs::Error>(())
+/// ```
+pub fn content_loss(
+    generated: ArrayView3<'_, f32>,
+    target: ArrayView3<'_, f32>,
+    norm: ContentNorm,
+) -> Result<LossAndGrad> {
+    let mut grad = Array3::zeros(generated.raw_dim());
+    let value = content_loss_accumulate(generated, target, norm, grad.view_mut())?;
+    Ok(LossAndGrad { value, grad })
+}
+
+/// [`content_loss`] that **adds** `∂J_c/∂a_G` into `grad` and returns `J_c`; it allocates nothing when
+/// `grad` is in standard layout.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when `generated`, `target` and `grad` do not
+/// all have the same shape.
+///
+/// # Examples
+/// ```
+/// use approx::assert_abs_diff_eq;
+/// use ndarray::{Array3, array};
+/// use nst_costs::{ContentNorm, content_loss_accumulate};
+///
+/// let generated = array![[[1.0_f32, 2.0]]];
+/// let target = array![[[1.0_f32, 0.0]]];
+/// let mut grad = Array3::from_elem((1, 1, 2), 1.0_f32); // e.g. the style gradient of the same layer
+/// let value = content_loss_accumulate(generated.view(), target.view(), ContentNorm::Half, grad.view_mut())?;
+/// assert_abs_diff_eq!(value, 2.0); // ½ · 2²
+/// assert_abs_diff_eq!(grad, array![[[1.0, 3.0]]]); // 1 + (a_G − a_C)
+/// # Ok::<(), nst_costs::Error>(())
+/// ```
+pub fn content_loss_accumulate(
+    generated: ArrayView3<'_, f32>,
+    target: ArrayView3<'_, f32>,
+    norm: ContentNorm,
+    grad: ArrayViewMut3<'_, f32>,
+) -> Result<f64> {
+    const OP: &str = "content_loss";
+    check_same_shape(OP, "generated", generated.shape(), "target", target.shape())?;
+    check_same_shape(OP, "generated", generated.shape(), "grad", grad.shape())?;
+    let k = norm.coefficient(generated.len());
+    let two_k = (2.0 * k) as f32;
+    let generated = generated.as_standard_layout();
+    let target = target.as_standard_layout();
+    let g = generated.as_slice().expect("standard layout is contiguous");
+    let t = target.as_slice().expect("standard layout is contiguous");
+    let sum_sq = with_contiguous_grad(grad, |out| {
+        let mut sum_sq = 0.0_f64;
+        for ((o, &gv), &tv) in out.iter_mut().zip(g).zip(t) {
+            let d = f64::from(gv) - f64::from(tv);
+            sum_sq += d * d;
+            *o += two_k * (gv - tv);
+        }
+        sum_sq
+    });
+    Ok(k * sum_sq)
+}

@@ -1,0 +1,144 @@
+//! Central-difference checks of every gradient in the crate, through the public API.
+
+use ndarray::{Array2, Array3, ArrayView3};
+use nst_costs::{
+    ContentNorm, StyleNorm, TvKind, blend_grams, content_loss, gram, rescale_gram,
+    style_layer_loss, total_variation,
+};
+use tensor_ops::CpuGemm;
+use test_utils::{GradCheck, check_grad, uniform_vec};
+
+fn random(shape: (usize, usize, usize), seed: u64) -> Array3<f32> {
+    Array3::from_shape_vec(
+        shape,
+        uniform_vec(seed, shape.0 * shape.1 * shape.2, -1.0, 1.0),
+    )
+    .unwrap()
+}
+
+/// Checks `grad` against central differences of `cost` at `x`. The absolute tolerance is scaled to
+/// the gradient's largest entry, because the normalized costs have gradients far below 1.
+#[track_caller]
+fn check(x: &Array3<f32>, grad: &Array3<f32>, mut cost: impl FnMut(ArrayView3<'_, f32>) -> f64) {
+    let scale = grad.iter().fold(0.0_f64, |m, &g| m.max(f64::from(g).abs()));
+    assert!(
+        scale > 0.0,
+        "the gradient is identically zero: nothing would be checked"
+    );
+    let cfg = GradCheck {
+        epsilon: 1e-3 * scale,
+        max_coords: 128,
+        ..GradCheck::default()
+    };
+    let shape = x.raw_dim();
+    let result = check_grad(
+        x.as_slice().unwrap(),
+        grad.as_slice().unwrap(),
+        |v| cost(ArrayView3::from_shape(shape, v).unwrap()),
+        cfg,
+    );
+    if let Err(m) = result {
+        panic!("gradient check failed (scale {scale:e}): {m}");
+    }
+}
+
+#[test]
+fn fd_content_loss_every_norm() {
+    let x = random((3, 4, 5), 1);
+    let target = random((3, 4, 5), 2);
+    for norm in [ContentNorm::Seed, ContentNorm::Half, ContentNorm::Mean] {
+        let c = content_loss(x.view(), target.view(), norm).unwrap();
+        check(&x, &c.grad, |v| {
+            content_loss(v, target.view(), norm).unwrap().value
+        });
+    }
+}
+
+#[test]
+fn fd_style_layer_loss_every_norm() {
+    let x = random((4, 5, 6), 3);
+    let target = gram(random((4, 5, 6), 4).view(), &CpuGemm);
+    for norm in [
+        StyleNorm::Seed,
+        StyleNorm::Johnson2016,
+        StyleNorm::TorchTutorial,
+    ] {
+        let c = style_layer_loss(x.view(), target.view(), norm, &CpuGemm).unwrap();
+        check(&x, &c.grad, |v| {
+            style_layer_loss(v, target.view(), norm, &CpuGemm)
+                .unwrap()
+                .value
+        });
+    }
+}
+
+#[test]
+fn fd_style_layer_loss_wide_layer_against_blended_rescaled_targets() {
+    // 16 channels on 9×7 positions (1008 inputs, a random subset of 128 checked); the target is a
+    // blend of a same-size style and a larger one rescaled to this size.
+    let x = random((16, 9, 7), 5);
+    let same = gram(random((16, 9, 7), 6).view(), &CpuGemm);
+    let big = gram(random((16, 12, 11), 7).mapv(|v| v * 0.5).view(), &CpuGemm);
+    let big = rescale_gram(big.view(), 12 * 11, 9 * 7).unwrap();
+    let target: Array2<f32> = blend_grams(&[(same.view(), 0.3), (big.view(), 0.7)]).unwrap();
+    let c = style_layer_loss(x.view(), target.view(), StyleNorm::Seed, &CpuGemm).unwrap();
+    check(&x, &c.grad, |v| {
+        style_layer_loss(v, target.view(), StyleNorm::Seed, &CpuGemm)
+            .unwrap()
+            .value
+    });
+}
+
+#[test]
+fn fd_total_variation_squared() {
+    let x = random((3, 5, 6), 8);
+    let tv = total_variation(x.view(), TvKind::Squared).unwrap();
+    check(&x, &tv.grad, |v| {
+        total_variation(v, TvKind::Squared).unwrap().value
+    });
+}
+
+#[test]
+fn fd_total_variation_smooth_abs() {
+    // ε = 0.5 keeps the curvature 1/ε well within what h = 1e-2 resolves.
+    let x = random((3, 5, 6), 9);
+    let kind = TvKind::Abs { eps: 0.5 };
+    let tv = total_variation(x.view(), kind).unwrap();
+    check(&x, &tv.grad, |v| total_variation(v, kind).unwrap().value);
+}
+
+#[test]
+fn fd_check_rejects_a_wrong_gradient() {
+    // The harness itself must be able to fail: a gradient off by 2 % in one coordinate is caught.
+    let x = random((2, 3, 3), 10);
+    let target = random((2, 3, 3), 11);
+    let c = content_loss(x.view(), target.view(), ContentNorm::Half).unwrap();
+    let mut wrong = c.grad.clone();
+    wrong[[1, 2, 0]] *= 1.02;
+    let scale = wrong
+        .iter()
+        .fold(0.0_f64, |m, &g| m.max(f64::from(g).abs()));
+    let cfg = GradCheck {
+        epsilon: 1e-3 * scale,
+        max_coords: 128,
+        ..GradCheck::default()
+    };
+    let shape = x.raw_dim();
+    let err = check_grad(
+        x.as_slice().unwrap(),
+        wrong.as_slice().unwrap(),
+        |v| {
+            content_loss(
+                ArrayView3::from_shape(shape, v).unwrap(),
+                target.view(),
+                ContentNorm::Half,
+            )
+            .unwrap()
+            .value
+        },
+        cfg,
+    )
+    .unwrap_err();
+    assert_eq!(err.index, 9 + 2 * 3); // [1, 2, 0] in a [2, 3, 3] array
+    assert_eq!(err.n_failed, 1);
+}

@@ -1,0 +1,328 @@
+//! Adam (Kingma & Ba 2015), in Algorithm 1's form or TensorFlow 1's "epsilon hat" form.
+
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+
+use crate::exact::{f32_exact, vec_f32_bits};
+use crate::{Error, Objective, OptimError, Optimizer, Result, StepReport, count_non_finite, norm2};
+
+/// Settings of [`Adam`]. All arithmetic is in `f32`, like TensorFlow's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AdamConfig {
+    /// Step size `α` (must be finite and positive).
+    #[serde(with = "f32_exact")]
+    pub learning_rate: f32,
+    /// Decay of the first-moment estimate, `β₁ ∈ [0, 1)`.
+    #[serde(with = "f32_exact")]
+    pub beta1: f32,
+    /// Decay of the second-moment estimate, `β₂ ∈ [0, 1)`.
+    #[serde(with = "f32_exact")]
+    pub beta2: f32,
+    /// `ε` (finite, `≥ 0`); where it enters depends on [`AdamConfig::form`].
+    #[serde(with = "f32_exact")]
+    pub epsilon: f32,
+    /// Which of the paper's two equivalent-up-to-ε forms to run.
+    pub form: AdamForm,
+}
+
+/// The two update forms of Kingma & Ba 2015. They differ only in where `ε` enters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AdamForm {
+    /// Algorithm 1: `m̂ = m/(1 − β₁ᵗ)`, `v̂ = v/(1 − β₂ᵗ)`, `x ← x − α·m̂/(√v̂ + ε)`.
+    Algorithm1,
+    /// The "more efficient" form at the end of §2 (before §2.1), used by TensorFlow 1's
+    /// `tf.train.AdamOptimizer` (`ApplyAdam` kernel):
+    /// `αₜ = α·√(1 − β₂ᵗ)/(1 − β₁ᵗ)`, `m ← m + (g − m)·(1 − β₁)`, `v ← v + (g² − v)·(1 − β₂)`,
+    /// `x ← x − m·αₜ/(√v + ε̂)`. Here `ε` is the paper's `ε̂`, i.e. Algorithm 1's `ε` times `√(1 − β₂ᵗ)`.
+    EpsilonHat,
+}
+
+impl AdamConfig {
+    /// Kingma & Ba 2015, Algorithm 1 with the paper's defaults: `α = 0.001`, `β₁ = 0.9`,
+    /// `β₂ = 0.999`, `ε = 1e-8`, [`AdamForm::Algorithm1`].
+    ///
+    /// # Examples
+    /// ```
+    /// use nst_optim::{AdamConfig, AdamForm};
+    /// let c = AdamConfig::kingma_ba_2015();
+    /// assert_eq!((c.learning_rate, c.beta1, c.beta2, c.epsilon), (0.001, 0.9, 0.999, 1e-8));
+    /// assert_eq!(c.form, AdamForm::Algorithm1);
+    /// ```
+    pub fn kingma_ba_2015() -> Self {
+        AdamConfig {
+            learning_rate: 0.001,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            form: AdamForm::Algorithm1,
+        }
+    }
+
+    /// The seed's `tf.train.AdamOptimizer(2.0)`: `α = 2.0`, TensorFlow 1's defaults `β₁ = 0.9`,
+    /// `β₂ = 0.999`, `ε̂ = 1e-8`, in TensorFlow's [`AdamForm::EpsilonHat`] form (with the bias
+    /// corrections folded into `αₜ`, and `β₁ᵗ`, `β₂ᵗ` kept as running `f32` products as TF's
+    /// `beta1_power`/`beta2_power` variables are).
+    ///
+    /// # Examples
+    /// ```
+    /// use nst_optim::{AdamConfig, AdamForm};
+    /// let c = AdamConfig::seed();
+    /// assert_eq!((c.learning_rate, c.beta1, c.beta2, c.epsilon), (2.0, 0.9, 0.999, 1e-8));
+    /// assert_eq!(c.form, AdamForm::EpsilonHat);
+    /// ```
+    pub fn seed() -> Self {
+        AdamConfig {
+            learning_rate: 2.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            form: AdamForm::EpsilonHat,
+        }
+    }
+
+    /// Checks every field's domain.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first bad field.
+    ///
+    /// # Examples
+    /// ```
+    /// use nst_optim::AdamConfig;
+    /// assert!(AdamConfig::seed().validate().is_ok());
+    /// assert!(AdamConfig { beta2: 1.0, ..AdamConfig::seed() }.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name, expected, value: f32| {
+            Err(Error::InvalidConfig {
+                name,
+                expected,
+                value: f64::from(value),
+            })
+        };
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad("learning_rate", "finite and positive", self.learning_rate);
+        }
+        for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return bad(name, "in [0, 1)", b);
+            }
+        }
+        if !(self.epsilon.is_finite() && self.epsilon >= 0.0) {
+            return bad("epsilon", "finite and non-negative", self.epsilon);
+        }
+        Ok(())
+    }
+}
+
+impl Default for AdamConfig {
+    /// [`AdamConfig::kingma_ba_2015`].
+    fn default() -> Self {
+        Self::kingma_ba_2015()
+    }
+}
+
+/// Adam (Kingma & Ba 2015): one objective evaluation per step.
+///
+/// ```text
+/// t ← t + 1,  g = ∇f(x)
+/// m ← β₁·m + (1 − β₁)·g,   v ← β₂·v + (1 − β₂)·g²
+/// Algorithm1:  x ← x − α·(m/(1 − β₁ᵗ)) / (√(v/(1 − β₂ᵗ)) + ε)
+/// EpsilonHat:  x ← x − α·√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / (√v + ε̂)       (TensorFlow 1)
+/// ```
+///
+/// `β₁ᵗ`, `β₂ᵗ` are running `f32` products. A step evaluates at `x` and moves; a non-finite value or
+/// gradient is an error and leaves `x` unchanged.
+///
+/// # Examples
+/// ```
+/// use std::convert::Infallible;
+/// use approx::assert_relative_eq;
+/// use nst_optim::{Adam, AdamConfig, Objective, Optimizer};
+///
+/// struct Linear; // f(x) = 3·x, gradient 3
+/// impl Objective for Linear {
+///     type Error = Infallible;
+///     fn value_and_grad(&mut self, x: &[f32], g: &mut [f32]) -> Result<f64, Infallible> {
+///         g[0] = 3.0;
+///         Ok(3.0 * f64::from(x[0]))
+///     }
+/// }
+/// let mut x = [10.0_f32];
+/// let mut adam = Adam::new(AdamConfig::seed())?;
+/// adam.step(&mut x, &mut Linear).unwrap();
+/// // First step: m = 0.3, v = 0.009, αₜ = 2·√0.001/0.1, so x moves by ≈ α = 2.
+/// assert_relative_eq!(x[0], 8.0, max_relative = 1e-6);
+/// # Ok::<(), nst_optim::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Adam {
+    state: AdamState,
+    grad: Vec<f32>,
+}
+
+/// The complete state of an [`Adam`] run; serialize it with serde. Floats round-trip exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdamState {
+    config: AdamConfig,
+    /// Steps taken, `t`.
+    step: u64,
+    evaluations: u64,
+    /// `β₁ᵗ` as a running `f32` product (TF's `beta1_power`).
+    #[serde(with = "f32_exact")]
+    beta1_power: f32,
+    #[serde(with = "f32_exact")]
+    beta2_power: f32,
+    /// First moments (empty before the first step).
+    #[serde(with = "vec_f32_bits")]
+    m: Vec<f32>,
+    #[serde(with = "vec_f32_bits")]
+    v: Vec<f32>,
+}
+
+impl AdamState {
+    /// Steps taken so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AdamConfig {
+        &self.config
+    }
+}
+
+impl Adam {
+    /// A fresh optimizer (`t = 0`, zero moments, sized on the first step).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] from [`AdamConfig::validate`].
+    pub fn new(config: AdamConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Adam {
+            state: AdamState {
+                config,
+                step: 0,
+                evaluations: 0,
+                beta1_power: 1.0,
+                beta2_power: 1.0,
+                m: Vec::new(),
+                v: Vec::new(),
+            },
+            grad: Vec::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AdamConfig {
+        &self.state.config
+    }
+}
+
+impl Optimizer for Adam {
+    type State = AdamState;
+
+    fn step<O: Objective>(
+        &mut self,
+        x: &mut [f32],
+        objective: &mut O,
+    ) -> Result<StepReport, OptimError<O::Error>> {
+        let s = &mut self.state;
+        let n = x.len();
+        if s.step == 0 && s.m.is_empty() {
+            s.m = vec![0.0; n];
+            s.v = vec![0.0; n];
+        } else if s.m.len() != n {
+            return Err(OptimError::DimensionMismatch {
+                expected: s.m.len(),
+                actual: n,
+            });
+        }
+        self.grad.resize(n, 0.0);
+        let value = objective
+            .value_and_grad(x, &mut self.grad)
+            .map_err(OptimError::Objective)?;
+        s.evaluations += 1;
+        let non_finite_grad = count_non_finite(&self.grad);
+        if !value.is_finite() || non_finite_grad > 0 {
+            return Err(OptimError::NonFinite {
+                evaluation: s.evaluations,
+                value,
+                non_finite_grad,
+            });
+        }
+
+        let AdamConfig {
+            learning_rate,
+            beta1,
+            beta2,
+            epsilon,
+            form,
+        } = s.config;
+        // β^t for t = step + 1, as TF's running products (initialized to β, multiplied after each step).
+        let b1p = s.beta1_power * beta1;
+        let b2p = s.beta2_power * beta2;
+        match form {
+            AdamForm::Algorithm1 => {
+                let c1 = 1.0 - b1p;
+                let c2 = 1.0 - b2p;
+                for (((xi, &g), m), v) in x.iter_mut().zip(&self.grad).zip(&mut s.m).zip(&mut s.v) {
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    let m_hat = *m / c1;
+                    let v_hat = *v / c2;
+                    *xi -= learning_rate * m_hat / (v_hat.sqrt() + epsilon);
+                }
+            }
+            AdamForm::EpsilonHat => {
+                // The expression order of TensorFlow's ApplyAdam CPU kernel (training_ops.cc).
+                let alpha = learning_rate * (1.0 - b2p).sqrt() / (1.0 - b1p);
+                for (((xi, &g), m), v) in x.iter_mut().zip(&self.grad).zip(&mut s.m).zip(&mut s.v) {
+                    *m += (g - *m) * (1.0 - beta1);
+                    *v += (g * g - *v) * (1.0 - beta2);
+                    *xi -= (*m * alpha) / (v.sqrt() + epsilon);
+                }
+            }
+        }
+        s.beta1_power = b1p;
+        s.beta2_power = b2p;
+        s.step += 1;
+        Ok(StepReport {
+            value,
+            grad_norm: norm2(&self.grad),
+            evaluations: 1,
+            converged: None,
+        })
+    }
+
+    fn state(&self) -> AdamState {
+        self.state.clone()
+    }
+
+    fn from_state(state: AdamState) -> Result<Self> {
+        state.config.validate()?;
+        if state.m.len() != state.v.len() {
+            return Err(Error::InvalidState {
+                reason: format!(
+                    "first moments have length {}, second moments {}",
+                    state.m.len(),
+                    state.v.len()
+                ),
+            });
+        }
+        Ok(Adam {
+            state,
+            grad: Vec::new(),
+        })
+    }
+
+    fn iterations(&self) -> u64 {
+        self.state.step
+    }
+
+    fn evaluations(&self) -> u64 {
+        self.state.evaluations
+    }
+}

@@ -1,0 +1,159 @@
+//! Unit tests of L-BFGS's internals: two-loop recursion, interpolation, the non-descent reset.
+
+use approx::assert_relative_eq;
+
+use super::*;
+
+/// `f(x) = ½·Σ dᵢ·xᵢ²`.
+struct Diagonal(Vec<f64>);
+
+impl Objective for Diagonal {
+    type Error = std::convert::Infallible;
+    fn value_and_grad(&mut self, x: &[f32], g: &mut [f32]) -> Result<f64, Self::Error> {
+        let mut f = 0.0;
+        for ((&xi, gi), &d) in x.iter().zip(g.iter_mut()).zip(&self.0) {
+            f += 0.5 * d * f64::from(xi) * f64::from(xi);
+            *gi = (d * f64::from(xi)) as f32;
+        }
+        Ok(f)
+    }
+}
+
+#[test]
+fn two_loop_with_empty_history_is_steepest_descent() {
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    opt.direction(&[1.0, -2.0, 0.5]);
+    assert_eq!(opt.work.p, [-1.0, 2.0, -0.5]);
+}
+
+#[test]
+fn two_loop_with_one_exact_pair_inverts_a_scaled_identity() {
+    // For f = ½·c·‖x‖², y = c·s, so H = I/c exactly and p = −g/c.
+    let c = 4.0_f32;
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let s = vec![0.5_f32, -1.0, 2.0];
+    let y: Vec<f32> = s.iter().map(|v| v * c).collect();
+    let sy = dot_f32(&s, &y);
+    let yy = dot_f32(&y, &y);
+    opt.state.history.push_back(Pair {
+        s,
+        y,
+        rho: 1.0 / sy,
+        gamma: sy / yy,
+    });
+    opt.direction(&[1.0, 2.0, -3.0]);
+    for (p, g) in opt.work.p.iter().zip([1.0_f32, 2.0, -3.0]) {
+        assert_relative_eq!(*p, -g / c, max_relative = 1e-6);
+    }
+}
+
+#[test]
+fn a_non_descent_direction_resets_to_steepest_descent() {
+    // A (corrupt) pair with negative curvature makes −H·g point uphill; the step must notice,
+    // drop the history and still decrease f.
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let s = vec![1.0_f32, 1.0];
+    let y = vec![-1.0_f32, -1.0];
+    opt.state.history.push_back(Pair {
+        s,
+        y,
+        rho: -0.5,
+        gamma: -1.0,
+    });
+    let mut obj = Diagonal(vec![1.0, 3.0]);
+    let mut x = [1.0_f32, 1.0];
+    let mut g = [0.0_f32; 2];
+    let f0 = obj.value_and_grad(&x, &mut g).unwrap();
+    let r = opt.step(&mut x, &mut obj).unwrap();
+    assert!(r.value < f0, "{} !< {f0}", r.value);
+    // The corrupt pair is gone; the new one has positive curvature.
+    assert_eq!(opt.state.history.len(), 1);
+    assert!(opt.state.history[0].rho > 0.0);
+}
+
+#[test]
+fn interpolation_finds_the_minimizer_of_a_quadratic() {
+    // φ(α) = (α − 0.3)²: the cubic matching φ and φ' at two points of a quadratic is the
+    // quadratic itself, so its minimizer is exactly 0.3.
+    let phi = |a: f64| (a - 0.3) * (a - 0.3);
+    let dphi = |a: f64| 2.0 * (a - 0.3);
+    let lo = Trial {
+        alpha: 0.0,
+        value: phi(0.0),
+        slope: dphi(0.0),
+    };
+    let hi = Trial {
+        alpha: 1.0,
+        value: phi(1.0),
+        slope: dphi(1.0),
+    };
+    assert_relative_eq!(interpolate(&lo, &hi), 0.3, max_relative = 1e-12);
+    // Quadratic fallback when φ'(hi) is unknown.
+    let hi_nan = Trial {
+        slope: f64::NAN,
+        ..hi
+    };
+    assert_relative_eq!(interpolate(&lo, &hi_nan), 0.3, max_relative = 1e-12);
+    // Bisection when φ(hi) is not finite.
+    let hi_inf = Trial {
+        alpha: 1.0,
+        value: f64::INFINITY,
+        slope: f64::NAN,
+    };
+    assert_eq!(interpolate(&lo, &hi_inf), 0.5);
+    // Safeguard: a minimizer too close to an end is replaced by bisection.
+    let phi2 = |a: f64| (a - 0.01) * (a - 0.01);
+    let lo2 = Trial {
+        alpha: 0.0,
+        value: phi2(0.0),
+        slope: -0.02,
+    };
+    let hi2 = Trial {
+        alpha: 1.0,
+        value: phi2(1.0),
+        slope: 1.98,
+    };
+    assert_eq!(interpolate(&lo2, &hi2), 0.5);
+}
+
+#[test]
+fn fingerprint_sees_single_bit_changes() {
+    let x = [1.0_f32, 2.0, 3.0];
+    let mut y = x;
+    y[2] = f32::from_bits(y[2].to_bits() ^ 1);
+    assert_ne!(fnv1a(&x), fnv1a(&y));
+    assert_eq!(fnv1a(&x), fnv1a(&[1.0, 2.0, 3.0]));
+    // −0.0 and 0.0 differ in bits, so they differ here too (the cache is per bit pattern).
+    assert_ne!(fnv1a(&[0.0]), fnv1a(&[-0.0]));
+}
+
+/// Records every point it is evaluated at.
+struct Recording(Diagonal, Vec<Vec<f32>>);
+
+impl Objective for Recording {
+    type Error = std::convert::Infallible;
+    fn value_and_grad(&mut self, x: &[f32], g: &mut [f32]) -> Result<f64, Self::Error> {
+        self.1.push(x.to_vec());
+        self.0.value_and_grad(x, g)
+    }
+}
+
+#[test]
+fn the_cached_gradient_saves_an_evaluation_per_step() {
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let mut obj = Recording(Diagonal(vec![1.0, 2.0, 3.0, 4.0]), Vec::new());
+    let start = [1.0_f32, -1.0, 0.5, 2.0];
+    let mut x = start;
+    let first = opt.step(&mut x, &mut obj).unwrap();
+    assert_eq!(obj.1[0], start, "step 1 evaluates its start point first");
+    assert_eq!(first.evaluations as usize, obj.1.len());
+    let x1 = x;
+    obj.1.clear();
+    let second = opt.step(&mut x, &mut obj).unwrap();
+    assert_eq!(second.evaluations as usize, obj.1.len());
+    assert!(
+        obj.1.iter().all(|p| p.as_slice() != x1.as_slice()),
+        "step 2 re-evaluated its start point"
+    );
+    assert_eq!(opt.evaluations(), first.evaluations + second.evaluations);
+}

@@ -1,0 +1,343 @@
+//! L-BFGS on test functions, its monotone decrease, and its failure modes.
+
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+
+use nst_optim::{
+    Lbfgs, LbfgsConfig, LineSearchConfig, Objective, OptimError, Optimizer, StopReason, minimize,
+};
+
+use crate::problems::{Quadratic, Rosenbrock, max_error, rosenbrock_start};
+
+/// Runs L-BFGS with default settings, asserting a strict decrease at every iteration; returns the
+/// report and the values seen.
+#[track_caller]
+fn run_monotone<O: Objective<Error = Infallible>>(
+    x: &mut [f32],
+    obj: &mut O,
+    max_iterations: u64,
+) -> (nst_optim::MinimizeReport, Vec<f64>) {
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let mut f0 = vec![0.0_f32; x.len()];
+    let mut values = vec![obj.value_and_grad(x, &mut f0).unwrap()];
+    let report = minimize(&mut opt, x, obj, max_iterations, |info| {
+        values.push(info.value);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    for (k, w) in values.windows(2).enumerate() {
+        assert!(
+            w[1] < w[0] || (w[1] == w[0] && k + 2 == values.len()),
+            "value rose at iteration {}: {} → {}",
+            k + 1,
+            w[0],
+            w[1]
+        );
+    }
+    (report, values)
+}
+
+#[test]
+fn quadratic_reaches_its_known_minimum() {
+    let mut obj = Quadratic::new(20);
+    let mut x = vec![0.0_f32; 20];
+    let (report, _) = run_monotone(&mut x, &mut obj, 200);
+    assert!(
+        matches!(report.stop, StopReason::Converged(_)),
+        "{report:?}"
+    );
+    let center = obj.center.clone();
+    let err = max_error(&x, |i| center[i]);
+    assert!(
+        err < 1e-4,
+        "max error {err:e} after {} iterations",
+        report.iterations
+    );
+}
+
+#[test]
+fn rosenbrock_2d_to_1e_4() {
+    let mut x = rosenbrock_start(2);
+    let (report, _) = run_monotone(&mut x, &mut Rosenbrock, 200);
+    let err = max_error(&x, |_| 1.0);
+    assert!(err < 1e-4, "max error {err:e}, {report:?}");
+    assert!(report.iterations < 100, "{report:?}");
+}
+
+#[test]
+fn rosenbrock_10d_to_1e_4() {
+    let mut x = rosenbrock_start(10);
+    let (report, _) = run_monotone(&mut x, &mut Rosenbrock, 500);
+    let err = max_error(&x, |_| 1.0);
+    assert!(err < 1e-4, "max error {err:e}, {report:?}");
+}
+
+#[test]
+fn counts_evaluations_separately_from_iterations() {
+    let mut x = rosenbrock_start(2);
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let mut step_evals = 0;
+    let report = minimize(&mut opt, &mut x, &mut Rosenbrock, 200, |info| {
+        step_evals += info.step_evaluations;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    // One evaluation at the start point, then the line searches'.
+    assert_eq!(opt.evaluations(), step_evals);
+    assert_eq!(opt.iterations(), report.iterations);
+    assert!(
+        opt.evaluations() > opt.iterations(),
+        "Rosenbrock needs some line-search backtracking"
+    );
+}
+
+#[test]
+fn every_default_is_as_documented() {
+    let c = LbfgsConfig::default();
+    assert_eq!(c.history_size, 10);
+    assert_eq!(c.grad_tolerance, 1e-5);
+    assert_eq!(c.value_tolerance, 2.220446049250313e-9);
+    assert_eq!(
+        c.line_search,
+        LineSearchConfig {
+            c1: 1e-4,
+            c2: 0.9,
+            max_evaluations: 20
+        }
+    );
+    assert_eq!(LineSearchConfig::default(), c.line_search);
+}
+
+#[test]
+fn invalid_configs_are_errors() {
+    let d = LbfgsConfig::default();
+    let cases = [
+        (
+            LbfgsConfig {
+                history_size: 0,
+                ..d
+            },
+            "history_size",
+        ),
+        (
+            LbfgsConfig {
+                grad_tolerance: -1.0,
+                ..d
+            },
+            "grad_tolerance",
+        ),
+        (
+            LbfgsConfig {
+                value_tolerance: f64::NAN,
+                ..d
+            },
+            "value_tolerance",
+        ),
+        (
+            LbfgsConfig {
+                line_search: LineSearchConfig {
+                    c1: 0.0,
+                    ..d.line_search
+                },
+                ..d
+            },
+            "line_search.c1",
+        ),
+        (
+            LbfgsConfig {
+                line_search: LineSearchConfig {
+                    c2: 1e-5,
+                    ..d.line_search
+                },
+                ..d
+            },
+            "line_search.c2",
+        ),
+        (
+            LbfgsConfig {
+                line_search: LineSearchConfig {
+                    c2: 1.0,
+                    ..d.line_search
+                },
+                ..d
+            },
+            "line_search.c2",
+        ),
+        (
+            LbfgsConfig {
+                line_search: LineSearchConfig {
+                    max_evaluations: 0,
+                    ..d.line_search
+                },
+                ..d
+            },
+            "line_search.max_evaluations",
+        ),
+    ];
+    for (cfg, field) in cases {
+        match Lbfgs::new(cfg) {
+            Err(nst_optim::Error::InvalidConfig { name, .. }) => assert_eq!(name, field),
+            other => panic!("{field}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+}
+
+/// Reports the negated gradient: every "descent" direction goes uphill.
+struct LyingGradient;
+
+impl Objective for LyingGradient {
+    type Error = Infallible;
+    fn value_and_grad(&mut self, x: &[f32], grad: &mut [f32]) -> Result<f64, Infallible> {
+        let mut f = 0.0;
+        for (&v, g) in x.iter().zip(grad.iter_mut()) {
+            f += f64::from(v) * f64::from(v);
+            *g = -2.0 * v;
+        }
+        Ok(f)
+    }
+}
+
+#[test]
+fn failed_line_search_is_an_error_and_restores_x() {
+    let start = vec![1.5_f32, -0.25, 3.0];
+    let mut x = start.clone();
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let err = opt.step(&mut x, &mut LyingGradient).unwrap_err();
+    match err {
+        OptimError::LineSearchFailed {
+            evaluations,
+            directional_derivative,
+        } => {
+            assert_eq!(evaluations, 1 + 20, "start point + one full search");
+            assert!(directional_derivative < 0.0);
+        }
+        other => panic!("expected LineSearchFailed, got {other:?}"),
+    }
+    assert_eq!(x, start);
+}
+
+/// A bowl that is NaN beyond `|x| > 2`: the line search must back off instead of failing.
+struct Cliff;
+
+impl Objective for Cliff {
+    type Error = Infallible;
+    fn value_and_grad(&mut self, x: &[f32], grad: &mut [f32]) -> Result<f64, Infallible> {
+        if x.iter().any(|v| v.abs() > 2.0) {
+            grad.fill(f32::NAN);
+            return Ok(f64::NAN);
+        }
+        let mut f = 0.0;
+        for (&v, g) in x.iter().zip(grad.iter_mut()) {
+            let e = f64::from(v) - 1.5;
+            f += e * e * e * e + e * e;
+            *g = (4.0 * e * e * e + 2.0 * e) as f32;
+        }
+        Ok(f)
+    }
+}
+
+#[test]
+fn non_finite_trial_points_shrink_the_step() {
+    let mut x = vec![-1.9_f32, -1.0];
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let report = minimize(&mut opt, &mut x, &mut Cliff, 100, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(
+        matches!(report.stop, StopReason::Converged(_)),
+        "{report:?}"
+    );
+    assert!(max_error(&x, |_| 1.5) < 1e-3, "{x:?}");
+}
+
+#[test]
+fn non_finite_start_is_an_error() {
+    let mut x = vec![5.0_f32];
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let err = opt.step(&mut x, &mut Cliff).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OptimError::NonFinite {
+                evaluation: 1,
+                non_finite_grad: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(x, [5.0]);
+}
+
+struct Failing;
+
+#[derive(Debug, PartialEq)]
+struct Boom(u32);
+
+impl Objective for Failing {
+    type Error = Boom;
+    fn value_and_grad(&mut self, _x: &[f32], _grad: &mut [f32]) -> Result<f64, Boom> {
+        Err(Boom(7))
+    }
+}
+
+#[test]
+fn objective_errors_propagate() {
+    let mut x = vec![1.0_f32];
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    match opt.step(&mut x, &mut Failing) {
+        Err(OptimError::Objective(Boom(7))) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn length_change_is_an_error() {
+    let mut x = rosenbrock_start(4);
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    opt.step(&mut x, &mut Rosenbrock).unwrap();
+    let mut y = rosenbrock_start(2);
+    let err = opt.step(&mut y, &mut Rosenbrock).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OptimError::DimensionMismatch {
+                expected: 4,
+                actual: 2
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_changed_x_is_re_evaluated() {
+    let mut x = rosenbrock_start(2);
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    opt.step(&mut x, &mut Rosenbrock).unwrap();
+    let evals = opt.evaluations();
+    x[0] += 0.125; // e.g. the caller clamped pixels
+    let r = opt.step(&mut x, &mut Rosenbrock).unwrap();
+    // One fresh evaluation at the changed point plus the line search's.
+    assert!(r.evaluations >= 2, "{r:?}");
+    assert_eq!(opt.evaluations(), evals + r.evaluations);
+}
+
+#[test]
+fn callback_can_stop_the_run() {
+    let mut x = rosenbrock_start(2);
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let report = minimize(&mut opt, &mut x, &mut Rosenbrock, 100, |info| {
+        if info.iteration == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    assert_eq!(report.stop, StopReason::Callback);
+    assert_eq!(report.iterations, 3);
+    assert_eq!(opt.iterations(), 3);
+    assert_eq!(report.last.unwrap().iteration, 3);
+}

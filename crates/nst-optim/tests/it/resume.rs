@@ -1,0 +1,184 @@
+//! Save → serde_json → restore → continue gives bit-identical iterates to an uninterrupted run.
+
+use std::ops::ControlFlow;
+
+use nst_optim::{Adam, AdamConfig, Lbfgs, LbfgsConfig, Objective, Optimizer, minimize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::problems::{Rosenbrock, rosenbrock_start};
+
+/// Per-iteration trace: bit patterns of `x`, of the value and of the gradient norm, and the counters.
+type Trace = Vec<(Vec<u32>, u64, u64, u64, u64)>;
+
+/// Runs `minimize` for `n` iterations, appending the bit patterns of what the callback saw.
+fn run<P: Optimizer, O: Objective<Error = std::convert::Infallible>>(
+    opt: &mut P,
+    x: &mut [f32],
+    obj: &mut O,
+    n: u64,
+    seen: &mut Vec<(u64, u64, u64, u64)>,
+) {
+    minimize(opt, x, obj, n, |info| {
+        seen.push((
+            info.value.to_bits(),
+            info.grad_norm.to_bits(),
+            info.iteration,
+            info.evaluations,
+        ));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+}
+
+/// Steps one at a time, recording everything after each step.
+fn trace_steps<P: Optimizer, O: Objective<Error = std::convert::Infallible>>(
+    opt: &mut P,
+    x: &mut [f32],
+    obj: &mut O,
+    n: u64,
+    trace: &mut Trace,
+) {
+    for _ in 0..n {
+        let r = opt.step(x, obj).unwrap();
+        trace.push((
+            x.iter().map(|v| v.to_bits()).collect(),
+            r.value.to_bits(),
+            r.grad_norm.to_bits(),
+            opt.iterations(),
+            opt.evaluations(),
+        ));
+    }
+}
+
+/// Runs `total` steps uninterrupted, and `split` steps + JSON round trip + the rest, and compares.
+#[track_caller]
+fn check_resume<P>(make: impl Fn() -> P, start: &[f32], split: u64, total: u64)
+where
+    P: Optimizer,
+    P::State: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let mut x_a = start.to_vec();
+    let mut a = make();
+    let mut trace_a = Trace::new();
+    trace_steps(&mut a, &mut x_a, &mut Rosenbrock, total, &mut trace_a);
+
+    let mut x_b = start.to_vec();
+    let mut b = make();
+    let mut trace_b = Trace::new();
+    trace_steps(&mut b, &mut x_b, &mut Rosenbrock, split, &mut trace_b);
+    let saved = b.state();
+    let json = serde_json::to_string(&saved).unwrap();
+    let x_saved: Vec<u32> = x_b.iter().map(|v| v.to_bits()).collect();
+    drop(b);
+
+    let restored_state: P::State = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        restored_state, saved,
+        "the state changed through serde_json"
+    );
+    let mut c = P::from_state(restored_state).unwrap();
+    let mut x_c: Vec<f32> = x_saved.iter().map(|&b| f32::from_bits(b)).collect();
+    trace_steps(
+        &mut c,
+        &mut x_c,
+        &mut Rosenbrock,
+        total - split,
+        &mut trace_b,
+    );
+
+    assert_eq!(trace_a.len(), trace_b.len());
+    for (k, (ta, tb)) in trace_a.iter().zip(&trace_b).enumerate() {
+        assert_eq!(
+            ta,
+            tb,
+            "iteration {} differs after resuming at {split}",
+            k + 1
+        );
+    }
+    assert_eq!(a.state(), c.state(), "final states differ");
+}
+
+#[test]
+fn adam_resumes_bit_identically() {
+    let cfg = AdamConfig {
+        learning_rate: 0.01,
+        ..AdamConfig::seed()
+    };
+    for split in [1, 7, 20] {
+        check_resume(|| Adam::new(cfg).unwrap(), &rosenbrock_start(6), split, 40);
+    }
+    let cfg = AdamConfig {
+        learning_rate: 0.01,
+        ..AdamConfig::kingma_ba_2015()
+    };
+    check_resume(|| Adam::new(cfg).unwrap(), &rosenbrock_start(6), 13, 40);
+}
+
+#[test]
+fn lbfgs_resumes_bit_identically() {
+    // Rosenbrock in 6-D: line searches with several evaluations, a full history (m = 4) that wraps.
+    let cfg = LbfgsConfig {
+        history_size: 4,
+        grad_tolerance: 0.0,
+        value_tolerance: 0.0,
+        ..LbfgsConfig::default()
+    };
+    for split in [1, 5, 17] {
+        check_resume(|| Lbfgs::new(cfg).unwrap(), &rosenbrock_start(6), split, 30);
+    }
+}
+
+#[test]
+fn minimize_in_two_calls_equals_one_call() {
+    let cfg = LbfgsConfig::default();
+    let mut x1 = rosenbrock_start(4);
+    let mut o1 = Lbfgs::new(cfg).unwrap();
+    let mut seen1 = Vec::new();
+    run(&mut o1, &mut x1, &mut Rosenbrock, 25, &mut seen1);
+
+    let mut x2 = rosenbrock_start(4);
+    let mut o2 = Lbfgs::new(cfg).unwrap();
+    let mut seen2 = Vec::new();
+    run(&mut o2, &mut x2, &mut Rosenbrock, 10, &mut seen2);
+    let json = serde_json::to_string(&o2.state()).unwrap();
+    let mut o3 = Lbfgs::from_state(serde_json::from_str(&json).unwrap()).unwrap();
+    run(&mut o3, &mut x2, &mut Rosenbrock, 15, &mut seen2);
+    assert_eq!(seen1.len(), 25);
+    assert_eq!(seen1, seen2);
+    assert_eq!(
+        x1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        x2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    assert_eq!(o1.evaluations(), o3.evaluations());
+}
+
+#[test]
+fn tampered_states_are_rejected() {
+    let mut opt = Lbfgs::new(LbfgsConfig {
+        history_size: 3,
+        ..LbfgsConfig::default()
+    })
+    .unwrap();
+    let mut x = rosenbrock_start(2);
+    for _ in 0..5 {
+        opt.step(&mut x, &mut Rosenbrock).unwrap();
+    }
+    let mut json: serde_json::Value = serde_json::to_value(opt.state()).unwrap();
+    json["config"]["history_size"] = 2.into();
+    let err = Lbfgs::from_state(serde_json::from_value(json).unwrap()).unwrap_err();
+    assert!(
+        matches!(err, nst_optim::Error::InvalidState { .. }),
+        "{err:?}"
+    );
+
+    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    adam.step(&mut x, &mut Rosenbrock).unwrap();
+    let mut json: serde_json::Value = serde_json::to_value(adam.state()).unwrap();
+    json["v"] = serde_json::Value::Array(vec![]);
+    let err = Adam::from_state(serde_json::from_value(json).unwrap()).unwrap_err();
+    assert!(
+        matches!(err, nst_optim::Error::InvalidState { .. }),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,87 @@
+//! The `Layer` trait: one type per layer kind, forward and gradient with respect to the input.
+
+use std::fmt;
+
+use ndarray::{ArrayView3, ArrayViewMut3};
+
+use crate::{Error, Result, Shape};
+
+/// One layer of a feed-forward network on `[C, H, W]` f32 activations.
+///
+/// A layer writes its output into a caller-provided buffer and records in a [`Saved`] only what its
+/// backward pass needs (ReLU: a bit mask; max pooling: the argmax indices; convolution and average
+/// pooling: nothing, since their input gradient depends only on the weights and the shapes).
+/// Weight gradients, where a caller wants them, are separate methods of the concrete types
+/// (e.g. [`Conv2d::backward_params`](crate::Conv2d::backward_params)).
+pub trait Layer: Send + Sync + fmt::Debug {
+    /// The layer's name (e.g. `conv1_1`), used in errors and for tap lookup.
+    fn name(&self) -> &str;
+
+    /// Output shape for an input of shape `input`.
+    ///
+    /// # Errors
+    /// When the input does not fit the layer (channel count, smaller than the window).
+    fn output_shape(&self, input: Shape) -> Result<Shape>;
+
+    /// Computes the output into `output` (of shape `output_shape(input)`, standard layout, any prior
+    /// content). When `saved` is given, records there what [`backward_input`](Layer::backward_input) needs,
+    /// reusing its buffers.
+    ///
+    /// # Errors
+    /// When `input` does not fit the layer or `output` has the wrong shape.
+    fn forward(
+        &self,
+        input: ArrayView3<'_, f32>,
+        output: ArrayViewMut3<'_, f32>,
+        saved: Option<&mut Saved>,
+    ) -> Result<()>;
+
+    /// Computes the gradient with respect to the input into `grad_input` (of the input's shape, any
+    /// prior content), given the gradient `grad_output` with respect to the output and what `forward` saved.
+    ///
+    /// # Errors
+    /// When the shapes do not agree with each other or with what `forward` saved.
+    fn backward_input(
+        &self,
+        saved: &Saved,
+        grad_output: ArrayView3<'_, f32>,
+        grad_input: ArrayViewMut3<'_, f32>,
+    ) -> Result<()>;
+}
+
+/// What a layer's forward pass keeps for its backward pass. Buffers are reused from pass to pass.
+#[derive(Debug, Clone, Default)]
+pub struct Saved {
+    /// Shape of the input of the forward pass that filled this record.
+    pub input_shape: Shape,
+    /// One bit per output element (bit `i % 64` of word `i / 64`); ReLU sets it where the input was positive.
+    pub mask: Vec<u64>,
+    /// One index per output element; max pooling stores the flat input index of each window's maximum.
+    pub indices: Vec<u32>,
+}
+
+/// Checks that an array handed to `layer` has the expected shape.
+pub(crate) fn check_shape(layer: &str, what: &str, expected: Shape, actual: Shape) -> Result<()> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            layer: layer.to_owned(),
+            what: what.to_owned(),
+            expected,
+            actual,
+        })
+    }
+}
+
+/// Checks that a buffer a layer writes into is in standard layout.
+pub(crate) fn check_contiguous(layer: &str, what: &str, a: &ArrayViewMut3<'_, f32>) -> Result<()> {
+    if a.is_standard_layout() {
+        Ok(())
+    } else {
+        Err(Error::NotContiguous {
+            layer: layer.to_owned(),
+            what: what.to_owned(),
+        })
+    }
+}

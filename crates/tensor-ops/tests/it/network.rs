@@ -1,0 +1,170 @@
+//! The network walk: taps, summed gradients from several taps, buffer reuse, finite differences.
+
+use ndarray::{Array1, Array3, Array4, ArrayView3};
+use tensor_ops::{AvgPool2d, Conv2d, Layer, MaxPool2d, Network, Padding, Relu, Shape};
+
+use crate::{arr1, arr3, arr4, backward, forward};
+
+/// conv1 (1×1, 1→3) → relu1 → pool1 (max 2×2/2) → conv2 (3×3, 3→2, pad 1) → pool2 (avg 3×3/2, pad 1).
+///
+/// conv1 is 1×1 with weights of magnitude ≥ 0.8 and no bias, so with inputs `−2.125 + 0.25·i` every
+/// ReLU input is at least 0.1 = 10h away from the kink and values inside a pooling window stay
+/// ≥ 0.2 > 2h apart: no finite-difference step crosses a kink.
+fn small_net() -> Network {
+    let w1 = Array4::from_shape_vec((3, 1, 1, 1), vec![1.0, -0.8, 1.3]).unwrap();
+    let layers: Vec<Box<dyn Layer>> = vec![
+        Box::new(Conv2d::new("conv1", w1, Array1::zeros(3), [1, 1], Padding::ZERO).unwrap()),
+        Box::new(Relu::new("relu1")),
+        Box::new(MaxPool2d::new("pool1", [2, 2], [2, 2], Padding::ZERO).unwrap()),
+        Box::new(
+            Conv2d::new(
+                "conv2",
+                arr4(1, (2, 3, 3, 3), -1.0, 1.0),
+                arr1(2, 2, -1.0, 1.0),
+                [1, 1],
+                Padding::uniform(1),
+            )
+            .unwrap(),
+        ),
+        Box::new(AvgPool2d::new("pool2", [3, 3], [2, 2], Padding::uniform(1)).unwrap()),
+    ];
+    Network::new(layers)
+}
+
+fn input() -> Array3<f32> {
+    Array3::from_shape_vec(
+        (1, 9, 7),
+        test_utils::shuffled_linspace(3, 63, -2.125, 0.25),
+    )
+    .unwrap()
+}
+
+#[test]
+fn fd_network_two_taps() {
+    let mut net = small_net();
+    let taps = [
+        net.index_of("relu1").unwrap(),
+        net.index_of("pool2").unwrap(),
+    ];
+    let x = input();
+    let outs = net.forward(x.view(), &taps).unwrap();
+    let r: Vec<Array3<f32>> = outs
+        .iter()
+        .enumerate()
+        .map(|(j, o)| arr3(20 + j as u64, o.dim(), -1.0, 1.0))
+        .collect();
+    let analytic = net.backward(&[r[0].view(), r[1].view()]).unwrap();
+    let mut probe = small_net();
+    let f = |v: &[f32]| {
+        let xv = ArrayView3::from_shape(x.dim(), v).unwrap();
+        let outs = probe.forward_inference(xv, &taps).unwrap();
+        outs.iter()
+            .zip(&r)
+            .map(|(o, r)| test_utils::project(r.as_slice().unwrap(), o.as_slice().unwrap()))
+            .sum::<f64>()
+    };
+    test_utils::check_grad(
+        x.as_slice().unwrap(),
+        analytic.as_slice().unwrap(),
+        f,
+        test_utils::GradCheck::default(),
+    )
+    .unwrap();
+}
+
+/// The network walk equals chaining the layers by hand, and the gradient from two taps is the sum
+/// of the gradients from each tap alone.
+#[test]
+fn network_matches_layer_by_layer_and_sums_tap_gradients() {
+    let mut net = small_net();
+    let x = input();
+    let taps = [1, 4];
+    let outs = net.forward(x.view(), &taps).unwrap();
+    let g1 = arr3(5, outs[0].dim(), -1.0, 1.0);
+    let g2 = arr3(6, outs[1].dim(), -1.0, 1.0);
+    let both = net.backward(&[g1.view(), g2.view()]).unwrap();
+
+    // By hand.
+    let mut acts = vec![x.clone()];
+    let mut saved = Vec::new();
+    for layer in net.layers() {
+        let (y, s) = forward(layer.as_ref(), acts.last().unwrap().view());
+        acts.push(y);
+        saved.push(s);
+    }
+    assert_eq!(outs[0], acts[2]);
+    assert_eq!(outs[1], acts[5]);
+    let mut g = g2.clone();
+    for i in (0..5).rev() {
+        if i == 1 {
+            g += &g1;
+        }
+        g = backward(
+            net.layers()[i].as_ref(),
+            &saved[i],
+            Shape::of(&acts[i]),
+            g.view(),
+        );
+    }
+    assert_eq!(both, g);
+
+    // Linearity in the tap gradients.
+    net.forward(x.view(), &taps).unwrap();
+    let zero1 = Array3::zeros(g1.dim());
+    let zero2 = Array3::zeros(g2.dim());
+    let only1 = net.backward(&[g1.view(), zero2.view()]).unwrap();
+    let only2 = net.backward(&[zero1.view(), g2.view()]).unwrap();
+    for ((a, b), c) in both.iter().zip(&only1).zip(&only2) {
+        assert!(
+            (a - (b + c)).abs() <= 1e-5 * (1.0 + a.abs()),
+            "{a} vs {b} + {c}"
+        );
+    }
+}
+
+#[test]
+fn taps_in_any_order_and_repeated() {
+    let mut net = small_net();
+    let x = input();
+    let a = net.forward(x.view(), &[4, 1, 4]).unwrap();
+    let b = net.forward_inference(x.view(), &[1, 4]).unwrap();
+    assert_eq!(a[0], b[1]);
+    assert_eq!(a[1], b[0]);
+    assert_eq!(a[2], b[1]);
+}
+
+#[test]
+fn repeated_passes_reuse_outputs_and_give_identical_results() {
+    let mut net = small_net();
+    let x = input();
+    let mut outs = Vec::new();
+    net.forward_into(x.view(), &[1, 4], &mut outs).unwrap();
+    let ptrs: Vec<*const f32> = outs.iter().map(|o| o.as_ptr()).collect();
+    let g: Vec<Array3<f32>> = outs.iter().map(|o| Array3::ones(o.dim())).collect();
+    let first = net.backward(&[g[0].view(), g[1].view()]).unwrap();
+    let first_outs = outs.clone();
+    net.forward_into(x.view(), &[1, 4], &mut outs).unwrap();
+    assert_eq!(
+        ptrs,
+        outs.iter().map(|o| o.as_ptr()).collect::<Vec<_>>(),
+        "tap arrays were reallocated"
+    );
+    assert_eq!(outs, first_outs);
+    assert_eq!(net.backward(&[g[0].view(), g[1].view()]).unwrap(), first);
+}
+
+#[test]
+fn input_size_can_change_between_passes() {
+    let mut net = small_net();
+    let big = arr3(1, (1, 20, 17), -1.0, 1.0);
+    let small = arr3(2, (1, 6, 6), -1.0, 1.0);
+    let out_big = net.forward(big.view(), &[4]).unwrap();
+    let out_small = net.forward(small.view(), &[4]).unwrap();
+    let mut fresh = small_net();
+    assert_eq!(out_small, fresh.forward(small.view(), &[4]).unwrap());
+    assert_eq!(out_big[0].dim(), (2, 5, 4));
+    let g = net
+        .backward(&[Array3::ones(out_small[0].dim()).view()])
+        .unwrap();
+    assert_eq!(g.dim(), (1, 6, 6));
+}
