@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod download;
 pub mod image_io;
+pub mod pipeline;
 #[cfg(test)]
 mod testing;
