@@ -41,7 +41,9 @@ pub enum Error {
         available: String,
     },
     /// The model cannot be run as a feed-forward chain of conv/ReLU/pool layers.
-    #[error("the model is not a VGG chain: layer `{layer}` has type `{type_name}`, which style transfer cannot run")]
+    #[error(
+        "the model is not a VGG chain: layer `{layer}` has type `{type_name}`, which style transfer cannot run"
+    )]
     NotAChain {
         /// The layer.
         layer: String,
@@ -88,12 +90,19 @@ pub const SEED_STYLE_LAYERS: &str = "relu1_1:0.2,relu2_1:0.2,relu3_1:0.2,relu4_1
 /// [`Error::InvalidSpec`] for an empty list, an empty name, a weight that is not a finite number ≥ 0,
 /// or a layer named twice.
 pub fn parse_layers(flag: &'static str, spec: &str) -> Result<Vec<LayerWeight>> {
-    let err = |reason: String| Error::InvalidSpec { flag, spec: spec.to_owned(), reason };
+    let err = |reason: String| Error::InvalidSpec {
+        flag,
+        spec: spec.to_owned(),
+        reason,
+    };
     let mut out: Vec<LayerWeight> = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, weight) = match item.split_once(':') {
             Some((n, w)) => {
-                let w: f32 = w.trim().parse().map_err(|_| err(format!("`{w}` is not a number")))?;
+                let w: f32 = w
+                    .trim()
+                    .parse()
+                    .map_err(|_| err(format!("`{w}` is not a number")))?;
                 (n.trim(), w)
             }
             None => (item, 1.0),
@@ -102,12 +111,17 @@ pub fn parse_layers(flag: &'static str, spec: &str) -> Result<Vec<LayerWeight>> 
             return Err(err("a layer name is empty".into()));
         }
         if !(weight.is_finite() && weight >= 0.0) {
-            return Err(err(format!("the weight of `{name}` must be a finite number ≥ 0")));
+            return Err(err(format!(
+                "the weight of `{name}` must be a finite number ≥ 0"
+            )));
         }
         if out.iter().any(|l| l.name == name) {
             return Err(err(format!("`{name}` is named twice")));
         }
-        out.push(LayerWeight { name: name.to_owned(), weight });
+        out.push(LayerWeight {
+            name: name.to_owned(),
+            weight,
+        });
     }
     if out.is_empty() {
         return Err(err("no layer given".into()));
@@ -148,7 +162,12 @@ pub fn last_vgg_layer<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<St
 pub fn build_network(model: &VggModel, pooling: Option<PoolMethod>) -> Result<Network> {
     let mut layers: Vec<Box<dyn tensor_ops::Layer>> = Vec::with_capacity(model.layers.len());
     for layer in &model.layers {
-        let pad = |p: vgg_weights::Pad| Padding { top: p.top, bottom: p.bottom, left: p.left, right: p.right };
+        let pad = |p: vgg_weights::Pad| Padding {
+            top: p.top,
+            bottom: p.bottom,
+            left: p.left,
+            right: p.right,
+        };
         let boxed: Box<dyn tensor_ops::Layer> = match &layer.kind {
             LayerKind::Conv(c) => Box::new(Conv2d::new(
                 layer.name.clone(),
@@ -159,15 +178,31 @@ pub fn build_network(model: &VggModel, pooling: Option<PoolMethod>) -> Result<Ne
             )?),
             LayerKind::Relu => Box::new(Relu::new(layer.name.clone())),
             LayerKind::Pool(p) => match pooling.unwrap_or(p.method) {
-                PoolMethod::Max => Box::new(MaxPool2d::new(layer.name.clone(), p.size, p.stride, pad(p.pad))?),
-                PoolMethod::Avg => Box::new(AvgPool2d::new(layer.name.clone(), p.size, p.stride, pad(p.pad))?),
+                PoolMethod::Max => Box::new(MaxPool2d::new(
+                    layer.name.clone(),
+                    p.size,
+                    p.stride,
+                    pad(p.pad),
+                )?),
+                PoolMethod::Avg => Box::new(AvgPool2d::new(
+                    layer.name.clone(),
+                    p.size,
+                    p.stride,
+                    pad(p.pad),
+                )?),
             },
             LayerKind::Other { type_name } => {
-                return Err(Error::NotAChain { layer: layer.name.clone(), type_name: type_name.clone() });
+                return Err(Error::NotAChain {
+                    layer: layer.name.clone(),
+                    type_name: type_name.clone(),
+                });
             }
             #[allow(unreachable_patterns, reason = "LayerKind is non-exhaustive")]
             _ => {
-                return Err(Error::NotAChain { layer: layer.name.clone(), type_name: "unknown".into() });
+                return Err(Error::NotAChain {
+                    layer: layer.name.clone(),
+                    type_name: "unknown".into(),
+                });
             }
         };
         layers.push(boxed);
@@ -194,8 +229,10 @@ impl ObjectiveSpec {
     /// The seed: content `relu4_2`, style `relu1_1 … relu5_1` at 0.2, α = 10, β = 40, no TV.
     pub fn seed() -> ObjectiveSpec {
         ObjectiveSpec {
-            content_layers: parse_layers("--content-layers", SEED_CONTENT_LAYERS).expect("a valid constant"),
-            style_layers: parse_layers("--style-layers", SEED_STYLE_LAYERS).expect("a valid constant"),
+            content_layers: parse_layers("--content-layers", SEED_CONTENT_LAYERS)
+                .expect("a valid constant"),
+            style_layers: parse_layers("--style-layers", SEED_STYLE_LAYERS)
+                .expect("a valid constant"),
             alpha: 10.0,
             beta: 40.0,
             tv_weight: 0.0,
@@ -204,7 +241,10 @@ impl ObjectiveSpec {
 
     /// Every layer name, content first.
     pub fn layer_names(&self) -> impl Iterator<Item = &str> {
-        self.content_layers.iter().chain(&self.style_layers).map(|l| l.name.as_str())
+        self.content_layers
+            .iter()
+            .chain(&self.style_layers)
+            .map(|l| l.name.as_str())
     }
 }
 
@@ -226,7 +266,9 @@ pub struct Breakdown {
 impl Breakdown {
     /// Whether every number is finite.
     pub fn is_finite(&self) -> bool {
-        [self.total, self.content, self.style, self.tv].iter().all(|v| v.is_finite())
+        [self.total, self.content, self.style, self.tv]
+            .iter()
+            .all(|v| v.is_finite())
     }
 }
 
@@ -296,16 +338,27 @@ impl StyleObjective {
         if styles.is_empty() && !spec.style_layers.is_empty() {
             return Err(Error::InvalidSetting("no style image given".into()));
         }
-        for (what, v) in [("--alpha", spec.alpha), ("--beta", spec.beta), ("--tv-weight", spec.tv_weight)] {
+        for (what, v) in [
+            ("--alpha", spec.alpha),
+            ("--beta", spec.beta),
+            ("--tv-weight", spec.tv_weight),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::InvalidSetting(format!("{what} must be a finite number ≥ 0 (got {v})")));
+                return Err(Error::InvalidSetting(format!(
+                    "{what} must be a finite number ≥ 0 (got {v})"
+                )));
             }
         }
         let index = |flag, name: &str| {
             network.index_of(name).ok_or_else(|| Error::UnknownLayer {
                 flag,
                 name: name.to_owned(),
-                available: network.layers().iter().map(|l| l.name().to_owned()).collect::<Vec<_>>().join(", "),
+                available: network
+                    .layers()
+                    .iter()
+                    .map(|l| l.name().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
         };
         let content_idx = spec
@@ -313,12 +366,19 @@ impl StyleObjective {
             .iter()
             .map(|l| index("--content-layers", &l.name))
             .collect::<Result<Vec<_>>>()?;
-        let style_idx =
-            spec.style_layers.iter().map(|l| index("--style-layers", &l.name)).collect::<Result<Vec<_>>>()?;
+        let style_idx = spec
+            .style_layers
+            .iter()
+            .map(|l| index("--style-layers", &l.name))
+            .collect::<Result<Vec<_>>>()?;
         let mut taps: Vec<usize> = content_idx.iter().chain(&style_idx).copied().collect();
         taps.sort_unstable();
         taps.dedup();
-        let slot = |i: usize| taps.iter().position(|&t| t == i).expect("every index is a tap");
+        let slot = |i: usize| {
+            taps.iter()
+                .position(|&t| t == i)
+                .expect("every index is a tap")
+        };
         let shape = Shape::of(&content);
         let last = *taps.last().expect("at least one layer");
         let shapes = network.shapes(shape, last)?;
@@ -333,14 +393,22 @@ impl StyleObjective {
             .iter()
             .zip(&content_idx)
             .zip(content_features)
-            .map(|((l, &i), target)| ContentTerm { slot: slot(i), weight: l.weight, target })
+            .map(|((l, &i), target)| ContentTerm {
+                slot: slot(i),
+                weight: l.weight,
+                target,
+            })
             .collect();
 
         let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
         if !spec.style_layers.is_empty()
-            && !(total_blend.is_finite() && total_blend > 0.0 && styles.iter().all(|s| s.weight >= 0.0))
+            && !(total_blend.is_finite()
+                && total_blend > 0.0
+                && styles.iter().all(|s| s.weight >= 0.0))
         {
-            return Err(Error::InvalidSetting("--style-blend weights must be ≥ 0 with a positive sum".into()));
+            return Err(Error::InvalidSetting(
+                "--style-blend weights must be ≥ 0 with a positive sum".into(),
+            ));
         }
         let mut grams: Vec<Vec<(Array2<f32>, f32)>> = vec![Vec::new(); style_idx.len()];
         for s in styles {
@@ -351,7 +419,11 @@ impl StyleObjective {
             for (j, f) in feats.iter().enumerate() {
                 let target_positions = shapes[style_idx[j] + 1].plane();
                 let g = nst_costs::gram(f.view(), backend.gemm());
-                let g = nst_costs::rescale_gram(g.view(), f.shape()[1] * f.shape()[2], target_positions)?;
+                let g = nst_costs::rescale_gram(
+                    g.view(),
+                    f.shape()[1] * f.shape()[2],
+                    target_positions,
+                )?;
                 grams[j].push((g, s.weight / total_blend));
             }
         }
@@ -359,7 +431,12 @@ impl StyleObjective {
         for ((l, &i), gs) in spec.style_layers.iter().zip(&style_idx).zip(grams) {
             let views: Vec<_> = gs.iter().map(|(g, w)| (g.view(), *w)).collect();
             let target_gram = nst_costs::blend_grams(&views)?;
-            style_terms.push(StyleTerm { slot: slot(i), name: l.name.clone(), weight: l.weight, target_gram });
+            style_terms.push(StyleTerm {
+                slot: slot(i),
+                name: l.name.clone(),
+                weight: l.weight,
+                target_gram,
+            });
         }
         Ok(StyleObjective {
             network,
@@ -401,7 +478,11 @@ impl StyleObjective {
     ///
     /// # Errors
     /// [`Error::InvalidSetting`] for a wrong shape; [`Error::Ops`] / [`Error::Costs`] from the layers.
-    pub fn evaluate(&mut self, image: ArrayView3<'_, f32>, mut grad: ArrayViewMut3<'_, f32>) -> Result<Breakdown> {
+    pub fn evaluate(
+        &mut self,
+        image: ArrayView3<'_, f32>,
+        mut grad: ArrayViewMut3<'_, f32>,
+    ) -> Result<Breakdown> {
         if Shape::of(&image) != self.shape || Shape::of(&grad) != self.shape {
             return Err(Error::InvalidSetting(format!(
                 "the image has shape {} but the objective was built for {}",
@@ -411,10 +492,15 @@ impl StyleObjective {
         }
         self.evaluations += 1;
         let feats = self.network.forward(image, &self.taps)?;
-        let mut grads: Vec<Array3<f32>> = feats.iter().map(|f| Array3::zeros(f.raw_dim())).collect();
+        let mut grads: Vec<Array3<f32>> =
+            feats.iter().map(|f| Array3::zeros(f.raw_dim())).collect();
         let mut content = 0.0_f64;
         for term in &self.content {
-            let l = nst_costs::content_loss(feats[term.slot].view(), term.target.view(), ContentNorm::Seed)?;
+            let l = nst_costs::content_loss(
+                feats[term.slot].view(),
+                term.target.view(),
+                ContentNorm::Seed,
+            )?;
             content += f64::from(term.weight) * l.value;
             grads[term.slot].scaled_add(self.alpha * term.weight, &l.grad);
         }
@@ -440,8 +526,16 @@ impl StyleObjective {
             tv = l.value;
             grad.scaled_add(self.tv_weight, &l.grad);
         }
-        let total = f64::from(self.alpha) * content + f64::from(self.beta) * style + f64::from(self.tv_weight) * tv;
-        let b = Breakdown { total, content, style, tv, style_layers };
+        let total = f64::from(self.alpha) * content
+            + f64::from(self.beta) * style
+            + f64::from(self.tv_weight) * tv;
+        let b = Breakdown {
+            total,
+            content,
+            style,
+            tv,
+            style_layers,
+        };
         self.last = Some(b.clone());
         Ok(b)
     }
@@ -452,10 +546,19 @@ impl nst_optim::Objective for StyleObjective {
 
     fn value_and_grad(&mut self, x: &[f32], grad: &mut [f32]) -> Result<f64> {
         let dim = self.shape.dim();
-        let image = ArrayView3::from_shape(dim, x)
-            .map_err(|_| Error::InvalidSetting(format!("x has {} values, not {}", x.len(), self.shape.len())))?;
-        let grad = ArrayViewMut3::from_shape(dim, grad)
-            .map_err(|_| Error::InvalidSetting(format!("the gradient has the wrong length for {}", self.shape)))?;
+        let image = ArrayView3::from_shape(dim, x).map_err(|_| {
+            Error::InvalidSetting(format!(
+                "x has {} values, not {}",
+                x.len(),
+                self.shape.len()
+            ))
+        })?;
+        let grad = ArrayViewMut3::from_shape(dim, grad).map_err(|_| {
+            Error::InvalidSetting(format!(
+                "the gradient has the wrong length for {}",
+                self.shape
+            ))
+        })?;
         Ok(self.evaluate(image, grad)?.total)
     }
 }
