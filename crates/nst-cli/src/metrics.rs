@@ -164,7 +164,8 @@ fn draw<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     area.fill(&WHITE).map_err(e)?;
-    let series: Vec<(&str, RGBColor, Vec<(f64, f64)>)> = [
+    type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
+    let series: Vec<Series> = [
         (
             "total",
             BLACK,
@@ -249,7 +250,7 @@ impl Animation {
     /// Offers a frame.
     pub fn push(&mut self, img: &RgbImage) {
         self.stride = self.stride.max(1);
-        if self.offered % self.stride == 0 {
+        if self.offered.is_multiple_of(self.stride) {
             self.frames
                 .push(image::DynamicImage::ImageRgb8(img.clone()).to_rgba8());
             if self.frames.len() > Self::MAX_FRAMES {

@@ -401,11 +401,9 @@ impl StyleObjective {
             .collect();
 
         let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
-        if !spec.style_layers.is_empty()
-            && !(total_blend.is_finite()
-                && total_blend > 0.0
-                && styles.iter().all(|s| s.weight >= 0.0))
-        {
+        let blend_ok =
+            total_blend.is_finite() && total_blend > 0.0 && styles.iter().all(|s| s.weight >= 0.0);
+        if !spec.style_layers.is_empty() && !blend_ok {
             return Err(Error::InvalidSetting(
                 "--style-blend weights must be ≥ 0 with a positive sum".into(),
             ));

@@ -246,7 +246,8 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
             weight,
         })
         .collect();
-    let network = pipeline::build_network(&model, pooling)?;
+    let network = pipeline::build_network(&model, pooling)
+        .with_context(|| format!("the weights {} (--weights)", settings.weights.display()))?;
     drop(model);
     let mut obj = StyleObjective::new(
         network,
@@ -342,8 +343,9 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
     let mut last_good: Option<(usize, Vec<f32>)> = None;
     let mut ended = Ended::Completed;
     let mut diverged: Option<(usize, String)> = None;
-    let is_log =
-        |it: usize| it == total || (settings.print_every > 0 && it % settings.print_every == 0);
+    let is_log = |it: usize| {
+        it == total || (settings.print_every > 0 && it.is_multiple_of(settings.print_every))
+    };
     let mut ctx = LogCtx {
         settings: &settings,
         shape: (3, h, w),
@@ -418,7 +420,7 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
             bar.set_message(format!("total {:.4e}", report.value));
         }
         if settings.checkpoint_every > 0
-            && iteration % settings.checkpoint_every == 0
+            && iteration.is_multiple_of(settings.checkpoint_every)
             && iteration < total
         {
             save_checkpoint(
