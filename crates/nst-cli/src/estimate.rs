@@ -145,3 +145,6 @@ pub fn human_bytes(b: u64) -> String {
         format!("{:.0} MB", b / 1e6)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -293,3 +293,6 @@ impl Animation {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -300,3 +300,6 @@ pub fn find_image(path: &Path) -> PathBuf {
         path.to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests;
