@@ -103,8 +103,15 @@ pub fn measure_gemm_rate(gemm: &dyn Gemm) -> f64 {
     2.0 * (m * n * k) as f64 * reps as f64 / secs
 }
 
-/// Memory the system can give us now (`MemAvailable` of `/proc/meminfo`), if known.
+/// Memory the run may use: `NST_MEMORY_LIMIT_MB` if set (a cap for shared machines), else what the
+/// system can give now (`MemAvailable` of `/proc/meminfo`), if known.
 pub fn available_memory() -> Option<u64> {
+    if let Some(mb) = std::env::var("NST_MEMORY_LIMIT_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some(mb * 1024 * 1024);
+    }
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -329,3 +329,89 @@ fn sigint_saves_the_image_and_a_checkpoint_and_exits_130() {
             .unwrap();
     assert_eq!(record["outcome"], "interrupted");
 }
+
+#[test]
+fn too_large_for_memory_is_refused_with_a_size_that_fits_unless_forced() {
+    let dir = temp_dir("memory");
+    let (w, c, s) = fixture(&dir);
+    let mut args = base_args(&w, &c, &s);
+    args.extend(["--iterations", "1", "--size", "400x320", "--upscale"].map(String::from));
+    let out = nst_command(&dir, &strs(&args))
+        .env("NST_MEMORY_LIMIT_MB", "60")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the largest size that would fit is about") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!dir.join("output/result.png").exists());
+    args.push("--force".into());
+    let out = nst_command(&dir, &strs(&args))
+        .env("NST_MEMORY_LIMIT_MB", "60")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn preserve_colors_keeps_the_content_chroma() {
+    let dir = temp_dir("colors");
+    let (w, c, s) = fixture(&dir);
+    let content = image::open(&c).unwrap().to_rgb8();
+    let iq = |p: &image::Rgb<u8>| {
+        let [r, g, b] = p.0.map(f32::from);
+        (
+            0.596 * r - 0.274 * g - 0.322 * b,
+            0.211 * r - 0.523 * g + 0.312 * b,
+        )
+    };
+    let chroma_change = |extra: &[&str]| {
+        let mut args = base_args(&w, &c, &s);
+        args.extend(["--iterations", "10"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = nst(&dir, &strs(&args));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let result = image::open(dir.join("output/result.png"))
+            .unwrap()
+            .to_rgb8();
+        let mut diff = 0.0;
+        for (a, b) in result.pixels().zip(content.pixels()) {
+            let ((ia, qa), (ib, qb)) = (iq(a), iq(b));
+            diff += (ia - ib).abs() + (qa - qb).abs();
+        }
+        diff / (40.0 * 32.0 * 2.0)
+    };
+    let kept = chroma_change(&["--preserve-colors"]);
+    let free = chroma_change(&[]);
+    // Clipping to 0–255 and rounding move the chroma a little where the luminance is extreme.
+    assert!(
+        kept < 3.0 && free > 3.0 * kept,
+        "mean chroma change {kept} with, {free} without --preserve-colors"
+    );
+}
+
+#[test]
+fn bench_times_iterations() {
+    let dir = temp_dir("bench");
+    let (w, _, _) = fixture(&dir);
+    let out = nst(
+        &dir,
+        &[
+            "bench",
+            "--weights",
+            &w.display().to_string(),
+            "--size",
+            "40x32",
+            "--iterations",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("median Adam iteration") && text.contains("over 2 iterations"),
+        "{text}"
+    );
+}
