@@ -227,6 +227,8 @@ struct Work {
     alphas: Vec<f64>,
     g_trial: Vec<f32>,
     g_lo: Vec<f32>,
+    s: Vec<f32>,
+    y: Vec<f32>,
 }
 
 /// One evaluated point of the line search: `φ(α) = f(x₀ + α·p)`, `φ'(α) = ∇f·p`.
@@ -538,22 +540,31 @@ impl Optimizer for Lbfgs {
         };
 
         // Curvature pair.
-        let s: Vec<f32> = x
-            .iter()
-            .zip(&self.work.x0)
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)) as f32)
-            .collect();
-        let y: Vec<f32> = g1
-            .iter()
-            .zip(&g0)
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)) as f32)
-            .collect();
-        let sy = dot_f32(&s, &y);
-        let yy = dot_f32(&y, &y);
+        let w = &mut self.work;
+        w.s.clear();
+        w.s.extend(
+            x.iter()
+                .zip(&w.x0)
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)) as f32),
+        );
+        w.y.clear();
+        w.y.extend(
+            g1.iter()
+                .zip(&g0)
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)) as f32),
+        );
+        let sy = dot_f32(&w.s, &w.y);
+        let yy = dot_f32(&w.y, &w.y);
         if sy > 1e-10 * yy && sy.is_finite() && yy > 0.0 {
-            if self.state.history.len() == self.state.config.history_size {
-                self.state.history.pop_front();
-            }
+            // Reuse the oldest pair's buffers once the history is full.
+            let (mut s, mut y) = if self.state.history.len() == self.state.config.history_size {
+                let old = self.state.history.pop_front().expect("history_size >= 1");
+                (old.s, old.y)
+            } else {
+                (Vec::with_capacity(n), Vec::with_capacity(n))
+            };
+            s.clone_from(&w.s);
+            y.clone_from(&w.y);
             self.state.history.push_back(Pair {
                 s,
                 y,

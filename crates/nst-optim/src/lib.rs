@@ -79,6 +79,46 @@ pub trait Objective {
 }
 
 /// An iterative minimizer whose whole state can be saved and restored.
+///
+/// # Examples
+/// Save, restore and continue: the iterates are bit-identical to an uninterrupted run.
+/// ```
+/// use std::convert::Infallible;
+/// use nst_optim::{Lbfgs, LbfgsConfig, Objective, Optimizer};
+///
+/// struct Quartic;
+/// impl Objective for Quartic {
+///     type Error = Infallible;
+///     fn value_and_grad(&mut self, x: &[f32], g: &mut [f32]) -> Result<f64, Infallible> {
+///         let mut f = 0.0;
+///         for (&xi, gi) in x.iter().zip(g.iter_mut()) {
+///             let d = f64::from(xi) - 0.5;
+///             f += d.powi(4) + d * d;
+///             *gi = (4.0 * d.powi(3) + 2.0 * d) as f32;
+///         }
+///         Ok(f)
+///     }
+/// }
+///
+/// let start = [3.0_f32, -2.0, 1.0];
+/// let (mut x_a, mut a) = (start, Lbfgs::new(LbfgsConfig::default())?);
+/// for _ in 0..6 {
+///     a.step(&mut x_a, &mut Quartic).unwrap();
+/// }
+///
+/// let (mut x_b, mut b) = (start, Lbfgs::new(LbfgsConfig::default())?);
+/// for _ in 0..3 {
+///     b.step(&mut x_b, &mut Quartic).unwrap();
+/// }
+/// let saved = serde_json::to_string(&b.state()).unwrap(); // save x_b too, bit for bit
+/// let mut c = Lbfgs::from_state(serde_json::from_str(&saved).unwrap())?;
+/// for _ in 0..3 {
+///     c.step(&mut x_b, &mut Quartic).unwrap();
+/// }
+/// assert_eq!(x_a.map(f32::to_bits), x_b.map(f32::to_bits));
+/// assert_eq!(a.evaluations(), c.evaluations());
+/// # Ok::<(), nst_optim::Error>(())
+/// ```
 pub trait Optimizer {
     /// Everything needed to continue bit-identically: serialize it with serde.
     type State: Serialize + DeserializeOwned + Clone;

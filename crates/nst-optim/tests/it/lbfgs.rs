@@ -341,3 +341,38 @@ fn callback_can_stop_the_run() {
     assert_eq!(opt.iterations(), 3);
     assert_eq!(report.last.unwrap().iteration, 3);
 }
+
+/// Fails on its `n`-th evaluation, else the quadratic `Σ xᵢ²`.
+struct FailsAt(u32, u32);
+
+impl Objective for FailsAt {
+    type Error = Boom;
+    fn value_and_grad(&mut self, x: &[f32], grad: &mut [f32]) -> Result<f64, Boom> {
+        self.0 += 1;
+        if self.0 == self.1 {
+            return Err(Boom(self.0));
+        }
+        let mut f = 0.0;
+        for (&v, g) in x.iter().zip(grad.iter_mut()) {
+            f += f64::from(v) * f64::from(v);
+            *g = 2.0 * v;
+        }
+        Ok(f)
+    }
+}
+
+#[test]
+fn an_objective_error_inside_the_line_search_restores_x() {
+    let start = [0.75_f32, -1.5];
+    let mut x = start;
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    // Evaluation 1 is the start point, 2 the first trial of the line search.
+    match opt.step(&mut x, &mut FailsAt(0, 2)) {
+        Err(OptimError::Objective(Boom(2))) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(x.map(f32::to_bits), start.map(f32::to_bits));
+    // The cached start point survives: continuing needs no re-evaluation there.
+    let r = opt.step(&mut x, &mut FailsAt(0, u32::MAX)).unwrap();
+    assert!(r.value < 0.75 * 0.75 + 1.5 * 1.5);
+}
