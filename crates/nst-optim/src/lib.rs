@@ -207,6 +207,14 @@ pub enum StopReason {
     Converged(Convergence),
     /// The callback returned [`ControlFlow::Break`].
     Callback,
+    /// The step returned [`OptimError::LineSearchFailed`]: no decrease was found even along
+    /// steepest descent. In practice this is the `f32` noise floor (rounding `x` to `f32` makes
+    /// `f` along the line noisier than the decrease still available); it also happens when the
+    /// gradient is wrong. `x` holds the last accepted iterate and the optimizer stays usable.
+    NoDecrease {
+        /// Evaluations spent in the failed step.
+        evaluations: u64,
+    },
 }
 
 /// The outcome of [`minimize`].
@@ -288,12 +296,16 @@ pub enum OptimError<E> {
 
 /// Runs `opt` from `x` for at most `max_iterations` steps, calling `callback` after each.
 ///
-/// Stops early when the optimizer reports [`Convergence`] or the callback returns
-/// [`ControlFlow::Break`] (e.g. on Ctrl-C; the current `x` is a completed iterate). Nothing is
-/// printed. Continue a run by calling it again, with the same or a restored optimizer.
+/// Stops early when the optimizer reports [`Convergence`], when the callback returns
+/// [`ControlFlow::Break`] (e.g. on Ctrl-C; the current `x` is a completed iterate), or with
+/// [`StopReason::NoDecrease`] when a line search fails (the callback is not called for that step).
+/// For an evaluation budget, break from the callback on [`IterInfo::evaluations`]. Nothing is
+/// printed. Continue a run by calling it again, with the same or a restored optimizer;
+/// `max_iterations` counts the steps of this call.
 ///
 /// # Errors
-/// The first [`OptimError`] of a step; `x` then holds the last accepted iterate.
+/// The first other [`OptimError`] of a step (the objective's error, a non-finite value at an
+/// accepted point, a length mismatch); `x` then holds the last accepted iterate.
 ///
 /// # Examples
 /// ```
@@ -336,7 +348,18 @@ where
 {
     let mut last = None;
     for done in 0..max_iterations {
-        let report = opt.step(x, objective)?;
+        let report = match opt.step(x, objective) {
+            Ok(report) => report,
+            Err(OptimError::LineSearchFailed { evaluations, .. }) => {
+                let stop = StopReason::NoDecrease { evaluations };
+                return Ok(MinimizeReport {
+                    stop,
+                    iterations: done,
+                    last,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let info = IterInfo {
             iteration: opt.iterations(),
             value: report.value,
