@@ -34,6 +34,8 @@ pub struct LbfgsConfig {
 ///
 /// A step `α` is accepted when
 /// `f(x + αp) ≤ f(x) + c₁·α·∇f·p` (sufficient decrease) and `|∇f(x + αp)·p| ≤ c₂·|∇f·p|` (curvature).
+/// The decrease is also required to be strict, `f(x + αp) < f(x)`, which the first condition
+/// implies in exact arithmetic but not when `f(x)` is so large that `c₁·α·∇f·p` rounds away.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LineSearchConfig {
     /// Sufficient-decrease constant `c₁ ∈ (0, c₂)`. Default `1e-4` (Nocedal & Wright, p. 33).
@@ -344,7 +346,8 @@ impl Lbfgs {
             max_evaluations,
         } = self.state.config.line_search;
         let mut evals = 0_u32;
-        let armijo = |t: &Trial| t.value <= f0 + c1 * t.alpha * slope0;
+        // Sufficient decrease, and a strict one: for a huge f0, f0 + c1·α·φ'(0) can round to f0.
+        let armijo = |t: &Trial| t.value <= f0 + c1 * t.alpha * slope0 && t.value < f0;
         let curvature = |t: &Trial| t.slope.abs() <= -c2 * slope0;
 
         let mut prev = Trial {
