@@ -16,6 +16,14 @@
 //!
 //! No printing and no logging: progress goes to the callback of [`minimize`].
 //!
+//! Stopping and failure, in short: [`minimize`] stops on `max_iterations`, on a tolerance
+//! ([`Convergence`], L-BFGS only), on the callback's [`ControlFlow::Break`], or with
+//! [`StopReason::NoDecrease`] when L-BFGS's line search finds no decrease even along steepest
+//! descent (the `f32` noise floor, or a wrong gradient). An objective error
+//! ([`OptimError::Objective`]) or a non-finite value or gradient at the current point
+//! ([`OptimError::NonFinite`]) is returned as an error. In every case `x` is left at the last
+//! accepted iterate, so the caller can keep the last good image.
+//!
 //! ## Features
 //! None.
 //!
