@@ -442,15 +442,28 @@ impl MatFile {
             )));
         }
         let total = usize::try_from(declared + 8).map_err(|_| err("too large".into()))?;
+        // Grow with the data actually produced (never past the declared size), so that a stream that
+        // declares much more than it holds costs no more memory than it yields.
         let mut out = Vec::new();
-        out.try_reserve_exact(total)
-            .map_err(|e| err(format!("cannot allocate {total} bytes: {e}")))?;
+        let reserve = |out: &mut Vec<u8>, n: usize| {
+            out.try_reserve_exact(n)
+                .map_err(|e| err(format!("cannot allocate {n} bytes: {e}")))
+        };
+        reserve(&mut out, total.min(1 << 20))?;
         out.extend_from_slice(&tag);
-        // Never read more than declared: the output is bounded whatever the stream holds.
-        (&mut decoder)
-            .take(declared)
-            .read_to_end(&mut out)
-            .map_err(|e| err(e.to_string()))?;
+        let mut chunk = vec![0u8; (64 << 10).min(total)];
+        let mut limited = (&mut decoder).take(declared);
+        loop {
+            let n = limited.read(&mut chunk).map_err(|e| err(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            if out.capacity() - out.len() < n {
+                let grow = n.max(out.len().min(total - out.len()));
+                reserve(&mut out, grow)?;
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
         if out.len() < total {
             return Err(err(format!(
                 "the stream ends after {} of the {total} bytes its element declares",
