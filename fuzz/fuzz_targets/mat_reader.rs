@@ -3,6 +3,8 @@
 
 #![no_main]
 
+use std::ops::ControlFlow;
+
 use libfuzzer_sys::fuzz_target;
 use vgg_weights::LoadOptions;
 use vgg_weights::mat::{MatFile, Value};
@@ -35,6 +37,11 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(value) = file.decode_info(info) {
                 touch(&value);
             }
+            let half = info.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(0) / 2;
+            let _ = file.visit_cell(&info.name, |i, v| {
+                touch(&v);
+                if i == half { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            });
         }
     }
     let _ = vgg_weights::load_bytes(data.to_vec(), &LoadOptions::default());

@@ -1,6 +1,8 @@
 //! Truncated and byte-mutated copies of every fixture: each must give `Ok` or `Err`, never a panic,
 //! and never one allocation far beyond the file's size.
 
+use std::ops::ControlFlow;
+
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use vgg_weights::mat::MatFile;
@@ -39,6 +41,25 @@ pub(crate) fn exercise(bytes: &[u8]) -> bool {
                 any_ok = true;
                 touch(&value);
             }
+            // The streaming path, stopping half-way and going to the end.
+            let half = info
+                .dims
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .unwrap_or(0)
+                / 2;
+            let _ = file.visit_cell(&info.name, |i, v| {
+                touch(&v);
+                if i == half {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            let _ = file.visit_cell(&info.name, |_, v| {
+                touch(&v);
+                ControlFlow::Continue(())
+            });
         }
     }
     any_ok |= load_bytes(bytes.to_vec(), &LoadOptions::default()).is_ok();
