@@ -8,9 +8,9 @@
 //! MatConvNet's column-major `[kh, kw, c_in, c_out]` (dimension 0 is the filter row, i.e. the height).
 //! Layers of other types (softmax, dropout, …) are kept as [`LayerKind::Other`] with no data.
 //!
-//! [`LoadOptions::last_layer`] stops after the named layer. From an uncompressed file, nothing after it is
-//! read at all (the file is memory-mapped and decoded lazily); a compressed `layers` variable must be
-//! decompressed whole, but nothing after the last layer is converted.
+//! [`LoadOptions::last_layer`] stops after the named layer, and nothing after it is read: an uncompressed
+//! file is memory-mapped and its layers decoded lazily, and a compressed `layers` variable is decompressed
+//! as a stream, only as far as the last layer (zlib cannot seek, but it can stop).
 //!
 //! The module [`mat`] is a standalone MAT Level-5 reader (both byte orders, miCOMPRESSED, numeric, logical,
 //! char, cell and struct arrays) and [`write`](mod@write) a small MAT v5 writer, used by tests and tools to make
@@ -137,7 +137,6 @@ pub struct Layer {
 
 /// The kind of a layer, with its parameters.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum LayerKind {
     /// Convolution.
     Conv(Conv),

@@ -2,7 +2,8 @@
 //!
 //! [`MatFile::open`] memory-maps the file and reads only the directory of its variables (one tag per
 //! variable, plus a few hundred decompressed bytes for compressed ones). [`MatFile::decode`] then decodes
-//! one variable into a [`Value`] tree. Numeric data is never copied while decoding: a [`Numeric`] array
+//! one variable into a [`Value`] tree; [`MatFile::visit_cell`] hands out the elements of a cell array one
+//! at a time and stops when asked, decompressing a compressed variable only as far as it went. Numeric data is never copied while decoding: a [`Numeric`] array
 //! keeps a reference to its bytes (in the mapping, or in the decompressed buffer of a compressed variable)
 //! and converts them only when asked ([`Numeric::to_f32_vec`], [`Numeric::to_f64_vec`]). Decoding a large
 //! uncompressed variable therefore touches only its tags, and the caller converts just the arrays it needs.
@@ -772,10 +773,18 @@ impl<'f> Inflater<'f> {
 }
 
 /// The bytes of a file: mapped, or owned (in memory, or decompressed).
-#[derive(Debug)]
 pub(crate) enum Storage {
     Mapped(memmap2::Mmap),
     Owned(Vec<u8>),
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Storage::Mapped(m) => write!(f, "Mapped({} bytes)", m.len()),
+            Storage::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
+        }
+    }
 }
 
 impl Deref for Storage {
