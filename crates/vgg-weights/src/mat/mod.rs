@@ -255,14 +255,7 @@ impl MatFile {
     /// [`Error::MissingVariable`] if there is none; [`Error::Unsupported`] if it is sparse, an object,
     /// a function handle or opaque; otherwise the errors of a damaged file.
     pub fn decode(&self, name: &str) -> Result<Value> {
-        let info = self
-            .variable(name)
-            .ok_or_else(|| Error::MissingVariable {
-                path: self.path.clone(),
-                name: name.to_owned(),
-                available: self.vars.iter().map(|v| v.name.clone()).collect(),
-            })?
-            .clone();
+        let info = self.require(name)?.clone();
         self.decode_info(&info)
     }
 
@@ -565,84 +558,10 @@ impl MatFile {
     /// Decompresses a whole compressed variable, bounded by the size it declares.
     fn inflate(&self, info: &VarInfo) -> Result<Vec<u8>> {
         let (start, end) = self.data_range(info)?;
-        let compressed = &self.buf[start..end];
-        let err = |reason: String| Error::Decompress {
-            path: self.path.clone(),
-            at: info.offset,
-            reason,
-        };
-        let mut decoder = flate2::read::ZlibDecoder::new(compressed);
-        let mut tag = [0u8; 8];
-        decoder
-            .read_exact(&mut tag)
-            .map_err(|e| err(format!("cannot read the element tag: {e}")))?;
-        let word = |b: &[u8]| {
-            let b: [u8; 4] = b.try_into().expect("4 bytes");
-            match self.endian {
-                Endian::Little => u32::from_le_bytes(b),
-                Endian::Big => u32::from_be_bytes(b),
-            }
-        };
-        let declared = u64::from(word(&tag[4..8]));
-        let bound = (compressed.len() as u64)
-            .saturating_mul(MAX_ZLIB_RATIO)
-            .saturating_add(1024);
-        if declared > bound {
-            return Err(err(format!(
-                "it declares {declared} decompressed bytes from only {} compressed bytes, \
-                 more than zlib can produce",
-                compressed.len()
-            )));
-        }
-        let total = usize::try_from(declared + 8).map_err(|_| err("too large".into()))?;
-        // Grow with the data actually produced (never past the declared size), so that a stream that
-        // declares much more than it holds costs no more memory than it yields.
-        let mut out = Vec::new();
-        let reserve = |out: &mut Vec<u8>, n: usize| {
-            out.try_reserve_exact(n)
-                .map_err(|e| err(format!("cannot allocate {n} bytes: {e}")))
-        };
-        reserve(&mut out, total.min(1 << 20))?;
-        out.extend_from_slice(&tag);
-        let mut chunk = vec![0u8; (64 << 10).min(total)];
-        let mut limited = (&mut decoder).take(declared);
-        loop {
-            let n = limited.read(&mut chunk).map_err(|e| err(e.to_string()))?;
-            if n == 0 {
-                break;
-            }
-            if out.capacity() - out.len() < n {
-                let grow = n.max(out.len().min(total - out.len()));
-                reserve(&mut out, grow)?;
-            }
-            out.extend_from_slice(&chunk[..n]);
-        }
-        if out.len() < total {
-            return Err(err(format!(
-                "the stream ends after {} of the {total} bytes its element declares",
-                out.len()
-            )));
-        }
-        // The stream must end here, with a valid checksum: a cut or corrupted stream can still yield
-        // the declared number of bytes.
-        let mut extra = [0u8; 1];
-        match decoder.read(&mut extra) {
-            Ok(0) => {}
-            Ok(_) => {
-                return Err(err(format!(
-                    "the stream holds more than the {total} bytes its element declares"
-                )));
-            }
-            Err(e) => return Err(err(e.to_string())),
-        }
-        if decoder.total_in() != compressed.len() as u64 {
-            return Err(err(format!(
-                "the zlib stream ends after {} of its {} bytes, or is cut short",
-                decoder.total_in(),
-                compressed.len()
-            )));
-        }
-        Ok(out)
+        let mut stream = Inflater::new(self, info, &self.buf[start..end])?;
+        stream.fill_to(stream.total)?;
+        stream.check_end()?;
+        Ok(stream.pending)
     }
 }
 
@@ -731,9 +650,15 @@ impl<'f> Inflater<'f> {
                     self.total
                 )));
             }
-            self.pending
-                .try_reserve(n)
-                .map_err(|e| self.err(format!("cannot allocate: {e}")))?;
+            if self.pending.capacity() - self.pending.len() < n {
+                // Grow with the data actually produced, never past the declared size: a stream that
+                // declares much more than it holds costs no more memory than it yields.
+                let remaining = self.total - self.base - self.pending.len();
+                let grow = n.max(self.pending.len().min(remaining));
+                self.pending
+                    .try_reserve_exact(grow)
+                    .map_err(|e| self.err(format!("cannot allocate {grow} bytes: {e}")))?;
+            }
             self.pending.extend_from_slice(&chunk[..n]);
         }
         Ok(())
@@ -750,6 +675,12 @@ impl<'f> Inflater<'f> {
     /// checksum.
     fn finish(mut self) -> Result<()> {
         self.fill_to(self.total)?;
+        self.check_end()
+    }
+
+    /// Checks that the stream ends here, with a valid checksum: a cut or corrupted stream can still
+    /// yield the declared number of bytes.
+    fn check_end(&mut self) -> Result<()> {
         let mut extra = [0u8; 1];
         match self.decoder.read(&mut extra) {
             Ok(0) => {}
