@@ -72,6 +72,7 @@ pub mod write;
 mod error;
 mod vgg;
 
+use std::fmt;
 use std::path::Path;
 
 use ndarray::{Array1, Array4};
@@ -101,6 +102,16 @@ pub enum Layout {
     Beta16,
     /// The current files: variables `layers` and `meta` (with `meta.normalization.averageImage`).
     Current,
+}
+
+impl fmt::Display for Layout {
+    /// `beta16` or `current`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::Beta16 => "beta16",
+            Layout::Current => "current",
+        })
+    }
 }
 
 /// A MatConvNet simplenn model: a chain of layers and the mean pixel.
@@ -151,6 +162,18 @@ pub enum LayerKind {
     },
 }
 
+impl LayerKind {
+    /// MatConvNet's `type` string: `conv`, `relu`, `pool`, or the stored name of another type.
+    pub fn type_name(&self) -> &str {
+        match self {
+            LayerKind::Conv(_) => "conv",
+            LayerKind::Relu => "relu",
+            LayerKind::Pool(_) => "pool",
+            LayerKind::Other { type_name } => type_name,
+        }
+    }
+}
+
 /// A convolution layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conv {
@@ -184,6 +207,16 @@ pub enum PoolMethod {
     Max,
     /// Average over the window.
     Avg,
+}
+
+impl fmt::Display for PoolMethod {
+    /// `max` or `avg`, as MatConvNet writes them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PoolMethod::Max => "max",
+            PoolMethod::Avg => "avg",
+        })
+    }
 }
 
 /// Padding on each side, in pixels (MatConvNet's `[top bottom left right]`).
