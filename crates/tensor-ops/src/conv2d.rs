@@ -578,3 +578,6 @@ impl Layer for Conv2d {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
