@@ -105,6 +105,49 @@ fn build(avg: bool) -> Vec<Box<dyn Layer>> {
     layers
 }
 
+/// The conv layers again, as concrete types (the network holds them boxed).
+fn build_convs() -> std::collections::HashMap<String, Conv2d> {
+    let mut c_in = 3;
+    let mut map = std::collections::HashMap::new();
+    for &(block, n_conv, c_out) in &BLOCKS {
+        for i in 1..=n_conv {
+            let k = c_in * 9;
+            let bound = (6.0 / k as f32).sqrt();
+            let seed = (block * 10 + i) as u64;
+            let w = Array4::from_shape_vec(
+                (c_out, c_in, 3, 3),
+                test_utils::uniform_vec(seed, c_out * k, -bound, bound),
+            )
+            .expect("sized");
+            let b = Array1::from(test_utils::uniform_vec(seed + 1000, c_out, -0.1, 0.1));
+            let name = format!("conv{block}_{i}");
+            map.insert(
+                name.clone(),
+                Conv2d::new(name, w, b, [1, 1], Padding::uniform(1)).expect("valid layer"),
+            );
+            c_in = c_out;
+        }
+    }
+    map
+}
+
+/// `W'[c, o, i, j] = W[o, c, 2 − i, 2 − j]` with padding `2 − 1 = 1`: its forward pass is the input gradient of `conv`.
+fn flipped_transposed(conv: &Conv2d) -> Conv2d {
+    let [c_out, c_in, kh, kw] = conv.weight_dims();
+    let w = conv.weight_matrix();
+    let wf = Array4::from_shape_fn((c_in, c_out, kh, kw), |(c, o, i, j)| {
+        w[[o, (c * kh + kh - 1 - i) * kw + kw - 1 - j]]
+    });
+    Conv2d::new(
+        "flipped",
+        wf,
+        Array1::zeros(c_in),
+        [1, 1],
+        Padding::uniform(kh - 1 - conv.padding().top),
+    )
+    .expect("valid layer")
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -219,8 +262,9 @@ fn main() {
         "layer", "input", "output", "GFLOP", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s"
     );
     let mut x = image.clone();
-    let (mut sum_conv_f, mut sum_conv_b, mut sum_other_f, mut sum_other_b, mut flops) =
-        (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_conv_f, mut sum_conv_b, mut sum_other_f, mut sum_other_b, mut flops, mut sum_flip) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let convs = build_convs();
     for layer in net.layers() {
         let in_shape = Shape::of(&x);
         let out_shape = layer.output_shape(in_shape).expect("shapes chain");
@@ -242,13 +286,22 @@ fn main() {
                 .backward_input(&saved, dy.view(), dx.view_mut())
                 .expect("backward")
         });
-        if layer.name().starts_with("conv") {
+        if let Some(conv) = convs.get(layer.name()) {
             let f = 2.0 * out_shape.len() as f64 * (in_shape.channels * 9) as f64;
+            // The alternative input gradient: a forward convolution of dY with the flipped, transposed kernel.
+            let flipped = flipped_transposed(conv);
+            let mut dx2 = Array3::zeros(in_shape.dim());
+            let tflip = time(args.reps, || {
+                flipped
+                    .forward(dy.view(), dx2.view_mut(), None)
+                    .expect("flipped forward")
+            });
+            sum_flip += tflip;
             flops += f;
             sum_conv_f += tf;
             sum_conv_b += tb;
             println!(
-                "{:<9} {:>15} {:>15} {:>7.2} {:>9.1} {:>8.1} {:>9.1} {:>8.1}",
+                "{:<9} {:>15} {:>15} {:>7.2} {:>9.1} {:>8.1} {:>9.1} {:>8.1} {:>8.1}",
                 layer.name(),
                 in_shape.to_string(),
                 out_shape.to_string(),
@@ -256,7 +309,8 @@ fn main() {
                 tf * 1e3,
                 f / tf / 1e9,
                 tb * 1e3,
-                f / tb / 1e9
+                f / tb / 1e9,
+                tflip * 1e3
             );
         } else {
             sum_other_f += tf;
@@ -265,7 +319,7 @@ fn main() {
         x = y;
     }
     println!(
-        "{:<9} {:>15} {:>15} {:>7.2} {:>9.1} {:>8.1} {:>9.1} {:>8.1}",
+        "{:<9} {:>15} {:>15} {:>7.2} {:>9.1} {:>8.1} {:>9.1} {:>8.1} {:>8.1}",
         "conv sum",
         "",
         "",
@@ -273,7 +327,8 @@ fn main() {
         sum_conv_f * 1e3,
         flops / sum_conv_f / 1e9,
         sum_conv_b * 1e3,
-        flops / sum_conv_b / 1e9
+        flops / sum_conv_b / 1e9,
+        sum_flip * 1e3
     );
     println!(
         "{:<9} {:>15} {:>15} {:>7} {:>9.1} {:>8} {:>9.1}",
