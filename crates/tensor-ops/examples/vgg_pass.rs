@@ -13,7 +13,9 @@
 use std::time::Instant;
 
 use ndarray::{Array1, Array3, Array4, ArrayView3};
-use tensor_ops::{AvgPool2d, Conv2d, Layer, MaxPool2d, Network, Padding, Relu, Saved, Shape};
+use tensor_ops::{
+    AvgPool2d, Conv2d, ConvAlgorithm, Layer, MaxPool2d, Network, Padding, Relu, Saved, Shape,
+};
 
 /// VGG-19's conv blocks up to `conv5_1`: (block, number of conv layers, output channels).
 const BLOCKS: [(usize, usize, usize); 5] = [
@@ -33,6 +35,7 @@ struct Args {
     height: usize,
     avg: bool,
     reps: usize,
+    algorithm: ConvAlgorithm,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -41,6 +44,7 @@ fn parse_args() -> Result<Args, String> {
         height: 300,
         avg: false,
         reps: 5,
+        algorithm: ConvAlgorithm::Winograd,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,9 +61,16 @@ fn parse_args() -> Result<Args, String> {
                     other => return Err(format!("--pooling avg|max, got {other}")),
                 }
             }
+            "--conv" => {
+                args.algorithm = match value()?.as_str() {
+                    "im2col" => ConvAlgorithm::Im2col,
+                    "winograd" => ConvAlgorithm::Winograd,
+                    other => return Err(format!("--conv im2col|winograd, got {other}")),
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; use --width --height --pooling avg|max --reps N"
+                    "unknown argument {other}; use --width --height --pooling avg|max --reps N --conv im2col|winograd"
                 ));
             }
         }
@@ -67,10 +78,31 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-fn build(avg: bool) -> Vec<Box<dyn Layer>> {
+fn build(avg: bool, convs: Vec<Conv2d>) -> Vec<Box<dyn Layer>> {
     let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+    let mut convs = convs.into_iter();
+    for (bi, &(block, n_conv, _)) in BLOCKS.iter().enumerate() {
+        for i in 1..=n_conv {
+            layers.push(Box::new(convs.next().expect("one conv per layer")));
+            layers.push(Box::new(Relu::new(format!("relu{block}_{i}"))));
+        }
+        if bi + 1 < BLOCKS.len() {
+            let name = format!("pool{block}");
+            layers.push(if avg {
+                Box::new(AvgPool2d::new(name, [2, 2], [2, 2], Padding::ZERO).expect("valid layer"))
+            } else {
+                Box::new(MaxPool2d::new(name, [2, 2], [2, 2], Padding::ZERO).expect("valid layer"))
+            });
+        }
+    }
+    layers
+}
+
+/// The 13 conv layers to `conv5_1`, He-uniform weights from fixed seeds.
+fn build_convs(algorithm: ConvAlgorithm) -> Vec<Conv2d> {
     let mut c_in = 3;
-    for (bi, &(block, n_conv, c_out)) in BLOCKS.iter().enumerate() {
+    let mut convs = Vec::new();
+    for &(block, n_conv, c_out) in &BLOCKS {
         for i in 1..=n_conv {
             let k = c_in * 9;
             let bound = (6.0 / k as f32).sqrt();
@@ -89,49 +121,18 @@ fn build(avg: bool) -> Vec<Box<dyn Layer>> {
                 Padding::uniform(1),
             )
             .expect("valid layer");
-            layers.push(Box::new(conv));
-            layers.push(Box::new(Relu::new(format!("relu{block}_{i}"))));
-            c_in = c_out;
-        }
-        if bi + 1 < BLOCKS.len() {
-            let name = format!("pool{block}");
-            layers.push(if avg {
-                Box::new(AvgPool2d::new(name, [2, 2], [2, 2], Padding::ZERO).expect("valid layer"))
-            } else {
-                Box::new(MaxPool2d::new(name, [2, 2], [2, 2], Padding::ZERO).expect("valid layer"))
-            });
-        }
-    }
-    layers
-}
-
-/// The conv layers again, as concrete types (the network holds them boxed).
-fn build_convs() -> std::collections::HashMap<String, Conv2d> {
-    let mut c_in = 3;
-    let mut map = std::collections::HashMap::new();
-    for &(block, n_conv, c_out) in &BLOCKS {
-        for i in 1..=n_conv {
-            let k = c_in * 9;
-            let bound = (6.0 / k as f32).sqrt();
-            let seed = (block * 10 + i) as u64;
-            let w = Array4::from_shape_vec(
-                (c_out, c_in, 3, 3),
-                test_utils::uniform_vec(seed, c_out * k, -bound, bound),
-            )
-            .expect("sized");
-            let b = Array1::from(test_utils::uniform_vec(seed + 1000, c_out, -0.1, 0.1));
-            let name = format!("conv{block}_{i}");
-            map.insert(
-                name.clone(),
-                Conv2d::new(name, w, b, [1, 1], Padding::uniform(1)).expect("valid layer"),
+            convs.push(
+                conv.with_algorithm(algorithm)
+                    .expect("3×3 stride 1 pad 1 takes both algorithms"),
             );
             c_in = c_out;
         }
     }
-    map
+    convs
 }
 
-/// `W'[c, o, i, j] = W[o, c, 2 − i, 2 − j]` with padding `2 − 1 = 1`: its forward pass is the input gradient of `conv`.
+/// `W'[c, o, i, j] = W[o, c, 2 − i, 2 − j]` with padding `2 − 1 = 1`: its forward pass (by im2col) is
+/// the input gradient of `conv`.
 fn flipped_transposed(conv: &Conv2d) -> Conv2d {
     let [c_out, c_in, kh, kw] = conv.weight_dims();
     let w = conv.weight_matrix();
@@ -145,6 +146,7 @@ fn flipped_transposed(conv: &Conv2d) -> Conv2d {
         [1, 1],
         Padding::uniform(kh - 1 - conv.padding().top),
     )
+    .and_then(|c| c.with_algorithm(ConvAlgorithm::Im2col))
     .expect("valid layer")
 }
 
@@ -203,16 +205,17 @@ fn main() {
         test_utils::uniform_vec(7, 3 * args.height * args.width, -120.0, 135.0),
     )
     .expect("sized");
-    let mut net = Network::new(build(args.avg));
+    let mut net = Network::new(build(args.avg, build_convs(args.algorithm)));
     let taps: Vec<usize> = TAPS
         .iter()
         .map(|t| net.index_of(t).expect("tap exists"))
         .collect();
     println!(
-        "VGG-19 to conv5_1 at {}x{} ({} pooling), {} rayon threads, {} reps (medians)",
+        "VGG-19 to conv5_1 at {}x{} ({} pooling, {:?} convolution), {} rayon threads, {} reps (medians)",
         args.width,
         args.height,
         if args.avg { "avg" } else { "max" },
+        args.algorithm,
         threads,
         args.reps
     );
@@ -264,7 +267,9 @@ fn main() {
     let mut x = image.clone();
     let (mut sum_conv_f, mut sum_conv_b, mut sum_other_f, mut sum_other_b, mut flops, mut sum_flip) =
         (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    let convs = build_convs();
+    let conv_layers = build_convs(args.algorithm);
+    let convs: std::collections::HashMap<&str, &Conv2d> =
+        conv_layers.iter().map(|c| (c.name(), c)).collect();
     for layer in net.layers() {
         let in_shape = Shape::of(&x);
         let out_shape = layer.output_shape(in_shape).expect("shapes chain");
