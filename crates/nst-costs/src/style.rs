@@ -21,7 +21,7 @@ pub enum StyleNorm {
     /// is also the seed (Coursera `compute_layer_style_cost`). The default.
     #[default]
     Seed,
-    /// `k = 1/(C·M)²`: Johnson, Alahi & Fei-Fei 2016, eq. 3–4 (Gram divided by `C·H·W`, then the
+    /// `k = 1/(C·M)²`: Johnson, Alahi & Fei-Fei 2016, §3.2 (Gram divided by `C·H·W`, then the
     /// squared Frobenius distance). Its scale varies less across layers, so one weight fits all.
     Johnson2016,
     /// `k = 1/((C·M)²·C²)`: the PyTorch "Neural Transfer Using PyTorch" tutorial (`gram_matrix`

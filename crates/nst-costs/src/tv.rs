@@ -12,13 +12,14 @@ use crate::{Error, LossAndGrad, Result, check_same_shape, with_contiguous_grad};
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[non_exhaustive]
 pub enum TvKind {
-    /// `φ(d) = d²`, `φ'(d) = 2d`: Mahendran & Vedaldi 2015, the `R_{V^β}` regularizer (eq. 5) with
+    /// `φ(d) = d²`, `φ'(d) = 2d`: Mahendran & Vedaldi 2015, the `R_{V^β}` total-variation regularizer with
     /// β = 2, which then separates into the two directions. The default.
     #[default]
     Squared,
     /// `φ(d) = √(d² + ε²) − ε`, `φ'(d) = d/√(d² + ε²)`: the anisotropic absolute differences
-    /// `Σ|d|` (β = 1, as `tf.image.total_variation`), smoothed near 0 so the gradient exists, and
-    /// shifted by `−ε` so a constant image costs exactly 0. `φ(d) → |d|` as `ε → 0`.
+    /// `Σ|d|` of `tf.image.total_variation` (Mahendran & Vedaldi's β = 1 is the isotropic
+    /// `√(dx² + dy²)` instead), smoothed near 0 so the gradient exists, and shifted by `−ε` so a
+    /// constant image costs exactly 0. `φ(d) → |d|` as `ε → 0`.
     Abs {
         /// Smoothing scale `ε`, in the image's units; must be finite and positive.
         eps: f32,
@@ -33,7 +34,7 @@ pub enum TvKind {
 /// ∂TV/∂x[c,i,j] = φ'(x[c,i,j] − x[c,i−1,j]) − φ'(x[c,i+1,j] − x[c,i,j]) + (same along j)
 /// ```
 ///
-/// with `φ` from `kind` (Mahendran & Vedaldi 2015, eq. 5; terms that would leave the image are
+/// with `φ` from `kind` (Mahendran & Vedaldi 2015, `R_{V^β}`; terms that would leave the image are
 /// dropped). No normalization: the pipeline weights it. Value in f64. Derivation: `docs/gradients.md`.
 ///
 /// # Errors

@@ -34,6 +34,8 @@ pub struct LbfgsConfig {
 ///
 /// A step `α` is accepted when
 /// `f(x + αp) ≤ f(x) + c₁·α·∇f·p` (sufficient decrease) and `|∇f(x + αp)·p| ≤ c₂·|∇f·p|` (curvature).
+/// The decrease is also required to be strict, `f(x + αp) < f(x)`, which the first condition
+/// implies in exact arithmetic but not when `f(x)` is so large that `c₁·α·∇f·p` rounds away.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LineSearchConfig {
     /// Sufficient-decrease constant `c₁ ∈ (0, c₂)`. Default `1e-4` (Nocedal & Wright, p. 33).
@@ -227,6 +229,8 @@ struct Work {
     alphas: Vec<f64>,
     g_trial: Vec<f32>,
     g_lo: Vec<f32>,
+    s: Vec<f32>,
+    y: Vec<f32>,
 }
 
 /// One evaluated point of the line search: `φ(α) = f(x₀ + α·p)`, `φ'(α) = ∇f·p`.
@@ -342,7 +346,8 @@ impl Lbfgs {
             max_evaluations,
         } = self.state.config.line_search;
         let mut evals = 0_u32;
-        let armijo = |t: &Trial| t.value <= f0 + c1 * t.alpha * slope0;
+        // Sufficient decrease, and a strict one: for a huge f0, f0 + c1·α·φ'(0) can round to f0.
+        let armijo = |t: &Trial| t.value <= f0 + c1 * t.alpha * slope0 && t.value < f0;
         let curvature = |t: &Trial| t.slope.abs() <= -c2 * slope0;
 
         let mut prev = Trial {
@@ -538,22 +543,31 @@ impl Optimizer for Lbfgs {
         };
 
         // Curvature pair.
-        let s: Vec<f32> = x
-            .iter()
-            .zip(&self.work.x0)
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)) as f32)
-            .collect();
-        let y: Vec<f32> = g1
-            .iter()
-            .zip(&g0)
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)) as f32)
-            .collect();
-        let sy = dot_f32(&s, &y);
-        let yy = dot_f32(&y, &y);
+        let w = &mut self.work;
+        w.s.clear();
+        w.s.extend(
+            x.iter()
+                .zip(&w.x0)
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)) as f32),
+        );
+        w.y.clear();
+        w.y.extend(
+            g1.iter()
+                .zip(&g0)
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)) as f32),
+        );
+        let sy = dot_f32(&w.s, &w.y);
+        let yy = dot_f32(&w.y, &w.y);
         if sy > 1e-10 * yy && sy.is_finite() && yy > 0.0 {
-            if self.state.history.len() == self.state.config.history_size {
-                self.state.history.pop_front();
-            }
+            // Reuse the oldest pair's buffers once the history is full.
+            let (mut s, mut y) = if self.state.history.len() == self.state.config.history_size {
+                let old = self.state.history.pop_front().expect("history_size >= 1");
+                (old.s, old.y)
+            } else {
+                (Vec::with_capacity(n), Vec::with_capacity(n))
+            };
+            s.clone_from(&w.s);
+            y.clone_from(&w.y);
             self.state.history.push_back(Pair {
                 s,
                 y,

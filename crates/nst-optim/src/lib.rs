@@ -16,6 +16,14 @@
 //!
 //! No printing and no logging: progress goes to the callback of [`minimize`].
 //!
+//! Stopping and failure, in short: [`minimize`] stops on `max_iterations`, on a tolerance
+//! ([`Convergence`], L-BFGS only), on the callback's [`ControlFlow::Break`], or with
+//! [`StopReason::NoDecrease`] when L-BFGS's line search finds no decrease even along steepest
+//! descent (the `f32` noise floor, or a wrong gradient). An objective error
+//! ([`OptimError::Objective`]) or a non-finite value or gradient at the current point
+//! ([`OptimError::NonFinite`]) is returned as an error. In every case `x` is left at the last
+//! accepted iterate, so the caller can keep the last good image.
+//!
 //! ## Features
 //! None.
 //!
@@ -79,6 +87,46 @@ pub trait Objective {
 }
 
 /// An iterative minimizer whose whole state can be saved and restored.
+///
+/// # Examples
+/// Save, restore and continue: the iterates are bit-identical to an uninterrupted run.
+/// ```
+/// use std::convert::Infallible;
+/// use nst_optim::{Lbfgs, LbfgsConfig, Objective, Optimizer};
+///
+/// struct Quartic;
+/// impl Objective for Quartic {
+///     type Error = Infallible;
+///     fn value_and_grad(&mut self, x: &[f32], g: &mut [f32]) -> Result<f64, Infallible> {
+///         let mut f = 0.0;
+///         for (&xi, gi) in x.iter().zip(g.iter_mut()) {
+///             let d = f64::from(xi) - 0.5;
+///             f += d.powi(4) + d * d;
+///             *gi = (4.0 * d.powi(3) + 2.0 * d) as f32;
+///         }
+///         Ok(f)
+///     }
+/// }
+///
+/// let start = [3.0_f32, -2.0, 1.0];
+/// let (mut x_a, mut a) = (start, Lbfgs::new(LbfgsConfig::default())?);
+/// for _ in 0..6 {
+///     a.step(&mut x_a, &mut Quartic).unwrap();
+/// }
+///
+/// let (mut x_b, mut b) = (start, Lbfgs::new(LbfgsConfig::default())?);
+/// for _ in 0..3 {
+///     b.step(&mut x_b, &mut Quartic).unwrap();
+/// }
+/// let saved = serde_json::to_string(&b.state()).unwrap(); // save x_b too, bit for bit
+/// let mut c = Lbfgs::from_state(serde_json::from_str(&saved).unwrap())?;
+/// for _ in 0..3 {
+///     c.step(&mut x_b, &mut Quartic).unwrap();
+/// }
+/// assert_eq!(x_a.map(f32::to_bits), x_b.map(f32::to_bits));
+/// assert_eq!(a.evaluations(), c.evaluations());
+/// # Ok::<(), nst_optim::Error>(())
+/// ```
 pub trait Optimizer {
     /// Everything needed to continue bit-identically: serialize it with serde.
     type State: Serialize + DeserializeOwned + Clone;
@@ -167,6 +215,14 @@ pub enum StopReason {
     Converged(Convergence),
     /// The callback returned [`ControlFlow::Break`].
     Callback,
+    /// The step returned [`OptimError::LineSearchFailed`]: no decrease was found even along
+    /// steepest descent. In practice this is the `f32` noise floor (rounding `x` to `f32` makes
+    /// `f` along the line noisier than the decrease still available); it also happens when the
+    /// gradient is wrong. `x` holds the last accepted iterate and the optimizer stays usable.
+    NoDecrease {
+        /// Evaluations spent in the failed step.
+        evaluations: u64,
+    },
 }
 
 /// The outcome of [`minimize`].
@@ -248,12 +304,16 @@ pub enum OptimError<E> {
 
 /// Runs `opt` from `x` for at most `max_iterations` steps, calling `callback` after each.
 ///
-/// Stops early when the optimizer reports [`Convergence`] or the callback returns
-/// [`ControlFlow::Break`] (e.g. on Ctrl-C; the current `x` is a completed iterate). Nothing is
-/// printed. Continue a run by calling it again, with the same or a restored optimizer.
+/// Stops early when the optimizer reports [`Convergence`], when the callback returns
+/// [`ControlFlow::Break`] (e.g. on Ctrl-C; the current `x` is a completed iterate), or with
+/// [`StopReason::NoDecrease`] when a line search fails (the callback is not called for that step).
+/// For an evaluation budget, break from the callback on [`IterInfo::evaluations`]. Nothing is
+/// printed. Continue a run by calling it again, with the same or a restored optimizer;
+/// `max_iterations` counts the steps of this call.
 ///
 /// # Errors
-/// The first [`OptimError`] of a step; `x` then holds the last accepted iterate.
+/// The first other [`OptimError`] of a step (the objective's error, a non-finite value at an
+/// accepted point, a length mismatch); `x` then holds the last accepted iterate.
 ///
 /// # Examples
 /// ```
@@ -296,7 +356,18 @@ where
 {
     let mut last = None;
     for done in 0..max_iterations {
-        let report = opt.step(x, objective)?;
+        let report = match opt.step(x, objective) {
+            Ok(report) => report,
+            Err(OptimError::LineSearchFailed { evaluations, .. }) => {
+                let stop = StopReason::NoDecrease { evaluations };
+                return Ok(MinimizeReport {
+                    stop,
+                    iterations: done,
+                    last,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let info = IterInfo {
             iteration: opt.iterations(),
             value: report.value,

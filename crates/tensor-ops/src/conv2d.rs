@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use crate::gemm::sgemm;
 use crate::layer::{Saved, check_contiguous, check_shape};
+use crate::winograd;
 use crate::{CpuGemm, Error, Gemm, Layer, Padding, Result, Shape, shape::out_len};
 
 /// Validated geometry of a convolution: input shape, kernel, stride, padding, and the output shape they give.
@@ -394,9 +395,24 @@ pub fn backward_params(
     (grad_weight, grad_bias)
 }
 
+/// How a [`Conv2d`] computes its forward pass and input gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConvAlgorithm {
+    /// Tiled im2col + GEMM forward, `col2im(Wᵀ·dY)` backward. Works for every geometry.
+    Im2col,
+    /// Winograd F(2×2, 3×3) forward, and backward as the Winograd convolution of `dY` with the
+    /// flipped, transposed kernel. Only for 3×3 kernels, stride 1, padding ≤ 2.
+    Winograd,
+}
+
 /// A convolution layer with bias: weights `[C_out, C_in, KH, KW]`, any stride and padding.
+///
+/// The algorithm defaults to [`ConvAlgorithm::Winograd`] where it applies (3×3, stride 1, padding ≤ 2)
+/// and [`ConvAlgorithm::Im2col`] elsewhere; [`Conv2d::with_algorithm`] overrides it.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
+    algorithm: ConvAlgorithm,
     name: String,
     /// `[C_out, C_in·KH·KW]`, row-major.
     weight: Array2<f32>,
@@ -463,7 +479,13 @@ impl Conv2d {
             .into_owned()
             .into_shape_with_order((c_out, c_in * kh * kw))
             .expect("a standard-layout array reshapes");
+        let algorithm = if winograd::applies([kh, kw], stride, pad) {
+            ConvAlgorithm::Winograd
+        } else {
+            ConvAlgorithm::Im2col
+        };
         Ok(Conv2d {
+            algorithm,
             name,
             weight,
             dims,
@@ -471,6 +493,31 @@ impl Conv2d {
             stride,
             pad,
         })
+    }
+
+    /// The same layer computed with `algorithm`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when `algorithm` is Winograd and the layer is not 3×3, stride 1, padding ≤ 2.
+    pub fn with_algorithm(mut self, algorithm: ConvAlgorithm) -> Result<Self> {
+        if algorithm == ConvAlgorithm::Winograd
+            && !winograd::applies([self.dims[2], self.dims[3]], self.stride, self.pad)
+        {
+            return Err(Error::InvalidConfig {
+                layer: self.name,
+                reason: format!(
+                    "Winograd F(2×2, 3×3) needs a 3×3 kernel, stride 1 and padding ≤ 2, not {:?} stride {:?} padding {}",
+                    self.dims, self.stride, self.pad
+                ),
+            });
+        }
+        self.algorithm = algorithm;
+        Ok(self)
+    }
+
+    /// The algorithm in use.
+    pub fn algorithm(&self) -> ConvAlgorithm {
+        self.algorithm
     }
 
     /// Weight dimensions `[C_out, C_in, KH, KW]`.
@@ -550,14 +597,28 @@ impl Layer for Conv2d {
         let g = self.geometry(Shape::of(&input))?;
         check_shape(&self.name, "output", g.output, Shape::of(&output))?;
         check_contiguous(&self.name, "output", &output)?;
-        let input = input.as_standard_layout();
-        forward(
-            &g,
-            input.as_slice().expect("standard layout"),
-            self.weight.view(),
-            self.bias.view(),
-            output,
-        );
+        match self.algorithm {
+            ConvAlgorithm::Im2col => {
+                let input = input.as_standard_layout();
+                forward(
+                    &g,
+                    input.as_slice().expect("standard layout"),
+                    self.weight.view(),
+                    self.bias.view(),
+                    output,
+                );
+            }
+            ConvAlgorithm::Winograd => {
+                winograd::conv3x3(
+                    winograd::Direction::Forward,
+                    self.weight.view(),
+                    self.bias.view(),
+                    input,
+                    self.pad,
+                    output,
+                );
+            }
+        }
         if let Some(saved) = saved {
             saved.input_shape = g.input;
         }
@@ -574,7 +635,32 @@ impl Layer for Conv2d {
         check_shape(&self.name, "grad_input", saved.input_shape, g.input)?;
         check_shape(&self.name, "grad_output", g.output, Shape::of(&grad_output))?;
         check_contiguous(&self.name, "grad_input", &grad_input)?;
-        backward_input(&g, self.weight.view(), grad_output, grad_input);
+        match self.algorithm {
+            ConvAlgorithm::Im2col => {
+                backward_input(&g, self.weight.view(), grad_output, grad_input)
+            }
+            ConvAlgorithm::Winograd => {
+                // dX = conv(dY, flip(Wᵀ)) with padding 2 − p on each side: again 3×3, stride 1.
+                let p = self.pad;
+                let flipped = Padding {
+                    top: 2 - p.top,
+                    bottom: 2 - p.bottom,
+                    left: 2 - p.left,
+                    right: 2 - p.right,
+                };
+                winograd::conv3x3(
+                    winograd::Direction::Backward,
+                    self.weight.view(),
+                    ArrayView1::from(&[]),
+                    grad_output,
+                    flipped,
+                    grad_input,
+                );
+            }
+        }
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

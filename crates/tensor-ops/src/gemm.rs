@@ -176,3 +176,6 @@ pub(crate) fn sgemm(
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

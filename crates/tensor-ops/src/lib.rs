@@ -51,9 +51,10 @@ mod network;
 pub mod pool;
 mod relu;
 mod shape;
+mod winograd;
 
 pub use backend::Backend;
-pub use conv2d::{Conv2d, Conv2dGeometry, Conv2dParamGrads};
+pub use conv2d::{Conv2d, Conv2dGeometry, Conv2dParamGrads, ConvAlgorithm};
 #[cfg(feature = "cuda")]
 pub use cuda::CublasGemm;
 pub use error::{Error, Result};

@@ -112,3 +112,6 @@ pub(crate) fn out_len(n: usize, pad_lo: usize, pad_hi: usize, k: usize, s: usize
     let padded = n + pad_lo + pad_hi;
     (padded >= k && n > 0).then(|| (padded - k) / s + 1)
 }
+
+#[cfg(test)]
+mod tests;

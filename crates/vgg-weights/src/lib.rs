@@ -8,9 +8,9 @@
 //! MatConvNet's column-major `[kh, kw, c_in, c_out]` (dimension 0 is the filter row, i.e. the height).
 //! Layers of other types (softmax, dropout, …) are kept as [`LayerKind::Other`] with no data.
 //!
-//! [`LoadOptions::last_layer`] stops after the named layer. From an uncompressed file, nothing after it is
-//! read at all (the file is memory-mapped and decoded lazily); a compressed `layers` variable must be
-//! decompressed whole, but nothing after the last layer is converted.
+//! [`LoadOptions::last_layer`] stops after the named layer, and nothing after it is read: an uncompressed
+//! file is memory-mapped and its layers decoded lazily, and a compressed `layers` variable is decompressed
+//! as a stream, only as far as the last layer (zlib cannot seek, but it can stop).
 //!
 //! The module [`mat`] is a standalone MAT Level-5 reader (both byte orders, miCOMPRESSED, numeric, logical,
 //! char, cell and struct arrays) and [`write`](mod@write) a small MAT v5 writer, used by tests and tools to make
@@ -72,6 +72,7 @@ pub mod write;
 mod error;
 mod vgg;
 
+use std::fmt;
 use std::path::Path;
 
 use ndarray::{Array1, Array4};
@@ -101,6 +102,16 @@ pub enum Layout {
     Beta16,
     /// The current files: variables `layers` and `meta` (with `meta.normalization.averageImage`).
     Current,
+}
+
+impl fmt::Display for Layout {
+    /// `beta16` or `current`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::Beta16 => "beta16",
+            Layout::Current => "current",
+        })
+    }
 }
 
 /// A MatConvNet simplenn model: a chain of layers and the mean pixel.
@@ -137,7 +148,6 @@ pub struct Layer {
 
 /// The kind of a layer, with its parameters.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum LayerKind {
     /// Convolution.
     Conv(Conv),
@@ -150,6 +160,18 @@ pub enum LayerKind {
         /// MatConvNet's `type` string.
         type_name: String,
     },
+}
+
+impl LayerKind {
+    /// MatConvNet's `type` string: `conv`, `relu`, `pool`, or the stored name of another type.
+    pub fn type_name(&self) -> &str {
+        match self {
+            LayerKind::Conv(_) => "conv",
+            LayerKind::Relu => "relu",
+            LayerKind::Pool(_) => "pool",
+            LayerKind::Other { type_name } => type_name,
+        }
+    }
 }
 
 /// A convolution layer.
@@ -185,6 +207,16 @@ pub enum PoolMethod {
     Max,
     /// Average over the window.
     Avg,
+}
+
+impl fmt::Display for PoolMethod {
+    /// `max` or `avg`, as MatConvNet writes them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PoolMethod::Max => "max",
+            PoolMethod::Avg => "avg",
+        })
+    }
 }
 
 /// Padding on each side, in pixels (MatConvNet's `[top bottom left right]`).

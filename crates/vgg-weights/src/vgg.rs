@@ -3,11 +3,12 @@
 //! Everything is looked up by field name, never by position: the two published VGG files store their
 //! struct fields in different orders.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array4};
 
-use crate::mat::{MatFile, Value};
+use crate::mat::{Class, MatFile, Value};
 use crate::{
     Conv, Error, Layer, LayerKind, Layout, LoadOptions, Pad, Pool, PoolMethod, Result, VggModel,
 };
@@ -25,82 +26,56 @@ pub(crate) fn from_mat(file: &MatFile, opts: &LoadOptions) -> Result<VggModel> {
     } else {
         Layout::Beta16
     };
-    let layers_var = file.decode("layers")?;
-    let cells = match &layers_var {
-        Value::Cell(c) => c.elems(),
-        other => {
-            return Err(Error::WrongClass {
-                path: cx.path.clone(),
-                what: "variable `layers`".into(),
-                expected: "a cell array of layer structs".into(),
-                found: other.class(),
-            });
+    let info = file.require("layers")?;
+    if info.class != Some(Class::Cell) {
+        let found = match info.class {
+            Some(c) => c,
+            None => file.decode("layers")?.class(),
+        };
+        return Err(Error::WrongClass {
+            path: cx.path.clone(),
+            what: "variable `layers`".into(),
+            expected: "a cell array of layer structs".into(),
+            found,
+        });
+    }
+    // Layers are decoded one at a time and converted at once; nothing after `last_layer` is decoded
+    // (or, in a compressed file, even decompressed).
+    let mut layers: Vec<Layer> = Vec::new();
+    let mut failure = None;
+    let mut found_last = false;
+    file.visit_cell("layers", |i, value| match cx.layer(i, &value, &layers) {
+        Ok(layer) => {
+            let stop = opts.last_layer.as_deref() == Some(layer.name.as_str());
+            layers.push(layer);
+            if stop {
+                found_last = true;
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         }
-    };
-    if cells.is_empty() {
+        Err(e) => {
+            failure = Some(e);
+            ControlFlow::Break(())
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if layers.is_empty() {
         return Err(Error::NotAChain {
             path: cx.path.clone(),
             layer: String::new(),
             reason: "the model has no layers".into(),
         });
     }
-    // First pass: names and types only (cheap: no numeric data is touched).
-    let mut heads = Vec::with_capacity(cells.len());
-    for (i, cell) in cells.iter().enumerate() {
-        let what = format!("element {} of `layers`", i + 1);
-        let s = cx.struct1(cell, &what)?;
-        let name = cx.string(
-            cx.required(s, "name", &what)?,
-            &format!("field `name` of {what}"),
-        )?;
-        let context = format!("layer `{name}`");
-        let ty = cx.string(
-            cx.required(s, "type", &context)?,
-            &format!("field `type` of {context}"),
-        )?;
-        heads.push((name, ty, s));
-    }
-    for (i, (name, _, _)) in heads.iter().enumerate() {
-        if heads[..i].iter().any(|(n, _, _)| n == name) {
-            return Err(Error::NotAChain {
-                path: cx.path.clone(),
-                layer: name.clone(),
-                reason: "two layers have this name".into(),
-            });
-        }
-    }
-    let last = match &opts.last_layer {
-        None => heads.len() - 1,
-        Some(want) => heads
-            .iter()
-            .position(|(name, _, _)| name == want)
-            .ok_or_else(|| Error::UnknownLayer {
-                path: cx.path.clone(),
-                name: want.clone(),
-                available: heads.iter().map(|(n, _, _)| n.clone()).collect(),
-            })?,
-    };
-    let mut layers = Vec::with_capacity(last + 1);
-    for (name, ty, s) in heads.into_iter().take(last + 1) {
-        let kind = match ty.as_str() {
-            "conv" => LayerKind::Conv(cx.conv(s, &name)?),
-            "relu" => {
-                if let Some(leak) = s.field("leak") {
-                    let leak = cx.numbers(leak, &format!("field `leak` of layer `{name}`"))?;
-                    if leak.iter().any(|&v| v != 0.0) {
-                        return Err(Error::UnsupportedLayer {
-                            path: cx.path.clone(),
-                            layer: name,
-                            reason: format!("a leaky ReLU (leak {leak:?})"),
-                        });
-                    }
-                }
-                LayerKind::Relu
-            }
-            "pool" => LayerKind::Pool(cx.pool(s, &name)?),
-            _ => LayerKind::Other { type_name: ty },
-        };
-        layers.push(Layer { name, kind });
+    if let Some(want) = opts.last_layer.as_ref().filter(|_| !found_last) {
+        return Err(Error::UnknownLayer {
+            path: cx.path.clone(),
+            name: want.clone(),
+            available: layers.iter().map(|l| l.name.clone()).collect(),
+        });
     }
     // Channel counts are not chained here: MatConvNet's files need not agree across the fully connected
     // layers (the fake fixtures do not), and the network builder checks shapes when it runs.
@@ -140,6 +115,47 @@ struct Cx {
 impl Cx {
     fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Converts element `i` of `layers`; `previous` are the layers before it.
+    fn layer(&self, i: usize, value: &Value, previous: &[Layer]) -> Result<Layer> {
+        let what = format!("element {} of `layers`", i + 1);
+        let s = self.struct1(value, &what)?;
+        let name = self.string(
+            self.required(s, "name", &what)?,
+            &format!("field `name` of {what}"),
+        )?;
+        if previous.iter().any(|l| l.name == name) {
+            return Err(Error::NotAChain {
+                path: self.path.clone(),
+                layer: name,
+                reason: "two layers have this name".into(),
+            });
+        }
+        let context = format!("layer `{name}`");
+        let ty = self.string(
+            self.required(s, "type", &context)?,
+            &format!("field `type` of {context}"),
+        )?;
+        let kind = match ty.as_str() {
+            "conv" => LayerKind::Conv(self.conv(s, &name)?),
+            "relu" => {
+                if let Some(leak) = s.field("leak") {
+                    let leak = self.numbers(leak, &format!("field `leak` of {context}"))?;
+                    if leak.iter().any(|&v| v != 0.0) {
+                        return Err(Error::UnsupportedLayer {
+                            path: self.path.clone(),
+                            layer: name,
+                            reason: format!("a leaky ReLU (leak {leak:?})"),
+                        });
+                    }
+                }
+                LayerKind::Relu
+            }
+            "pool" => LayerKind::Pool(self.pool(s, &name)?),
+            _ => LayerKind::Other { type_name: ty },
+        };
+        Ok(Layer { name, kind })
     }
 
     fn wrong_shape(&self, what: &str, expected: &str, found: impl Into<String>) -> Error {

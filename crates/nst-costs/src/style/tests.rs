@@ -242,3 +242,15 @@ fn rescale_rejects_zero_positions() {
         );
     }
 }
+
+#[test]
+fn empty_maps_cost_zero() {
+    for shape in [(3, 0, 4), (0, 2, 2)] {
+        let f = Array3::<f32>::zeros(shape);
+        let target = Array2::<f32>::zeros((shape.0, shape.0));
+        assert_eq!(gram(f.view(), &CpuGemm).dim(), (shape.0, shape.0));
+        let cost = style_layer_loss(f.view(), target.view(), StyleNorm::Seed, &CpuGemm).unwrap();
+        assert_eq!(cost.value, 0.0);
+        assert_eq!(cost.grad.dim(), shape);
+    }
+}

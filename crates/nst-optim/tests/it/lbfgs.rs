@@ -341,3 +341,112 @@ fn callback_can_stop_the_run() {
     assert_eq!(opt.iterations(), 3);
     assert_eq!(report.last.unwrap().iteration, 3);
 }
+
+/// Fails on its `n`-th evaluation, else the quadratic `Σ xᵢ²`.
+struct FailsAt(u32, u32);
+
+impl Objective for FailsAt {
+    type Error = Boom;
+    fn value_and_grad(&mut self, x: &[f32], grad: &mut [f32]) -> Result<f64, Boom> {
+        self.0 += 1;
+        if self.0 == self.1 {
+            return Err(Boom(self.0));
+        }
+        let mut f = 0.0;
+        for (&v, g) in x.iter().zip(grad.iter_mut()) {
+            f += f64::from(v) * f64::from(v);
+            *g = 2.0 * v;
+        }
+        Ok(f)
+    }
+}
+
+#[test]
+fn an_objective_error_inside_the_line_search_restores_x() {
+    let start = [0.75_f32, -1.5];
+    let mut x = start;
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    // Evaluation 1 is the start point, 2 the first trial of the line search.
+    match opt.step(&mut x, &mut FailsAt(0, 2)) {
+        Err(OptimError::Objective(Boom(2))) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(x.map(f32::to_bits), start.map(f32::to_bits));
+    // The cached start point survives: continuing needs no re-evaluation there.
+    let r = opt.step(&mut x, &mut FailsAt(0, u32::MAX)).unwrap();
+    assert!(r.value < 0.75 * 0.75 + 1.5 * 1.5);
+}
+
+/// `f(x) = s·Σ dᵢ·(xᵢ − cᵢ)²` with `s = 1e4`, `dᵢ ∈ [1, 1000]`, `cᵢ` pixel-like in [28, 228]: the
+/// scale and conditioning of an image problem, on 2000 parameters.
+struct PixelBowl {
+    d: Vec<f64>,
+    c: Vec<f64>,
+}
+
+impl Objective for PixelBowl {
+    type Error = Infallible;
+    fn value_and_grad(&mut self, x: &[f32], grad: &mut [f32]) -> Result<f64, Infallible> {
+        let mut f = 0.0;
+        for (((&xi, g), &d), &c) in x.iter().zip(grad.iter_mut()).zip(&self.d).zip(&self.c) {
+            let e = f64::from(xi) - c;
+            f += 1e4 * d * e * e;
+            *g = (2e4 * d * e) as f32;
+        }
+        Ok(f)
+    }
+}
+
+#[test]
+fn badly_scaled_pixel_sized_quadratic() {
+    let n = 2000;
+    let mut obj = PixelBowl {
+        d: (0..n)
+            .map(|i| 1.0 + 999.0 * ((i * 7919) % n) as f64 / n as f64)
+            .collect(),
+        c: (0..n)
+            .map(|i| 128.0 + 100.0 * ((i as f64) * 0.37).sin())
+            .collect(),
+    };
+    let mut x = vec![0.0_f32; n];
+    let (report, values) = run_monotone(&mut x, &mut obj, 1000);
+    // f32 cannot resolve the minimum of such a stiff problem: x ≈ 128 has ulp 1.5e-5, which with
+    // curvature up to 2e7 leaves a noise floor of f ≈ 1e4 · Σdᵢ · ulp²/12 ≈ 0.2. The run must
+    // get there from f ≈ 1e14 and then stop cleanly.
+    assert!(
+        matches!(
+            report.stop,
+            StopReason::Converged(_) | StopReason::NoDecrease { .. }
+        ),
+        "{report:?}"
+    );
+    let last = *values.last().unwrap();
+    assert!(
+        values[0] > 1e13 && last < 2.0,
+        "from {:e} to {last:e}",
+        values[0]
+    );
+    let c = obj.c.clone();
+    let err = max_error(&x, |i| c[i]);
+    assert!(
+        err < 2e-2,
+        "max error {err:e} after {} iterations",
+        report.iterations
+    );
+}
+
+#[test]
+fn minimize_reports_a_failed_line_search_as_no_decrease() {
+    let start = vec![1.5_f32, -0.25, 3.0];
+    let mut x = start.clone();
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let mut calls = 0;
+    let report = minimize(&mut opt, &mut x, &mut LyingGradient, 10, |_| {
+        calls += 1;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(report.stop, StopReason::NoDecrease { evaluations: 21 });
+    assert_eq!((report.iterations, calls), (0, 0));
+    assert_eq!(x, start);
+}

@@ -3,7 +3,7 @@
 use ndarray::{Array3, ArrayView3};
 use proptest::prelude::*;
 use tensor_ops::conv2d::{col2im, im2col};
-use tensor_ops::{Conv2d, Conv2dGeometry, Layer, Padding, Shape};
+use tensor_ops::{Conv2d, Conv2dGeometry, ConvAlgorithm, Layer, Padding, Shape};
 
 use crate::{arr1, arr3, arr4, backward, dot, forward};
 
@@ -44,6 +44,14 @@ fn conv(seed: u64, (c_in, c_out, _, _, k, s, p): Case) -> Conv2d {
         pad(p),
     )
     .unwrap()
+}
+
+/// The layer under every algorithm that applies to it.
+fn variants(layer: &Conv2d) -> Vec<Conv2d> {
+    [ConvAlgorithm::Im2col, ConvAlgorithm::Winograd]
+        .into_iter()
+        .filter_map(|a| layer.clone().with_algorithm(a).ok())
+        .collect()
 }
 
 /// Checks the fast forward against the direct seven-loop convolution.
@@ -98,16 +106,19 @@ proptest! {
     #[test]
     fn conv_matches_seven_loop_reference(case in cases(), seed in 0..1000_u64) {
         let (c_in, c_out, h, w, k, _, _) = case;
-        let layer = conv(seed, case);
         let weight = arr4(seed, (c_out, c_in, k, k), -1.0, 1.0);
-        check_forward(&layer, &arr3(seed + 2, (c_in, h, w), -1.0, 1.0), &weight);
+        for layer in variants(&conv(seed, case)) {
+            check_forward(&layer, &arr3(seed + 2, (c_in, h, w), -1.0, 1.0), &weight);
+        }
     }
 
     #[test]
     fn conv_input_adjoint(case in cases(), seed in 0..1000_u64) {
         let (c_in, c_out, h, w, k, _, _) = case;
         let layer = without_bias(&conv(seed, case), arr4(seed, (c_out, c_in, k, k), -1.0, 1.0));
-        check_adjoint(&layer, &arr3(seed + 2, (c_in, h, w), -1.0, 1.0), seed + 3);
+        for layer in variants(&layer) {
+            check_adjoint(&layer, &arr3(seed + 2, (c_in, h, w), -1.0, 1.0), seed + 3);
+        }
     }
 
     #[test]
@@ -146,8 +157,13 @@ fn tiled_conv_matches_reference_and_adjoint() {
         let weight = arr4(seed, (c_out, c_in, k, k), -1.0, 1.0);
         let layer = conv(seed, case);
         let x = arr3(seed + 2, (c_in, h, w), -1.0, 1.0);
-        check_forward(&layer, &x, &weight);
-        check_adjoint(&without_bias(&layer, weight), &x, seed + 3);
+        for layer in variants(&layer) {
+            check_forward(&layer, &x, &weight);
+            let linear = without_bias(&layer, weight.clone())
+                .with_algorithm(layer.algorithm())
+                .unwrap();
+            check_adjoint(&linear, &x, seed + 3);
+        }
     }
 }
 
@@ -186,11 +202,13 @@ const FD_CASES: [Case; 3] = [
 fn fd_conv2d_input() {
     for (i, &case) in FD_CASES.iter().enumerate() {
         let (c_in, _, h, w, _, _, _) = case;
-        crate::check_layer_fd(
-            &conv(10 + i as u64, case),
-            &arr3(20 + i as u64, (c_in, h, w), -1.0, 1.0),
-            30 + i as u64,
-        );
+        for layer in variants(&conv(10 + i as u64, case)) {
+            crate::check_layer_fd(
+                &layer,
+                &arr3(20 + i as u64, (c_in, h, w), -1.0, 1.0),
+                30 + i as u64,
+            );
+        }
     }
 }
 
@@ -317,20 +335,23 @@ fn results_are_bit_identical_across_runs_and_thread_counts() {
     .unwrap();
     let x = arr3(7, (c_in, h, w), -1.0, 1.0);
     let dy = arr3(8, (c_out, h, w), -1.0, 1.0);
-    let first = run_in_pool(2, &layer, &x, &dy);
     let bits = |a: &Array3<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    for threads in [2, 1, 3] {
-        let again = run_in_pool(threads, &layer, &x, &dy);
-        assert_eq!(
-            bits(&first.0),
-            bits(&again.0),
-            "forward differs with {threads} threads"
-        );
-        assert_eq!(
-            bits(&first.1),
-            bits(&again.1),
-            "backward differs with {threads} threads"
-        );
+    for layer in variants(&layer) {
+        let alg = layer.algorithm();
+        let first = run_in_pool(2, &layer, &x, &dy);
+        for threads in [2, 1, 3] {
+            let again = run_in_pool(threads, &layer, &x, &dy);
+            assert_eq!(
+                bits(&first.0),
+                bits(&again.0),
+                "{alg:?} forward, {threads} threads"
+            );
+            assert_eq!(
+                bits(&first.1),
+                bits(&again.1),
+                "{alg:?} backward, {threads} threads"
+            );
+        }
     }
 }
 
@@ -349,4 +370,101 @@ fn gradient_is_independent_of_prior_buffer_content() {
         .backward_input(&saved, dy.view(), b.view_mut())
         .unwrap();
     assert_eq!(a, b);
+}
+
+#[test]
+fn algorithm_defaults_and_rejections() {
+    let c3 = conv(1, (2, 2, 5, 5, 3, 1, [1, 1, 1, 1]));
+    assert_eq!(c3.algorithm(), ConvAlgorithm::Winograd);
+    assert_eq!(
+        conv(1, (2, 2, 5, 5, 3, 2, [1, 1, 1, 1])).algorithm(),
+        ConvAlgorithm::Im2col
+    );
+    assert_eq!(
+        conv(1, (2, 2, 5, 5, 5, 1, [1, 1, 1, 1])).algorithm(),
+        ConvAlgorithm::Im2col
+    );
+    let err = conv(1, (2, 2, 5, 5, 1, 1, [0, 0, 0, 0]))
+        .with_algorithm(ConvAlgorithm::Winograd)
+        .unwrap_err();
+    assert!(
+        matches!(err, tensor_ops::Error::InvalidConfig { ref layer, .. } if layer == "conv"),
+        "{err}"
+    );
+    assert_eq!(
+        c3.with_algorithm(ConvAlgorithm::Im2col)
+            .unwrap()
+            .algorithm(),
+        ConvAlgorithm::Im2col
+    );
+}
+
+/// Winograd F(2×2, 3×3) against im2col on VGG-like layers (He-scaled weights, O(1) inputs, many
+/// channels, odd sizes, several work items). The stated tolerance, element-wise, for the forward
+/// pass: `|y_winograd − y_im2col| ≤ 1e-5 · (max_o Σ_{c,i,j} |W[o,c,i,j]| + 1)` (inputs in [−1, 1]);
+/// for the input gradient the same with the sum over output channels `o`.
+#[test]
+fn winograd_agrees_with_im2col_on_vgg_like_layers() {
+    for (i, &(c_in, c_out, h, w)) in [
+        (64, 64, 37, 50),
+        (128, 32, 19, 25),
+        (3, 64, 30, 41),
+        (256, 16, 9, 12),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 500 + 10 * i as u64;
+        let bound = (6.0 / (9 * c_in) as f32).sqrt();
+        let weight = arr4(seed, (c_out, c_in, 3, 3), -bound, bound);
+        let wino = Conv2d::new(
+            "conv",
+            weight.clone(),
+            arr1(seed + 1, c_out, -0.1, 0.1),
+            [1, 1],
+            Padding::uniform(1),
+        )
+        .unwrap();
+        assert_eq!(wino.algorithm(), ConvAlgorithm::Winograd);
+        let im2col = wino.clone().with_algorithm(ConvAlgorithm::Im2col).unwrap();
+        let x = arr3(seed + 2, (c_in, h, w), -1.0, 1.0);
+        let row_l1 = weight
+            .outer_iter()
+            .map(|wo| wo.iter().map(|v| v.abs()).sum::<f32>())
+            .fold(0.0, f32::max);
+        let tol = 1e-5 * (row_l1 + 1.0);
+        let (a, sa) = forward(&wino, x.view());
+        let (b, sb) = forward(&im2col, x.view());
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst <= tol,
+            "forward {c_in}→{c_out} {h}×{w}: worst {worst} > {tol}"
+        );
+        let dy = arr3(seed + 3, a.dim(), -1.0, 1.0);
+        let ga = backward(&wino, &sa, Shape::of(&x), dy.view());
+        let gb = backward(&im2col, &sb, Shape::of(&x), dy.view());
+        let col_l1 = (0..c_in)
+            .map(|c| {
+                weight
+                    .index_axis(ndarray::Axis(1), c)
+                    .iter()
+                    .map(|v| v.abs())
+                    .sum::<f32>()
+            })
+            .fold(0.0, f32::max);
+        let tol = 1e-5 * (col_l1 + 1.0);
+        let worst = ga
+            .iter()
+            .zip(&gb)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst <= tol,
+            "backward {c_in}→{c_out} {h}×{w}: worst {worst} > {tol}"
+        );
+    }
 }

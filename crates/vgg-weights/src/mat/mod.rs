@@ -2,7 +2,8 @@
 //!
 //! [`MatFile::open`] memory-maps the file and reads only the directory of its variables (one tag per
 //! variable, plus a few hundred decompressed bytes for compressed ones). [`MatFile::decode`] then decodes
-//! one variable into a [`Value`] tree. Numeric data is never copied while decoding: a [`Numeric`] array
+//! one variable into a [`Value`] tree; [`MatFile::visit_cell`] hands out the elements of a cell array one
+//! at a time and stops when asked, decompressing a compressed variable only as far as it went. Numeric data is never copied while decoding: a [`Numeric`] array
 //! keeps a reference to its bytes (in the mapping, or in the decompressed buffer of a compressed variable)
 //! and converts them only when asked ([`Numeric::to_f32_vec`], [`Numeric::to_f64_vec`]). Decoding a large
 //! uncompressed variable therefore touches only its tags, and the caller converts just the arrays it needs.
@@ -24,7 +25,7 @@ mod error;
 mod value;
 
 use std::io::Read;
-use std::ops::Deref;
+use std::ops::{ControlFlow, Deref};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -254,14 +255,7 @@ impl MatFile {
     /// [`Error::MissingVariable`] if there is none; [`Error::Unsupported`] if it is sparse, an object,
     /// a function handle or opaque; otherwise the errors of a damaged file.
     pub fn decode(&self, name: &str) -> Result<Value> {
-        let info = self
-            .variable(name)
-            .ok_or_else(|| Error::MissingVariable {
-                path: self.path.clone(),
-                name: name.to_owned(),
-                available: self.vars.iter().map(|v| v.name.clone()).collect(),
-            })?
-            .clone();
+        let info = self.require(name)?.clone();
         self.decode_info(&info)
     }
 
@@ -278,6 +272,7 @@ impl MatFile {
                 endian: self.endian,
                 path: &self.path,
                 compressed_at: Some(info.offset),
+                base: 0,
             };
             let tag = parser.tag(0, buf.len())?;
             if tag.mi != MiType::Matrix.code() {
@@ -292,9 +287,9 @@ impl MatFile {
                 endian: self.endian,
                 path: &self.path,
                 compressed_at: None,
+                base: 0,
             };
-            let start = usize::try_from(info.offset).expect("offsets come from usize") + 8;
-            let end = start + usize::try_from(info.stored_len).expect("lengths come from usize");
+            let (start, end) = self.data_range(info)?;
             parser.matrix(start, end, 0)?
         };
         if let Value::Unsupported(u) = &value {
@@ -305,6 +300,146 @@ impl MatFile {
             });
         }
         Ok(value)
+    }
+
+    /// The variable called `name`, or [`Error::MissingVariable`] listing the variables there are.
+    ///
+    /// # Errors
+    /// [`Error::MissingVariable`].
+    pub fn require(&self, name: &str) -> Result<&VarInfo> {
+        self.variable(name).ok_or_else(|| Error::MissingVariable {
+            path: self.path.clone(),
+            name: name.to_owned(),
+            available: self.vars.iter().map(|v| v.name.clone()).collect(),
+        })
+    }
+
+    /// Decodes the elements of the cell-array variable `name` one at a time, in column-major order,
+    /// handing each to `visit` with its index; stops as soon as `visit` returns
+    /// [`ControlFlow::Break`]. Returns the number of elements visited.
+    ///
+    /// Nothing after the last element visited is decoded; for a compressed variable, nothing after it
+    /// is even decompressed, and each element owns a copy of its own decompressed bytes, so memory
+    /// stays proportional to what the caller keeps. This is how a model's first layers are read
+    /// without inflating the 400 MB of fully connected weights that follow them.
+    ///
+    /// # Errors
+    /// [`Error::MissingVariable`]; [`Error::Malformed`] if the variable is not a cell array; otherwise the
+    /// errors of a damaged file, for the elements visited.
+    pub fn visit_cell(
+        &self,
+        name: &str,
+        mut visit: impl FnMut(usize, Value) -> ControlFlow<()>,
+    ) -> Result<usize> {
+        let info = self.require(name)?.clone();
+        if info.compressed {
+            return self.visit_compressed_cell(&info, visit);
+        }
+        let (start, end) = self.data_range(&info)?;
+        let parser = Parser {
+            buf: &self.buf,
+            endian: self.endian,
+            path: &self.path,
+            compressed_at: None,
+            base: 0,
+        };
+        let head = parser.header(start, end)?;
+        let numel = parser.cell_len(&head, start, head.after, end)?;
+        let mut pos = head.after;
+        for i in 0..numel {
+            let (value, next) = parser.element(pos, end, 0)?;
+            pos = next;
+            if visit(i, value).is_break() {
+                return Ok(i + 1);
+            }
+        }
+        Ok(numel)
+    }
+
+    /// [`MatFile::visit_cell`] for a compressed variable: inflates incrementally, only as far as needed.
+    fn visit_compressed_cell(
+        &self,
+        info: &VarInfo,
+        mut visit: impl FnMut(usize, Value) -> ControlFlow<()>,
+    ) -> Result<usize> {
+        let (start, end) = self.data_range(info)?;
+        let mut stream = Inflater::new(self, info, &self.buf[start..end])?;
+        // The array header (flags, dimensions, name) lies within the first few hundred bytes. A stream
+        // error here is not final: the header may be complete before the damage, and the elements
+        // visited are what must be intact.
+        let _ = stream.fill_to(stream.total.min(8 + 4096));
+        let (head, numel) = {
+            let prefix = Arc::new(Storage::Owned(stream.pending.clone()));
+            let parser = stream.parser(&prefix, 0);
+            let head = parser.header(8, prefix.len())?;
+            let numel = parser.cell_len(&head, 8, head.after, stream.total)?;
+            (head, numel)
+        };
+        let mut pos = head.after;
+        for i in 0..numel {
+            stream.fill_to(pos + 8)?;
+            let tag_at = pos - stream.base;
+            let word = |k: usize| {
+                let b: [u8; 4] = stream.pending[tag_at + k..tag_at + k + 4]
+                    .try_into()
+                    .expect("4 bytes");
+                match self.endian {
+                    Endian::Little => u32::from_le_bytes(b),
+                    Endian::Big => u32::from_be_bytes(b),
+                }
+            };
+            let (mi, size) = (word(0), word(4) as usize);
+            let loc = Location {
+                offset: pos as u64,
+                compressed_at: Some(info.offset),
+            };
+            if mi != MiType::Matrix.code() {
+                return Err(Error::Malformed {
+                    path: self.path.clone(),
+                    at: loc,
+                    reason: format!("expected an miMATRIX element, found type {mi}"),
+                });
+            }
+            let available = stream.total - (pos + 8);
+            if size > available {
+                return Err(Error::SizeTooLarge {
+                    path: self.path.clone(),
+                    at: loc,
+                    declared: size as u64,
+                    available: available as u64,
+                });
+            }
+            let elem_end = pos + 8 + size;
+            stream.fill_to(elem_end)?;
+            // The element gets its own buffer, so the stream's buffer can be reused.
+            let bytes = stream.pending[tag_at..elem_end - stream.base].to_vec();
+            let own = Arc::new(Storage::Owned(bytes));
+            let (value, _) = stream.parser(&own, pos).element(0, own.len(), 0)?;
+            pos = (pos + 8 + pad8(size)).min(stream.total);
+            stream.consume_to(pos.min(elem_end));
+            if visit(i, value).is_break() {
+                return Ok(i + 1);
+            }
+        }
+        stream.finish()?;
+        Ok(numel)
+    }
+
+    /// The data range of a variable's element, checked against the file.
+    fn data_range(&self, info: &VarInfo) -> Result<(usize, usize)> {
+        let range = usize::try_from(info.offset)
+            .ok()
+            .and_then(|o| o.checked_add(8))
+            .and_then(|s| Some((s, s.checked_add(usize::try_from(info.stored_len).ok()?)?)))
+            .filter(|&(_, e)| e <= self.buf.len());
+        range.ok_or_else(|| Error::Malformed {
+            path: self.path.clone(),
+            at: Location {
+                offset: info.offset,
+                compressed_at: None,
+            },
+            reason: "not a variable of this file".into(),
+        })
     }
 
     fn from_storage(path: PathBuf, storage: Storage) -> Result<MatFile> {
@@ -330,6 +465,7 @@ impl MatFile {
             endian: self.endian,
             path: &self.path,
             compressed_at: None,
+            base: 0,
         };
         let mut vars = Vec::new();
         let mut pos = 128;
@@ -372,30 +508,40 @@ impl MatFile {
     /// Decompresses the first few hundred bytes of a compressed variable to read its name.
     fn compressed_header(&self, at: usize, start: usize, end: usize) -> Result<Header> {
         const PREFIX: usize = 4096;
-        let mut prefix = Vec::with_capacity(PREFIX);
+        let mut prefix = vec![0u8; PREFIX];
+        let mut filled = 0;
         let mut decoder = flate2::read::ZlibDecoder::new(&self.buf[start..end]);
-        // Read until the prefix is full or the stream ends; a corrupt stream is reported here.
-        (&mut decoder)
-            .take(PREFIX as u64)
-            .read_to_end(&mut prefix)
-            .map_err(|e| Error::Decompress {
-                path: self.path.clone(),
-                at: at as u64,
-                reason: e.to_string(),
-            })?;
+        // Read until the prefix is full or the stream ends. A damaged stream is not an error here if
+        // the header came through before the damage: the variable is listed, and decoding it fails.
+        let mut stream_error = None;
+        while filled < PREFIX {
+            match decoder.read(&mut prefix[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => {
+                    stream_error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        prefix.truncate(filled);
+        let decompress_error = |reason: String| Error::Decompress {
+            path: self.path.clone(),
+            at: at as u64,
+            reason,
+        };
         let buf = Arc::new(Storage::Owned(prefix));
         let parser = Parser {
             buf: &buf,
             endian: self.endian,
             path: &self.path,
             compressed_at: Some(at as u64),
+            base: 0,
         };
         if buf.len() < 8 {
-            return Err(Error::Decompress {
-                path: self.path.clone(),
-                at: at as u64,
-                reason: format!("the stream holds only {} bytes", buf.len()),
-            });
+            let reason = stream_error
+                .unwrap_or_else(|| format!("the stream holds only {} bytes", buf.len()));
+            return Err(decompress_error(reason));
         }
         let mi = parser.u32(0);
         if mi != MiType::Matrix.code() {
@@ -404,87 +550,172 @@ impl MatFile {
         // The prefix may end inside the element: parse the header against the prefix only.
         let declared = parser.u32(4) as usize;
         let data_end = buf.len().min(8usize.saturating_add(declared));
-        parser.header(8, data_end)
+        parser
+            .header(8, data_end)
+            .map_err(|e| stream_error.map_or(e, decompress_error))
     }
 
     /// Decompresses a whole compressed variable, bounded by the size it declares.
     fn inflate(&self, info: &VarInfo) -> Result<Vec<u8>> {
-        let at = usize::try_from(info.offset).expect("offsets come from usize");
-        let start = at + 8;
-        let end = start + usize::try_from(info.stored_len).expect("lengths come from usize");
-        let compressed = &self.buf[start..end];
-        let err = |reason: String| Error::Decompress {
-            path: self.path.clone(),
+        let (start, end) = self.data_range(info)?;
+        let mut stream = Inflater::new(self, info, &self.buf[start..end])?;
+        stream.fill_to(stream.total)?;
+        stream.check_end()?;
+        Ok(stream.pending)
+    }
+}
+
+/// Incremental decompression of one miCOMPRESSED variable: `pending` holds the decompressed bytes from
+/// offset `base` on; `total` is the size of the element it declares (tag included).
+struct Inflater<'f> {
+    file: &'f MatFile,
+    at: u64,
+    decoder: flate2::read::ZlibDecoder<&'f [u8]>,
+    compressed_len: usize,
+    pending: Vec<u8>,
+    base: usize,
+    total: usize,
+}
+
+impl<'f> Inflater<'f> {
+    /// Starts decompressing; reads the element tag and checks its declared size.
+    fn new(file: &'f MatFile, info: &VarInfo, compressed: &'f [u8]) -> Result<Inflater<'f>> {
+        let mut s = Inflater {
+            file,
             at: info.offset,
-            reason,
+            decoder: flate2::read::ZlibDecoder::new(compressed),
+            compressed_len: compressed.len(),
+            pending: Vec::new(),
+            base: 0,
+            total: 8,
         };
-        let mut decoder = flate2::read::ZlibDecoder::new(compressed);
-        let mut tag = [0u8; 8];
-        decoder
-            .read_exact(&mut tag)
-            .map_err(|e| err(format!("cannot read the element tag: {e}")))?;
+        s.fill_to(8)?;
         let word = |b: &[u8]| {
             let b: [u8; 4] = b.try_into().expect("4 bytes");
-            match self.endian {
+            match file.endian {
                 Endian::Little => u32::from_le_bytes(b),
                 Endian::Big => u32::from_be_bytes(b),
             }
         };
-        let declared = u64::from(word(&tag[4..8]));
+        if word(&s.pending[0..4]) != MiType::Matrix.code() {
+            return Err(s.err("a compressed variable must hold one miMATRIX element".into()));
+        }
+        let declared = u64::from(word(&s.pending[4..8]));
         let bound = (compressed.len() as u64)
             .saturating_mul(MAX_ZLIB_RATIO)
             .saturating_add(1024);
         if declared > bound {
-            return Err(err(format!(
+            return Err(s.err(format!(
                 "it declares {declared} decompressed bytes from only {} compressed bytes, \
                  more than zlib can produce",
                 compressed.len()
             )));
         }
-        let total = usize::try_from(declared + 8).map_err(|_| err("too large".into()))?;
-        let mut out = Vec::new();
-        out.try_reserve_exact(total)
-            .map_err(|e| err(format!("cannot allocate {total} bytes: {e}")))?;
-        out.extend_from_slice(&tag);
-        // Never read more than declared: the output is bounded whatever the stream holds.
-        (&mut decoder)
-            .take(declared)
-            .read_to_end(&mut out)
-            .map_err(|e| err(e.to_string()))?;
-        if out.len() < total {
-            return Err(err(format!(
-                "the stream ends after {} of the {total} bytes its element declares",
-                out.len()
-            )));
+        s.total = usize::try_from(declared + 8).map_err(|_| s.err("too large".into()))?;
+        Ok(s)
+    }
+
+    fn err(&self, reason: String) -> Error {
+        Error::Decompress {
+            path: self.file.path.clone(),
+            at: self.at,
+            reason,
         }
-        // The stream must end here, with a valid checksum: a cut or corrupted stream can still yield
-        // the declared number of bytes.
-        let mut extra = [0u8; 1];
-        match decoder.read(&mut extra) {
-            Ok(0) => {}
-            Ok(_) => {
-                return Err(err(format!(
-                    "the stream holds more than the {total} bytes its element declares"
+    }
+
+    fn parser<'a>(&'a self, buf: &'a Arc<Storage>, base: usize) -> Parser<'a> {
+        Parser {
+            buf,
+            endian: self.file.endian,
+            path: &self.file.path,
+            compressed_at: Some(self.at),
+            base,
+        }
+    }
+
+    /// Decompresses until the bytes before offset `end` (at most `total`) are in `pending`.
+    fn fill_to(&mut self, end: usize) -> Result<()> {
+        let end = end.min(self.total);
+        let mut chunk = [0u8; 16 << 10];
+        while self.base + self.pending.len() < end {
+            let want = (self.total - self.base - self.pending.len()).min(chunk.len());
+            let n = self
+                .decoder
+                .read(&mut chunk[..want])
+                .map_err(|e| self.err(e.to_string()))?;
+            if n == 0 {
+                return Err(self.err(format!(
+                    "the stream ends after {} of the {} bytes its element declares",
+                    self.base + self.pending.len(),
+                    self.total
                 )));
             }
-            Err(e) => return Err(err(e.to_string())),
+            if self.pending.capacity() - self.pending.len() < n {
+                // Grow with the data actually produced, never past the declared size: a stream that
+                // declares much more than it holds costs no more memory than it yields.
+                let remaining = self.total - self.base - self.pending.len();
+                let grow = n.max(self.pending.len().min(remaining));
+                self.pending
+                    .try_reserve_exact(grow)
+                    .map_err(|e| self.err(format!("cannot allocate {grow} bytes: {e}")))?;
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
         }
-        if decoder.total_in() != compressed.len() as u64 {
-            return Err(err(format!(
-                "the zlib stream ends after {} of its {} bytes, or is cut short",
-                decoder.total_in(),
-                compressed.len()
+        Ok(())
+    }
+
+    /// Forgets the bytes before offset `pos`.
+    fn consume_to(&mut self, pos: usize) {
+        let k = pos.saturating_sub(self.base).min(self.pending.len());
+        self.pending.drain(..k);
+        self.base += k;
+    }
+
+    /// Reads the rest of the stream and checks that it ends exactly at the declared size, with a valid
+    /// checksum.
+    fn finish(mut self) -> Result<()> {
+        self.fill_to(self.total)?;
+        self.check_end()
+    }
+
+    /// Checks that the stream ends here, with a valid checksum: a cut or corrupted stream can still
+    /// yield the declared number of bytes.
+    fn check_end(&mut self) -> Result<()> {
+        let mut extra = [0u8; 1];
+        match self.decoder.read(&mut extra) {
+            Ok(0) => {}
+            Ok(_) => {
+                return Err(self.err(format!(
+                    "the stream holds more than the {} bytes its element declares",
+                    self.total
+                )));
+            }
+            Err(e) => return Err(self.err(e.to_string())),
+        }
+        if self.decoder.total_in() != self.compressed_len as u64 {
+            return Err(self.err(format!(
+                "the zlib stream ends after {} of its {} bytes",
+                self.decoder.total_in(),
+                self.compressed_len
             )));
         }
-        Ok(out)
+        Ok(())
     }
 }
 
 /// The bytes of a file: mapped, or owned (in memory, or decompressed).
-#[derive(Debug)]
 pub(crate) enum Storage {
     Mapped(memmap2::Mmap),
     Owned(Vec<u8>),
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Storage::Mapped(m) => write!(f, "Mapped({} bytes)", m.len()),
+            Storage::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
+        }
+    }
 }
 
 impl Deref for Storage {
@@ -614,6 +845,8 @@ struct Parser<'a> {
     endian: Endian,
     path: &'a Path,
     compressed_at: Option<u64>,
+    /// Offset of `buf[0]` in the file or decompressed variable, for error locations.
+    base: usize,
 }
 
 impl Parser<'_> {
@@ -623,7 +856,7 @@ impl Parser<'_> {
 
     fn loc(&self, offset: usize) -> Location {
         Location {
-            offset: offset as u64,
+            offset: (self.base + offset) as u64,
             compressed_at: self.compressed_at,
         }
     }
@@ -929,6 +1162,26 @@ impl Parser<'_> {
         }
         let value = self.matrix(tag.data_start, tag.data_end, depth + 1)?;
         Ok((value, tag.next))
+    }
+
+    /// The element count of a cell array's header, checked to fit in `[pos, end)`.
+    fn cell_len(&self, head: &Header, start: usize, pos: usize, end: usize) -> Result<usize> {
+        if head.class != Some(Class::Cell) {
+            return Err(self.malformed(
+                start,
+                format!(
+                    "`{}` is not a cell array (class code {})",
+                    head.name, head.class_code
+                ),
+            ));
+        }
+        let numel = head
+            .dims
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| self.malformed(start, format!("dimensions {:?} overflow", head.dims)))?;
+        self.check_count(numel, pos, end)?;
+        Ok(numel)
     }
 
     fn cell(

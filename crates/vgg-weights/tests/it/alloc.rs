@@ -8,6 +8,7 @@ pub(crate) struct Counting;
 
 thread_local! {
     static LARGEST: Cell<usize> = const { Cell::new(0) };
+    static TOTAL: Cell<usize> = const { Cell::new(0) };
 }
 
 fn record(size: usize) {
@@ -17,6 +18,7 @@ fn record(size: usize) {
             l.set(size);
         }
     });
+    let _ = TOTAL.try_with(|t| t.set(t.get().saturating_add(size)));
 }
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged; recording a size
@@ -45,7 +47,15 @@ unsafe impl GlobalAlloc for Counting {
 
 /// Runs `f` and returns its result with the largest single allocation it made on this thread.
 pub(crate) fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let (out, largest, _) = allocation_stats(f);
+    (out, largest)
+}
+
+/// Runs `f` and returns its result, the largest single allocation and the total bytes allocated
+/// (reallocations count their new size) on this thread.
+pub(crate) fn allocation_stats<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
     LARGEST.with(|l| l.set(0));
+    TOTAL.with(|t| t.set(0));
     let out = f();
-    (out, LARGEST.with(Cell::get))
+    (out, LARGEST.with(Cell::get), TOTAL.with(Cell::get))
 }

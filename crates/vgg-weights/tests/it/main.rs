@@ -1,6 +1,7 @@
 //! Integration tests of `vgg-weights`: one binary, with a counting global allocator.
 
 mod alloc;
+mod corpus;
 mod fake_vgg;
 mod matlab;
 mod robustness;

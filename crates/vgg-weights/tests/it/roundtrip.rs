@@ -272,3 +272,64 @@ fn generic_arrays_round_trip() {
         Err(vgg_weights::Error::InvalidModel { .. })
     ));
 }
+
+#[test]
+fn a_vgg16_chain_loads_up_to_conv5_1() {
+    let dir = TempDir::new("vgg16");
+    let mut layers = Vec::new();
+    let mut c_in = 3;
+    for (block, n) in [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3)] {
+        for i in 1..=n {
+            let c_out = block + 1;
+            let weights = Array4::from_shape_fn((c_out, c_in, 3, 3), |(k, c, y, x)| {
+                (1000 * k + 100 * c + 10 * x + y) as f32
+            });
+            let conv = Conv {
+                weights,
+                bias: Array1::zeros(c_out),
+                stride: [1, 1],
+                pad: Pad::uniform(1),
+            };
+            layers.push(Layer {
+                name: format!("conv{block}_{i}"),
+                kind: LayerKind::Conv(conv),
+            });
+            layers.push(Layer {
+                name: format!("relu{block}_{i}"),
+                kind: LayerKind::Relu,
+            });
+            c_in = c_out;
+        }
+        let pool = Pool {
+            method: PoolMethod::Max,
+            size: [2, 2],
+            stride: [2, 2],
+            pad: Pad::default(),
+        };
+        layers.push(Layer {
+            name: format!("pool{block}"),
+            kind: LayerKind::Pool(pool),
+        });
+    }
+    let model = VggModel {
+        layout: Layout::Current,
+        mean_rgb: Some([1.0, 2.0, 3.0]),
+        layers,
+    };
+    let path = dir.0.join("vgg16.mat");
+    write_simplenn(&path, &model, Layout::Current, Compression::Zlib).unwrap();
+    let loaded = load(&path, &LoadOptions::up_to("conv5_1")).unwrap();
+    assert_eq!(loaded.layers.len(), 25);
+    assert_eq!(loaded.layers[..], model.layers[..25]);
+    // A missing file names its path.
+    let missing = dir.0.join("missing.mat");
+    let e = load(&missing, &LoadOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            vgg_weights::Error::Mat(vgg_weights::mat::Error::Io { .. })
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("missing.mat"), "{e}");
+}

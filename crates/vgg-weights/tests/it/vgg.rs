@@ -468,3 +468,104 @@ fn loading_up_to_a_layer_converts_nothing_after_it() {
     assert_eq!(c.weights[[3, 2, 1, 0]], 2e4 + 1.0 + 200.0 + 3000.0);
     let _: &Array4<f32> = &c.weights;
 }
+
+#[test]
+fn compressed_layers_are_inflated_only_up_to_the_last_layer() {
+    // A small first layer followed by a 1 MB one, compressed: loading the first layer must not
+    // decompress the second.
+    let mut rng = 1u32;
+    let mut noise = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (rng >> 8) as f32
+            })
+            .collect()
+    };
+    let big = Array::Single {
+        dims: vec![2, 2, 256, 256],
+        data: noise(2 * 2 * 256 * 256),
+    };
+    let layers = Array::cell_row(vec![
+        conv(
+            "conv1",
+            vec![weights(
+                filters(3, 3, 3, 2),
+                single(&[1, 2], vec![0.0, 1.0]),
+            )],
+        ),
+        layer(vec![
+            ("name", Array::string("relu1")),
+            ("type", Array::string("relu")),
+        ]),
+        conv("fc", vec![weights(big, single(&[1, 256], noise(256)))]),
+    ]);
+    let bytes = to_bytes(&[("layers", &layers)], Compression::Zlib).unwrap();
+    assert!(bytes.len() > 1 << 19, "random weights do not compress");
+    let file = mat::MatFile::from_bytes(bytes).unwrap();
+    let (model, largest, total) = crate::alloc::allocation_stats(|| {
+        vgg_weights::from_mat_file(&file, &LoadOptions::up_to("relu1")).unwrap()
+    });
+    assert_eq!(model.layers.len(), 2);
+    assert!(
+        total < 200_000 && largest < 100_000,
+        "allocated {total} bytes in all, {largest} at most"
+    );
+    let (whole, largest, _) = crate::alloc::allocation_stats(|| file.decode("layers").unwrap());
+    assert_eq!(whole.numel(), 3);
+    assert!(
+        largest > 1 << 20,
+        "decoding the whole variable allocated at most {largest} bytes"
+    );
+    let all = vgg_weights::from_mat_file(&file, &LoadOptions::default()).unwrap();
+    let LayerKind::Conv(fc) = &all.layers[2].kind else {
+        panic!("fc")
+    };
+    assert_eq!(fc.weights.shape(), &[256, 256, 2, 2]);
+}
+
+#[test]
+fn visiting_a_cell_stops_early_and_checks_the_stream_when_it_does_not() {
+    let cell = Array::cell_row((0..5).map(|i| Array::scalar(f64::from(i))).collect());
+    for compression in [Compression::None, Compression::Zlib] {
+        let bytes = to_bytes(&[("c", &cell), ("s", &Array::scalar(1.0))], compression).unwrap();
+        let file = mat::MatFile::from_bytes(bytes).unwrap();
+        let mut seen = Vec::new();
+        let n = file
+            .visit_cell("c", |i, v| {
+                seen.push((i, v.as_numeric().unwrap().scalar().unwrap()));
+                if i == 2 {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!((n, seen), (3, vec![(0, 0.0), (1, 1.0), (2, 2.0)]));
+        assert_eq!(
+            file.visit_cell("c", |_, _| std::ops::ControlFlow::Continue(()))
+                .unwrap(),
+            5
+        );
+        let e = file
+            .visit_cell("s", |_, _| std::ops::ControlFlow::Continue(()))
+            .unwrap_err();
+        assert!(matches!(e, mat::Error::Malformed { .. }), "{e}");
+    }
+    // A compressed cell whose stream lacks its checksum: the first elements still read, a full visit
+    // fails.
+    let bytes = to_bytes(&[("c", &cell)], Compression::Zlib).unwrap();
+    let mut cut = bytes[..bytes.len() - 4].to_vec();
+    let len = u32::from_le_bytes(cut[132..136].try_into().unwrap()) - 4;
+    cut[132..136].copy_from_slice(&len.to_le_bytes());
+    let file = mat::MatFile::from_bytes(cut).unwrap();
+    assert_eq!(
+        file.visit_cell("c", |_, _| std::ops::ControlFlow::Break(()))
+            .unwrap(),
+        1
+    );
+    let e = file
+        .visit_cell("c", |_, _| std::ops::ControlFlow::Continue(()))
+        .unwrap_err();
+    assert!(matches!(e, mat::Error::Decompress { .. }), "{e}");
+}
