@@ -60,7 +60,7 @@ impl Say {
 /// The optimizer, either kind.
 enum Opt {
     Adam(Adam),
-    Lbfgs(Lbfgs),
+    Lbfgs(Box<Lbfgs>),
 }
 
 impl Opt {
@@ -140,10 +140,7 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
     let backend = choose_backend(settings.device, &say)?;
     let device = backend.name();
 
-    // 3. Weights: download the default file on first use (unless offline).
-    ensure_weights(&settings.weights, offline, quiet)?;
-
-    // 4. Images.
+    // 3. Images.
     let content = image_io::load(&settings.content).context("--content")?;
     let (size, note) =
         image_io::working_size(content.width(), content.height(), settings.size_rule())
@@ -161,6 +158,10 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         (None, InitKind::Style) => Some(styles[0].clone()),
         _ => None,
     };
+
+    // 4. Weights: the default file is downloaded on first use (unless offline), after the images are
+    // read, so that a typo in a path costs no download.
+    ensure_weights(&settings.weights, offline, quiet)?;
 
     // 5. The model, only up to the deepest layer the costs use.
     let last = pipeline::last_vgg_layer(settings.objective.layer_names());
@@ -274,7 +275,7 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
             let x = c.image();
             let opt = match c.optimizer {
                 OptimizerState::Adam(s) => Opt::Adam(Adam::from_state(s)?),
-                OptimizerState::Lbfgs(s) => Opt::Lbfgs(Lbfgs::from_state(s)?),
+                OptimizerState::Lbfgs(s) => Opt::Lbfgs(Box::new(Lbfgs::from_state(s)?)),
             };
             say.line(&format!(
                 "resuming {} at iteration {}",
@@ -296,7 +297,7 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
                     learning_rate: settings.learning_rate,
                     ..AdamConfig::seed()
                 })?),
-                OptimizerKind::Lbfgs => Opt::Lbfgs(Lbfgs::new(LbfgsConfig::default())?),
+                OptimizerKind::Lbfgs => Opt::Lbfgs(Box::new(Lbfgs::new(LbfgsConfig::default())?)),
             };
             (x, opt, rng, 0, Vec::new(), 0.0)
         }
