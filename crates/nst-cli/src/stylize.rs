@@ -145,9 +145,6 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
     let (size, note) =
         image_io::working_size(content.width(), content.height(), settings.size_rule())
             .map_err(|e| anyhow!(e))?;
-    if let Some(note) = note {
-        say.line(&format!("note: {note}"));
-    }
     let styles = settings
         .styles
         .iter()
@@ -188,6 +185,9 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
     };
 
     // 6. Size check: estimated memory and time.
+    if let Some(note) = note {
+        say.line(&format!("note: {note}"));
+    }
     let (h, w) = (size.height as usize, size.width as usize);
     let est = estimate::estimate(&model, h, w, settings.optimizer);
     let rate = estimate::measure_gemm_rate(backend.gemm());
