@@ -1,8 +1,9 @@
 //! Estimates of a run's peak memory and time per iteration, before it starts.
 //!
-//! Memory: the weights, the network's two ping-pong activation buffers, the tapped outputs and their
-//! gradients, what the backward pass keeps per layer (a bit per ReLU output, an index per max-pool
-//! output), the im2col buffer of the largest convolution, the optimizer's vectors (Adam: `x`, the
+//! Memory: the weights, the network's ping-pong activation buffers (forward and backward), the tapped
+//! outputs with their gradients and the costs' scratch, what the backward pass keeps per layer (a bit
+//! per ReLU output, an index per max-pool output), the per-thread im2col tiles of `tensor-ops` (at most
+//! 4 MiB each, or one whole layer when that is smaller), the optimizer's vectors (Adam: `x`, the
 //! gradient, two moments, and our copies; L-BFGS: 10 pairs of vectors), and a fixed 40 MB for the
 //! program itself. It errs on the high side. Time: the convolutions' FLOPs, forward and input-gradient
 //! (about twice the forward), over a GEMM rate measured on the spot.
@@ -24,18 +25,20 @@ pub struct Estimate {
     pub flops: f64,
 }
 
-/// Estimates the run at `height × width` through `model` (already cut at the last needed layer).
+/// Estimates the run at `height × width` through `model` (already cut at the last needed layer), with
+/// costs at the layers named in `taps`.
 pub fn estimate(
     model: &VggModel,
     height: usize,
     width: usize,
     optimizer: OptimizerKind,
+    taps: &[&str],
 ) -> Estimate {
     let (mut c, mut h, mut w) = (3_usize, height, width);
     let mut weights = 0_u64;
     let mut max_act = (c * h * w) as u64;
     let mut kept = 0_u64;
-    let mut taps = 0_u64;
+    let mut tapped = 0_u64;
     let mut im2col = 0_u64;
     let mut flops = 0.0_f64;
     for layer in &model.layers {
@@ -70,17 +73,24 @@ pub fn estimate(
         }
         let act = (c * h * w) as u64;
         max_act = max_act.max(act);
-        // Every layer may be tapped; count the largest few generously through the sum of the conv
-        // block outputs (a tap and its gradient).
-        taps = taps.max(act * 4 * 2);
+        if taps.contains(&layer.name.as_str()) {
+            tapped += act * 4;
+        }
     }
     let image = (3 * height * width) as u64 * 4;
     let optimizer_bytes = match optimizer {
         OptimizerKind::Adam => 7 * image,
         OptimizerKind::Lbfgs => 26 * image,
     };
-    let peak =
-        weights + 4 * max_act * 4 + kept + 6 * taps + im2col + optimizer_bytes + 40 * 1024 * 1024;
+    let tiles = (4 << 20) * 2 * rayon::current_num_threads() as u64;
+    // Each tapped output, its gradient, and the costs' temporaries of the same size.
+    let peak = weights
+        + 4 * max_act * 4
+        + kept
+        + 3 * tapped
+        + im2col.min(tiles)
+        + optimizer_bytes
+        + 40 * 1024 * 1024;
     Estimate {
         peak_bytes: peak,
         flops: 2.0 * flops,
@@ -124,6 +134,7 @@ pub fn largest_fitting(
     height: usize,
     width: usize,
     optimizer: OptimizerKind,
+    taps: &[&str],
     budget: u64,
 ) -> Option<(usize, usize)> {
     let mut scale = 1.0_f64;
@@ -136,7 +147,7 @@ pub fn largest_fitting(
         if h < 16 || w < 16 {
             return None;
         }
-        if estimate(model, h, w, optimizer).peak_bytes <= budget {
+        if estimate(model, h, w, optimizer, taps).peak_bytes <= budget {
             return Some((h, w));
         }
     }

@@ -189,7 +189,8 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         say.line(&format!("note: {note}"));
     }
     let (h, w) = (size.height as usize, size.width as usize);
-    let est = estimate::estimate(&model, h, w, settings.optimizer);
+    let tap_names: Vec<&str> = settings.objective.layer_names().collect();
+    let est = estimate::estimate(&model, h, w, settings.optimizer, &tap_names);
     let rate = estimate::measure_gemm_rate(backend.gemm());
     let avail = estimate::available_memory();
     say.line(&format!(
@@ -206,13 +207,14 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         && est.peak_bytes > avail
         && !args.force
     {
-        let hint = match estimate::largest_fitting(&model, h, w, settings.optimizer, avail) {
-            Some((fh, fw)) => format!(
-                "the largest size that would fit is about {fw}x{fh} (--max-size {})",
-                fw.max(fh)
-            ),
-            None => "no useful size would fit".into(),
-        };
+        let hint =
+            match estimate::largest_fitting(&model, h, w, settings.optimizer, &tap_names, avail) {
+                Some((fh, fw)) => format!(
+                    "the largest size that would fit is about {fw}x{fh} (--max-size {})",
+                    fw.max(fh)
+                ),
+                None => "no useful size would fit".into(),
+            };
         bail!(
             "working size {size} needs about {} but only {} is available: {hint}, or pass --force to try anyway",
             estimate::human_bytes(est.peak_bytes),
