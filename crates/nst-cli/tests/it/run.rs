@@ -415,3 +415,49 @@ fn bench_times_iterations() {
         "{text}"
     );
 }
+
+#[test]
+fn start_images_and_blended_styles() {
+    let dir = temp_dir("inits");
+    let (w, c, s) = fixture(&dir);
+    let run = |out_dir: &str, extra: &[&str]| {
+        let mut args = base_args(&w, &c, &s);
+        args.extend(["--iterations", "2", "--out-dir", out_dir].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = nst(&dir, &strs(&args));
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        image::open(dir.join(out_dir).join("iter-0000.png"))
+            .unwrap()
+            .to_rgb8()
+    };
+    let content = image::open(&c).unwrap().to_rgb8();
+    // The start image of `--init content` is the content image, exactly (no clipping, no resizing here).
+    assert_eq!(run("content", &["--init", "content"]), content);
+    let noise = run("noise", &[]);
+    assert_ne!(noise, content);
+    assert_ne!(run("random", &["--init", "random"]), noise);
+    let style_start = run("style", &["--init", "style"]);
+    assert_eq!(style_start.dimensions(), (40, 32));
+    assert_eq!(
+        run("image", &["--init-image", &s.display().to_string()]),
+        style_start
+    );
+    // Two styles, blended 1:3.
+    let s2 = dir.join("style2.png");
+    image::RgbImage::from_fn(30, 30, |x, y| {
+        image::Rgb([(x * 8) as u8, 100, (y * 8) as u8])
+    })
+    .save(&s2)
+    .unwrap();
+    run(
+        "blend",
+        &["--style", &s2.display().to_string(), "--style-blend", "1,3"],
+    );
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("blend/result.run.json")).unwrap()).unwrap();
+    assert_eq!(
+        record["settings"]["style_blend"],
+        serde_json::json!([1.0, 3.0])
+    );
+    assert_eq!(record["settings"]["styles"].as_array().unwrap().len(), 2);
+}
