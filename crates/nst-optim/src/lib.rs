@@ -11,8 +11,9 @@
 //! Both implement [`Optimizer`], whose `state()` can be serialized with serde and restored with
 //! `from_state()`: a run saved, restored and continued gives **bit-identical** iterates to one that
 //! never stopped. Floats in the state are written so that they round-trip exactly even through
-//! `serde_json` without its `float_roundtrip` feature (decimal strings for scalars, bit patterns for
-//! vectors). The caller saves `x` itself (bit for bit, e.g. as raw `f32`).
+//! `serde_json` without its `float_roundtrip` feature: decimal strings for scalars; for vectors,
+//! the base64 of their little-endian bytes (about 5.3 bytes per `f32`; raw bytes in binary
+//! formats). The caller saves `x` itself (bit for bit, e.g. as raw `f32`).
 //!
 //! No printing and no logging: progress goes to the callback of [`minimize`].
 //!

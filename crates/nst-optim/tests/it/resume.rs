@@ -182,3 +182,32 @@ fn tampered_states_are_rejected() {
         "{err:?}"
     );
 }
+
+#[test]
+fn the_saved_lbfgs_state_is_compact() {
+    // History 10 plus the cached gradient: 21 vectors of n values. As base64 of their bytes they
+    // take 4·⌈4n/3⌉ symbols each (≈ 5.3 bytes per f32; the older u32 form took about 11).
+    let n = 3000;
+    let mut obj = crate::problems::Quadratic::new(n);
+    let mut x = vec![0.0_f32; n];
+    let mut opt = Lbfgs::new(LbfgsConfig {
+        grad_tolerance: 0.0,
+        value_tolerance: 0.0,
+        ..LbfgsConfig::default()
+    })
+    .unwrap();
+    for _ in 0..12 {
+        opt.step(&mut x, &mut obj).unwrap();
+    }
+    let state = opt.state();
+    assert_eq!(state.history_len(), 10);
+    let json = serde_json::to_string(&state).unwrap();
+    let vectors = 21 * (4 * n).div_ceil(3) * 4;
+    assert!(
+        json.len() <= vectors + 2048,
+        "{} bytes for {vectors} bytes of base64",
+        json.len()
+    );
+    let back: nst_optim::LbfgsState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+}
