@@ -74,13 +74,15 @@ pub use lbfgs::{Lbfgs, LbfgsConfig, LbfgsState, LineSearchConfig};
 
 /// A differentiable function of a flat `f32` vector, evaluated with its gradient in one call.
 ///
-/// The pipeline implements it (forward and backward through VGG). `value_and_grad` writes
-/// `∂f/∂x` into `grad` (same length as `x`, every entry overwritten) and returns `f(x)`.
+/// The pipeline implements it (forward and backward through VGG). `value_and_grad` puts `∂f/∂x`
+/// into `grad` (same length as `x`) and returns `f(x)`. The optimizers in this crate hand `grad`
+/// over **zero-filled**, so an objective may either overwrite it or add its terms into it (as
+/// `nst-costs`' `*_accumulate` functions do); either way no value from an earlier call can leak in.
 pub trait Objective {
     /// The objective's own error, propagated as [`OptimError::Objective`].
     type Error;
 
-    /// `f(x)`, with `∂f/∂x` written into `grad`.
+    /// `f(x)`, with `∂f/∂x` written (or added) into the zero-filled `grad`.
     ///
     /// # Errors
     /// Whatever the objective can fail with.
