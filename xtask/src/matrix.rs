@@ -203,6 +203,21 @@ pub(crate) fn parse_test_result(line: &str) -> Option<TestCounts> {
     seen_passed.then_some(counts)
 }
 
+/// The name prefix of every finite-difference gradient test in the workspace.
+const FD_PREFIX: &str = "fd_";
+
+/// The name of the test a libtest line reports as run (`test a::b ... ok`, or `FAILED`).
+fn test_ran(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("test ")?;
+    let (name, verdict) = rest.rsplit_once(" ... ")?;
+    matches!(verdict.trim(), "ok" | "FAILED").then_some(name.trim())
+}
+
+/// The last `::` segment of a test path.
+fn own_name(path: &str) -> &str {
+    path.rsplit("::").next().unwrap_or(path)
+}
+
 /// Runs the matrix in `root`, printing as it goes and the summary at the end.
 pub(crate) fn run(root: &Path, opts: &MatrixOptions) -> Report {
     let env = quiet_env();
@@ -245,8 +260,13 @@ struct Leg {
 enum LegKind {
     /// Passes when the command exits with 0.
     Status,
-    /// A cargo test run: passes on exit 0; counts are parsed from its output.
-    Tests { require_some: bool },
+    /// A cargo test run: passes on exit 0; counts are parsed from its output. With
+    /// `require_prefix`, it also fails unless some test whose own name (the last `::` segment)
+    /// starts with that prefix ran: libtest's filter matches anywhere in the path, so the count
+    /// alone could be made of lookalikes such as `tests::check_fd_helper`.
+    Tests {
+        require_prefix: Option<&'static str>,
+    },
     /// The real-weights smoke test: the weights file must exist and the run must write a file.
     Smoke { weights: PathBuf, out_dir: PathBuf },
 }
@@ -309,11 +329,11 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
             name: "tests (unit, integ.)",
             cmd: {
                 let mut cmd = Cmd::cargo(test_targets);
-                cmd.args(["--", "--skip", "fd_"]);
+                cmd.args(["--", "--skip", FD_PREFIX]);
                 cmd
             },
             kind: LegKind::Tests {
-                require_some: false,
+                require_prefix: None,
             },
             skip: None,
         },
@@ -321,17 +341,19 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
             name: "gradient checks (fd_)",
             cmd: {
                 let mut cmd = Cmd::cargo(test_targets);
-                cmd.args(["--", "fd_"]);
+                cmd.args(["--", FD_PREFIX]);
                 cmd
             },
-            kind: LegKind::Tests { require_some: true },
+            kind: LegKind::Tests {
+                require_prefix: Some(FD_PREFIX),
+            },
             skip: None,
         },
         Leg {
             name: "doctests",
             cmd: Cmd::cargo(["test", "--workspace", "--doc", "--no-fail-fast"]),
             kind: LegKind::Tests {
-                require_some: false,
+                require_prefix: None,
             },
             skip: quick_skip("doctests"),
         },
@@ -343,7 +365,8 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
         },
         Leg {
             name: "bench build",
-            cmd: Cmd::cargo(["bench", "--workspace", "--no-run"]),
+            // `--benches`: the bench targets and what they need, not every binary in release.
+            cmd: Cmd::cargo(["bench", "--workspace", "--benches", "--no-run"]),
             kind: LegKind::Status,
             skip: quick_skip("bench build"),
         },
@@ -370,7 +393,7 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
             name: "cuda tests (GPU)",
             cmd: gpu_tests,
             kind: LegKind::Tests {
-                require_some: false,
+                require_prefix: None,
             },
             skip: (!opts.gpu && !gpu_detected).then(|| {
                 "cuda tests: no GPU (nvidia-smi -L failed, no /dev/nvidia0; --gpu forces)"
@@ -406,21 +429,24 @@ fn run_leg(leg: Leg, root: &Path, env: &[(String, String)]) -> LegResult {
     let mut counts: Option<TestCounts> = None;
     let result = match &leg.kind {
         LegKind::Status => cmd.run(),
-        LegKind::Tests { require_some } => {
+        LegKind::Tests { require_prefix } => {
+            let mut n_prefixed = 0_u64;
             let ran = cmd.run_tee(|line| {
                 if let Some(c) = parse_test_result(line) {
                     counts = Some(counts.unwrap_or_default().plus(c));
                 }
-            });
-            ran.and_then(|()| {
-                let c = counts.unwrap_or_default();
-                if *require_some && c.passed + c.failed == 0 {
-                    bail!(
-                        "`{cmd}` ran 0 tests; every finite-difference gradient test \
-                         must be named with the prefix `fd_`"
-                    );
+                if let Some(prefix) = require_prefix
+                    && test_ran(line).is_some_and(|name| own_name(name).starts_with(prefix))
+                {
+                    n_prefixed += 1;
                 }
-                Ok(())
+            });
+            ran.and_then(|()| match require_prefix {
+                Some(prefix) if n_prefixed == 0 => bail!(
+                    "`{cmd}` ran no test named `{prefix}*`; every finite-difference gradient \
+                     test is named with the prefix `{prefix}`"
+                ),
+                _ => Ok(()),
             })
         }
         LegKind::Smoke { weights, out_dir } => smoke(&cmd, weights, out_dir),
@@ -538,6 +564,19 @@ mod tests {
         ] {
             assert_eq!(parse_test_result(line), None, "{line:?}");
         }
+    }
+
+    #[test]
+    fn recognises_run_tests_and_their_own_names() {
+        assert_eq!(
+            test_ran("test conv::tests::fd_input ... ok"),
+            Some("conv::tests::fd_input")
+        );
+        assert_eq!(test_ran("test fd_tv ... FAILED"), Some("fd_tv"));
+        assert_eq!(test_ran("test skipped_one ... ignored"), None);
+        assert_eq!(test_ran("test result: ok. 1 passed; 0 failed"), None);
+        assert_eq!(own_name("conv::tests::fd_input"), "fd_input");
+        assert!(!own_name("tests::check_fd_helper").starts_with(FD_PREFIX));
     }
 
     fn leg(name: &'static str, outcome: Outcome, counts: Option<TestCounts>) -> LegResult {
@@ -688,7 +727,7 @@ mod tests {
     }
 
     #[test]
-    fn gradient_leg_selects_fd_tests_and_the_other_skips_them() {
+    fn gradient_leg_selects_the_finite_difference_tests_and_the_other_skips_them() {
         let plan = plan(Path::new("/repo"), &MatrixOptions::default(), false);
         let unit = plan[2].cmd.to_string();
         let fd = plan[3].cmd.to_string();
@@ -696,7 +735,9 @@ mod tests {
         assert!(fd.ends_with("-- fd_"), "{fd}");
         assert!(matches!(
             plan[3].kind,
-            LegKind::Tests { require_some: true }
+            LegKind::Tests {
+                require_prefix: Some("fd_")
+            }
         ));
     }
 
