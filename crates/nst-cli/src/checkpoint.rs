@@ -1,0 +1,138 @@
+//! Checkpoints: everything a run needs to continue bit for bit, in one JSON file written atomically.
+//!
+//! Format (`checkpoint.json`, `format` = [`FORMAT_VERSION`]): the run's [`Settings`], the iteration
+//! reached, the image as the bit patterns of its `f32` values (`image_bits`, `[3, H, W]` row-major, so
+//! that no decimal round trip can change a bit), the optimizer's serde state (`nst-optim` writes its
+//! floats exactly), the seeded RNG's state, the metrics history (for `--plot`) and the seconds spent so
+//! far.
+
+use std::path::{Path, PathBuf};
+
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+use crate::image_io::write_atomically;
+use crate::metrics::Record;
+use crate::settings::Settings;
+
+/// Version of the checkpoint format.
+pub const FORMAT_VERSION: u32 = 1;
+/// The file name inside the output folder.
+pub const FILE_NAME: &str = "checkpoint.json";
+
+/// The optimizer's state, tagged by kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum OptimizerState {
+    /// Adam.
+    Adam(nst_optim::AdamState),
+    /// L-BFGS.
+    Lbfgs(nst_optim::LbfgsState),
+}
+
+/// A saved run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// [`FORMAT_VERSION`].
+    pub format: u32,
+    /// The program version that wrote it.
+    pub version: String,
+    /// The run's settings.
+    pub settings: Settings,
+    /// Iterations completed.
+    pub iteration: usize,
+    /// `[3, H, W]` of the image.
+    pub shape: [usize; 3],
+    /// `f32::to_bits` of every pixel value, mean subtracted.
+    pub image_bits: Vec<u32>,
+    /// The optimizer.
+    pub optimizer: OptimizerState,
+    /// The RNG (it drew the start noise; kept so that any later draw continues the same stream).
+    pub rng: Xoshiro256PlusPlus,
+    /// Every metrics record so far.
+    pub history: Vec<Record>,
+    /// Seconds of optimization so far.
+    pub seconds: f64,
+}
+
+/// Errors of checkpoint I/O.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// Cannot read.
+    #[error("cannot read checkpoint {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not a checkpoint of ours.
+    #[error("{} is not a valid nst checkpoint: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Cannot write.
+    #[error(transparent)]
+    Write(#[from] crate::image_io::ImageError),
+}
+
+impl Checkpoint {
+    /// The image values.
+    pub fn image(&self) -> Vec<f32> {
+        self.image_bits.iter().map(|&b| f32::from_bits(b)).collect()
+    }
+
+    /// Writes it atomically to `path`.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Write`].
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let json = serde_json::to_vec(self)
+            .expect("a checkpoint serializes (no maps with non-string keys)");
+        write_atomically(path, |f| {
+            use std::io::Write as _;
+            f.write_all(&json).map_err(|e| e.to_string())
+        })?;
+        Ok(())
+    }
+
+    /// Reads `path`, or `path/checkpoint.json` when `path` is a folder.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Read`] or [`CheckpointError::Invalid`].
+    pub fn load(path: &Path) -> Result<(Checkpoint, PathBuf), CheckpointError> {
+        let file = if path.is_dir() {
+            path.join(FILE_NAME)
+        } else {
+            path.to_owned()
+        };
+        let bytes = std::fs::read(&file).map_err(|source| CheckpointError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let invalid = |reason: String| CheckpointError::Invalid {
+            path: file.clone(),
+            reason,
+        };
+        let c: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        if c.format != FORMAT_VERSION {
+            return Err(invalid(format!(
+                "format {} (this program reads {FORMAT_VERSION})",
+                c.format
+            )));
+        }
+        if c.shape[0] != 3 || c.shape.iter().product::<usize>() != c.image_bits.len() {
+            return Err(invalid(format!(
+                "the image has {} values, not the {:?} its shape says",
+                c.image_bits.len(),
+                c.shape
+            )));
+        }
+        Ok((c, file))
+    }
+}

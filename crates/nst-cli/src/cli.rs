@@ -1,0 +1,255 @@
+//! The command line: clap types for `nst stylize | inspect | download-weights | bench`.
+//!
+//! Stylize options are `Option`s so that the pipeline can tell a flag the user gave from a default
+//! (a resumed run takes its settings from the checkpoint and refuses flags that would change them).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `nst`: neural style transfer (Gatys, Ecker & Bethge) on the CPU, from a MatConvNet VGG model.
+#[derive(Debug, Parser)]
+#[command(name = "nst", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Worker threads for the numerical kernels (default: every core).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print only errors (no progress bar, no cost lines).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Paint the content image in the style of the style image(s).
+    Stylize(Box<StylizeArgs>),
+    /// Show what a MatConvNet `.mat` model holds: layout, mean pixel, every layer.
+    Inspect(InspectArgs),
+    /// Download the pre-trained VGG weights (resumable, checksum verified).
+    DownloadWeights(DownloadArgs),
+    /// Time a few iterations of the pipeline at a given size (no images needed).
+    Bench(BenchArgs),
+}
+
+/// `nst stylize`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StylizeArgs {
+    /// Content image (PNG, JPEG or GIF); a bare name not found is looked up in `images/`.
+    #[arg(
+        long,
+        short = 'c',
+        alias = "content_image_filename",
+        value_name = "PATH"
+    )]
+    pub content: Option<PathBuf>,
+    /// Style image; repeat the flag to blend several styles (see --style-blend).
+    #[arg(long, short = 's', alias = "style_image_filename", value_name = "PATH")]
+    pub style: Vec<PathBuf>,
+    /// Weights of the style images, comma separated, normalized to sum 1 (default: equal).
+    #[arg(long, value_delimiter = ',', value_name = "W,W,...")]
+    pub style_blend: Vec<f32>,
+    /// Final image; the format comes from the extension (png, jpg/jpeg, gif) [default: OUT_DIR/result.png].
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Folder for the intermediate images, checkpoints and, by default, the result [default: output].
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Number of optimizer iterations [default: 200].
+    #[arg(long, short = 'n', alias = "epochs", value_name = "N")]
+    pub iterations: Option<usize>,
+    /// Print the costs and save an intermediate image every K iterations (0: never) [default: 20].
+    #[arg(long, alias = "print_every", value_name = "K")]
+    pub print_every: Option<usize>,
+    /// The optimizer [default: adam].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Adam's learning rate, in pixel units (0–255) [default: 2.0].
+    #[arg(long, alias = "learning_rate", value_name = "LR")]
+    pub learning_rate: Option<f32>,
+    /// Weight α of the content cost [default: 10].
+    #[arg(long, alias = "content-weight", value_name = "ALPHA")]
+    pub alpha: Option<f32>,
+    /// Weight β of the style cost [default: 40].
+    #[arg(long, alias = "style-weight", value_name = "BETA")]
+    pub beta: Option<f32>,
+    /// Weight of the total-variation cost (squared differences) [default: 0].
+    #[arg(long, value_name = "W")]
+    pub tv_weight: Option<f32>,
+    /// Share of noise in the start image for `--init noise` [default: 0.6].
+    #[arg(long, value_name = "R")]
+    pub noise_ratio: Option<f32>,
+    /// Start image [default: noise].
+    #[arg(long, value_enum)]
+    pub init: Option<InitKind>,
+    /// Start from this image (resized to the working size); overrides --init.
+    #[arg(long, value_name = "PATH")]
+    pub init_image: Option<PathBuf>,
+    /// Seed of the start noise: the same seed and thread count give bit-identical images [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Longest side of the working size, in pixels; smaller images are not enlarged [default: 400].
+    #[arg(long, value_name = "N", conflicts_with = "size")]
+    pub max_size: Option<u32>,
+    /// Exact working size `WxH` (e.g. 400x300); aspect is not kept.
+    #[arg(long, value_name = "WxH")]
+    pub size: Option<String>,
+    /// Allow a working size larger than the content image (it is enlarged).
+    #[arg(long)]
+    pub upscale: bool,
+    /// Pooling in the network, replacing the file's [default: avg, as the seed].
+    #[arg(long, value_enum)]
+    pub pooling: Option<PoolingKind>,
+    /// Content layers with weights, e.g. `relu4_2` or `relu4_2:1.0` [default: relu4_2].
+    #[arg(long, value_name = "LAYER[:W],...")]
+    pub content_layers: Option<String>,
+    /// Style layers with weights [default: relu1_1:0.2,relu2_1:0.2,relu3_1:0.2,relu4_1:0.2,relu5_1:0.2].
+    #[arg(long, value_name = "LAYER[:W],...")]
+    pub style_layers: Option<String>,
+    /// Keep the content's colours: transfer style on luminance only (YIQ), as Gatys et al. 2016b.
+    #[arg(long)]
+    pub preserve_colors: bool,
+    /// The VGG `.mat` file [default: pretrained-model/imagenet-vgg-verydeep-19.mat].
+    #[arg(long, env = "NST_WEIGHTS", value_name = "PATH")]
+    pub weights: Option<PathBuf>,
+    /// Never download: stop with a message if the weights are missing.
+    #[arg(long, env = "NST_OFFLINE", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub offline: Option<bool>,
+    /// Compute device: `auto` takes the GPU when one is compiled in and usable, else the CPU [default: cpu].
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceKind>,
+    /// Append one JSON object per logged iteration to this file.
+    #[arg(long, value_name = "PATH")]
+    pub metrics: Option<PathBuf>,
+    /// Write an animated GIF of the image at every print step.
+    #[arg(long, value_name = "PATH.gif")]
+    pub animate: Option<PathBuf>,
+    /// Plot the cost curves (PNG or SVG, from the extension).
+    #[arg(long, value_name = "PATH")]
+    pub plot: Option<PathBuf>,
+    /// Write a checkpoint every K iterations (0: only on interrupt) [default: 0].
+    #[arg(long, value_name = "K")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue a run from a checkpoint file or the folder that holds `checkpoint.json`.
+    #[arg(long, value_name = "DIR_OR_FILE")]
+    pub resume: Option<PathBuf>,
+    /// Run even if the working size looks too large for the available memory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `nst inspect`.
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// The `.mat` file.
+    pub file: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nst download-weights`.
+#[derive(Debug, Clone, Args)]
+pub struct DownloadArgs {
+    /// Which network.
+    #[arg(long, value_enum, default_value_t = ModelKind::Vgg19)]
+    pub model: ModelKind,
+    /// Which published file (VGG-16 exists only as `current`).
+    #[arg(long, value_enum, default_value_t = VariantKind::Current)]
+    pub variant: VariantKind,
+    /// Folder to download into.
+    #[arg(long, default_value = "pretrained-model", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Do not use the network: only say whether the file is there and what to do otherwise.
+    #[arg(long)]
+    pub offline: bool,
+    /// Download from this URL instead of the published one (a mirror); the checksum still applies.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+/// `nst bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The VGG `.mat` file [default: pretrained-model/imagenet-vgg-verydeep-19.mat].
+    #[arg(long, env = "NST_WEIGHTS", value_name = "PATH")]
+    pub weights: Option<PathBuf>,
+    /// Working size `WxH`.
+    #[arg(long, default_value = "400x300", value_name = "WxH")]
+    pub size: String,
+    /// Timed iterations (after one warm-up).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub iterations: usize,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+}
+
+/// `--optimizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam (Kingma & Ba 2015), as the seed.
+    Adam,
+    /// L-BFGS with a line search (as Gatys et al.).
+    Lbfgs,
+}
+
+/// `--init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitKind {
+    /// `noise_ratio·U(−20, 20) + (1 − noise_ratio)·content` (the seed).
+    Noise,
+    /// The content image.
+    Content,
+    /// `U(−20, 20)` only.
+    Random,
+    /// The (first) style image, resized to the working size.
+    Style,
+}
+
+/// `--pooling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolingKind {
+    /// Average pooling (the seed, and Gatys et al.).
+    Avg,
+    /// Max pooling (as trained).
+    Max,
+    /// Whatever the file says.
+    File,
+}
+
+/// `--device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// The CPU.
+    Cpu,
+    /// An NVIDIA GPU through cuBLAS (needs the `cuda` feature).
+    Cuda,
+    /// The GPU if compiled in and usable, else the CPU.
+    Auto,
+}
+
+/// `--model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelKind {
+    /// VGG-19 (`imagenet-vgg-verydeep-19.mat`).
+    Vgg19,
+    /// VGG-16 (`imagenet-vgg-verydeep-16.mat`).
+    Vgg16,
+}
+
+/// `--variant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VariantKind {
+    /// MatConvNet beta16 (uncompressed, about 576 MB).
+    Beta16,
+    /// The current files (compressed).
+    Current,
+}

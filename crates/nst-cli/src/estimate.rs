@@ -1,0 +1,157 @@
+//! Estimates of a run's peak memory and time per iteration, before it starts.
+//!
+//! Memory: the weights, the network's two ping-pong activation buffers, the tapped outputs and their
+//! gradients, what the backward pass keeps per layer (a bit per ReLU output, an index per max-pool
+//! output), the im2col buffer of the largest convolution, the optimizer's vectors (Adam: `x`, the
+//! gradient, two moments, and our copies; L-BFGS: 10 pairs of vectors), and a fixed 40 MB for the
+//! program itself. It errs on the high side. Time: the convolutions' FLOPs, forward and input-gradient
+//! (about twice the forward), over a GEMM rate measured on the spot.
+
+use std::time::Instant;
+
+use ndarray::Array2;
+use tensor_ops::Gemm;
+use vgg_weights::{LayerKind, VggModel};
+
+use crate::cli::OptimizerKind;
+
+/// A run's estimated cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Peak resident memory, bytes.
+    pub peak_bytes: u64,
+    /// FLOPs of one iteration (forward and backward through the convolutions).
+    pub flops: f64,
+}
+
+/// Estimates the run at `height × width` through `model` (already cut at the last needed layer).
+pub fn estimate(
+    model: &VggModel,
+    height: usize,
+    width: usize,
+    optimizer: OptimizerKind,
+) -> Estimate {
+    let (mut c, mut h, mut w) = (3_usize, height, width);
+    let mut weights = 0_u64;
+    let mut max_act = (c * h * w) as u64;
+    let mut kept = 0_u64;
+    let mut taps = 0_u64;
+    let mut im2col = 0_u64;
+    let mut flops = 0.0_f64;
+    for layer in &model.layers {
+        match &layer.kind {
+            LayerKind::Conv(conv) => {
+                let [c_out, c_in, kh, kw] = {
+                    let d = conv.weights.dim();
+                    [d.0, d.1, d.2, d.3]
+                };
+                weights += (conv.weights.len() + conv.bias.len()) as u64 * 4;
+                let ho = (h + conv.pad.top + conv.pad.bottom).saturating_sub(kh)
+                    / conv.stride[0].max(1)
+                    + 1;
+                let wo = (w + conv.pad.left + conv.pad.right).saturating_sub(kw)
+                    / conv.stride[1].max(1)
+                    + 1;
+                im2col = im2col.max((c_in * kh * kw * ho * wo) as u64 * 4);
+                flops += 2.0 * (c_out * ho * wo) as f64 * (c_in * kh * kw) as f64;
+                c = c_out;
+                h = ho;
+                w = wo;
+            }
+            LayerKind::Relu => kept += (c * h * w) as u64 / 8 + 8,
+            LayerKind::Pool(p) => {
+                h = (h + p.pad.top + p.pad.bottom).saturating_sub(p.size[0]) / p.stride[0].max(1)
+                    + 1;
+                w = (w + p.pad.left + p.pad.right).saturating_sub(p.size[1]) / p.stride[1].max(1)
+                    + 1;
+                kept += (c * h * w) as u64 * 4;
+            }
+            _ => {}
+        }
+        let act = (c * h * w) as u64;
+        max_act = max_act.max(act);
+        // Every layer may be tapped; count the largest few generously through the sum of the conv
+        // block outputs (a tap and its gradient).
+        taps = taps.max(act * 4 * 2);
+    }
+    let image = (3 * height * width) as u64 * 4;
+    let optimizer_bytes = match optimizer {
+        OptimizerKind::Adam => 7 * image,
+        OptimizerKind::Lbfgs => 26 * image,
+    };
+    let peak =
+        weights + 4 * max_act * 4 + kept + 6 * taps + im2col + optimizer_bytes + 40 * 1024 * 1024;
+    Estimate {
+        peak_bytes: peak,
+        flops: 2.0 * flops,
+    }
+}
+
+/// GEMM throughput of `gemm` in FLOP/s, measured on a VGG-like product (256 × 2304 by 2304 × 768).
+pub fn measure_gemm_rate(gemm: &dyn Gemm) -> f64 {
+    let (m, k, n) = (256, 2304, 768);
+    let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 17) as f32 * 0.01);
+    let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 13) as f32 * 0.01);
+    let mut c = Array2::<f32>::zeros((m, n));
+    gemm.gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()); // warm-up
+    let t = Instant::now();
+    let reps = 3;
+    for _ in 0..reps {
+        gemm.gemm(1.0, a.view(), b.view(), 0.0, c.view_mut());
+    }
+    let secs = t.elapsed().as_secs_f64().max(1e-9);
+    2.0 * (m * n * k) as f64 * reps as f64 / secs
+}
+
+/// Memory the run may use: `NST_MEMORY_LIMIT_MB` if set (a cap for shared machines), else what the
+/// system can give now (`MemAvailable` of `/proc/meminfo`), if known.
+pub fn available_memory() -> Option<u64> {
+    if let Some(mb) = std::env::var("NST_MEMORY_LIMIT_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some(mb * 1024 * 1024);
+    }
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The largest working size with the same aspect as `height × width` whose estimate fits in `budget`.
+pub fn largest_fitting(
+    model: &VggModel,
+    height: usize,
+    width: usize,
+    optimizer: OptimizerKind,
+    budget: u64,
+) -> Option<(usize, usize)> {
+    let mut scale = 1.0_f64;
+    while scale > 0.01 {
+        scale *= 0.95;
+        let (h, w) = (
+            ((height as f64) * scale).round() as usize,
+            ((width as f64) * scale).round() as usize,
+        );
+        if h < 16 || w < 16 {
+            return None;
+        }
+        if estimate(model, h, w, optimizer).peak_bytes <= budget {
+            return Some((h, w));
+        }
+    }
+    None
+}
+
+/// `1.5 GB`, `310 MB`.
+pub fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else {
+        format!("{:.0} MB", b / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,63 @@
+//! The estimates grow with the size, and the suggested size fits the budget.
+
+use ndarray::{Array1, Array4};
+use vgg_weights::{Conv, Layer, Layout, Pad, Pool, PoolMethod};
+
+use super::*;
+
+fn model() -> VggModel {
+    let conv = |name: &str, c_in, c_out| Layer {
+        name: name.into(),
+        kind: LayerKind::Conv(Conv {
+            weights: Array4::zeros((c_out, c_in, 3, 3)),
+            bias: Array1::zeros(c_out),
+            stride: [1, 1],
+            pad: Pad::uniform(1),
+        }),
+    };
+    let pool = Layer {
+        name: "pool1".into(),
+        kind: LayerKind::Pool(Pool {
+            method: PoolMethod::Max,
+            size: [2, 2],
+            stride: [2, 2],
+            pad: Pad::default(),
+        }),
+    };
+    VggModel {
+        layout: Layout::Beta16,
+        mean_rgb: None,
+        layers: vec![
+            conv("conv1_1", 3, 64),
+            Layer {
+                name: "relu1_1".into(),
+                kind: LayerKind::Relu,
+            },
+            pool,
+            conv("conv2_1", 64, 128),
+        ],
+    }
+}
+
+#[test]
+fn estimates_scale_with_the_image() {
+    let m = model();
+    let small = estimate(&m, 100, 100, OptimizerKind::Adam);
+    let big = estimate(&m, 200, 200, OptimizerKind::Adam);
+    assert!(big.peak_bytes > small.peak_bytes);
+    // conv1_1 (27·64 per pixel) and conv2_1 (576·128 per pixel at a quarter of the pixels), ×2 each way, ×2 passes.
+    let want = 2.0 * 2.0 * (100.0 * 100.0 * 27.0 * 64.0 + 50.0 * 50.0 * 576.0 * 128.0);
+    assert!(
+        (small.flops - want).abs() < 1e-6 * want,
+        "{} vs {want}",
+        small.flops
+    );
+    assert!(estimate(&m, 100, 100, OptimizerKind::Lbfgs).peak_bytes > small.peak_bytes);
+    let budget = small.peak_bytes + (big.peak_bytes - small.peak_bytes) / 2;
+    let (h, w) = largest_fitting(&m, 200, 200, OptimizerKind::Adam, budget).unwrap();
+    assert!(h < 200 && h > 100 && h == w, "{h}x{w}");
+    assert!(estimate(&m, h, w, OptimizerKind::Adam).peak_bytes <= budget);
+    assert_eq!(largest_fitting(&m, 200, 200, OptimizerKind::Adam, 1), None);
+    assert_eq!(human_bytes(310_000_000), "310 MB");
+    assert_eq!(human_bytes(1_500_000_000), "1.5 GB");
+}

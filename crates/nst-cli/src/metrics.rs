@@ -1,0 +1,298 @@
+//! What a run reports: metrics records (JSON lines), the cost plot (PNG or SVG) and the GIF animation.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+
+use image::codecs::gif::{GifEncoder, Repeat};
+use image::{Delay, Frame, RgbImage, RgbaImage};
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::image_io::{ImageError, write_atomically};
+use crate::pipeline::Breakdown;
+
+/// One logged iteration: one line of `--metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Steps taken before this image (0 = the start image).
+    pub iteration: usize,
+    /// `α·content + β·style + tv_weight·tv`.
+    pub total: f64,
+    /// Content cost (layer-weighted, not multiplied by α).
+    pub content: f64,
+    /// Style cost (layer-weighted, not multiplied by β).
+    pub style: f64,
+    /// Total-variation cost (not multiplied by its weight).
+    pub tv: f64,
+    /// Each style layer's own cost (neither layer-weighted nor multiplied by β).
+    pub style_layers: BTreeMap<String, f64>,
+    /// Seconds of optimization since the run started (resumed runs continue the count).
+    pub seconds: f64,
+}
+
+impl Record {
+    /// A record of `breakdown` at `iteration`.
+    pub fn new(iteration: usize, b: &Breakdown, seconds: f64) -> Record {
+        Record {
+            iteration,
+            total: b.total,
+            content: b.content,
+            style: b.style,
+            tv: b.tv,
+            style_layers: b.style_layers.iter().cloned().collect(),
+            seconds,
+        }
+    }
+}
+
+/// Appends records to a JSON-lines file, flushing each line.
+#[derive(Debug)]
+pub struct MetricsWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl MetricsWriter {
+    /// Creates (or, with `append`, extends) the file.
+    ///
+    /// # Errors
+    /// [`ImageError::Write`] naming the file.
+    pub fn open(path: &Path, append: bool) -> Result<MetricsWriter, ImageError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)
+            .map_err(|e| ImageError::Write {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(MetricsWriter {
+            path: path.to_owned(),
+            out: BufWriter::new(file),
+        })
+    }
+
+    /// Writes one line.
+    ///
+    /// # Errors
+    /// [`ImageError::Write`].
+    pub fn write(&mut self, r: &Record) -> Result<(), ImageError> {
+        let line = serde_json::to_string(r).expect("a record serializes");
+        writeln!(self.out, "{line}")
+            .and_then(|()| self.out.flush())
+            .map_err(|e| ImageError::Write {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_font_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The font is compiled in and valid; a failure would only make the labels disappear.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// Whether `path` names a plot format we write (`.png` or `.svg`).
+pub fn plot_format_ok(path: &Path) -> bool {
+    matches!(ext(path).as_deref(), Some("png" | "svg"))
+}
+
+fn ext(path: &Path) -> Option<String> {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+}
+
+/// Plots total, α·content and β·style (and the TV term when used) against the iteration, on a log scale;
+/// PNG or SVG from the extension, written atomically.
+///
+/// # Errors
+/// [`ImageError::Write`] (or [`ImageError::UnknownOutputFormat`] for another extension).
+pub fn plot(
+    path: &Path,
+    history: &[Record],
+    alpha: f32,
+    beta: f32,
+    tv_weight: f32,
+) -> Result<(), ImageError> {
+    register_font_once();
+    let (w, h) = (800_u32, 500_u32);
+    let fail = |e: String| ImageError::Write {
+        path: path.to_owned(),
+        reason: e,
+    };
+    match ext(path).as_deref() {
+        Some("svg") => {
+            let mut svg = String::new();
+            {
+                let backend = SVGBackend::with_string(&mut svg, (w, h));
+                draw(backend.into_drawing_area(), history, alpha, beta, tv_weight).map_err(fail)?;
+            }
+            write_atomically(path, |f| {
+                f.write_all(svg.as_bytes()).map_err(|e| e.to_string())
+            })
+        }
+        Some("png") => {
+            let mut buf = vec![255_u8; (w * h * 3) as usize];
+            {
+                let backend = BitMapBackend::with_buffer(&mut buf, (w, h));
+                draw(backend.into_drawing_area(), history, alpha, beta, tv_weight).map_err(fail)?;
+            }
+            let img = RgbImage::from_raw(w, h, buf).expect("the buffer has w·h·3 bytes");
+            crate::image_io::save_rgb8(&img, path)
+        }
+        _ => Err(ImageError::UnknownOutputFormat {
+            path: path.to_owned(),
+        }),
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    history: &[Record],
+    alpha: f32,
+    beta: f32,
+    tv_weight: f32,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    area.fill(&WHITE).map_err(e)?;
+    type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
+    let series: Vec<Series> = [
+        (
+            "total",
+            BLACK,
+            1.0_f64,
+            (|r: &Record| r.total) as fn(&Record) -> f64,
+        ),
+        ("α·content", BLUE, f64::from(alpha), |r| r.content),
+        ("β·style", RED, f64::from(beta), |r| r.style),
+        ("tv_weight·tv", GREEN, f64::from(tv_weight), |r| r.tv),
+    ]
+    .into_iter()
+    .map(|(name, color, k, f)| {
+        let pts = history
+            .iter()
+            .map(|r| (r.iteration as f64, k * f(r)))
+            .filter(|&(_, v)| v.is_finite() && v > 0.0)
+            .collect();
+        (name, color, pts)
+    })
+    .filter(|(_, _, pts): &(_, _, Vec<_>)| !pts.is_empty())
+    .collect();
+    let x_max = history
+        .iter()
+        .map(|r| r.iteration)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let all = series.iter().flat_map(|s| s.2.iter().map(|p| p.1));
+    let (lo, hi) = all.fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    let (lo, hi) = if lo.is_finite() {
+        (lo / 2.0, hi * 2.0)
+    } else {
+        (1e-3, 1.0)
+    };
+    let mut chart = ChartBuilder::on(&area)
+        .caption("cost per iteration", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, (lo..hi).log_scale())
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("iteration")
+        .y_desc("cost")
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .draw()
+        .map_err(e)?;
+    for (name, color, pts) in series {
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(e)?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)?;
+    area.present().map_err(e)
+}
+
+/// Frames of `--animate`, kept in memory (at most [`Animation::MAX_FRAMES`]; beyond that every other
+/// frame is dropped, so the animation still spans the whole run).
+#[derive(Debug, Default)]
+pub struct Animation {
+    frames: Vec<RgbaImage>,
+    stride: usize,
+    offered: usize,
+}
+
+impl Animation {
+    /// The most frames kept.
+    pub const MAX_FRAMES: usize = 120;
+
+    /// Offers a frame.
+    pub fn push(&mut self, img: &RgbImage) {
+        self.stride = self.stride.max(1);
+        if self.offered.is_multiple_of(self.stride) {
+            self.frames
+                .push(image::DynamicImage::ImageRgb8(img.clone()).to_rgba8());
+            if self.frames.len() > Self::MAX_FRAMES {
+                let kept = std::mem::take(&mut self.frames)
+                    .into_iter()
+                    .step_by(2)
+                    .collect();
+                self.frames = kept;
+                self.stride *= 2;
+            }
+        }
+        self.offered += 1;
+    }
+
+    /// Number of frames kept.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether no frame was kept.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Writes an endlessly looping GIF (200 ms a frame, 1.5 s on the last), atomically.
+    ///
+    /// # Errors
+    /// [`ImageError::Write`].
+    pub fn save(&self, path: &Path) -> Result<(), ImageError> {
+        let n = self.frames.len();
+        write_atomically(path, |f| {
+            let mut enc = GifEncoder::new_with_speed(BufWriter::new(f), 10);
+            enc.set_repeat(Repeat::Infinite)
+                .map_err(|e| e.to_string())?;
+            let frames = self.frames.iter().enumerate().map(|(i, img)| {
+                let ms = if i + 1 == n { 1500 } else { 200 };
+                Frame::from_parts(img.clone(), 0, 0, Delay::from_numer_denom_ms(ms, 1))
+            });
+            enc.encode_frames(frames).map_err(|e| e.to_string())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

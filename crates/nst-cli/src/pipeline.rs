@@ -1,0 +1,565 @@
+//! The style-transfer pipeline as a library: a [`Network`] built from a [`VggModel`], the layer
+//! specifications, and [`StyleObjective`], the cost `J = α·J_content + β·J_style + w_tv·TV` of an image
+//! with its gradient (Gatys, Ecker & Bethge 2016), which the optimizers of `nst-optim` minimize.
+//!
+//! Conventions: images are `[3, H, W]` f32, RGB 0–255 minus the model's mean pixel (no clipping inside
+//! the optimization; clipping happens only when an image is written). Costs use the seed's
+//! normalizations: content `1/(4·C·H·W)·Σ(F − P)²`, style per layer `1/(4·C²·(H·W)²)·Σ(G − A)²`
+//! ([`ContentNorm::Seed`], [`StyleNorm::Seed`]). A style image whose feature maps have another size than
+//! the generated image's has its Gram matrices rescaled to the generated size (`nst_costs::rescale_gram`),
+//! so the style weight means the same whatever the style image's size.
+
+use std::fmt;
+
+use ndarray::{Array2, Array3, ArrayView3, ArrayViewMut3};
+use nst_costs::{ContentNorm, StyleNorm, TvKind};
+use tensor_ops::{AvgPool2d, Backend, Conv2d, MaxPool2d, Network, Padding, Relu, Shape};
+use vgg_weights::{LayerKind, PoolMethod, VggModel};
+
+/// Errors of the pipeline.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A layer specification (`--content-layers`, `--style-layers`) cannot be parsed.
+    #[error("{flag}: cannot parse `{spec}`: {reason}")]
+    InvalidSpec {
+        /// The flag.
+        flag: &'static str,
+        /// What was given.
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A named layer is not in the model.
+    #[error("{flag}: the model has no layer `{name}` (it has: {available})")]
+    UnknownLayer {
+        /// The flag that named it.
+        flag: &'static str,
+        /// The name.
+        name: String,
+        /// The layers the model has.
+        available: String,
+    },
+    /// The model cannot be run as a feed-forward chain of conv/ReLU/pool layers.
+    #[error(
+        "the model is not a VGG chain: layer `{layer}` has type `{type_name}`, which style transfer cannot run"
+    )]
+    NotAChain {
+        /// The layer.
+        layer: String,
+        /// Its type.
+        type_name: String,
+    },
+    /// A setting is out of range.
+    #[error("{0}")]
+    InvalidSetting(String),
+    /// A network operation failed.
+    #[error(transparent)]
+    Ops(#[from] tensor_ops::Error),
+    /// A cost failed.
+    #[error(transparent)]
+    Costs(#[from] nst_costs::Error),
+}
+
+/// Result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A layer name with its weight, as in `relu1_1:0.2`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerWeight {
+    /// The layer's name in the model (e.g. `relu4_2`).
+    pub name: String,
+    /// Its weight.
+    pub weight: f32,
+}
+
+impl fmt::Display for LayerWeight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.name, self.weight)
+    }
+}
+
+/// The seed's content layer: `conv4_2` after its ReLU.
+pub const SEED_CONTENT_LAYERS: &str = "relu4_2:1";
+/// The seed's style layers: `conv1_1 … conv5_1` after their ReLUs, 0.2 each.
+pub const SEED_STYLE_LAYERS: &str = "relu1_1:0.2,relu2_1:0.2,relu3_1:0.2,relu4_1:0.2,relu5_1:0.2";
+
+/// Parses `name[:weight],…` (a missing weight is 1).
+///
+/// # Errors
+/// [`Error::InvalidSpec`] for an empty list, an empty name, a weight that is not a finite number ≥ 0,
+/// or a layer named twice.
+pub fn parse_layers(flag: &'static str, spec: &str) -> Result<Vec<LayerWeight>> {
+    let err = |reason: String| Error::InvalidSpec {
+        flag,
+        spec: spec.to_owned(),
+        reason,
+    };
+    let mut out: Vec<LayerWeight> = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, weight) = match item.split_once(':') {
+            Some((n, w)) => {
+                let w: f32 = w
+                    .trim()
+                    .parse()
+                    .map_err(|_| err(format!("`{w}` is not a number")))?;
+                (n.trim(), w)
+            }
+            None => (item, 1.0),
+        };
+        if name.is_empty() {
+            return Err(err("a layer name is empty".into()));
+        }
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(err(format!(
+                "the weight of `{name}` must be a finite number ≥ 0"
+            )));
+        }
+        if out.iter().any(|l| l.name == name) {
+            return Err(err(format!("`{name}` is named twice")));
+        }
+        out.push(LayerWeight {
+            name: name.to_owned(),
+            weight,
+        });
+    }
+    if out.is_empty() {
+        return Err(err("no layer given".into()));
+    }
+    Ok(out)
+}
+
+/// The last of the named layers in VGG order (`conv4_2` < `relu4_2` < `conv5_1`), when every name is
+/// of the VGG form `<kind><block>_<index>` or `pool<block>`; `None` otherwise (then the whole model
+/// must be loaded to find them).
+pub fn last_vgg_layer<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    fn key(name: &str) -> Option<(u32, u32, u32)> {
+        let (kind, rest) = name.split_at(name.find(|c: char| c.is_ascii_digit())?);
+        let kind_rank = match kind {
+            "conv" => 0,
+            "relu" => 1,
+            "pool" => return Some((rest.parse().ok()?, u32::MAX, 0)),
+            _ => return None,
+        };
+        let (block, idx) = rest.split_once('_')?;
+        Some((block.parse().ok()?, idx.parse().ok()?, kind_rank))
+    }
+    let mut best: Option<((u32, u32, u32), &str)> = None;
+    for name in names {
+        let k = key(name)?;
+        if best.is_none_or(|(b, _)| k > b) {
+            best = Some((k, name));
+        }
+    }
+    best.map(|(_, n)| n.to_owned())
+}
+
+/// Builds a network of the model's layers; `pooling` replaces the pooling method of every pool layer.
+///
+/// # Errors
+/// [`Error::NotAChain`] for a layer kind other than conv, ReLU and pooling; [`Error::Ops`] when a layer
+/// is invalid (e.g. a zero stride).
+pub fn build_network(model: &VggModel, pooling: Option<PoolMethod>) -> Result<Network> {
+    let mut layers: Vec<Box<dyn tensor_ops::Layer>> = Vec::with_capacity(model.layers.len());
+    for layer in &model.layers {
+        let pad = |p: vgg_weights::Pad| Padding {
+            top: p.top,
+            bottom: p.bottom,
+            left: p.left,
+            right: p.right,
+        };
+        let boxed: Box<dyn tensor_ops::Layer> = match &layer.kind {
+            LayerKind::Conv(c) => Box::new(Conv2d::new(
+                layer.name.clone(),
+                c.weights.clone(),
+                c.bias.clone(),
+                c.stride,
+                pad(c.pad),
+            )?),
+            LayerKind::Relu => Box::new(Relu::new(layer.name.clone())),
+            LayerKind::Pool(p) => match pooling.unwrap_or(p.method) {
+                PoolMethod::Max => Box::new(MaxPool2d::new(
+                    layer.name.clone(),
+                    p.size,
+                    p.stride,
+                    pad(p.pad),
+                )?),
+                PoolMethod::Avg => Box::new(AvgPool2d::new(
+                    layer.name.clone(),
+                    p.size,
+                    p.stride,
+                    pad(p.pad),
+                )?),
+            },
+            LayerKind::Other { type_name } => {
+                return Err(Error::NotAChain {
+                    layer: layer.name.clone(),
+                    type_name: type_name.clone(),
+                });
+            }
+            #[allow(unreachable_patterns, reason = "LayerKind is non-exhaustive")]
+            _ => {
+                return Err(Error::NotAChain {
+                    layer: layer.name.clone(),
+                    type_name: "unknown".into(),
+                });
+            }
+        };
+        layers.push(boxed);
+    }
+    Ok(Network::new(layers))
+}
+
+/// What the objective is made of.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectiveSpec {
+    /// Content layers and their weights.
+    pub content_layers: Vec<LayerWeight>,
+    /// Style layers and their weights.
+    pub style_layers: Vec<LayerWeight>,
+    /// α, the weight of the content cost.
+    pub alpha: f32,
+    /// β, the weight of the style cost.
+    pub beta: f32,
+    /// Weight of the total-variation cost (squared differences, on the image).
+    pub tv_weight: f32,
+}
+
+impl ObjectiveSpec {
+    /// The seed: content `relu4_2`, style `relu1_1 … relu5_1` at 0.2, α = 10, β = 40, no TV.
+    pub fn seed() -> ObjectiveSpec {
+        ObjectiveSpec {
+            content_layers: parse_layers("--content-layers", SEED_CONTENT_LAYERS)
+                .expect("a valid constant"),
+            style_layers: parse_layers("--style-layers", SEED_STYLE_LAYERS)
+                .expect("a valid constant"),
+            alpha: 10.0,
+            beta: 40.0,
+            tv_weight: 0.0,
+        }
+    }
+
+    /// Every layer name, content first.
+    pub fn layer_names(&self) -> impl Iterator<Item = &str> {
+        self.content_layers
+            .iter()
+            .chain(&self.style_layers)
+            .map(|l| l.name.as_str())
+    }
+}
+
+/// The cost of one image, term by term.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Breakdown {
+    /// `α·content + β·style + tv_weight·tv`.
+    pub total: f64,
+    /// `J_content`, unweighted by α (already weighted by the layer weights).
+    pub content: f64,
+    /// `J_style`, unweighted by β (already weighted by the layer weights).
+    pub style: f64,
+    /// The TV cost, unweighted.
+    pub tv: f64,
+    /// Each style layer's cost, unweighted (neither by its layer weight nor by β).
+    pub style_layers: Vec<(String, f64)>,
+}
+
+impl Breakdown {
+    /// Whether every number is finite.
+    pub fn is_finite(&self) -> bool {
+        [self.total, self.content, self.style, self.tv]
+            .iter()
+            .all(|v| v.is_finite())
+    }
+}
+
+struct ContentTerm {
+    slot: usize,
+    weight: f32,
+    target: Array3<f32>,
+}
+
+struct StyleTerm {
+    slot: usize,
+    name: String,
+    weight: f32,
+    target_gram: Array2<f32>,
+}
+
+/// The style-transfer cost of an image and its gradient: a forward pass to the deepest tapped layer, the
+/// costs at the taps, and one backward pass.
+pub struct StyleObjective {
+    network: Network,
+    backend: Backend,
+    shape: Shape,
+    taps: Vec<usize>,
+    content: Vec<ContentTerm>,
+    style: Vec<StyleTerm>,
+    alpha: f32,
+    beta: f32,
+    tv_weight: f32,
+    last: Option<Breakdown>,
+    evaluations: u64,
+}
+
+impl fmt::Debug for StyleObjective {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StyleObjective")
+            .field("shape", &self.shape)
+            .field("taps", &self.taps)
+            .field("evaluations", &self.evaluations)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A style image (mean subtracted) and its blend weight.
+#[derive(Debug, Clone, Copy)]
+pub struct StyleImage<'a> {
+    /// `[3, H, W]`; any size.
+    pub image: ArrayView3<'a, f32>,
+    /// Blend weight (the weights are normalized to sum 1).
+    pub weight: f32,
+}
+
+impl StyleObjective {
+    /// Computes the content features of `content` and the (blended) Gram matrices of the style images,
+    /// and keeps the network for the evaluations. The generated image has the content image's shape.
+    ///
+    /// # Errors
+    /// [`Error::UnknownLayer`] for a layer not in the network; [`Error::InvalidSetting`] for no style
+    /// image or weights that do not make sense; [`Error::Ops`] when an image is too small for the network
+    /// (e.g. 8 pixels through 4 poolings).
+    pub fn new(
+        mut network: Network,
+        backend: Backend,
+        spec: &ObjectiveSpec,
+        content: ArrayView3<'_, f32>,
+        styles: &[StyleImage<'_>],
+    ) -> Result<StyleObjective> {
+        if styles.is_empty() && !spec.style_layers.is_empty() {
+            return Err(Error::InvalidSetting("no style image given".into()));
+        }
+        for (what, v) in [
+            ("--alpha", spec.alpha),
+            ("--beta", spec.beta),
+            ("--tv-weight", spec.tv_weight),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::InvalidSetting(format!(
+                    "{what} must be a finite number ≥ 0 (got {v})"
+                )));
+            }
+        }
+        let index = |flag, name: &str| {
+            network.index_of(name).ok_or_else(|| Error::UnknownLayer {
+                flag,
+                name: name.to_owned(),
+                available: network
+                    .layers()
+                    .iter()
+                    .map(|l| l.name().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        };
+        let content_idx = spec
+            .content_layers
+            .iter()
+            .map(|l| index("--content-layers", &l.name))
+            .collect::<Result<Vec<_>>>()?;
+        let style_idx = spec
+            .style_layers
+            .iter()
+            .map(|l| index("--style-layers", &l.name))
+            .collect::<Result<Vec<_>>>()?;
+        let mut taps: Vec<usize> = content_idx.iter().chain(&style_idx).copied().collect();
+        taps.sort_unstable();
+        taps.dedup();
+        let slot = |i: usize| {
+            taps.iter()
+                .position(|&t| t == i)
+                .expect("every index is a tap")
+        };
+        let shape = Shape::of(&content);
+        let last = *taps.last().expect("at least one layer");
+        let shapes = network.shapes(shape, last)?;
+
+        let content_features = if content_idx.is_empty() {
+            Vec::new()
+        } else {
+            network.forward_inference(content, &content_idx)?
+        };
+        let content_terms = spec
+            .content_layers
+            .iter()
+            .zip(&content_idx)
+            .zip(content_features)
+            .map(|((l, &i), target)| ContentTerm {
+                slot: slot(i),
+                weight: l.weight,
+                target,
+            })
+            .collect();
+
+        let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
+        let blend_ok =
+            total_blend.is_finite() && total_blend > 0.0 && styles.iter().all(|s| s.weight >= 0.0);
+        if !spec.style_layers.is_empty() && !blend_ok {
+            return Err(Error::InvalidSetting(
+                "--style-blend weights must be ≥ 0 with a positive sum".into(),
+            ));
+        }
+        let mut grams: Vec<Vec<(Array2<f32>, f32)>> = vec![Vec::new(); style_idx.len()];
+        for s in styles {
+            if style_idx.is_empty() {
+                break;
+            }
+            let feats = network.forward_inference(s.image, &style_idx)?;
+            for (j, f) in feats.iter().enumerate() {
+                let target_positions = shapes[style_idx[j] + 1].plane();
+                let g = nst_costs::gram(f.view(), backend.gemm());
+                let g = nst_costs::rescale_gram(
+                    g.view(),
+                    f.shape()[1] * f.shape()[2],
+                    target_positions,
+                )?;
+                grams[j].push((g, s.weight / total_blend));
+            }
+        }
+        let mut style_terms = Vec::with_capacity(style_idx.len());
+        for ((l, &i), gs) in spec.style_layers.iter().zip(&style_idx).zip(grams) {
+            let views: Vec<_> = gs.iter().map(|(g, w)| (g.view(), *w)).collect();
+            let target_gram = nst_costs::blend_grams(&views)?;
+            style_terms.push(StyleTerm {
+                slot: slot(i),
+                name: l.name.clone(),
+                weight: l.weight,
+                target_gram,
+            });
+        }
+        Ok(StyleObjective {
+            network,
+            backend,
+            shape,
+            taps,
+            content: content_terms,
+            style: style_terms,
+            alpha: spec.alpha,
+            beta: spec.beta,
+            tv_weight: spec.tv_weight,
+            last: None,
+            evaluations: 0,
+        })
+    }
+
+    /// The image shape this objective takes.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// The breakdown of the last evaluation.
+    pub fn last_breakdown(&self) -> Option<&Breakdown> {
+        self.last.as_ref()
+    }
+
+    /// Number of evaluations so far.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations
+    }
+
+    /// The network (e.g. for its shapes).
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The cost of `image` (`[3, H, W]`, the content's shape), term by term, and its gradient written
+    /// into `grad` (same shape).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] for a wrong shape; [`Error::Ops`] / [`Error::Costs`] from the layers.
+    pub fn evaluate(
+        &mut self,
+        image: ArrayView3<'_, f32>,
+        mut grad: ArrayViewMut3<'_, f32>,
+    ) -> Result<Breakdown> {
+        if Shape::of(&image) != self.shape || Shape::of(&grad) != self.shape {
+            return Err(Error::InvalidSetting(format!(
+                "the image has shape {} but the objective was built for {}",
+                Shape::of(&image),
+                self.shape
+            )));
+        }
+        self.evaluations += 1;
+        let feats = self.network.forward(image, &self.taps)?;
+        let mut grads: Vec<Array3<f32>> =
+            feats.iter().map(|f| Array3::zeros(f.raw_dim())).collect();
+        let mut content = 0.0_f64;
+        for term in &self.content {
+            let l = nst_costs::content_loss(
+                feats[term.slot].view(),
+                term.target.view(),
+                ContentNorm::Seed,
+            )?;
+            content += f64::from(term.weight) * l.value;
+            grads[term.slot].scaled_add(self.alpha * term.weight, &l.grad);
+        }
+        let mut style = 0.0_f64;
+        let mut style_layers = Vec::with_capacity(self.style.len());
+        for term in &self.style {
+            let l = nst_costs::style_layer_loss(
+                feats[term.slot].view(),
+                term.target_gram.view(),
+                StyleNorm::Seed,
+                self.backend.gemm(),
+            )?;
+            style += f64::from(term.weight) * l.value;
+            style_layers.push((term.name.clone(), l.value));
+            grads[term.slot].scaled_add(self.beta * term.weight, &l.grad);
+        }
+        let views: Vec<_> = grads.iter().map(|g| g.view()).collect();
+        let grad_image = self.network.backward(&views)?;
+        grad.assign(&grad_image);
+        let mut tv = 0.0;
+        if self.tv_weight > 0.0 {
+            let l = nst_costs::total_variation(image, TvKind::Squared)?;
+            tv = l.value;
+            grad.scaled_add(self.tv_weight, &l.grad);
+        }
+        let total = f64::from(self.alpha) * content
+            + f64::from(self.beta) * style
+            + f64::from(self.tv_weight) * tv;
+        let b = Breakdown {
+            total,
+            content,
+            style,
+            tv,
+            style_layers,
+        };
+        self.last = Some(b.clone());
+        Ok(b)
+    }
+}
+
+impl nst_optim::Objective for StyleObjective {
+    type Error = Error;
+
+    fn value_and_grad(&mut self, x: &[f32], grad: &mut [f32]) -> Result<f64> {
+        let dim = self.shape.dim();
+        let image = ArrayView3::from_shape(dim, x).map_err(|_| {
+            Error::InvalidSetting(format!(
+                "x has {} values, not {}",
+                x.len(),
+                self.shape.len()
+            ))
+        })?;
+        let grad = ArrayViewMut3::from_shape(dim, grad).map_err(|_| {
+            Error::InvalidSetting(format!(
+                "the gradient has the wrong length for {}",
+                self.shape
+            ))
+        })?;
+        Ok(self.evaluate(image, grad)?.total)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! Settings: the seed's defaults, flag checks, and what a resumed run may change.
+
+use std::path::PathBuf;
+
+use super::*;
+
+fn args() -> StylizeArgs {
+    StylizeArgs {
+        content: Some("c.png".into()),
+        style: vec!["s.jpg".into()],
+        ..StylizeArgs::default()
+    }
+}
+
+#[test]
+fn defaults_are_the_seed() {
+    let s = Settings::from_args(&args()).unwrap();
+    assert_eq!(s.iterations, 200);
+    assert_eq!(s.print_every, 20);
+    assert_eq!(s.learning_rate, 2.0);
+    assert_eq!(s.optimizer, OptimizerKind::Adam);
+    assert_eq!(
+        (s.objective.alpha, s.objective.beta, s.objective.tv_weight),
+        (10.0, 40.0, 0.0)
+    );
+    assert_eq!(s.objective.content_layers[0].name, "relu4_2");
+    assert_eq!(
+        s.objective
+            .style_layers
+            .iter()
+            .map(|l| l.weight)
+            .collect::<Vec<_>>(),
+        vec![0.2; 5]
+    );
+    assert_eq!(s.noise_ratio, 0.6);
+    assert_eq!(s.init, InitKind::Noise);
+    assert_eq!(s.pooling, PoolingKind::Avg);
+    assert_eq!(s.max_size, 400);
+    assert_eq!(s.size, None);
+    assert_eq!(
+        s.weights,
+        PathBuf::from("pretrained-model/imagenet-vgg-verydeep-19.mat")
+    );
+    assert_eq!(s.output, PathBuf::from("output/result.png"));
+    assert_eq!(s.style_blend, vec![1.0]);
+    assert_eq!(s.device, DeviceKind::Cpu);
+    assert_eq!(s.checkpoint_every, 0);
+}
+
+#[test]
+fn contradictions_and_ranges_name_the_flag() {
+    let cases: Vec<(StylizeArgs, &str)> = vec![
+        (
+            StylizeArgs {
+                content: None,
+                ..args()
+            },
+            "--content",
+        ),
+        (
+            StylizeArgs {
+                style: vec![],
+                ..args()
+            },
+            "--style",
+        ),
+        (
+            StylizeArgs {
+                style_blend: vec![0.0],
+                ..args()
+            },
+            "--style-blend",
+        ),
+        (
+            StylizeArgs {
+                noise_ratio: Some(1.5),
+                ..args()
+            },
+            "--noise-ratio",
+        ),
+        (
+            StylizeArgs {
+                noise_ratio: Some(0.5),
+                init: Some(InitKind::Content),
+                ..args()
+            },
+            "--noise-ratio",
+        ),
+        (
+            StylizeArgs {
+                alpha: Some(f32::NAN),
+                ..args()
+            },
+            "--alpha",
+        ),
+        (
+            StylizeArgs {
+                beta: Some(-1.0),
+                ..args()
+            },
+            "--beta",
+        ),
+        (
+            StylizeArgs {
+                max_size: Some(0),
+                ..args()
+            },
+            "--max-size",
+        ),
+        (
+            StylizeArgs {
+                size: Some("4x".into()),
+                ..args()
+            },
+            "--size",
+        ),
+        (
+            StylizeArgs {
+                learning_rate: Some(0.0),
+                ..args()
+            },
+            "--learning-rate",
+        ),
+    ];
+    for (a, flag) in cases {
+        let err = Settings::from_args(&a).unwrap_err();
+        assert!(err.contains(flag), "{flag}: {err}");
+    }
+}
+
+#[test]
+fn resume_takes_only_harmless_flags() {
+    let s = Settings::from_args(&args()).unwrap();
+    let r = s
+        .clone()
+        .resumed(&StylizeArgs {
+            iterations: Some(500),
+            out_dir: Some("elsewhere".into()),
+            checkpoint_every: Some(7),
+            ..StylizeArgs::default()
+        })
+        .unwrap();
+    assert_eq!(r.iterations, 500);
+    assert_eq!(r.output, PathBuf::from("elsewhere/result.png"));
+    assert_eq!(r.checkpoint_every, 7);
+    assert_eq!(r.objective, s.objective);
+    let err = s
+        .resumed(&StylizeArgs {
+            pooling: Some(PoolingKind::Max),
+            ..StylizeArgs::default()
+        })
+        .unwrap_err();
+    assert!(err.contains("--pooling"), "{err}");
+}

@@ -1,0 +1,181 @@
+//! Bad input: every case names the file or flag and exits non-zero, before any long work.
+
+use std::path::Path;
+
+use vgg_weights::write::{Compression, write_simplenn};
+use vgg_weights::{Layer, LayerKind, Layout};
+
+use crate::{base_args, fixture, nst, stderr, strs, synthetic_model, temp_dir};
+
+/// Runs with the base flags plus `extra`; asserts the exit code and that stderr contains `needle`.
+#[track_caller]
+fn check(dir: &Path, extra: &[&str], code: i32, needle: &str) -> String {
+    let (w, c, s) = (
+        dir.join("tiny-vgg.mat"),
+        dir.join("content.png"),
+        dir.join("style.jpg"),
+    );
+    // A flag in `extra` replaces the base flag of the same name.
+    let base = base_args(&w, &c, &s);
+    let mut args = vec![base[0].clone()];
+    for pair in base[1..].chunks(2) {
+        if !extra.contains(&pair[0].as_str()) {
+            args.extend_from_slice(pair);
+        }
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = nst(dir, &strs(&args));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "{extra:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "{extra:?}: expected `{needle}` in: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn bad_inputs_name_the_file_or_flag() {
+    let dir = temp_dir("errors");
+    fixture(&dir);
+    std::fs::write(dir.join("notes.png"), b"hello, not an image").unwrap();
+    std::fs::write(dir.join("empty.jpg"), b"").unwrap();
+    check(&dir, &["--content", "nowhere.png"], 1, "nowhere.png");
+    check(
+        &dir,
+        &["--style", "notes.png"],
+        1,
+        "notes.png is not a PNG, JPEG or GIF image",
+    );
+    check(
+        &dir,
+        &["--content", "empty.jpg"],
+        1,
+        "empty.jpg is an empty file",
+    );
+    check(
+        &dir,
+        &["--size", "20x10", "--max-size", "30"],
+        2,
+        "--max-size",
+    );
+    check(
+        &dir,
+        &["--init", "content", "--init-image", "style.jpg"],
+        1,
+        "contradict",
+    );
+    check(
+        &dir,
+        &["--style-blend", "1,2"],
+        1,
+        "--style-blend has 2 weights but 1 --style images",
+    );
+    check(
+        &dir,
+        &["--optimizer", "lbfgs", "--learning-rate", "1"],
+        1,
+        "--learning-rate applies to --optimizer adam",
+    );
+    check(&dir, &["--size", "80x60"], 1, "--upscale");
+    check(&dir, &["--size", "80"], 1, "--size");
+    check(&dir, &["--style-layers", "relu1_1:x"], 1, "--style-layers");
+    check(&dir, &["--content-layers", "relu9_1"], 1, "relu9_1");
+    check(&dir, &["--output", "out.bmp"], 1, "out.bmp");
+    check(&dir, &["--plot", "p.pdf"], 1, "--plot");
+    check(&dir, &["--animate", "a.png"], 1, "--animate");
+    check(&dir, &["--device", "cuda"], 1, "`cuda` feature");
+    check(&dir, &["--learning-rate=-2"], 1, "--learning-rate must be");
+    check(&dir, &["--bogus-flag"], 2, "--bogus-flag");
+}
+
+#[test]
+fn unwritable_output_folder_fails_before_the_run() {
+    let dir = temp_dir("unwritable");
+    fixture(&dir);
+    std::fs::write(dir.join("a-file"), b"x").unwrap();
+    let err = check(&dir, &["--out-dir", "a-file/out"], 1, "a-file");
+    assert!(
+        !err.contains("iteration"),
+        "no work before the check: {err}"
+    );
+    assert!(
+        !err.contains("working size"),
+        "no work before the check: {err}"
+    );
+}
+
+#[test]
+fn weights_that_are_not_a_vgg_chain() {
+    let dir = temp_dir("not-vgg");
+    fixture(&dir);
+    let mut m = synthetic_model(1, 4);
+    m.layers.insert(
+        1,
+        Layer {
+            name: "drop1".into(),
+            kind: LayerKind::Other {
+                type_name: "dropout".into(),
+            },
+        },
+    );
+    write_simplenn(&dir.join("odd.mat"), &m, Layout::Current, Compression::Zlib).unwrap();
+    check(&dir, &["--weights", "odd.mat"], 1, "not a VGG chain");
+    std::fs::write(dir.join("junk.mat"), vec![7_u8; 300]).unwrap();
+    check(&dir, &["--weights", "junk.mat"], 1, "junk.mat");
+    check(
+        &dir,
+        &["--weights", "missing.mat"],
+        1,
+        "missing.mat does not exist",
+    );
+}
+
+#[test]
+fn diverging_run_keeps_the_last_good_image_and_says_what_to_change() {
+    let dir = temp_dir("nan");
+    fixture(&dir);
+    let err = check(
+        &dir,
+        &["--learning-rate", "1e36", "--iterations", "50"],
+        1,
+        "lower --learning-rate",
+    );
+    assert!(err.contains("non-finite"), "{err}");
+    assert!(image::open(dir.join("output/result.png")).is_ok());
+}
+
+#[test]
+fn offline_without_weights_says_where_to_get_them() {
+    let dir = temp_dir("offline");
+    let (_, c, s) = fixture(&dir);
+    let (c, s) = (c.display().to_string(), s.display().to_string());
+    for (args, env) in [
+        (
+            vec!["stylize", "--content", &c, "--style", &s, "--offline"],
+            None,
+        ),
+        (
+            vec!["stylize", "--content", &c, "--style", &s],
+            Some(("NST_OFFLINE", "1")),
+        ),
+    ] {
+        let mut cmd = crate::nst_command(&dir, &args);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"),
+            "{err}"
+        );
+        assert!(
+            err.contains("pretrained-model/imagenet-vgg-verydeep-19.mat"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "one message: {err}");
+    }
+}
