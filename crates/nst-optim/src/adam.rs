@@ -240,6 +240,8 @@ impl Optimizer for Adam {
                 actual: n,
             });
         }
+        // Zeroed every time: an objective may add into `grad`, and no stale entry may survive.
+        self.grad.clear();
         self.grad.resize(n, 0.0);
         let value = objective
             .value_and_grad(x, &mut self.grad)

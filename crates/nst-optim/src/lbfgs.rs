@@ -281,13 +281,15 @@ impl Lbfgs {
         self.state.current = None;
     }
 
-    /// Evaluates the objective at the current `x` (written by the caller) into `g_trial`.
+    /// Evaluates the objective at `x` into `grad`, which is zeroed first (so an objective that adds
+    /// into its gradient buffer sees the same input every time, and no stale value survives).
     fn evaluate<O: Objective>(
         state: &mut LbfgsState,
         x: &[f32],
         grad: &mut [f32],
         objective: &mut O,
     ) -> Result<f64, OptimError<O::Error>> {
+        grad.fill(0.0);
         let value = objective
             .value_and_grad(x, grad)
             .map_err(OptimError::Objective)?;
@@ -534,47 +536,47 @@ impl Optimizer for Lbfgs {
                 }
             }
         };
-        let (f1, g1) = match accepted {
-            Accepted::Last(t) => (t.value, self.work.g_trial.clone()),
+        // Move the accepted gradient out of its work buffer, and park g0's buffer there instead: no
+        // allocation per step.
+        let Work {
+            x0,
+            p,
+            g_trial,
+            g_lo,
+            s: s_new,
+            y: y_new,
+            ..
+        } = &mut self.work;
+        let (f1, g1_slot) = match accepted {
+            Accepted::Last(t) => (t.value, g_trial),
             Accepted::Lo(t) => {
-                Self::place(x, &self.work.x0, &self.work.p, t.alpha);
-                (t.value, self.work.g_lo.clone())
+                Self::place(x, x0, p, t.alpha);
+                (t.value, g_lo)
             }
         };
+        let mut g1 = g0;
+        std::mem::swap(g1_slot, &mut g1);
+        let g0 = &*g1_slot;
 
         // Curvature pair.
-        let w = &mut self.work;
-        w.s.clear();
-        w.s.extend(
+        s_new.clear();
+        s_new.extend(
             x.iter()
-                .zip(&w.x0)
+                .zip(x0.iter())
                 .map(|(&a, &b)| (f64::from(a) - f64::from(b)) as f32),
         );
-        w.y.clear();
-        w.y.extend(
+        y_new.clear();
+        y_new.extend(
             g1.iter()
-                .zip(&g0)
+                .zip(g0)
                 .map(|(&a, &b)| (f64::from(a) - f64::from(b)) as f32),
         );
-        let sy = dot_f32(&w.s, &w.y);
-        let yy = dot_f32(&w.y, &w.y);
-        if sy > 1e-10 * yy && sy.is_finite() && yy > 0.0 {
-            // Reuse the oldest pair's buffers once the history is full.
-            let (mut s, mut y) = if self.state.history.len() == self.state.config.history_size {
-                let old = self.state.history.pop_front().expect("history_size >= 1");
-                (old.s, old.y)
-            } else {
-                (Vec::with_capacity(n), Vec::with_capacity(n))
-            };
-            s.clone_from(&w.s);
-            y.clone_from(&w.y);
-            self.state.history.push_back(Pair {
-                s,
-                y,
-                rho: 1.0 / sy,
-                gamma: sy / yy,
-            });
-        }
+        push_pair(
+            &mut self.state.history,
+            self.state.config.history_size,
+            s_new,
+            y_new,
+        );
         self.state.iterations += 1;
 
         let g1_inf = g1.iter().fold(0.0_f64, |m, &v| m.max(f64::from(v).abs()));
@@ -650,6 +652,43 @@ impl Optimizer for Lbfgs {
     fn evaluations(&self) -> u64 {
         self.state.evaluations
     }
+}
+
+/// Appends the pair `(s, y)` to `history` (dropping the oldest beyond `history_size`) when its
+/// curvature is safely positive, `sᵀy > 1e-10·yᵀy` with both finite and `y ≠ 0`, and returns whether
+/// it did. A pair with `sᵀy ≤ 0` would make `H` indefinite (Nocedal & Wright 2006, §7.2: the BFGS
+/// update needs `sᵀy > 0`); under the strong Wolfe conditions it cannot occur, but a search that
+/// stops at its evaluation budget can return such a point.
+///
+/// The vectors are moved into the history (swapped with the recycled oldest pair's buffers, or
+/// with empty ones), so `s` and `y` hold no meaningful values afterwards.
+fn push_pair(
+    history: &mut VecDeque<Pair>,
+    history_size: usize,
+    s: &mut Vec<f32>,
+    y: &mut Vec<f32>,
+) -> bool {
+    let sy = dot_f32(s, y);
+    let yy = dot_f32(y, y);
+    if !(sy > 1e-10 * yy && sy.is_finite() && yy > 0.0 && yy.is_finite()) {
+        return false;
+    }
+    // Reuse the oldest pair's buffers once the history is full.
+    let (mut s_new, mut y_new) = if history.len() >= history_size {
+        let old = history.pop_front().expect("history_size >= 1");
+        (old.s, old.y)
+    } else {
+        (Vec::with_capacity(s.len()), Vec::with_capacity(y.len()))
+    };
+    std::mem::swap(&mut s_new, s);
+    std::mem::swap(&mut y_new, y);
+    history.push_back(Pair {
+        s: s_new,
+        y: y_new,
+        rho: 1.0 / sy,
+        gamma: sy / yy,
+    });
+    true
 }
 
 /// A trial step inside `[lo, hi]`: the cubic interpolant's minimizer (N&W eq. 3.59), else the

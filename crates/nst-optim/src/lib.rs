@@ -11,8 +11,9 @@
 //! Both implement [`Optimizer`], whose `state()` can be serialized with serde and restored with
 //! `from_state()`: a run saved, restored and continued gives **bit-identical** iterates to one that
 //! never stopped. Floats in the state are written so that they round-trip exactly even through
-//! `serde_json` without its `float_roundtrip` feature (decimal strings for scalars, bit patterns for
-//! vectors). The caller saves `x` itself (bit for bit, e.g. as raw `f32`).
+//! `serde_json` without its `float_roundtrip` feature: decimal strings for scalars; for vectors,
+//! the base64 of their little-endian bytes (about 5.3 bytes per `f32`; raw bytes in binary
+//! formats). The caller saves `x` itself (bit for bit, e.g. as raw `f32`).
 //!
 //! No printing and no logging: progress goes to the callback of [`minimize`].
 //!
@@ -73,13 +74,15 @@ pub use lbfgs::{Lbfgs, LbfgsConfig, LbfgsState, LineSearchConfig};
 
 /// A differentiable function of a flat `f32` vector, evaluated with its gradient in one call.
 ///
-/// The pipeline implements it (forward and backward through VGG). `value_and_grad` writes
-/// `∂f/∂x` into `grad` (same length as `x`, every entry overwritten) and returns `f(x)`.
+/// The pipeline implements it (forward and backward through VGG). `value_and_grad` puts `∂f/∂x`
+/// into `grad` (same length as `x`) and returns `f(x)`. The optimizers in this crate hand `grad`
+/// over **zero-filled**, so an objective may either overwrite it or add its terms into it (as
+/// `nst-costs`' `*_accumulate` functions do); either way no value from an earlier call can leak in.
 pub trait Objective {
     /// The objective's own error, propagated as [`OptimError::Objective`].
     type Error;
 
-    /// `f(x)`, with `∂f/∂x` written into `grad`.
+    /// `f(x)`, with `∂f/∂x` written (or added) into the zero-filled `grad`.
     ///
     /// # Errors
     /// Whatever the objective can fail with.

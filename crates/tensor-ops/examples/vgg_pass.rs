@@ -35,7 +35,7 @@ struct Args {
     height: usize,
     avg: bool,
     reps: usize,
-    algorithm: ConvAlgorithm,
+    algorithm: Option<ConvAlgorithm>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -44,7 +44,7 @@ fn parse_args() -> Result<Args, String> {
         height: 300,
         avg: false,
         reps: 5,
-        algorithm: ConvAlgorithm::Winograd,
+        algorithm: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,14 +63,15 @@ fn parse_args() -> Result<Args, String> {
             }
             "--conv" => {
                 args.algorithm = match value()?.as_str() {
-                    "im2col" => ConvAlgorithm::Im2col,
-                    "winograd" => ConvAlgorithm::Winograd,
-                    other => return Err(format!("--conv im2col|winograd, got {other}")),
+                    "auto" => None,
+                    "im2col" => Some(ConvAlgorithm::Im2col),
+                    "winograd" => Some(ConvAlgorithm::Winograd),
+                    other => return Err(format!("--conv auto|im2col|winograd, got {other}")),
                 }
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; use --width --height --pooling avg|max --reps N --conv im2col|winograd"
+                    "unknown argument {other}; use --width --height --pooling avg|max --reps N --conv auto|im2col|winograd"
                 ));
             }
         }
@@ -99,7 +100,7 @@ fn build(avg: bool, convs: Vec<Conv2d>) -> Vec<Box<dyn Layer>> {
 }
 
 /// The 13 conv layers to `conv5_1`, He-uniform weights from fixed seeds.
-fn build_convs(algorithm: ConvAlgorithm) -> Vec<Conv2d> {
+fn build_convs(algorithm: Option<ConvAlgorithm>) -> Vec<Conv2d> {
     let mut c_in = 3;
     let mut convs = Vec::new();
     for &(block, n_conv, c_out) in &BLOCKS {
@@ -121,10 +122,12 @@ fn build_convs(algorithm: ConvAlgorithm) -> Vec<Conv2d> {
                 Padding::uniform(1),
             )
             .expect("valid layer");
-            convs.push(
-                conv.with_algorithm(algorithm)
+            convs.push(match algorithm {
+                None => conv,
+                Some(a) => conv
+                    .with_algorithm(a)
                     .expect("3×3 stride 1 pad 1 takes both algorithms"),
-            );
+            });
             c_in = c_out;
         }
     }
@@ -211,11 +214,12 @@ fn main() {
         .map(|t| net.index_of(t).expect("tap exists"))
         .collect();
     println!(
-        "VGG-19 to conv5_1 at {}x{} ({} pooling, {:?} convolution), {} rayon threads, {} reps (medians)",
+        "VGG-19 to conv5_1 at {}x{} ({} pooling, convolution: {}), {} rayon threads, {} reps (medians)",
         args.width,
         args.height,
         if args.avg { "avg" } else { "max" },
-        args.algorithm,
+        args.algorithm
+            .map_or("auto".to_owned(), |a| format!("{a:?}")),
         threads,
         args.reps
     );

@@ -406,10 +406,14 @@ pub enum ConvAlgorithm {
     Winograd,
 }
 
+/// Fewest input and output channels for which [`Conv2d::new`] picks Winograd by default.
+pub const WINOGRAD_MIN_CHANNELS: usize = 16;
+
 /// A convolution layer with bias: weights `[C_out, C_in, KH, KW]`, any stride and padding.
 ///
 /// The algorithm defaults to [`ConvAlgorithm::Winograd`] where it applies (3×3, stride 1, padding ≤ 2)
-/// and [`ConvAlgorithm::Im2col`] elsewhere; [`Conv2d::with_algorithm`] overrides it.
+/// and both channel counts are at least [`WINOGRAD_MIN_CHANNELS`], and to [`ConvAlgorithm::Im2col`]
+/// elsewhere; [`Conv2d::with_algorithm`] overrides it.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     algorithm: ConvAlgorithm,
@@ -479,7 +483,11 @@ impl Conv2d {
             .into_owned()
             .into_shape_with_order((c_out, c_in * kh * kw))
             .expect("a standard-layout array reshapes");
-        let algorithm = if winograd::applies([kh, kw], stride, pad) {
+        // Winograd's 16 GEMMs have inner dimension C_in (forward) and C_out (backward): with few
+        // channels (VGG's conv1_1 has C_in = 3) they starve, and im2col (K = 9·C_in) is faster.
+        let algorithm = if winograd::applies([kh, kw], stride, pad)
+            && c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS
+        {
             ConvAlgorithm::Winograd
         } else {
             ConvAlgorithm::Im2col

@@ -54,7 +54,7 @@ mod shape;
 mod winograd;
 
 pub use backend::Backend;
-pub use conv2d::{Conv2d, Conv2dGeometry, Conv2dParamGrads, ConvAlgorithm};
+pub use conv2d::{Conv2d, Conv2dGeometry, Conv2dParamGrads, ConvAlgorithm, WINOGRAD_MIN_CHANNELS};
 #[cfg(feature = "cuda")]
 pub use cuda::CublasGemm;
 pub use error::{Error, Result};

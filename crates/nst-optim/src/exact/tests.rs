@@ -70,3 +70,73 @@ fn scalars_also_read_plain_numbers_and_reject_garbage() {
     let err = serde_json::from_str::<Probe>(r#"{"a": "one", "b": 2, "v": []}"#).unwrap_err();
     assert!(err.to_string().contains("invalid f64"), "{err}");
 }
+
+/// RFC 4648 §10 test vectors.
+#[test]
+fn base64_matches_the_rfc_test_vectors() {
+    for (plain, coded) in [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+        ("fooba", "Zm9vYmE="),
+        ("foobar", "Zm9vYmFy"),
+    ] {
+        assert_eq!(base64::encode(plain.as_bytes()), coded);
+        assert_eq!(base64::decode(coded).unwrap(), plain.as_bytes());
+    }
+    // Every byte value, at every alignment.
+    let all: Vec<u8> = (0..=255).collect();
+    for start in 0..3 {
+        let bytes = &all[start..];
+        assert_eq!(base64::decode(&base64::encode(bytes)).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn base64_rejects_malformed_input() {
+    for bad in [
+        "Zg=",      // length not a multiple of 4
+        "Zg==Zg==", // padding before the end
+        "Z===",     // too much padding
+        "Zm9*",     // symbol outside the alphabet
+        "Zm=v",     // '=' inside a group
+        "Zh==",     // non-zero trailing bits ("Zg==" is the canonical form)
+        "Zm9w YQ==",
+    ] {
+        assert!(base64::decode(bad).is_err(), "{bad:?} was accepted");
+    }
+}
+
+#[test]
+fn vectors_are_base64_of_little_endian_bytes() {
+    let p = Probe {
+        a: 0.0,
+        b: 0.0,
+        v: vec![1.0, -2.0],
+    };
+    let json = serde_json::to_value(&p).unwrap();
+    // 1.0 = 0x3f800000, −2.0 = 0xc0000000, little-endian: 00 00 80 3f 00 00 00 c0.
+    assert_eq!(json["v"], "AACAPwAAAMA=");
+}
+
+#[test]
+fn vectors_also_read_the_older_u32_form_and_raw_bytes() {
+    let q: Probe =
+        serde_json::from_str(r#"{"a": 0, "b": 0, "v": [1065353216, 3221225472]}"#).unwrap();
+    assert_eq!(q.v, [1.0, -2.0]);
+
+    let bytes = [0_u8, 0, 0x80, 0x3f];
+    let d = serde::de::value::BytesDeserializer::<serde::de::value::Error>::new(&bytes);
+    assert_eq!(vec_f32_bits::deserialize(d).unwrap(), [1.0]);
+}
+
+#[test]
+fn vectors_reject_a_partial_f32() {
+    // "AACA" is the 3 bytes 00 00 80.
+    let err = serde_json::from_str::<Probe>(r#"{"a": 0, "b": 0, "v": "AACA"}"#).unwrap_err();
+    assert!(err.to_string().contains("whole number of f32"), "{err}");
+    let err = serde_json::from_str::<Probe>(r#"{"a": 0, "b": 0, "v": "AAC*"}"#).unwrap_err();
+    assert!(err.to_string().contains("invalid base64 symbol"), "{err}");
+}

@@ -157,3 +157,39 @@ fn the_cached_gradient_saves_an_evaluation_per_step() {
     );
     assert_eq!(opt.evaluations(), first.evaluations + second.evaluations);
 }
+
+#[test]
+fn pairs_without_positive_curvature_are_skipped() {
+    let mut history = VecDeque::new();
+    // sᵀy < 0, sᵀy = 0, y = 0, and a non-finite product: none may enter the history.
+    for (s, y) in [
+        (vec![1.0_f32, 0.0], vec![-1.0_f32, 0.0]),
+        (vec![1.0, 0.0], vec![0.0, 1.0]),
+        (vec![1.0, 2.0], vec![0.0, 0.0]),
+        (vec![f32::INFINITY, 0.0], vec![1.0, 0.0]),
+        (vec![f32::NAN, 1.0], vec![1.0, 1.0]),
+    ] {
+        let what = format!("s = {s:?}, y = {y:?}");
+        let (mut s, mut y) = (s, y);
+        assert!(!push_pair(&mut history, 3, &mut s, &mut y), "{what}");
+    }
+    assert!(history.is_empty());
+}
+
+#[test]
+fn pairs_store_rho_and_gamma_and_drop_the_oldest() {
+    let mut history = VecDeque::new();
+    for k in 1..=4 {
+        let c = k as f32;
+        // s = (1, 1), y = (c, 2c): sᵀy = 3c, yᵀy = 5c².
+        let (mut s, mut y) = (vec![1.0_f32, 1.0], vec![c, 2.0 * c]);
+        assert!(push_pair(&mut history, 3, &mut s, &mut y));
+    }
+    assert_eq!(history.len(), 3);
+    for (pair, k) in history.iter().zip(2..=4) {
+        let c = f64::from(k);
+        assert_eq!(pair.y, [k as f32, 2.0 * k as f32]);
+        assert_relative_eq!(pair.rho, 1.0 / (3.0 * c), max_relative = 1e-15);
+        assert_relative_eq!(pair.gamma, 3.0 / (5.0 * c), max_relative = 1e-15);
+    }
+}

@@ -182,3 +182,73 @@ fn tampered_states_are_rejected() {
         "{err:?}"
     );
 }
+
+#[test]
+fn the_saved_lbfgs_state_is_compact() {
+    // History 10 plus the cached gradient: 21 vectors of n values. As base64 of their bytes they
+    // take 4·⌈4n/3⌉ symbols each (≈ 5.3 bytes per f32; the older u32 form took about 11).
+    let n = 3000;
+    let mut obj = crate::problems::Quadratic::new(n);
+    let mut x = vec![0.0_f32; n];
+    let mut opt = Lbfgs::new(LbfgsConfig {
+        grad_tolerance: 0.0,
+        value_tolerance: 0.0,
+        ..LbfgsConfig::default()
+    })
+    .unwrap();
+    for _ in 0..12 {
+        opt.step(&mut x, &mut obj).unwrap();
+    }
+    let state = opt.state();
+    assert_eq!(state.history_len(), 10);
+    let json = serde_json::to_string(&state).unwrap();
+    let vectors = 21 * (4 * n).div_ceil(3) * 4;
+    assert!(
+        json.len() <= vectors + 2048,
+        "{} bytes for {vectors} bytes of base64",
+        json.len()
+    );
+    let back: nst_optim::LbfgsState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+}
+
+/// Rosenbrock that **adds** its gradient into `grad`, as a pipeline built on `*_accumulate` does.
+struct AccumulatingRosenbrock;
+
+impl Objective for AccumulatingRosenbrock {
+    type Error = std::convert::Infallible;
+    fn value_and_grad(&mut self, x: &[f32], grad: &mut [f32]) -> Result<f64, Self::Error> {
+        let mut g = vec![0.0_f32; x.len()];
+        let f = Rosenbrock.value_and_grad(x, &mut g)?;
+        for (o, v) in grad.iter_mut().zip(g) {
+            *o += v;
+        }
+        Ok(f)
+    }
+}
+
+/// The optimizers zero the gradient buffer before every evaluation, so an accumulating objective
+/// gives the same iterates as an overwriting one (and a resumed run, whose fresh buffers start at
+/// zero, the same as an uninterrupted one).
+#[test]
+fn an_objective_that_adds_into_grad_gives_the_same_iterates() {
+    fn check<P: Optimizer>(make: impl Fn() -> P) {
+        let (mut xa, mut xb) = (rosenbrock_start(6), rosenbrock_start(6));
+        let (mut a, mut b) = (make(), make());
+        let (mut ta, mut tb) = (Trace::new(), Trace::new());
+        trace_steps(&mut a, &mut xa, &mut Rosenbrock, 25, &mut ta);
+        trace_steps(&mut b, &mut xb, &mut AccumulatingRosenbrock, 25, &mut tb);
+        assert_eq!(ta, tb);
+    }
+    let cfg = LbfgsConfig {
+        grad_tolerance: 0.0,
+        value_tolerance: 0.0,
+        ..LbfgsConfig::default()
+    };
+    check(|| Lbfgs::new(cfg).unwrap());
+    let cfg = AdamConfig {
+        learning_rate: 0.01,
+        ..AdamConfig::seed()
+    };
+    check(|| Adam::new(cfg).unwrap());
+}

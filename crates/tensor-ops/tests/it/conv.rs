@@ -374,14 +374,23 @@ fn gradient_is_independent_of_prior_buffer_content() {
 
 #[test]
 fn algorithm_defaults_and_rejections() {
-    let c3 = conv(1, (2, 2, 5, 5, 3, 1, [1, 1, 1, 1]));
+    let c3 = conv(1, (16, 16, 5, 5, 3, 1, [1, 1, 1, 1]));
     assert_eq!(c3.algorithm(), ConvAlgorithm::Winograd);
+    let few_channels = conv(1, (3, 16, 5, 5, 3, 1, [1, 1, 1, 1]));
+    assert_eq!(few_channels.algorithm(), ConvAlgorithm::Im2col);
     assert_eq!(
-        conv(1, (2, 2, 5, 5, 3, 2, [1, 1, 1, 1])).algorithm(),
+        few_channels
+            .with_algorithm(ConvAlgorithm::Winograd)
+            .unwrap()
+            .algorithm(),
+        ConvAlgorithm::Winograd
+    );
+    assert_eq!(
+        conv(1, (16, 16, 5, 5, 3, 2, [1, 1, 1, 1])).algorithm(),
         ConvAlgorithm::Im2col
     );
     assert_eq!(
-        conv(1, (2, 2, 5, 5, 5, 1, [1, 1, 1, 1])).algorithm(),
+        conv(1, (16, 16, 5, 5, 5, 1, [1, 1, 1, 1])).algorithm(),
         ConvAlgorithm::Im2col
     );
     let err = conv(1, (2, 2, 5, 5, 1, 1, [0, 0, 0, 0]))
@@ -389,6 +398,13 @@ fn algorithm_defaults_and_rejections() {
         .unwrap_err();
     assert!(
         matches!(err, tensor_ops::Error::InvalidConfig { ref layer, .. } if layer == "conv"),
+        "{err}"
+    );
+    let err = conv(1, (2, 2, 9, 9, 3, 1, [3, 0, 0, 0]))
+        .with_algorithm(ConvAlgorithm::Winograd)
+        .unwrap_err();
+    assert!(
+        matches!(err, tensor_ops::Error::InvalidConfig { .. }),
         "{err}"
     );
     assert_eq!(
@@ -425,7 +441,7 @@ fn winograd_agrees_with_im2col_on_vgg_like_layers() {
             Padding::uniform(1),
         )
         .unwrap();
-        assert_eq!(wino.algorithm(), ConvAlgorithm::Winograd);
+        let wino = wino.with_algorithm(ConvAlgorithm::Winograd).unwrap();
         let im2col = wino.clone().with_algorithm(ConvAlgorithm::Im2col).unwrap();
         let x = arr3(seed + 2, (c_in, h, w), -1.0, 1.0);
         let row_l1 = weight

@@ -377,6 +377,17 @@ impl MatFile {
         };
         let mut pos = head.after;
         for i in 0..numel {
+            if stream.total.saturating_sub(pos) < 8 {
+                return Err(Error::Truncated {
+                    path: self.path.clone(),
+                    at: Location {
+                        offset: pos as u64,
+                        compressed_at: Some(info.offset),
+                    },
+                    needed: 8,
+                    available: stream.total.saturating_sub(pos) as u64,
+                });
+            }
             stream.fill_to(pos + 8)?;
             let tag_at = pos - stream.base;
             let word = |k: usize| {

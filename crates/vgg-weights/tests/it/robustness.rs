@@ -86,6 +86,30 @@ fn touch(value: &vgg_weights::mat::Value) {
     }
 }
 
+/// The same file with every top-level element wrapped in its own miCOMPRESSED element (little-endian
+/// files only), so that byte mutations of plain files reach the decompressing code paths with valid
+/// zlib streams. `None` when the file is not a little-endian Level-5 file.
+pub(crate) fn recompress(bytes: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write as _;
+    if bytes.len() < 128 || &bytes[126..128] != b"IM" {
+        return None;
+    }
+    let mut out = bytes[..128].to_vec();
+    let mut pos = 128;
+    while pos + 8 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        let end = (pos + 8).checked_add(size)?.min(bytes.len());
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&bytes[pos..end]).unwrap();
+        let z = enc.finish().unwrap();
+        out.extend_from_slice(&15u32.to_le_bytes());
+        out.extend_from_slice(&(z.len() as u32).to_le_bytes());
+        out.extend_from_slice(&z);
+        pos = end.next_multiple_of(8);
+    }
+    Some(out)
+}
+
 /// Largest single allocation allowed while reading `len` bytes: the decompression bound (zlib's
 /// ratio) on the file, plus slack for fixed-size buffers.
 fn allocation_bound(len: usize) -> usize {
@@ -96,6 +120,7 @@ fn allocation_bound(len: usize) -> usize {
 fn mutated_and_truncated_fixtures_never_panic_or_overallocate() {
     let mut rng = SmallRng::seed_from_u64(0x5eed_2026);
     let mut tried = 0usize;
+    let mut recompressed_count = 0usize;
     let mut ok = 0usize;
     let mut worst_ratio = 0.0f64;
     for (name, bytes) in fixtures() {
@@ -127,6 +152,14 @@ fn mutated_and_truncated_fixtures_never_panic_or_overallocate() {
             }
             variants.push(m);
         }
+        // Mutated plain files, recompressed: mutations inside valid zlib streams.
+        let recompressed: Vec<Vec<u8>> = variants
+            .iter()
+            .filter(|v| v.get(128..132).is_some_and(|t| t == 14u32.to_le_bytes()))
+            .filter_map(|v| recompress(v))
+            .collect();
+        recompressed_count += recompressed.len();
+        variants.extend(recompressed);
         for v in variants {
             let ((), largest) = largest_allocation(|| {
                 ok += usize::from(exercise(&v));
@@ -141,8 +174,13 @@ fn mutated_and_truncated_fixtures_never_panic_or_overallocate() {
             tried += 1;
         }
     }
-    // 110 fixtures, about 107 variants each (fewer truncations of files under 136 bytes).
-    assert_eq!(tried, 11_750, "the number of mutated files tried");
+    // 110 fixtures, about 107 variants each (fewer truncations of files under 136 bytes): 11,750,
+    // plus 2,152 recompressed copies of the variants of uncompressed little-endian files.
+    assert_eq!(
+        (tried, recompressed_count),
+        (13_902, 2_152),
+        "the number of mutated files tried"
+    );
     // Observed: the largest allocation stays within a small multiple of the file size (decompressed
     // fixtures are about 10 times their compressed size), far below the guaranteed bound above.
     assert!(

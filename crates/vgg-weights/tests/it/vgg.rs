@@ -569,3 +569,50 @@ fn visiting_a_cell_stops_early_and_checks_the_stream_when_it_does_not() {
         .unwrap_err();
     assert!(matches!(e, mat::Error::Decompress { .. }), "{e}");
 }
+
+#[test]
+fn a_cell_whose_first_element_fills_the_variable_is_truncated_not_a_panic() {
+    // A 1×2 cell whose first element takes all the declared bytes: the second element's tag is
+    // missing. Both the whole decode and the streamed walk must report it.
+    let cell = Array::cell_row(vec![Array::row(&[1.0; 8]), Array::scalar(2.0)]);
+    let plain = to_bytes(&[("c", &cell)], Compression::None).unwrap();
+    // Drop the second element: tag 8, flags 16, dims 16, empty name 8, one double 16 = 64 bytes.
+    let second = 64;
+    let mut element = plain[128..plain.len() - second].to_vec();
+    let size = u32::from_le_bytes(element[4..8].try_into().unwrap()) - second as u32;
+    element[4..8].copy_from_slice(&size.to_le_bytes());
+    for compression in [Compression::None, Compression::Zlib] {
+        let mut bytes = plain[..128].to_vec();
+        match compression {
+            Compression::None => bytes.extend_from_slice(&element),
+            Compression::Zlib => {
+                use std::io::Write as _;
+                let mut enc =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                enc.write_all(&element).unwrap();
+                let z = enc.finish().unwrap();
+                bytes.extend_from_slice(&15u32.to_le_bytes());
+                bytes.extend_from_slice(&(z.len() as u32).to_le_bytes());
+                bytes.extend_from_slice(&z);
+            }
+        }
+        let file = mat::MatFile::from_bytes(bytes).unwrap();
+        let e = file.decode("c").unwrap_err();
+        assert!(
+            matches!(e, mat::Error::Truncated { .. }),
+            "{compression:?}: {e}"
+        );
+        let mut seen = 0;
+        let e = file
+            .visit_cell("c", |_, _| {
+                seen += 1;
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(e, mat::Error::Truncated { .. }),
+            "{compression:?}: {e}"
+        );
+        assert_eq!(seen, 1);
+    }
+}
