@@ -838,7 +838,13 @@ fn ensure_weights(path: &Path, offline: bool, quiet: bool) -> Result<()> {
             path.display()
         );
     }
-    let source = WeightsSource::default_vgg19();
+    let mut source = WeightsSource::default_vgg19();
+    // A mirror of the same file (the checksum still applies).
+    if let Ok(url) = std::env::var("NST_WEIGHTS_URL")
+        && !url.is_empty()
+    {
+        source.url = url;
+    }
     if !quiet && !offline {
         eprintln!(
             "weights not found at {}: downloading {}",

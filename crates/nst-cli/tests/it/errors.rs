@@ -179,3 +179,58 @@ fn offline_without_weights_says_where_to_get_them() {
         assert_eq!(err.lines().count(), 1, "one message: {err}");
     }
 }
+
+/// First use without weights: `nst stylize` downloads the default file (here from a mirror on 127.0.0.1
+/// that serves the wrong bytes), verifies it, refuses it, and does no work.
+#[test]
+fn first_use_downloads_and_verifies_the_default_weights() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = temp_dir("first-use");
+    let (_, c, s) = fixture(&dir);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let body = b"not the VGG-19 weights";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        }
+    });
+    let (c, s) = (c.display().to_string(), s.display().to_string());
+    let out = crate::nst_command(&dir, &["stylize", "--content", &c, "--style", &s])
+        .env(
+            "NST_WEIGHTS_URL",
+            format!("http://127.0.0.1:{port}/imagenet-vgg-verydeep-19.mat"),
+        )
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("downloading http://127.0.0.1"), "{err}");
+    assert!(
+        err.contains("not the published 106118b7cf60435e6d8e04f6a6dc3657"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("pretrained-model/imagenet-vgg-verydeep-19.mat")
+            .exists()
+    );
+    assert!(
+        !dir.join("pretrained-model/imagenet-vgg-verydeep-19.mat.part")
+            .exists()
+    );
+    assert!(
+        !err.contains("working size"),
+        "no work after a failed download: {err}"
+    );
+}
