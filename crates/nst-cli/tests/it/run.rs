@@ -291,7 +291,17 @@ fn lbfgs_resume_equals_uninterrupted() {
 
 #[test]
 fn sigint_saves_the_image_and_a_checkpoint_and_exits_130() {
-    let dir = temp_dir("sigint");
+    check_signal("-INT");
+}
+
+#[test]
+fn sigterm_saves_the_image_and_a_checkpoint_and_exits_130() {
+    check_signal("-TERM");
+}
+
+#[track_caller]
+fn check_signal(signal: &str) {
+    let dir = temp_dir(&format!("signal{signal}"));
     let (w, c, s) = fixture(&dir);
     let mut args = base_args(&w, &c, &s);
     args.extend(["--iterations", "100000000", "--print-every", "5"].map(String::from));
@@ -307,7 +317,7 @@ fn sigint_saves_the_image_and_a_checkpoint_and_exits_130() {
         }
     }
     let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
