@@ -136,3 +136,6 @@ impl Checkpoint {
         Ok((c, file))
     }
 }
+
+#[cfg(test)]
+mod tests;
