@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// `nst`: neural style transfer (Gatys, Ecker & Bethge) on the CPU, from a MatConvNet VGG model.
 #[derive(Debug, Parser)]
-#[command(name = "nst", version, about, propagate_version = true)]
+#[command(name = "nst", version, propagate_version = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
