@@ -420,7 +420,12 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         }
         if let Some(bar) = &ctx.say.bar {
             bar.set_position(iteration as u64);
-            bar.set_message(format!("total {:.4e}", report.value));
+            if let Some(b) = obj.last_breakdown() {
+                bar.set_message(format!(
+                    "total {:.3e}  content {:.3e}  style {:.3e}",
+                    b.total, b.content, b.style
+                ));
+            }
         }
         if settings.checkpoint_every > 0
             && iteration.is_multiple_of(settings.checkpoint_every)
