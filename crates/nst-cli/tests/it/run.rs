@@ -471,3 +471,26 @@ fn start_images_and_blended_styles() {
     );
     assert_eq!(record["settings"]["styles"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn device_auto_without_a_gpu_build_says_it_uses_the_cpu() {
+    let dir = temp_dir("device-auto");
+    let (w, c, s) = fixture(&dir);
+    let mut args = base_args(&w, &c, &s);
+    args.extend(["--iterations", "1", "--device", "auto"].map(String::from));
+    let out = nst(&dir, &strs(&args));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    if cfg!(feature = "cuda") {
+        assert!(err.contains("device: "), "{err}");
+    } else {
+        assert!(
+            err.contains("device: cpu (--device auto:") && err.contains("cuda"),
+            "{err}"
+        );
+    }
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("output/result.run.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["settings"]["device"], "auto");
+}
