@@ -23,8 +23,8 @@ use crate::gemm::sgemm;
 
 /// Target number of tiles (GEMM columns) per work item, bounded by the scratch size below.
 const TILES: usize = 256;
-/// Upper bound on the per-thread transform buffers, in floats per buffer (4 MiB).
-const SCRATCH_FLOATS: usize = 1 << 20;
+/// Upper bound on the per-thread transform buffers, in floats per buffer (2 MiB).
+const SCRATCH_FLOATS: usize = 1 << 19;
 
 thread_local! {
     /// Per-thread `V` and `M` buffers of a work item, grown once and reused.
