@@ -23,7 +23,8 @@ use crate::gemm::sgemm;
 
 /// Target number of tiles (GEMM columns) per work item, bounded by the scratch size below.
 const TILES: usize = 256;
-/// Upper bound on the per-thread transform buffers, in floats per buffer (2 MiB).
+/// Target size of each per-thread transform buffer, in floats (2 MiB); a work item is rounded up to
+/// whole tile rows, so a buffer can exceed it by less than one tile row.
 const SCRATCH_FLOATS: usize = 1 << 19;
 
 thread_local! {
