@@ -23,9 +23,9 @@ use crate::gemm::sgemm;
 
 /// Target number of tiles (GEMM columns) per work item, bounded by the scratch size below.
 const TILES: usize = 256;
-/// Target size of each per-thread transform buffer, in floats (2 MiB); a work item is rounded up to
+/// Target size of each per-thread transform buffer, in floats (4 MiB); a work item is rounded up to
 /// whole tile rows, so a buffer can exceed it by less than one tile row.
-const SCRATCH_FLOATS: usize = 1 << 19;
+const SCRATCH_FLOATS: usize = 1 << 20;
 
 thread_local! {
     /// Per-thread `V` and `M` buffers of a work item, grown once and reused.
