@@ -639,6 +639,18 @@ impl Optimizer for Lbfgs {
                 "a correction pair has a non-positive or non-finite curvature".to_owned(),
             );
         }
+        if state
+            .history
+            .iter()
+            .any(|p| p.s.iter().chain(&p.y).any(|v| !v.is_finite()))
+        {
+            return invalid("a correction pair holds a non-finite value".to_owned());
+        }
+        if let Some(c) = &state.current
+            && !(c.value.is_finite() && c.grad.iter().all(|g| g.is_finite()))
+        {
+            return invalid("the cached value or gradient is not finite".to_owned());
+        }
         Ok(Lbfgs {
             state,
             work: Work::default(),

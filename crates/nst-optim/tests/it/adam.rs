@@ -166,6 +166,7 @@ fn invalid_configs_are_errors() {
             },
             "epsilon",
         ),
+        (AdamConfig { epsilon: 0.0, ..s }, "epsilon"),
     ];
     for (cfg, field) in cases {
         match Adam::new(cfg) {

@@ -450,3 +450,61 @@ fn minimize_reports_a_failed_line_search_as_no_decrease() {
     assert_eq!((report.iterations, calls), (0, 0));
     assert_eq!(x, start);
 }
+
+/// Every accepted step satisfies the strong Wolfe conditions (Nocedal & Wright 2006, eq. 3.7) with
+/// the configured `c₁`, `c₂`, checked from outside on the iterates themselves: with
+/// `s = x_{k+1} − x_k`, `f_{k+1} ≤ f_k + c₁·∇f_kᵀs` and `|∇f_{k+1}ᵀs| ≤ c₂·|∇f_kᵀs|`.
+#[test]
+fn accepted_steps_satisfy_the_strong_wolfe_conditions() {
+    for (n, c2) in [(2, 0.9), (6, 0.9), (6, 0.1)] {
+        let cfg = LbfgsConfig {
+            line_search: LineSearchConfig {
+                c2,
+                ..LineSearchConfig::default()
+            },
+            ..LbfgsConfig::default()
+        };
+        let c1 = cfg.line_search.c1;
+        let mut opt = Lbfgs::new(cfg).unwrap();
+        let mut x = rosenbrock_start(n);
+        let eval = |x: &[f32]| {
+            let mut g = vec![0.0_f32; x.len()];
+            let f = Rosenbrock.value_and_grad(x, &mut g).unwrap();
+            (f, g)
+        };
+        let dot = |g: &[f32], s: &[f64]| -> f64 {
+            g.iter().zip(s).map(|(&a, &b)| f64::from(a) * b).sum()
+        };
+        let mut checked = 0;
+        for k in 0..200 {
+            let x0 = x.clone();
+            let (f0, g0) = eval(&x0);
+            let r = opt.step(&mut x, &mut Rosenbrock).unwrap();
+            if r.converged == Some(nst_optim::Convergence::Gradient) && x == x0 {
+                break;
+            }
+            let (f1, g1) = eval(&x);
+            let s: Vec<f64> = x
+                .iter()
+                .zip(&x0)
+                .map(|(&a, &b)| f64::from(a) - f64::from(b))
+                .collect();
+            let (d0, d1) = (dot(&g0, &s), dot(&g1, &s));
+            // `s` is `α·p` rounded to f32: a relative slack of 1e-6 on the curvature side.
+            assert!(d0 < 0.0, "n = {n}, step {k}: not a descent step ({d0:e})");
+            assert!(
+                f1 <= f0 + c1 * d0 + 1e-12 * f0.abs(),
+                "n = {n}, step {k}: sufficient decrease fails: {f1:e} > {f0:e} + {c1}·{d0:e}"
+            );
+            assert!(
+                d1.abs() <= c2 * d0.abs() * (1.0 + 1e-6),
+                "n = {n}, step {k}: curvature fails: |{d1:e}| > {c2}·|{d0:e}|"
+            );
+            checked += 1;
+            if r.converged.is_some() {
+                break;
+            }
+        }
+        assert!(checked > 15, "n = {n}: only {checked} steps checked");
+    }
+}
