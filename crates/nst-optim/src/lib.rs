@@ -234,7 +234,8 @@ pub enum StopReason {
 pub struct MinimizeReport {
     /// Why it stopped.
     pub stop: StopReason,
-    /// Steps taken in this call.
+    /// Iterations completed in this call, as counted by [`Optimizer::iterations`]: an L-BFGS step
+    /// that finds its start point already converged completes none.
     pub iterations: u64,
     /// The last iteration's report (`None` when `max_iterations` was 0).
     pub last: Option<IterInfo>,
@@ -358,14 +359,15 @@ where
     F: FnMut(&IterInfo) -> ControlFlow<()>,
 {
     let mut last = None;
-    for done in 0..max_iterations {
+    let iterations_before = opt.iterations();
+    for _ in 0..max_iterations {
         let report = match opt.step(x, objective) {
             Ok(report) => report,
             Err(OptimError::LineSearchFailed { evaluations, .. }) => {
                 let stop = StopReason::NoDecrease { evaluations };
                 return Ok(MinimizeReport {
                     stop,
-                    iterations: done,
+                    iterations: opt.iterations() - iterations_before,
                     last,
                 });
             }
@@ -390,14 +392,14 @@ where
         if let Some(stop) = stop {
             return Ok(MinimizeReport {
                 stop,
-                iterations: done + 1,
+                iterations: opt.iterations() - iterations_before,
                 last,
             });
         }
     }
     Ok(MinimizeReport {
         stop: StopReason::MaxIterations,
-        iterations: max_iterations,
+        iterations: opt.iterations() - iterations_before,
         last,
     })
 }

@@ -508,3 +508,36 @@ fn accepted_steps_satisfy_the_strong_wolfe_conditions() {
         assert!(checked > 15, "n = {n}: only {checked} steps checked");
     }
 }
+
+#[test]
+fn a_start_at_the_minimum_converges_without_an_iteration() {
+    let mut obj = Quadratic::new(3);
+    let mut x: Vec<f32> = obj.center.iter().map(|&c| c as f32).collect();
+    let mut g = vec![0.0_f32; 3];
+    obj.value_and_grad(&x, &mut g).unwrap();
+    let cfg = LbfgsConfig {
+        grad_tolerance: 1e-3,
+        ..LbfgsConfig::default()
+    };
+    assert!(
+        g.iter().all(|v| f64::from(v.abs()) <= cfg.grad_tolerance),
+        "{g:?}"
+    );
+    let mut opt = Lbfgs::new(cfg).unwrap();
+    let report = minimize(
+        &mut opt,
+        &mut x,
+        &mut obj,
+        10,
+        |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    assert_eq!(
+        report.stop,
+        StopReason::Converged(nst_optim::Convergence::Gradient)
+    );
+    assert_eq!(
+        (report.iterations, opt.iterations(), opt.evaluations()),
+        (0, 0, 1)
+    );
+}
