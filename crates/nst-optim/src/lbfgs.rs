@@ -173,6 +173,11 @@ pub struct Lbfgs {
 }
 
 /// The complete state of an [`Lbfgs`] run; serialize it with serde. Floats round-trip exactly.
+///
+/// It holds `2m + 1` vectors of `n` values (the `m` correction pairs and the gradient at the current
+/// point). In JSON each vector is the base64 of its bytes, about 5.33 bytes per value: for
+/// `m = 10` and a 400×300 RGB image (`n = 360,000`) that is 40.3 MB (measured), against 30.2 MB of
+/// raw `f32`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LbfgsState {
     config: LbfgsConfig,
