@@ -204,7 +204,7 @@ pub fn style_layer_loss(
 /// [`style_layer_loss`] that **adds** `∂J_s/∂a_G` into `grad` (by GEMM with `β = 1`) and returns
 /// `J_s`. Its own code allocates nothing when `generated` and `grad` are in standard layout and
 /// `scratch` has seen this channel count before; whether the two GEMMs allocate is up to the
-/// [`Gemm`] backend (matrixmultiply, behind ndarray, allocates its packing buffers per call).
+/// [`Gemm`] backend (matrixmultiply, for one, allocates its packing buffers on every call).
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] when `target_gram` is not `[C, C]` or `grad` is not the shape of `generated`.
