@@ -140,3 +140,19 @@ fn vectors_reject_a_partial_f32() {
     let err = serde_json::from_str::<Probe>(r#"{"a": 0, "b": 0, "v": "AAC*"}"#).unwrap_err();
     assert!(err.to_string().contains("invalid base64 symbol"), "{err}");
 }
+
+#[test]
+fn vectors_round_trip_through_a_reader_too() {
+    // `from_reader` hands the visitor a transient string, `from_str` a borrowed one.
+    let p = Probe {
+        a: 1.0,
+        b: 2.0,
+        v: (0..1000).map(|k| (k as f32 * 0.37).sin() * 1e3).collect(),
+    };
+    let json = serde_json::to_vec(&p).unwrap();
+    let q: Probe = serde_json::from_reader(json.as_slice()).unwrap();
+    assert_eq!(
+        p.v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        q.v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
+}
