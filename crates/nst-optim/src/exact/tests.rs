@@ -104,6 +104,9 @@ fn base64_rejects_malformed_input() {
         "Zm=v",     // '=' inside a group
         "Zh==",     // non-zero trailing bits ("Zg==" is the canonical form)
         "Zm9w YQ==",
+        "Zm9=Zm9v", // padding inside an inner group
+        "Zm*vZm9v", // invalid symbol in an inner group
+        "Zm9vZ*==", // invalid symbol in the last group
     ] {
         assert!(base64::decode(bad).is_err(), "{bad:?} was accepted");
     }
