@@ -541,3 +541,45 @@ fn a_start_at_the_minimum_converges_without_an_iteration() {
         (0, 0, 1)
     );
 }
+
+/// `s·Quadratic`: the same problem with the objective scaled by `s`.
+struct Scaled(f64, Quadratic);
+
+impl Objective for Scaled {
+    type Error = Infallible;
+    fn value_and_grad(&mut self, x: &[f32], grad: &mut [f32]) -> Result<f64, Infallible> {
+        let f = self.1.value_and_grad(x, grad)?;
+        for g in grad.iter_mut() {
+            *g = (f64::from(*g) * self.0) as f32;
+        }
+        Ok(f * self.0)
+    }
+}
+
+#[test]
+fn the_curvature_guard_does_not_depend_on_the_objective_scale() {
+    // A style-transfer objective can be 1e12 times larger than a textbook one; scaling f must not
+    // make L-BFGS drop its correction pairs (and degrade to steepest descent).
+    let mut runs = Vec::new();
+    for scale in [1.0, 1e12] {
+        let mut obj = Scaled(scale, Quadratic::new(20));
+        let mut x = vec![0.0_f32; 20];
+        let mut opt = Lbfgs::new(LbfgsConfig {
+            grad_tolerance: 1e-5 * scale,
+            ..LbfgsConfig::default()
+        })
+        .unwrap();
+        let report = minimize(&mut opt, &mut x, &mut obj, 200, |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let center = obj.1.center.clone();
+        assert!(
+            max_error(&x, |i| center[i]) < 1e-4,
+            "scale {scale:e}: {report:?}"
+        );
+        runs.push((report.iterations, opt.state().history_len()));
+    }
+    assert!(runs[1].1 > 0, "no pair kept at scale 1e12: {runs:?}");
+    assert!(runs[1].0 <= runs[0].0 + 5, "{runs:?}");
+}
