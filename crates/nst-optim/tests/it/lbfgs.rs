@@ -583,3 +583,28 @@ fn the_curvature_guard_does_not_depend_on_the_objective_scale() {
     assert!(runs[1].1 > 0, "no pair kept at scale 1e12: {runs:?}");
     assert!(runs[1].0 <= runs[0].0 + 5, "{runs:?}");
 }
+
+#[test]
+fn an_empty_parameter_vector_is_handled() {
+    let mut x: Vec<f32> = Vec::new();
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let report = minimize(&mut opt, &mut x, &mut Rosenbrock, 5, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(
+        report.stop,
+        StopReason::Converged(nst_optim::Convergence::Gradient)
+    );
+    let mut adam = nst_optim::Adam::new(nst_optim::AdamConfig::seed()).unwrap();
+    let report = minimize(&mut adam, &mut x, &mut Rosenbrock, 3, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(
+        (report.stop, report.iterations),
+        (StopReason::MaxIterations, 3)
+    );
+    let restored = nst_optim::Adam::from_state(adam.state()).unwrap();
+    assert_eq!(restored.iterations(), 3);
+}
