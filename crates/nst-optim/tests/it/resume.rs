@@ -127,6 +127,19 @@ fn lbfgs_resumes_bit_identically() {
     for split in [1, 5, 17] {
         check_resume(|| Lbfgs::new(cfg).unwrap(), &rosenbrock_start(6), split, 30);
     }
+    // A strict curvature condition with a budget of 3 evaluations: searches often end at their
+    // budget and take an earlier trial point, the path that restores x and its gradient from g_lo.
+    let cfg = LbfgsConfig {
+        line_search: nst_optim::LineSearchConfig {
+            c2: 0.01,
+            max_evaluations: 3,
+            ..Default::default()
+        },
+        ..cfg
+    };
+    for split in [2, 11] {
+        check_resume(|| Lbfgs::new(cfg).unwrap(), &rosenbrock_start(6), split, 30);
+    }
 }
 
 #[test]
