@@ -88,7 +88,7 @@ pub fn content_loss(
 }
 
 /// [`content_loss`] that **adds** `∂J_c/∂a_G` into `grad` and returns `J_c`; it allocates nothing when
-/// `grad` is in standard layout.
+/// `generated`, `target` and `grad` are in standard layout (a non-standard one is copied).
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when `generated`, `target` and `grad` do not

@@ -158,7 +158,9 @@ fn gram_upper_mirrored(a: ArrayView2<'_, f32>, gemm: &dyn Gemm, mut out: ArrayVi
 ///
 /// Gatys, Ecker & Bethge 2016, eq. 4 (and its gradient, eq. 6) with `k` from `norm`
 /// ([`StyleNorm::Seed`]: `1/(4·C²·M²)`). `target_gram` is the **unnormalized** `G_S` (from [`gram`],
-/// possibly [`blend_grams`]ed or [`rescale_gram`]d). Both the Gram and the gradient are GEMMs on `gemm`
+/// possibly [`blend_grams`]ed or [`rescale_gram`]d). The formula above assumes `G_S` symmetric, as
+/// those are exactly; for a target that is not, the gradient uses the symmetric part of
+/// `G_G − G_S`, which is the exact gradient of the value returned. Both the Gram and the gradient are GEMMs on `gemm`
 /// (`2·C²·M` flops each); the value is accumulated in f64. The weighted sum over layers is the
 /// caller's. Derivation: `docs/gradients.md`.
 ///
@@ -200,8 +202,9 @@ pub fn style_layer_loss(
 }
 
 /// [`style_layer_loss`] that **adds** `∂J_s/∂a_G` into `grad` (by GEMM with `β = 1`) and returns
-/// `J_s`. It allocates nothing when `generated` and `grad` are in standard layout and `scratch` has
-/// seen this channel count before.
+/// `J_s`. Its own code allocates nothing when `generated` and `grad` are in standard layout and
+/// `scratch` has seen this channel count before; whether the two GEMMs allocate is up to the
+/// [`Gemm`] backend (matrixmultiply, for one, allocates its packing buffers on every call).
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] when `target_gram` is not `[C, C]` or `grad` is not the shape of `generated`.
@@ -261,6 +264,7 @@ pub fn style_layer_loss_accumulate(
             sum_sq += e * e;
             *d -= s;
         });
+    symmetrize(diff.view_mut());
 
     let alpha = (4.0 * k) as f32;
     if let Ok(grad2) = grad
@@ -380,6 +384,26 @@ pub fn rescale_gram(
     }
     let factor = target_positions as f64 / source_positions as f64;
     Ok(gram.mapv(|g| (f64::from(g) * factor) as f32))
+}
+
+/// Replaces the square `d` by its symmetric part `(D + Dᵀ)/2`, touching only the pairs that differ.
+///
+/// `∂/∂A Σ(G − S)² = 2·(D + Dᵀ)·A` with `D = G − S`, which is `4·D·A` only when `S` is symmetric.
+/// Targets made by [`gram`], [`blend_grams`] and [`rescale_gram`] are exactly symmetric, so this is
+/// then a no-op (bit for bit); for any other target (e.g. a Gram computed elsewhere, or loaded from
+/// a file) it keeps the gradient exact for the value returned.
+fn symmetrize(mut d: ArrayViewMut2<'_, f32>) {
+    let n = d.nrows();
+    for i in 0..n {
+        for j in i + 1..n {
+            let (upper, lower) = (d[[i, j]], d[[j, i]]);
+            if upper != lower {
+                let mean = 0.5 * upper + 0.5 * lower;
+                d[[i, j]] = mean;
+                d[[j, i]] = mean;
+            }
+        }
+    }
 }
 
 /// A standard-layout `[C, H, W]` view as its `[C, H·W]` matrix.

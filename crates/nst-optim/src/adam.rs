@@ -20,7 +20,8 @@ pub struct AdamConfig {
     /// Decay of the second-moment estimate, `β₂ ∈ [0, 1)`.
     #[serde(with = "f32_exact")]
     pub beta2: f32,
-    /// `ε` (finite, `≥ 0`); where it enters depends on [`AdamConfig::form`].
+    /// `ε` (finite, `> 0`: with `ε = 0` a coordinate whose gradient has always been 0 would get
+    /// `0/0`); where it enters depends on [`AdamConfig::form`].
     #[serde(with = "f32_exact")]
     pub epsilon: f32,
     /// Which of the paper's two equivalent-up-to-ε forms to run.
@@ -110,8 +111,9 @@ impl AdamConfig {
                 return bad(name, "in [0, 1)", b);
             }
         }
-        if !(self.epsilon.is_finite() && self.epsilon >= 0.0) {
-            return bad("epsilon", "finite and non-negative", self.epsilon);
+        // ε = 0 would turn every coordinate whose gradient has been 0 so far into 0/0 = NaN.
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
+            return bad("epsilon", "finite and positive", self.epsilon);
         }
         Ok(())
     }
@@ -305,14 +307,29 @@ impl Optimizer for Adam {
 
     fn from_state(state: AdamState) -> Result<Self> {
         state.config.validate()?;
+        let invalid = |reason: String| Err(Error::InvalidState { reason });
         if state.m.len() != state.v.len() {
-            return Err(Error::InvalidState {
-                reason: format!(
-                    "first moments have length {}, second moments {}",
-                    state.m.len(),
-                    state.v.len()
-                ),
-            });
+            return invalid(format!(
+                "first moments have length {}, second moments {}",
+                state.m.len(),
+                state.v.len()
+            ));
+        }
+        for (name, power) in [
+            ("beta1_power", state.beta1_power),
+            ("beta2_power", state.beta2_power),
+        ] {
+            // A power above 1 would make the bias correction 1 − βᵗ negative.
+            if !(0.0..=1.0).contains(&power) {
+                return invalid(format!("{name} is {power}, not in [0, 1]"));
+            }
+        }
+        if state.m.iter().any(|m| !m.is_finite()) {
+            return invalid("a first moment is not finite".to_owned());
+        }
+        // A negative second moment would give √v = NaN.
+        if state.v.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+            return invalid("a second moment is negative or not finite".to_owned());
         }
         Ok(Adam {
             state,

@@ -174,43 +174,84 @@ pub(crate) mod base64 {
             ));
         }
         let mut out = Vec::with_capacity(text.len() / 4 * 3);
-        let n_groups = text.len() / 4;
-        for (g, group) in text.chunks_exact(4).enumerate() {
-            let padding = group.iter().rev().take_while(|&&c| c == b'=').count();
-            if padding > 2 || (padding > 0 && g + 1 != n_groups) {
-                return Err(format!("misplaced base64 padding in group {g}"));
+        let Some(last_start) = text.len().checked_sub(4) else {
+            return Ok(out);
+        };
+        let (body, last) = text.split_at(last_start);
+        // Every group but the last holds 4 symbols and no padding: one table look-up per symbol.
+        for (g, group) in body.chunks_exact(4).enumerate() {
+            let v = lookup(group);
+            if (v[0] | v[1] | v[2] | v[3]) & INVALID != 0 {
+                return Err(group_error(group, g));
             }
-            let mut n = 0_u32;
-            for (k, &c) in group[..4 - padding].iter().enumerate() {
-                let v = symbol_value(c).ok_or_else(|| {
-                    format!(
-                        "invalid base64 symbol {:?} at offset {}",
-                        char::from(c),
-                        4 * g + k
-                    )
-                })?;
-                n |= v << (18 - 6 * k);
-            }
-            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-            let kept = 3 - padding;
-            if bytes[kept..].iter().any(|&b| b != 0) {
-                return Err(format!("non-zero trailing bits in base64 group {g}"));
-            }
-            out.extend_from_slice(&bytes[..kept]);
+            let n = (u32::from(v[0]) << 18)
+                | (u32::from(v[1]) << 12)
+                | (u32::from(v[2]) << 6)
+                | u32::from(v[3]);
+            out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
         }
+        let g = body.len() / 4;
+        let padding = last.iter().rev().take_while(|&&c| c == b'=').count();
+        if padding > 2 {
+            return Err(format!("misplaced base64 padding in group {g}"));
+        }
+        let mut n = 0_u32;
+        for (k, &c) in last[..4 - padding].iter().enumerate() {
+            let v = DECODE[usize::from(c)];
+            if v & INVALID != 0 {
+                return Err(group_error(last, g));
+            }
+            n |= u32::from(v) << (18 - 6 * k);
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        let kept = 3 - padding;
+        if bytes[kept..].iter().any(|&b| b != 0) {
+            return Err(format!("non-zero trailing bits in base64 group {g}"));
+        }
+        out.extend_from_slice(&bytes[..kept]);
         Ok(out)
     }
 
-    fn symbol_value(c: u8) -> Option<u32> {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        Some(u32::from(v))
+    /// Marks a byte that is not a symbol of the alphabet in [`DECODE`].
+    const INVALID: u8 = 0x80;
+
+    /// Symbol value of every byte, or [`INVALID`].
+    const DECODE: [u8; 256] = {
+        let mut table = [INVALID; 256];
+        let mut i = 0;
+        while i < 64 {
+            table[ALPHABET[i] as usize] = i as u8;
+            i += 1;
+        }
+        table
+    };
+
+    /// Table look-up of the 4 symbols of `group`.
+    fn lookup(group: &[u8]) -> [u8; 4] {
+        [
+            DECODE[usize::from(group[0])],
+            DECODE[usize::from(group[1])],
+            DECODE[usize::from(group[2])],
+            DECODE[usize::from(group[3])],
+        ]
+    }
+
+    /// The error for group `g`, which holds padding or a byte outside the alphabet.
+    fn group_error(group: &[u8], g: usize) -> String {
+        let (k, &c) = group
+            .iter()
+            .enumerate()
+            .find(|&(_, &c)| DECODE[usize::from(c)] & INVALID != 0)
+            .expect("the group holds an invalid byte");
+        if c == b'=' {
+            format!("misplaced base64 padding in group {g}")
+        } else {
+            format!(
+                "invalid base64 symbol {:?} at offset {}",
+                char::from(c),
+                4 * g + k
+            )
+        }
     }
 }
 

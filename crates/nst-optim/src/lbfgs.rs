@@ -133,7 +133,8 @@ impl LbfgsConfig {
 /// - If the line search fails with a non-empty history, the history is cleared and the search is
 ///   retried along steepest descent; if that fails too, the step returns
 ///   [`OptimError::LineSearchFailed`] with `x` restored.
-/// - Pairs with `sᵀy ≤ 1e-10·yᵀy` (possible when the search stops at its budget) are skipped.
+/// - Pairs with `sᵀy ≤ 1e-10·‖s‖·‖y‖` (possible when the search stops at its budget) are skipped.
+///   The test compares the cosine of `s` and `y`, so it does not depend on the scale of `f` or `x`.
 ///
 /// The value and gradient at the current point are cached in the state, so each iteration costs
 /// the line search's evaluations only (usually 1). If `x` is changed between steps (its bit pattern
@@ -173,6 +174,11 @@ pub struct Lbfgs {
 }
 
 /// The complete state of an [`Lbfgs`] run; serialize it with serde. Floats round-trip exactly.
+///
+/// It holds `2m + 1` vectors of `n` values (the `m` correction pairs and the gradient at the current
+/// point). In JSON each vector is the base64 of its bytes, about 5.33 bytes per value: for
+/// `m = 10` and a 400×300 RGB image (`n = 360,000`) that is 40.3 MB (measured), against 30.2 MB of
+/// raw `f32`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LbfgsState {
     config: LbfgsConfig,
@@ -639,6 +645,18 @@ impl Optimizer for Lbfgs {
                 "a correction pair has a non-positive or non-finite curvature".to_owned(),
             );
         }
+        if state
+            .history
+            .iter()
+            .any(|p| p.s.iter().chain(&p.y).any(|v| !v.is_finite()))
+        {
+            return invalid("a correction pair holds a non-finite value".to_owned());
+        }
+        if let Some(c) = &state.current
+            && !(c.value.is_finite() && c.grad.iter().all(|g| g.is_finite()))
+        {
+            return invalid("the cached value or gradient is not finite".to_owned());
+        }
         Ok(Lbfgs {
             state,
             work: Work::default(),
@@ -655,10 +673,13 @@ impl Optimizer for Lbfgs {
 }
 
 /// Appends the pair `(s, y)` to `history` (dropping the oldest beyond `history_size`) when its
-/// curvature is safely positive, `sᵀy > 1e-10·yᵀy` with both finite and `y ≠ 0`, and returns whether
-/// it did. A pair with `sᵀy ≤ 0` would make `H` indefinite (Nocedal & Wright 2006, §7.2: the BFGS
+/// curvature is safely positive, `sᵀy > 1e-10·‖s‖·‖y‖` with everything finite, and returns whether
+/// it did. A pair with `sᵀy ≤ 0` would make `H` indefinite (Nocedal & Wright 2006, §6.1: the BFGS
 /// update needs `sᵀy > 0`); under the strong Wolfe conditions it cannot occur, but a search that
-/// stops at its evaluation budget can return such a point.
+/// stops at its evaluation budget can return such a point. The margin is on the cosine of `s` and
+/// `y`, which is unchanged when `f` or `x` is rescaled: a bound on `sᵀy/yᵀy` (the initial Hessian
+/// scale `γ`) would instead drop every pair of an objective with curvature above its inverse, as a
+/// style-transfer objective in pixel units can have.
 ///
 /// The vectors are moved into the history (swapped with the recycled oldest pair's buffers, or
 /// with empty ones), so `s` and `y` hold no meaningful values afterwards.
@@ -669,8 +690,10 @@ fn push_pair(
     y: &mut Vec<f32>,
 ) -> bool {
     let sy = dot_f32(s, y);
+    let ss = dot_f32(s, s);
     let yy = dot_f32(y, y);
-    if !(sy > 1e-10 * yy && sy.is_finite() && yy > 0.0 && yy.is_finite()) {
+    let margin = 1e-10 * (ss.sqrt() * yy.sqrt());
+    if !(sy > margin && sy.is_finite() && margin.is_finite()) {
         return false;
     }
     // Reuse the oldest pair's buffers once the history is full.

@@ -78,6 +78,38 @@ pub use lbfgs::{Lbfgs, LbfgsConfig, LbfgsState, LineSearchConfig};
 /// into `grad` (same length as `x`) and returns `f(x)`. The optimizers in this crate hand `grad`
 /// over **zero-filled**, so an objective may either overwrite it or add its terms into it (as
 /// `nst-costs`' `*_accumulate` functions do); either way no value from an earlier call can leak in.
+///
+/// # Examples
+/// A sum of two terms, each adding its gradient into `grad`:
+/// ```
+/// use std::convert::Infallible;
+/// use std::ops::ControlFlow;
+/// use approx::assert_abs_diff_eq;
+/// use nst_optim::{Lbfgs, LbfgsConfig, Objective, minimize};
+///
+/// /// f(x) = Σ xᵢ² + Σ (xᵢ − 1)², minimum at xᵢ = ½.
+/// struct TwoTerms;
+/// impl Objective for TwoTerms {
+///     type Error = Infallible;
+///     fn value_and_grad(&mut self, x: &[f32], grad: &mut [f32]) -> Result<f64, Infallible> {
+///         let mut f = 0.0;
+///         for center in [0.0, 1.0] {
+///             for (&xi, g) in x.iter().zip(grad.iter_mut()) {
+///                 let d = f64::from(xi) - center;
+///                 f += d * d;
+///                 *g += (2.0 * d) as f32; // adds: `grad` arrives zeroed
+///             }
+///         }
+///         Ok(f)
+///     }
+/// }
+///
+/// let mut x = vec![3.0_f32, -2.0];
+/// let mut opt = Lbfgs::new(LbfgsConfig::default())?;
+/// minimize(&mut opt, &mut x, &mut TwoTerms, 20, |_| ControlFlow::Continue(())).unwrap();
+/// assert_abs_diff_eq!(x.as_slice(), [0.5_f32, 0.5].as_slice(), epsilon = 1e-5);
+/// # Ok::<(), nst_optim::Error>(())
+/// ```
 pub trait Objective {
     /// The objective's own error, propagated as [`OptimError::Objective`].
     type Error;
@@ -234,7 +266,8 @@ pub enum StopReason {
 pub struct MinimizeReport {
     /// Why it stopped.
     pub stop: StopReason,
-    /// Steps taken in this call.
+    /// Iterations completed in this call, as counted by [`Optimizer::iterations`]: an L-BFGS step
+    /// that finds its start point already converged completes none.
     pub iterations: u64,
     /// The last iteration's report (`None` when `max_iterations` was 0).
     pub last: Option<IterInfo>,
@@ -358,14 +391,15 @@ where
     F: FnMut(&IterInfo) -> ControlFlow<()>,
 {
     let mut last = None;
-    for done in 0..max_iterations {
+    let iterations_before = opt.iterations();
+    for _ in 0..max_iterations {
         let report = match opt.step(x, objective) {
             Ok(report) => report,
             Err(OptimError::LineSearchFailed { evaluations, .. }) => {
                 let stop = StopReason::NoDecrease { evaluations };
                 return Ok(MinimizeReport {
                     stop,
-                    iterations: done,
+                    iterations: opt.iterations() - iterations_before,
                     last,
                 });
             }
@@ -390,14 +424,14 @@ where
         if let Some(stop) = stop {
             return Ok(MinimizeReport {
                 stop,
-                iterations: done + 1,
+                iterations: opt.iterations() - iterations_before,
                 last,
             });
         }
     }
     Ok(MinimizeReport {
         stop: StopReason::MaxIterations,
-        iterations: max_iterations,
+        iterations: opt.iterations() - iterations_before,
         last,
     })
 }

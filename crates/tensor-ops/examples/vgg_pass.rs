@@ -263,14 +263,25 @@ fn main() {
         net.forward_inference(image.view(), &taps).expect("forward")
     });
 
-    // Per layer.
+    // Per layer: wall-clock medians, mean process CPU time per call (1/100 s ticks summed over the
+    // repetitions), and the flipped-kernel alternative of the input gradient.
     println!(
-        "{:<9} {:>15} {:>15} {:>7} {:>9} {:>8} {:>9} {:>8}",
-        "layer", "input", "output", "GFLOP", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s"
+        "{:<9} {:>15} {:>15} {:>6} {:>8} {:>7} {:>8} {:>8} {:>7} {:>8} {:>8}",
+        "layer",
+        "input",
+        "output",
+        "GFLOP",
+        "fwd ms",
+        "GFLOP/s",
+        "fwd cpu",
+        "bwd ms",
+        "GFLOP/s",
+        "bwd cpu",
+        "flip ms"
     );
     let mut x = image.clone();
-    let (mut sum_conv_f, mut sum_conv_b, mut sum_other_f, mut sum_other_b, mut flops, mut sum_flip) =
-        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut sums = [0.0_f64; 7]; // fwd, fwd cpu, bwd, bwd cpu, flip, other fwd, other bwd
+    let mut flops = 0.0;
     let conv_layers = build_convs(args.algorithm);
     let convs: std::collections::HashMap<&str, &Conv2d> =
         conv_layers.iter().map(|c| (c.name(), c)).collect();
@@ -279,25 +290,29 @@ fn main() {
         let out_shape = layer.output_shape(in_shape).expect("shapes chain");
         let mut y = Array3::zeros(out_shape.dim());
         let mut saved = Saved::default();
+        let c0 = cpu_seconds();
         let tf = time(args.reps, || {
             layer
                 .forward(x.view(), y.view_mut(), Some(&mut saved))
                 .expect("forward")
         });
+        let cf = (cpu_seconds() - c0) / args.reps as f64;
         let dy = Array3::from_shape_vec(
             out_shape.dim(),
             test_utils::uniform_vec(3, out_shape.len(), -1.0, 1.0),
         )
         .expect("sized");
         let mut dx = Array3::zeros(in_shape.dim());
+        let c0 = cpu_seconds();
         let tb = time(args.reps, || {
             layer
                 .backward_input(&saved, dy.view(), dx.view_mut())
                 .expect("backward")
         });
+        let cb = (cpu_seconds() - c0) / args.reps as f64;
         if let Some(conv) = convs.get(layer.name()) {
             let f = 2.0 * out_shape.len() as f64 * (in_shape.channels * 9) as f64;
-            // The alternative input gradient: a forward convolution of dY with the flipped, transposed kernel.
+            // The alternative input gradient: a forward im2col convolution of dY with the flipped, transposed kernel.
             let flipped = flipped_transposed(conv);
             let mut dx2 = Array3::zeros(in_shape.dim());
             let tflip = time(args.reps, || {
@@ -305,49 +320,54 @@ fn main() {
                     .forward(dy.view(), dx2.view_mut(), None)
                     .expect("flipped forward")
             });
-            sum_flip += tflip;
             flops += f;
-            sum_conv_f += tf;
-            sum_conv_b += tb;
+            for (acc, v) in sums.iter_mut().zip([tf, cf, tb, cb, tflip]) {
+                *acc += v;
+            }
             println!(
-                "{:<9} {:>15} {:>15} {:>7.2} {:>9.1} {:>8.1} {:>9.1} {:>8.1} {:>8.1}",
+                "{:<9} {:>15} {:>15} {:>6.2} {:>8.1} {:>7.1} {:>8.1} {:>8.1} {:>7.1} {:>8.1} {:>8.1}",
                 layer.name(),
                 in_shape.to_string(),
                 out_shape.to_string(),
                 f / 1e9,
                 tf * 1e3,
                 f / tf / 1e9,
+                cf * 1e3,
                 tb * 1e3,
                 f / tb / 1e9,
+                cb * 1e3,
                 tflip * 1e3
             );
         } else {
-            sum_other_f += tf;
-            sum_other_b += tb;
+            sums[5] += tf;
+            sums[6] += tb;
         }
         x = y;
     }
     println!(
-        "{:<9} {:>15} {:>15} {:>7.2} {:>9.1} {:>8.1} {:>9.1} {:>8.1} {:>8.1}",
+        "{:<9} {:>15} {:>15} {:>6.2} {:>8.1} {:>7.1} {:>8.1} {:>8.1} {:>7.1} {:>8.1} {:>8.1}",
         "conv sum",
         "",
         "",
         flops / 1e9,
-        sum_conv_f * 1e3,
-        flops / sum_conv_f / 1e9,
-        sum_conv_b * 1e3,
-        flops / sum_conv_b / 1e9,
-        sum_flip * 1e3
+        sums[0] * 1e3,
+        flops / sums[0] / 1e9,
+        sums[1] * 1e3,
+        sums[2] * 1e3,
+        flops / sums[2] / 1e9,
+        sums[3] * 1e3,
+        sums[4] * 1e3
     );
     println!(
-        "{:<9} {:>15} {:>15} {:>7} {:>9.1} {:>8} {:>9.1}",
+        "{:<9} {:>15} {:>15} {:>6} {:>8.1} {:>7} {:>8} {:>8.1}",
         "relu+pool",
         "",
         "",
         "",
-        sum_other_f * 1e3,
+        sums[5] * 1e3,
         "",
-        sum_other_b * 1e3
+        "",
+        sums[6] * 1e3
     );
     println!();
     println!(

@@ -57,8 +57,8 @@ pub enum Error {
         /// Which array.
         what: String,
     },
-    /// An input tensor is too large for the 32-bit pooling indices.
-    #[error("layer `{layer}`: input {input} has more than 2^32 elements")]
+    /// A pooling window has more elements than the 32-bit argmax positions can address.
+    #[error("layer `{layer}`: input {input}: the pooling window has more than 2^32 elements")]
     TooLarge {
         /// The layer's name.
         layer: String,

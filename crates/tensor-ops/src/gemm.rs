@@ -23,7 +23,9 @@ pub trait Gemm: Send + Sync {
     );
 
     /// A short name of the backend, for reports (`"cpu"`, `"cublas"`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        "unnamed"
+    }
 }
 
 /// The CPU GEMM: `matrixmultiply` (single-threaded per block) over fixed blocks of `C`, run in parallel with rayon.

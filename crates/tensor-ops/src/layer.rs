@@ -9,7 +9,7 @@ use crate::{Error, Result, Shape};
 /// One layer of a feed-forward network on `[C, H, W]` f32 activations.
 ///
 /// A layer writes its output into a caller-provided buffer and records in a [`Saved`] only what its
-/// backward pass needs (ReLU: a bit mask; max pooling: the argmax indices; convolution and average
+/// backward pass needs (ReLU: a bit mask; max pooling: the argmax position in each window, one byte for small windows; convolution and average
 /// pooling: nothing, since their input gradient depends only on the weights and the shapes).
 /// Weight gradients, where a caller wants them, are separate methods of the concrete types
 /// (e.g. [`Conv2d::backward_params`](crate::Conv2d::backward_params)).
@@ -56,7 +56,10 @@ pub struct Saved {
     pub input_shape: Shape,
     /// One bit per output element (bit `i % 64` of word `i / 64`); ReLU sets it where the input was positive.
     pub mask: Vec<u64>,
-    /// One index per output element; max pooling stores the flat input index of each window's maximum.
+    /// One byte per output element; max pooling with windows of at most 256 elements stores the
+    /// position of each window's maximum inside the window, `(r − r0)·KW + (c − c0)`.
+    pub offsets: Vec<u8>,
+    /// One index per output element; max pooling with larger windows stores the same positions here.
     pub indices: Vec<u32>,
 }
 

@@ -4,7 +4,9 @@
 //! - [`Conv2d`]: any kernel, stride and padding, with bias; im2col + GEMM over tiles of output rows,
 //!   run in parallel with rayon (one pool: each tile calls single-threaded `matrixmultiply`). The input
 //!   gradient is `col2im(Wᵀ·dY)`; weight and bias gradients are on request ([`Conv2d::backward_params`]).
-//! - [`Relu`] (one mask bit per element), [`MaxPool2d`] (32-bit argmax indices) and [`AvgPool2d`],
+//!   3×3 stride-1 layers with at least [`WINOGRAD_MIN_CHANNELS`] channels use Winograd F(2×2, 3×3)
+//!   for both directions instead ([`ConvAlgorithm`]); `docs/performance.md` has the figures.
+//! - [`Relu`] (one mask bit per element), [`MaxPool2d`] (one byte per output for the argmax) and [`AvgPool2d`],
 //!   with MatConvNet's output sizes and padding rules (see the `pool` module docs).
 //! - [`Network`]: a list of boxed [`Layer`]s; `forward(input, taps)` returns the tapped outputs,
 //!   `backward(grad_taps)` sums the gradients arriving at several taps on the way down.

@@ -9,7 +9,7 @@ use crate::{Error, Layer, Result, Shape};
 ///
 /// The forward walk ping-pongs between two buffers and copies out only the tapped outputs; each layer
 /// keeps in its [`Saved`] record only what its input gradient needs (ReLU bit masks, max-pooling
-/// indices). The backward walk reuses the same two buffers. After the first pass at a given input
+/// positions). The backward walk reuses the same two buffers. After the first pass at a given input
 /// size, a forward + backward allocates no large buffer (use [`Network::forward_into`] to reuse the tap arrays too).
 ///
 /// # Examples

@@ -99,7 +99,7 @@ fn validate(layer: &str, window: [usize; 2], stride: [usize; 2], pad: Padding) -
 }
 
 /// Max pooling: the maximum over each window clipped to the input. The backward pass routes each
-/// output gradient to its window's (first) maximum, kept as a 32-bit flat input index.
+/// output gradient to its window's (first) maximum, kept as its position inside the window.
 #[derive(Debug, Clone)]
 pub struct MaxPool2d {
     name: String,
@@ -191,6 +191,35 @@ impl AvgPool2d {
     }
 }
 
+impl MaxPool2d {
+    /// Whether the argmax of a window fits a byte (windows of at most 256 elements, VGG's 2×2 among them).
+    fn small_window(&self) -> bool {
+        self.window[0] * self.window[1] <= 256
+    }
+}
+
+/// Max over the clipped windows of one channel plane `xp` (`w_in` columns) into `y`, calling
+/// `store(o, offset)` with each maximum's position inside its window, `(r − r0)·KW + (c − c0)`.
+fn max_plane(g: &PoolGeometry, xp: &[f32], y: &mut [f32], mut store: impl FnMut(usize, usize)) {
+    let w_in = g.input.width;
+    for oy in 0..g.output.height {
+        for ox in 0..g.output.width {
+            let ([r0, r1], [c0, c1]) = g.window_of(oy, ox);
+            let (mut best_r, mut best_c) = (r0, c0);
+            for r in r0..r1 {
+                for c in c0..c1 {
+                    if xp[r * w_in + c] > xp[best_r * w_in + best_c] {
+                        (best_r, best_c) = (r, c);
+                    }
+                }
+            }
+            let o = oy * g.output.width + ox;
+            y[o] = xp[best_r * w_in + best_c];
+            store(o, (best_r - r0) * g.window[1] + best_c - c0);
+        }
+    }
+}
+
 impl Layer for MaxPool2d {
     fn name(&self) -> &str {
         &self.name
@@ -200,6 +229,8 @@ impl Layer for MaxPool2d {
         Ok(self.geometry(input)?.output)
     }
 
+    /// Records, per output, the position of the maximum inside its window: in `saved.offsets` (one
+    /// byte) for windows of at most 256 elements, else in `saved.indices`.
     fn forward(
         &self,
         input: ArrayView3<'_, f32>,
@@ -209,7 +240,7 @@ impl Layer for MaxPool2d {
         let g = self.geometry(Shape::of(&input))?;
         check_shape(&self.name, "output", g.output, Shape::of(&output))?;
         check_contiguous(&self.name, "output", &output)?;
-        if u32::try_from(g.input.len()).is_err() {
+        if u32::try_from(self.window[0] * self.window[1]).is_err() {
             return Err(Error::TooLarge {
                 layer: self.name.clone(),
                 input: g.input,
@@ -219,49 +250,37 @@ impl Layer for MaxPool2d {
         let x = input.as_slice().expect("standard layout");
         let plane_in = g.input.plane();
         let plane_out = g.output.plane();
-        let w_in = g.input.width;
         let y = output.as_slice_mut().expect("checked standard layout");
-        let mut dummy = Vec::new();
-        let indices = match saved {
+        let planes = y
+            .par_chunks_mut(plane_out)
+            .zip(x.par_chunks(plane_in.max(1)));
+        match saved {
+            None => planes.for_each(|(y, xp)| max_plane(&g, xp, y, |_, _| {})),
             Some(saved) => {
                 saved.input_shape = g.input;
+                saved.offsets.clear();
                 saved.indices.clear();
-                saved.indices.resize(g.output.len(), 0);
-                &mut saved.indices
-            }
-            None => &mut dummy,
-        };
-        let run = |c: usize, y: &mut [f32], mut idx: Option<&mut [u32]>| {
-            let xp = &x[c * plane_in..(c + 1) * plane_in];
-            for oy in 0..g.output.height {
-                for ox in 0..g.output.width {
-                    let ([r0, r1], [c0, c1]) = g.window_of(oy, ox);
-                    let mut best = r0 * w_in + c0;
-                    for r in r0..r1 {
-                        for col in c0..c1 {
-                            if xp[r * w_in + col] > xp[best] {
-                                best = r * w_in + col;
-                            }
-                        }
-                    }
-                    let o = oy * g.output.width + ox;
-                    y[o] = xp[best];
-                    if let Some(idx) = idx.as_deref_mut() {
-                        idx[o] = u32::try_from(c * plane_in + best)
-                            .expect("checked above: the input has fewer than 2^32 elements");
-                    }
+                if self.small_window() {
+                    saved.offsets.resize(g.output.len(), 0);
+                    planes
+                        .zip(saved.offsets.par_chunks_mut(plane_out))
+                        .for_each(|((y, xp), off)| {
+                            max_plane(&g, xp, y, |o, k| {
+                                off[o] = u8::try_from(k).expect("windows of at most 256 elements")
+                            });
+                        });
+                } else {
+                    saved.indices.resize(g.output.len(), 0);
+                    planes
+                        .zip(saved.indices.par_chunks_mut(plane_out))
+                        .for_each(|((y, xp), idx)| {
+                            max_plane(&g, xp, y, |o, k| {
+                                idx[o] =
+                                    u32::try_from(k).expect("checked: the window area fits u32")
+                            });
+                        });
                 }
             }
-        };
-        if indices.is_empty() {
-            y.par_chunks_mut(plane_out.max(1))
-                .enumerate()
-                .for_each(|(c, y)| run(c, y, None));
-        } else {
-            y.par_chunks_mut(plane_out)
-                .zip(indices.par_chunks_mut(plane_out))
-                .enumerate()
-                .for_each(|(c, (y, idx))| run(c, y, Some(idx)));
         }
         Ok(())
     }
@@ -276,10 +295,15 @@ impl Layer for MaxPool2d {
         check_shape(&self.name, "grad_input", saved.input_shape, g.input)?;
         check_shape(&self.name, "grad_output", g.output, Shape::of(&grad_output))?;
         check_contiguous(&self.name, "grad_input", &grad_input)?;
-        if saved.indices.len() != g.output.len() {
+        let n_saved = if self.small_window() {
+            saved.offsets.len()
+        } else {
+            saved.indices.len()
+        };
+        if n_saved != g.output.len() {
             return Err(Error::ShapeMismatch {
                 layer: self.name.clone(),
-                what: "saved indices".to_owned(),
+                what: "saved argmax positions".to_owned(),
                 expected: g.output,
                 actual: saved.input_shape,
             });
@@ -288,27 +312,31 @@ impl Layer for MaxPool2d {
         let dy = go.as_slice().expect("standard layout");
         let plane_in = g.input.plane();
         let plane_out = g.output.plane();
+        let w_in = g.input.width;
+        let kw = self.window[1];
         let dx = grad_input.as_slice_mut().expect("checked standard layout");
-        if plane_out == 0 || plane_in == 0 {
-            dx.fill(0.0);
-            return Ok(());
-        }
+        let small = self.small_window();
         dx.par_chunks_mut(plane_in)
-            .zip(
-                dy.par_chunks(plane_out)
-                    .zip(saved.indices.par_chunks(plane_out)),
-            )
+            .zip(dy.par_chunks(plane_out))
             .enumerate()
-            .for_each(|(c, (dx, (dy, idx)))| {
+            .for_each(|(c, (dx, dy))| {
                 dx.fill(0.0);
-                let base = c * plane_in;
-                for (&d, &i) in dy.iter().zip(idx) {
-                    // An index outside this channel would be a corrupted record; `get_mut` keeps it from
-                    // writing elsewhere, and the debug assertion reports it.
-                    let slot = (i as usize).wrapping_sub(base);
-                    debug_assert!(slot < plane_in, "argmax index outside its channel");
-                    if let Some(v) = dx.get_mut(slot) {
-                        *v += d;
+                for oy in 0..g.output.height {
+                    for ox in 0..g.output.width {
+                        let o = oy * g.output.width + ox;
+                        let k = if small {
+                            usize::from(saved.offsets[c * plane_out + o])
+                        } else {
+                            saved.indices[c * plane_out + o] as usize
+                        };
+                        let ([r0, _], [c0, _]) = g.window_of(oy, ox);
+                        // A position outside the plane would be a corrupted record: `get_mut` keeps it
+                        // from writing elsewhere, and the debug assertion reports it.
+                        let slot = (r0 + k / kw) * w_in + c0 + k % kw;
+                        debug_assert!(slot < plane_in, "argmax position outside its channel");
+                        if let Some(v) = dx.get_mut(slot) {
+                            *v += dy[o];
+                        }
                     }
                 }
             });

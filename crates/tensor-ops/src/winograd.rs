@@ -23,13 +23,15 @@ use crate::gemm::sgemm;
 
 /// Target number of tiles (GEMM columns) per work item, bounded by the scratch size below.
 const TILES: usize = 256;
-/// Upper bound on the per-thread transform buffers, in floats per buffer (2 MiB).
-const SCRATCH_FLOATS: usize = 1 << 19;
+/// Target size of each per-thread transform buffer, in floats (4 MiB); a work item is rounded up to
+/// whole tile rows, so a buffer can exceed it by less than one tile row.
+const SCRATCH_FLOATS: usize = 1 << 20;
 
 thread_local! {
     /// Per-thread `V` and `M` buffers of a work item, grown once and reused.
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
     /// The calling thread's transformed weights `U` (16 · rows · cols), grown once and reused.
+    /// Unlike `SCRATCH`, it stays borrowed across a parallel section (see `conv3x3`).
     static WEIGHTS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -124,11 +126,19 @@ pub(crate) fn conv3x3(
     let per_item = (SCRATCH_FLOATS / (16 * c_a.max(c_b))).clamp(1, TILES);
     let rows_per_item = per_item.div_ceil(ntx).max(1);
     WEIGHTS.with(|cell| {
-        let mut u = cell.borrow_mut();
-        if u.len() < 16 * c_a * c_b {
-            u.resize(16 * c_a * c_b, 0.0);
+        // This buffer stays borrowed while the work items run; if this thread steals the work of
+        // another Winograd convolution meanwhile (callers that run networks inside rayon jobs), that
+        // one finds it borrowed and uses a buffer of its own.
+        let mut own = Vec::new();
+        let mut shared = cell.try_borrow_mut();
+        let buf: &mut Vec<f32> = match shared.as_deref_mut() {
+            Ok(b) => b,
+            Err(_) => &mut own,
+        };
+        if buf.len() < 16 * c_a * c_b {
+            buf.resize(16 * c_a * c_b, 0.0);
         }
-        let u = &mut u[..16 * c_a * c_b];
+        let u = &mut buf[..16 * c_a * c_b];
         transform_weights(weight, dir, u);
         let u: &[f32] = u;
         output

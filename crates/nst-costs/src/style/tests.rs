@@ -254,3 +254,39 @@ fn empty_maps_cost_zero() {
         assert_eq!(cost.grad.dim(), shape);
     }
 }
+
+#[test]
+fn empty_strided_views_cost_zero_without_panicking() {
+    // Empty views with non-unit strides take the layout-conversion paths of every cost.
+    use ndarray::s;
+    let big = Array3::<f32>::ones((6, 5, 4));
+    let mut grad = Array3::<f32>::zeros((6, 5, 4));
+    let mut scratch = StyleScratch::new();
+    let slices = [
+        s![..;2, 0..0, ..],
+        s![0..0, ..;2, ..;3],
+        s![..;2, ..;2, 1..1],
+    ];
+    for info in slices {
+        let v = big.slice(info);
+        let mut gv = grad.slice_mut(info);
+        let c = v.shape()[0];
+        assert_eq!(gram(v, &CpuGemm), Array2::<f32>::zeros((c, c)));
+        let target = Array2::<f32>::zeros((c, c));
+        let style = style_layer_loss_accumulate(
+            v,
+            target.view(),
+            StyleNorm::Seed,
+            &CpuGemm,
+            &mut scratch,
+            gv.view_mut(),
+        )
+        .unwrap();
+        let content =
+            crate::content_loss_accumulate(v, v, crate::ContentNorm::Seed, gv.view_mut()).unwrap();
+        let tv =
+            crate::total_variation_accumulate(v, crate::TvKind::Squared, gv.view_mut()).unwrap();
+        assert_eq!((style, content, tv), (0.0, 0.0, 0.0));
+    }
+    assert!(grad.iter().all(|&g| g == 0.0));
+}

@@ -142,3 +142,20 @@ fn fd_check_rejects_a_wrong_gradient() {
     assert_eq!(err.index, 9 + 2 * 3); // [1, 2, 0] in a [2, 3, 3] array
     assert_eq!(err.n_failed, 1);
 }
+
+#[test]
+fn fd_style_layer_loss_against_an_asymmetric_target() {
+    // A target that is not a Gram (e.g. loaded from elsewhere): the gradient must still be the
+    // gradient of the value returned, 2k·(D + Dᵀ)·A rather than 4k·D·A.
+    let x = random((4, 3, 5), 12);
+    let g = gram(random((4, 3, 5), 13).view(), &CpuGemm);
+    let noise = Array2::from_shape_vec((4, 4), uniform_vec(14, 16, -2.0, 2.0)).unwrap();
+    let target = &g + &noise;
+    assert_ne!(target, target.t());
+    let c = style_layer_loss(x.view(), target.view(), StyleNorm::Seed, &CpuGemm).unwrap();
+    check(&x, &c.grad, |v| {
+        style_layer_loss(v, target.view(), StyleNorm::Seed, &CpuGemm)
+            .unwrap()
+            .value
+    });
+}

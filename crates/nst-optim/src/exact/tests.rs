@@ -104,6 +104,9 @@ fn base64_rejects_malformed_input() {
         "Zm=v",     // '=' inside a group
         "Zh==",     // non-zero trailing bits ("Zg==" is the canonical form)
         "Zm9w YQ==",
+        "Zm9=Zm9v", // padding inside an inner group
+        "Zm*vZm9v", // invalid symbol in an inner group
+        "Zm9vZ*==", // invalid symbol in the last group
     ] {
         assert!(base64::decode(bad).is_err(), "{bad:?} was accepted");
     }
@@ -139,4 +142,20 @@ fn vectors_reject_a_partial_f32() {
     assert!(err.to_string().contains("whole number of f32"), "{err}");
     let err = serde_json::from_str::<Probe>(r#"{"a": 0, "b": 0, "v": "AAC*"}"#).unwrap_err();
     assert!(err.to_string().contains("invalid base64 symbol"), "{err}");
+}
+
+#[test]
+fn vectors_round_trip_through_a_reader_too() {
+    // `from_reader` hands the visitor a transient string, `from_str` a borrowed one.
+    let p = Probe {
+        a: 1.0,
+        b: 2.0,
+        v: (0..1000).map(|k| (k as f32 * 0.37).sin() * 1e3).collect(),
+    };
+    let json = serde_json::to_vec(&p).unwrap();
+    let q: Probe = serde_json::from_reader(json.as_slice()).unwrap();
+    assert_eq!(
+        p.v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        q.v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
 }

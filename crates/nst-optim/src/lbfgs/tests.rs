@@ -193,3 +193,74 @@ fn pairs_store_rho_and_gamma_and_drop_the_oldest() {
         assert_relative_eq!(pair.gamma, 3.0 / (5.0 * c), max_relative = 1e-15);
     }
 }
+
+/// `n × n` matrix product in f64, row-major.
+fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; n * n];
+    for i in 0..n {
+        for k in 0..n {
+            for j in 0..n {
+                c[i * n + j] += a[i * n + k] * b[k * n + j];
+            }
+        }
+    }
+    c
+}
+
+#[test]
+fn two_loop_equals_the_dense_inverse_bfgs_update() {
+    // Oracle: H₀ = γ·I with γ = sᵀy/yᵀy of the newest pair (N&W eq. 7.20), then for each pair,
+    // oldest first, H ← (I − ρ·s·yᵀ)·H·(I − ρ·y·sᵀ) + ρ·s·sᵀ (eq. 6.17 / 7.19). The two-loop
+    // recursion (Alg. 7.4) must give p = −H·g. Pairs come from y = B·s with a fixed SPD `B`, so
+    // sᵀy > 0; 4 pairs into a history of 3 also checks that the oldest one is dropped.
+    let n = 5;
+    let b: Vec<f64> = (0..n * n)
+        .map(|k| {
+            let (i, j) = (k / n, k % n);
+            if i == j {
+                3.0 + i as f64
+            } else {
+                0.3 / (1.0 + (i + j) as f64)
+            }
+        })
+        .collect();
+    let mut opt = Lbfgs::new(LbfgsConfig {
+        history_size: 3,
+        ..LbfgsConfig::default()
+    })
+    .unwrap();
+    for k in 0..4 {
+        let mut s: Vec<f32> = (0..n)
+            .map(|i| ((i * 7 + k * 3) as f32 * 0.9).sin())
+            .collect();
+        let mut y: Vec<f32> = (0..n)
+            .map(|i| (0..n).map(|j| b[i * n + j] * f64::from(s[j])).sum::<f64>() as f32)
+            .collect();
+        assert!(push_pair(&mut opt.state.history, 3, &mut s, &mut y));
+    }
+    assert_eq!(opt.state.history.len(), 3);
+
+    let newest = opt.state.history.back().unwrap();
+    let mut h: Vec<f64> = (0..n * n)
+        .map(|k| if k / n == k % n { newest.gamma } else { 0.0 })
+        .collect();
+    for pair in &opt.state.history {
+        let s: Vec<f64> = pair.s.iter().map(|&v| f64::from(v)).collect();
+        let y: Vec<f64> = pair.y.iter().map(|&v| f64::from(v)).collect();
+        let rho = 1.0 / s.iter().zip(&y).map(|(a, b)| a * b).sum::<f64>();
+        let v: Vec<f64> = (0..n * n)
+            .map(|k| f64::from(u8::from(k / n == k % n)) - rho * y[k / n] * s[k % n])
+            .collect();
+        let vt: Vec<f64> = (0..n * n).map(|k| v[(k % n) * n + k / n]).collect();
+        h = matmul(&matmul(&vt, &h, n), &v, n);
+        for k in 0..n * n {
+            h[k] += rho * s[k / n] * s[k % n];
+        }
+    }
+    let g = [0.5_f32, -1.0, 2.0, 0.25, -0.75];
+    opt.direction(&g);
+    for i in 0..n {
+        let want: f64 = -(0..n).map(|j| h[i * n + j] * f64::from(g[j])).sum::<f64>();
+        assert_relative_eq!(f64::from(opt.work.p[i]), want, max_relative = 1e-6);
+    }
+}

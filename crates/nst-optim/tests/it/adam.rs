@@ -166,6 +166,7 @@ fn invalid_configs_are_errors() {
             },
             "epsilon",
         ),
+        (AdamConfig { epsilon: 0.0, ..s }, "epsilon"),
     ];
     for (cfg, field) in cases {
         match Adam::new(cfg) {
@@ -227,4 +228,54 @@ fn length_change_is_an_error() {
         ),
         "{err:?}"
     );
+}
+
+/// `f(x) = Σ xᵢ²`, gradient `2·x` in f32.
+struct SumOfSquares;
+
+impl Objective for SumOfSquares {
+    type Error = std::convert::Infallible;
+    fn value_and_grad(&mut self, x: &[f32], g: &mut [f32]) -> Result<f64, Self::Error> {
+        for (gi, &xi) in g.iter_mut().zip(x) {
+            *gi = 2.0 * xi;
+        }
+        Ok(x.iter().map(|&v| f64::from(v) * f64::from(v)).sum())
+    }
+}
+
+/// The seed form is TensorFlow 1's `ApplyAdam` CPU kernel to the bit: six steps of
+/// `AdamConfig::seed()` against that kernel's expressions evaluated in float32 by NumPy 2.4:
+///
+/// ```text
+/// import numpy as np
+/// f = np.float32
+/// lr, b1, b2, eps = f(2.0), f(0.9), f(0.999), f(1e-8)
+/// x = np.array([1.0, -0.3, 0.0, 250.0], dtype=np.float32)
+/// m = np.zeros_like(x); v = np.zeros_like(x)
+/// b1p, b2p = b1, b2                      # TF's beta1_power/beta2_power start at beta
+/// for t in range(6):
+///     g = f(2.0) * x
+///     alpha = lr * np.sqrt(f(1) - b2p) / (f(1) - b1p)
+///     m = m + (g - m) * (f(1) - b1)
+///     v = v + (g * g - v) * (f(1) - b2)
+///     x = x - (m * alpha) / (np.sqrt(v) + eps)
+///     b1p = b1p * b1; b2p = b2p * b2      # the optimizer's _finish
+///     print([hex(int(b)) for b in x.view(np.uint32)])
+/// ```
+#[test]
+fn seed_form_matches_tensorflow_apply_adam_bit_for_bit() {
+    let want: [[u32; 4]; 6] = [
+        [0xbf7ffffc, 0x3fd99992, 0x0, 0x43780000],
+        [0xbf650d7f, 0x3eef2c24, 0x0, 0x4376001d],
+        [0xbe11f5d8, 0xbf496124, 0x0, 0x4374006a],
+        [0x3f11f403, 0xbfa10da9, 0x0, 0x437200fa],
+        [0x3f4a0df7, 0xbf804033, 0x0, 0x437001e0],
+        [0x3f095d3c, 0xbec53dc2, 0x0, 0x436e0330],
+    ];
+    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    let mut x = [1.0_f32, -0.3, 0.0, 250.0];
+    for (t, w) in want.iter().enumerate() {
+        adam.step(&mut x, &mut SumOfSquares).unwrap();
+        assert_eq!(x.map(f32::to_bits), *w, "step {}: {x:?}", t + 1);
+    }
 }

@@ -450,3 +450,161 @@ fn minimize_reports_a_failed_line_search_as_no_decrease() {
     assert_eq!((report.iterations, calls), (0, 0));
     assert_eq!(x, start);
 }
+
+/// Every accepted step satisfies the strong Wolfe conditions (Nocedal & Wright 2006, eq. 3.7) with
+/// the configured `c₁`, `c₂`, checked from outside on the iterates themselves: with
+/// `s = x_{k+1} − x_k`, `f_{k+1} ≤ f_k + c₁·∇f_kᵀs` and `|∇f_{k+1}ᵀs| ≤ c₂·|∇f_kᵀs|`.
+#[test]
+fn accepted_steps_satisfy_the_strong_wolfe_conditions() {
+    for (n, c2) in [(2, 0.9), (6, 0.9), (6, 0.1)] {
+        let cfg = LbfgsConfig {
+            line_search: LineSearchConfig {
+                c2,
+                ..LineSearchConfig::default()
+            },
+            ..LbfgsConfig::default()
+        };
+        let c1 = cfg.line_search.c1;
+        let mut opt = Lbfgs::new(cfg).unwrap();
+        let mut x = rosenbrock_start(n);
+        let eval = |x: &[f32]| {
+            let mut g = vec![0.0_f32; x.len()];
+            let f = Rosenbrock.value_and_grad(x, &mut g).unwrap();
+            (f, g)
+        };
+        let dot = |g: &[f32], s: &[f64]| -> f64 {
+            g.iter().zip(s).map(|(&a, &b)| f64::from(a) * b).sum()
+        };
+        let mut checked = 0;
+        for k in 0..200 {
+            let x0 = x.clone();
+            let (f0, g0) = eval(&x0);
+            let r = opt.step(&mut x, &mut Rosenbrock).unwrap();
+            if r.converged == Some(nst_optim::Convergence::Gradient) && x == x0 {
+                break;
+            }
+            let (f1, g1) = eval(&x);
+            let s: Vec<f64> = x
+                .iter()
+                .zip(&x0)
+                .map(|(&a, &b)| f64::from(a) - f64::from(b))
+                .collect();
+            let (d0, d1) = (dot(&g0, &s), dot(&g1, &s));
+            // `s` is `α·p` rounded to f32: a relative slack of 1e-6 on the curvature side.
+            assert!(d0 < 0.0, "n = {n}, step {k}: not a descent step ({d0:e})");
+            assert!(
+                f1 <= f0 + c1 * d0 + 1e-12 * f0.abs(),
+                "n = {n}, step {k}: sufficient decrease fails: {f1:e} > {f0:e} + {c1}·{d0:e}"
+            );
+            assert!(
+                d1.abs() <= c2 * d0.abs() * (1.0 + 1e-6),
+                "n = {n}, step {k}: curvature fails: |{d1:e}| > {c2}·|{d0:e}|"
+            );
+            checked += 1;
+            if r.converged.is_some() {
+                break;
+            }
+        }
+        assert!(checked > 15, "n = {n}: only {checked} steps checked");
+    }
+}
+
+#[test]
+fn a_start_at_the_minimum_converges_without_an_iteration() {
+    let mut obj = Quadratic::new(3);
+    let mut x: Vec<f32> = obj.center.iter().map(|&c| c as f32).collect();
+    let mut g = vec![0.0_f32; 3];
+    obj.value_and_grad(&x, &mut g).unwrap();
+    let cfg = LbfgsConfig {
+        grad_tolerance: 1e-3,
+        ..LbfgsConfig::default()
+    };
+    assert!(
+        g.iter().all(|v| f64::from(v.abs()) <= cfg.grad_tolerance),
+        "{g:?}"
+    );
+    let mut opt = Lbfgs::new(cfg).unwrap();
+    let report = minimize(
+        &mut opt,
+        &mut x,
+        &mut obj,
+        10,
+        |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
+    assert_eq!(
+        report.stop,
+        StopReason::Converged(nst_optim::Convergence::Gradient)
+    );
+    assert_eq!(
+        (report.iterations, opt.iterations(), opt.evaluations()),
+        (0, 0, 1)
+    );
+}
+
+/// `s·Quadratic`: the same problem with the objective scaled by `s`.
+struct Scaled(f64, Quadratic);
+
+impl Objective for Scaled {
+    type Error = Infallible;
+    fn value_and_grad(&mut self, x: &[f32], grad: &mut [f32]) -> Result<f64, Infallible> {
+        let f = self.1.value_and_grad(x, grad)?;
+        for g in grad.iter_mut() {
+            *g = (f64::from(*g) * self.0) as f32;
+        }
+        Ok(f * self.0)
+    }
+}
+
+#[test]
+fn the_curvature_guard_does_not_depend_on_the_objective_scale() {
+    // A style-transfer objective can be 1e12 times larger than a textbook one; scaling f must not
+    // make L-BFGS drop its correction pairs (and degrade to steepest descent).
+    let mut runs = Vec::new();
+    for scale in [1.0, 1e12] {
+        let mut obj = Scaled(scale, Quadratic::new(20));
+        let mut x = vec![0.0_f32; 20];
+        let mut opt = Lbfgs::new(LbfgsConfig {
+            grad_tolerance: 1e-5 * scale,
+            ..LbfgsConfig::default()
+        })
+        .unwrap();
+        let report = minimize(&mut opt, &mut x, &mut obj, 200, |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let center = obj.1.center.clone();
+        assert!(
+            max_error(&x, |i| center[i]) < 1e-4,
+            "scale {scale:e}: {report:?}"
+        );
+        runs.push((report.iterations, opt.state().history_len()));
+    }
+    assert!(runs[1].1 > 0, "no pair kept at scale 1e12: {runs:?}");
+    assert!(runs[1].0 <= runs[0].0 + 5, "{runs:?}");
+}
+
+#[test]
+fn an_empty_parameter_vector_is_handled() {
+    let mut x: Vec<f32> = Vec::new();
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let report = minimize(&mut opt, &mut x, &mut Rosenbrock, 5, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(
+        report.stop,
+        StopReason::Converged(nst_optim::Convergence::Gradient)
+    );
+    let mut adam = nst_optim::Adam::new(nst_optim::AdamConfig::seed()).unwrap();
+    let report = minimize(&mut adam, &mut x, &mut Rosenbrock, 3, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(
+        (report.stop, report.iterations),
+        (StopReason::MaxIterations, 3)
+    );
+    let restored = nst_optim::Adam::from_state(adam.state()).unwrap();
+    assert_eq!(restored.iterations(), 3);
+}

@@ -127,6 +127,19 @@ fn lbfgs_resumes_bit_identically() {
     for split in [1, 5, 17] {
         check_resume(|| Lbfgs::new(cfg).unwrap(), &rosenbrock_start(6), split, 30);
     }
+    // A strict curvature condition with a budget of 3 evaluations: searches often end at their
+    // budget and take an earlier trial point, the path that restores x and its gradient from g_lo.
+    let cfg = LbfgsConfig {
+        line_search: nst_optim::LineSearchConfig {
+            c2: 0.01,
+            max_evaluations: 3,
+            ..Default::default()
+        },
+        ..cfg
+    };
+    for split in [2, 11] {
+        check_resume(|| Lbfgs::new(cfg).unwrap(), &rosenbrock_start(6), split, 30);
+    }
 }
 
 #[test]
@@ -174,13 +187,40 @@ fn tampered_states_are_rejected() {
 
     let mut adam = Adam::new(AdamConfig::seed()).unwrap();
     adam.step(&mut x, &mut Rosenbrock).unwrap();
-    let mut json: serde_json::Value = serde_json::to_value(adam.state()).unwrap();
-    json["v"] = serde_json::Value::Array(vec![]);
-    let err = Adam::from_state(serde_json::from_value(json).unwrap()).unwrap_err();
-    assert!(
-        matches!(err, nst_optim::Error::InvalidState { .. }),
-        "{err:?}"
-    );
+    let good: serde_json::Value = serde_json::to_value(adam.state()).unwrap();
+    // Vectors may also be written as u32 bit patterns, which makes tampering easy here.
+    let bits = |v: &[f32]| serde_json::json!(v.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    let tampered: [(&str, serde_json::Value); 5] = [
+        ("v", serde_json::json!([])),
+        ("v", bits(&[1.0, -1e-3])),
+        ("m", bits(&[f32::NAN, 0.0])),
+        ("beta1_power", "1.5".into()),
+        ("beta2_power", "NaN".into()),
+    ];
+    for (field, value) in tampered {
+        let mut json = good.clone();
+        json[field] = value;
+        let err = Adam::from_state(serde_json::from_value(json).unwrap()).unwrap_err();
+        assert!(
+            matches!(err, nst_optim::Error::InvalidState { .. }),
+            "{field}: {err:?}"
+        );
+    }
+    assert!(Adam::from_state(serde_json::from_value(good).unwrap()).is_ok());
+
+    let good: serde_json::Value = serde_json::to_value(opt.state()).unwrap();
+    let mut json = good.clone();
+    json["current"]["value"] = "inf".into();
+    let mut json2 = good.clone();
+    json2["history"][0]["y"] = bits(&[1.0, f32::NAN]);
+    for json in [json, json2] {
+        let err = Lbfgs::from_state(serde_json::from_value(json).unwrap()).unwrap_err();
+        assert!(
+            matches!(err, nst_optim::Error::InvalidState { .. }),
+            "{err:?}"
+        );
+    }
+    assert!(Lbfgs::from_state(serde_json::from_value(good).unwrap()).is_ok());
 }
 
 #[test]

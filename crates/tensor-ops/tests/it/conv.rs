@@ -212,8 +212,16 @@ fn fd_conv2d_input() {
     }
 }
 
-#[test]
-fn fd_conv2d_weight_and_bias() {
+/// Which parameter gradient a finite-difference check perturbs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Param {
+    Weight,
+    Bias,
+}
+
+/// Finite-difference check of `Conv2d::backward_params` with respect to one parameter, over `FD_CASES`.
+#[track_caller]
+fn check_param_fd(param: Param) {
     for (i, &case) in FD_CASES.iter().enumerate() {
         let (c_in, c_out, h, w, k, s, p) = case;
         let seed = 40 + i as u64;
@@ -227,35 +235,47 @@ fn fd_conv2d_weight_and_bias() {
         let (y, _) = forward(&layer, x.view());
         let r = arr3(seed + 3, y.dim(), -1.0, 1.0);
         let grads = layer.backward_params(x.view(), r.view()).unwrap();
-        let cfg = test_utils::GradCheck::default();
-
-        let f_weight = |v: &[f32]| {
-            let wt = ndarray::Array4::from_shape_vec(weight.dim(), v.to_vec()).unwrap();
-            project_conv(&make(wt, bias.clone()), x.view(), &r)
+        let result = match param {
+            Param::Weight => {
+                let f = |v: &[f32]| {
+                    let wt = ndarray::Array4::from_shape_vec(weight.dim(), v.to_vec()).unwrap();
+                    project_conv(&make(wt, bias.clone()), x.view(), &r)
+                };
+                test_utils::check_grad(
+                    weight.as_slice().unwrap(),
+                    grads.grad_weight.as_slice().unwrap(),
+                    f,
+                    Default::default(),
+                )
+            }
+            Param::Bias => {
+                let f = |v: &[f32]| {
+                    project_conv(
+                        &make(weight.clone(), ndarray::Array1::from(v.to_vec())),
+                        x.view(),
+                        &r,
+                    )
+                };
+                test_utils::check_grad(
+                    bias.as_slice().unwrap(),
+                    grads.grad_bias.as_slice().unwrap(),
+                    f,
+                    Default::default(),
+                )
+            }
         };
-        test_utils::check_grad(
-            weight.as_slice().unwrap(),
-            grads.grad_weight.as_slice().unwrap(),
-            f_weight,
-            cfg,
-        )
-        .unwrap_or_else(|e| panic!("weight gradient, case {case:?}: {e}"));
-
-        let f_bias = |v: &[f32]| {
-            project_conv(
-                &make(weight.clone(), ndarray::Array1::from(v.to_vec())),
-                x.view(),
-                &r,
-            )
-        };
-        test_utils::check_grad(
-            bias.as_slice().unwrap(),
-            grads.grad_bias.as_slice().unwrap(),
-            f_bias,
-            cfg,
-        )
-        .unwrap_or_else(|e| panic!("bias gradient, case {case:?}: {e}"));
+        result.unwrap_or_else(|e| panic!("{param:?} gradient, case {case:?}: {e}"));
     }
+}
+
+#[test]
+fn fd_conv2d_weight() {
+    check_param_fd(Param::Weight);
+}
+
+#[test]
+fn fd_conv2d_bias() {
+    check_param_fd(Param::Bias);
 }
 
 #[test]

@@ -168,3 +168,53 @@ fn input_size_can_change_between_passes() {
         .unwrap();
     assert_eq!(g.dim(), (1, 6, 6));
 }
+
+/// Networks run inside rayon jobs (several images at once) give the same results as run one at a
+/// time. Whether a thread nests one convolution inside another here depends on work stealing, so
+/// this does not reliably reproduce that case; `winograd::conv3x3` handles it with `try_borrow_mut`.
+#[test]
+fn networks_in_parallel_jobs_agree_with_sequential_runs() {
+    use rayon::prelude::*;
+    let make = || {
+        let layers: Vec<Box<dyn Layer>> = vec![
+            Box::new(
+                Conv2d::new(
+                    "conv1",
+                    arr4(1, (16, 16, 3, 3), -0.2, 0.2),
+                    arr1(2, 16, -0.1, 0.1),
+                    [1, 1],
+                    Padding::uniform(1),
+                )
+                .unwrap(),
+            ),
+            Box::new(Relu::new("relu1")),
+            Box::new(
+                Conv2d::new(
+                    "conv2",
+                    arr4(3, (16, 16, 3, 3), -0.2, 0.2),
+                    arr1(4, 16, -0.1, 0.1),
+                    [1, 1],
+                    Padding::uniform(1),
+                )
+                .unwrap(),
+            ),
+        ];
+        Network::new(layers)
+    };
+    let inputs: Vec<Array3<f32>> = (0..6)
+        .map(|i| arr3(10 + i, (16, 40, 33), -1.0, 1.0))
+        .collect();
+    let run = |x: &Array3<f32>| {
+        let mut net = make();
+        let out = net.forward(x.view(), &[2]).unwrap();
+        let g = net.backward(&[out[0].view()]).unwrap();
+        (out, g)
+    };
+    let sequential: Vec<_> = inputs.iter().map(run).collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let parallel: Vec<_> = pool.install(|| inputs.par_iter().map(run).collect());
+    assert_eq!(sequential, parallel);
+}

@@ -162,3 +162,29 @@ fn fd_avg_pool() {
         check_layer_fd(&layer, &distinct(70 + i as u64, (c, h, w)), 80 + i as u64);
     }
 }
+
+/// Windows of more than 256 elements keep their argmax positions in 32 bits (`Saved::indices`).
+#[test]
+fn large_windows_route_to_the_argmax_too() {
+    let (k, s, p) = ([17, 16], [3, 2], [2, 1, 0, 3]);
+    let layer = MaxPool2d::new("pool", k, s, pad(p)).unwrap();
+    let x = distinct(5, (2, 21, 19));
+    let (y, saved) = forward(&layer, x.view());
+    assert!(saved.offsets.is_empty() && saved.indices.len() == y.len());
+    assert_eq!(y, test_utils::reference::max_pool(x.view(), k, s, p));
+    let dy = arr3(6, y.dim(), -1.0, 1.0);
+    let gi = backward(&layer, &saved, Shape::new(2, 21, 19), dy.view());
+    let mut want = Array3::<f32>::zeros((2, 21, 19));
+    for ((ch, oy, ox), &m) in y.indexed_iter() {
+        let (iy, ix) = x
+            .index_axis(ndarray::Axis(0), ch)
+            .indexed_iter()
+            .find(|&(_, &v)| v == m)
+            .map(|(i, _)| i)
+            .unwrap();
+        want[[ch, iy, ix]] += dy[[ch, oy, ox]];
+    }
+    for (a, b) in gi.iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+    }
+}
