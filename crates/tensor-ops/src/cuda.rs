@@ -82,15 +82,7 @@ impl CublasGemm {
         beta: f32,
         mut c: ArrayViewMut2<'_, f32>,
     ) -> Result<()> {
-        let (m, k) = a.dim();
-        let (k2, n) = b.dim();
-        assert_eq!(k, k2, "gemm: A is {m}×{k} but B is {k2}×{n}");
-        assert_eq!(
-            c.dim(),
-            (m, n),
-            "gemm: C is {:?}, expected {m}×{n}",
-            c.dim()
-        );
+        let (m, k, n) = crate::gemm::gemm_dims(&a, &b, &c);
         if m == 0 || n == 0 {
             return Ok(());
         }

@@ -67,15 +67,7 @@ impl Gemm for CpuGemm {
         beta: f32,
         mut c: ArrayViewMut2<'_, f32>,
     ) {
-        let (m, k) = a.dim();
-        let (k2, n) = b.dim();
-        assert_eq!(k, k2, "gemm: A is {m}×{k} but B is {k2}×{n}");
-        assert_eq!(
-            c.dim(),
-            (m, n),
-            "gemm: C is {:?}, expected {m}×{n}",
-            c.dim()
-        );
+        let (m, k, n) = gemm_dims(&a, &b, &c);
         if m == 0 || n == 0 {
             return;
         }
@@ -133,6 +125,28 @@ impl Gemm for CpuGemm {
 }
 
 /// `C ← β·C`, with `β = 0` overwriting (so NaN in an uninitialized `C` does not survive).
+/// `(m, k, n)` of `C[m×n] = A[m×k]·B[k×n]`, shared by every backend.
+///
+/// # Panics
+/// If the inner dimensions or `C`'s shape disagree (a caller bug: [`Gemm::gemm`] documents the shapes).
+#[track_caller]
+pub(crate) fn gemm_dims(
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    c: &ArrayViewMut2<'_, f32>,
+) -> (usize, usize, usize) {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    assert_eq!(k, k2, "gemm: A is {m}×{k} but B is {k2}×{n}");
+    assert_eq!(
+        c.dim(),
+        (m, n),
+        "gemm: C is {:?}, expected {m}×{n}",
+        c.dim()
+    );
+    (m, k, n)
+}
+
 fn scale(beta: f32, mut c: ArrayViewMut2<'_, f32>) {
     if beta == 0.0 {
         c.fill(0.0);
