@@ -89,7 +89,7 @@ pub enum Error {
         reason: String,
     },
     /// Writing a file failed.
-    #[error("{}: cannot write: {source}", path.display())]
+    #[error("{}: cannot write", path.display())]
     Write {
         /// The file.
         path: PathBuf,

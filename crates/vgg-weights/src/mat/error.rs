@@ -38,7 +38,7 @@ impl fmt::Display for Location {
 #[non_exhaustive]
 pub enum Error {
     /// The file could not be opened or mapped.
-    #[error("{}: cannot read the file: {source}", path.display())]
+    #[error("{}: cannot read the file", path.display())]
     Io {
         /// The file.
         path: PathBuf,
