@@ -178,6 +178,7 @@ impl Settings {
         if max_size == 0 {
             return Err("--max-size must be at least 1".into());
         }
+        check_iterations(a.iterations)?;
         let out_dir = a.out_dir.clone().unwrap_or_else(|| PathBuf::from("output"));
         let output = a
             .output
@@ -244,6 +245,7 @@ impl Settings {
                 "{flag} cannot be changed when resuming: the checkpoint's settings are used (start a new run to change it)"
             ));
         }
+        check_iterations(a.iterations)?;
         if let Some(n) = a.iterations {
             self.iterations = n;
         }
@@ -279,6 +281,14 @@ impl Settings {
         }
         Ok(self)
     }
+}
+
+/// `--iterations 0` would only write the start image under the result's name: refuse it.
+fn check_iterations(n: Option<usize>) -> Result<(), String> {
+    if n == Some(0) {
+        return Err("--iterations must be at least 1 (--init content writes the content image as the start)".into());
+    }
+    Ok(())
 }
 
 /// `pretrained-model/imagenet-vgg-verydeep-19.mat`.

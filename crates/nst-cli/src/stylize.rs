@@ -259,7 +259,12 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         content_t.view(),
         &style_imgs,
     )
-    .context("computing the content and style targets")?;
+    .with_context(|| {
+        format!(
+            "computing the content and style targets at the working size {size} (from --content {} and --max-size/--size)",
+            settings.content.display()
+        )
+    })?;
     drop(style_ts);
 
     // 8. Start image, optimizer and RNG: fresh or from the checkpoint.
@@ -836,6 +841,12 @@ fn choose_backend(device: DeviceKind, say: &Say) -> Result<Backend> {
 fn ensure_weights(path: &Path, offline: bool, quiet: bool) -> Result<()> {
     if path.is_file() {
         return Ok(());
+    }
+    if path.is_dir() {
+        bail!(
+            "the weights path {} is a folder, not a .mat file (--weights / NST_WEIGHTS)",
+            path.display()
+        );
     }
     if path != default_weights() {
         bail!(
