@@ -12,7 +12,7 @@
 use std::fmt;
 
 use ndarray::{Array2, Array3, ArrayView3, ArrayViewMut3};
-use nst_costs::{ContentNorm, StyleNorm, TvKind};
+use nst_costs::{ContentNorm, StyleNorm, StyleScratch, TvKind};
 use tensor_ops::{AvgPool2d, Backend, Conv2d, MaxPool2d, Network, Padding, Relu, Shape};
 use vgg_weights::{LayerKind, PoolMethod, VggModel};
 
@@ -299,6 +299,14 @@ pub struct StyleObjective {
     tv_weight: f32,
     last: Option<Breakdown>,
     evaluations: u64,
+    /// Buffers reused by every evaluation, so that the hot loop allocates only what the network's
+    /// backward pass returns: the tapped features, the summed gradient at each tap, one term's
+    /// unit-weight gradient at each tap, the TV gradient and the style cost's Gram scratch.
+    feats: Vec<Array3<f32>>,
+    grads: Vec<Array3<f32>>,
+    term_grads: Vec<Array3<f32>>,
+    tv_grad: Array3<f32>,
+    style_scratch: StyleScratch,
 }
 
 impl fmt::Debug for StyleObjective {
@@ -448,6 +456,11 @@ impl StyleObjective {
             tv_weight: spec.tv_weight,
             last: None,
             evaluations: 0,
+            feats: Vec::new(),
+            grads: Vec::new(),
+            term_grads: Vec::new(),
+            tv_grad: Array3::zeros((0, 0, 0)),
+            style_scratch: StyleScratch::new(),
         })
     }
 
@@ -489,40 +502,66 @@ impl StyleObjective {
             )));
         }
         self.evaluations += 1;
-        let feats = self.network.forward(image, &self.taps)?;
-        let mut grads: Vec<Array3<f32>> =
-            feats.iter().map(|f| Array3::zeros(f.raw_dim())).collect();
+        self.network
+            .forward_into(image, &self.taps, &mut self.feats)?;
+        for bufs in [&mut self.grads, &mut self.term_grads] {
+            bufs.resize_with(self.feats.len(), || Array3::zeros((0, 0, 0)));
+            for (b, f) in bufs.iter_mut().zip(&self.feats) {
+                if b.dim() == f.dim() {
+                    b.fill(0.0);
+                } else {
+                    *b = Array3::zeros(f.raw_dim());
+                }
+            }
+        }
+        // Each term adds its unit-weight gradient into a zeroed scratch, which is then added with the
+        // term's weight (the same arithmetic as the allocating `content_loss` / `style_layer_loss`).
         let mut content = 0.0_f64;
         for term in &self.content {
-            let l = nst_costs::content_loss(
-                feats[term.slot].view(),
+            let scratch = &mut self.term_grads[term.slot];
+            scratch.fill(0.0);
+            let value = nst_costs::content_loss_accumulate(
+                self.feats[term.slot].view(),
                 term.target.view(),
                 ContentNorm::Seed,
+                scratch.view_mut(),
             )?;
-            content += f64::from(term.weight) * l.value;
-            grads[term.slot].scaled_add(self.alpha * term.weight, &l.grad);
+            content += f64::from(term.weight) * value;
+            self.grads[term.slot].scaled_add(self.alpha * term.weight, scratch);
         }
         let mut style = 0.0_f64;
         let mut style_layers = Vec::with_capacity(self.style.len());
         for term in &self.style {
-            let l = nst_costs::style_layer_loss(
-                feats[term.slot].view(),
+            let scratch = &mut self.term_grads[term.slot];
+            scratch.fill(0.0);
+            let value = nst_costs::style_layer_loss_accumulate(
+                self.feats[term.slot].view(),
                 term.target_gram.view(),
                 StyleNorm::Seed,
                 self.backend.gemm(),
+                &mut self.style_scratch,
+                scratch.view_mut(),
             )?;
-            style += f64::from(term.weight) * l.value;
-            style_layers.push((term.name.clone(), l.value));
-            grads[term.slot].scaled_add(self.beta * term.weight, &l.grad);
+            style += f64::from(term.weight) * value;
+            style_layers.push((term.name.clone(), value));
+            self.grads[term.slot].scaled_add(self.beta * term.weight, scratch);
         }
-        let views: Vec<_> = grads.iter().map(|g| g.view()).collect();
+        let views: Vec<_> = self.grads.iter().map(|g| g.view()).collect();
         let grad_image = self.network.backward(&views)?;
         grad.assign(&grad_image);
         let mut tv = 0.0;
         if self.tv_weight > 0.0 {
-            let l = nst_costs::total_variation(image, TvKind::Squared)?;
-            tv = l.value;
-            grad.scaled_add(self.tv_weight, &l.grad);
+            if self.tv_grad.dim() == image.dim() {
+                self.tv_grad.fill(0.0);
+            } else {
+                self.tv_grad = Array3::zeros(image.raw_dim());
+            }
+            tv = nst_costs::total_variation_accumulate(
+                image,
+                TvKind::Squared,
+                self.tv_grad.view_mut(),
+            )?;
+            grad.scaled_add(self.tv_weight, &self.tv_grad);
         }
         let total = f64::from(self.alpha) * content
             + f64::from(self.beta) * style

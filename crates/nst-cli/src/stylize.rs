@@ -348,7 +348,10 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
     let seconds = || base_seconds + run_start.elapsed().as_secs_f64();
     let mut step_times: Vec<f64> = Vec::new();
     let mut prev = x.clone();
-    let mut last_good: Option<(usize, Vec<f32>)> = None;
+    // The last image whose cost was finite, and its iteration; swapped with `prev`, not cloned, so that
+    // the loop allocates no image-sized buffer per iteration.
+    let mut last_good = x.clone();
+    let mut good_it: Option<usize> = None;
     let mut ended = Ended::Completed;
     let mut diverged: Option<(usize, String)> = None;
     let is_log = |it: usize| {
@@ -404,15 +407,17 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         match opt {
             Opt::Adam(_) => {
                 // Adam evaluated f at the image it started from (iteration `iteration`).
-                last_good = Some((iteration, prev.clone()));
+                std::mem::swap(&mut last_good, &mut prev);
+                good_it = Some(iteration);
                 if is_log(iteration) {
-                    ctx.log(iteration, &b, &prev, seconds(), total)?;
+                    ctx.log(iteration, &b, &last_good, seconds(), total)?;
                 }
                 iteration += 1;
             }
             Opt::Lbfgs(_) => {
                 iteration += 1;
-                last_good = Some((iteration, x.clone()));
+                last_good.copy_from_slice(&x);
+                good_it = Some(iteration);
                 let b = if b.total == report.value {
                     b
                 } else {
@@ -463,8 +468,12 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
     let say = Say { quiet, bar: None };
     ctx.say = &say;
     if let Some((at, what)) = &diverged {
-        let (good_it, good) = last_good.clone().unwrap_or((0, prev.clone()));
-        write_image(&good, h, w, mean, &settings, &content, &settings.output)?;
+        // Without a finite step, the image the failing step started from.
+        let (good_it, good) = match good_it {
+            Some(i) => (i, &last_good),
+            None => (iteration, &prev),
+        };
+        write_image(good, h, w, mean, &settings, &content, &settings.output)?;
         finish_outputs(&mut ctx, &settings)?;
         write_record(
             &settings,
