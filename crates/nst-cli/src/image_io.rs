@@ -493,6 +493,10 @@ pub fn check_writable_dir(dir: &Path) -> Result<()> {
         path: dir.to_owned(),
         reason,
     };
+    // Name the culprit when the folder, or a folder above it, is a regular file.
+    if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+        return Err(fail(format!("{} is a file, not a folder", file.display())));
+    }
     fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the folder: {e}")))?;
     let probe = dir.join(format!(".nst-write-probe.{}", std::process::id()));
     File::create(&probe)

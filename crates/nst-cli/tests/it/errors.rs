@@ -279,6 +279,20 @@ fn review_cases_name_the_file_or_flag() {
         1,
         "folder.png: it is a folder",
     );
+    // A regular file where a folder is needed.
+    std::fs::write(dir.join("plain"), b"x").unwrap();
+    check(
+        &dir,
+        &["--metrics", "plain/m.jsonl"],
+        1,
+        "plain is a file, not a folder",
+    );
+    check(
+        &dir,
+        &["--out-dir", "plain/out"],
+        1,
+        "plain is a file, not a folder",
+    );
     // A missing file: the OS reason once, not twice.
     let err = check(&dir, &["--content", "nowhere.png"], 1, "nowhere.png");
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
