@@ -279,7 +279,66 @@ impl Settings {
         if let Some(w) = &a.weights {
             self.weights = w.clone();
         }
+        self.validate()?;
         Ok(self)
+    }
+
+    /// Checks what the run relies on and [`Settings::from_args`] guarantees, for settings read from a
+    /// file (a checkpoint can be edited by hand).
+    ///
+    /// # Errors
+    /// A message naming the first setting out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.styles.is_empty() {
+            return Err("no style image".into());
+        }
+        if self.style_blend.len() != self.styles.len()
+            || self
+                .style_blend
+                .iter()
+                .any(|w| !(w.is_finite() && *w >= 0.0))
+            || self.style_blend.iter().sum::<f32>() <= 0.0
+        {
+            return Err(format!(
+                "{} style blend weights for {} style images (finite, ≥ 0, not all 0)",
+                self.style_blend.len(),
+                self.styles.len()
+            ));
+        }
+        let o = &self.objective;
+        for (what, layers) in [("content", &o.content_layers), ("style", &o.style_layers)] {
+            if layers.is_empty() {
+                return Err(format!("no {what} layer"));
+            }
+            if let Some(l) = layers
+                .iter()
+                .find(|l| !(l.weight.is_finite() && l.weight >= 0.0))
+            {
+                return Err(format!("{what} layer {} has weight {}", l.name, l.weight));
+            }
+        }
+        for (what, v) in [
+            ("alpha", o.alpha),
+            ("beta", o.beta),
+            ("tv weight", o.tv_weight),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{what} {v} (finite, ≥ 0)"));
+            }
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "learning rate {} (finite, > 0)",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.noise_ratio) {
+            return Err(format!("noise ratio {} (0 to 1)", self.noise_ratio));
+        }
+        if self.max_size == 0 || self.iterations == 0 {
+            return Err("max size and iterations must be at least 1".into());
+        }
+        Ok(())
     }
 }
 

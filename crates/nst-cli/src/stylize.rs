@@ -98,7 +98,11 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         None => None,
     };
     let mut settings = match &resumed {
-        Some((c, _)) => c.settings.clone().resumed(args).map_err(|e| anyhow!(e))?,
+        Some((c, path)) => c
+            .settings
+            .clone()
+            .resumed(args)
+            .map_err(|e| anyhow!("--resume {}: {e}", path.display()))?,
         None => Settings::from_args(args).map_err(|e| anyhow!(e))?,
     };
     if resumed.is_none() {
