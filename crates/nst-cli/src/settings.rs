@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{DeviceKind, InitKind, OptimizerKind, PoolingKind, StylizeArgs};
 use crate::download::{DEFAULT_DIR, VGG19_FILE_NAME};
-use crate::image_io::{Size, SizeRule};
+use crate::image_io::{MAX_PIXELS, MAX_SIDE, Size, SizeRule};
 use crate::pipeline::{ObjectiveSpec, SEED_CONTENT_LAYERS, SEED_STYLE_LAYERS, parse_layers};
 
 /// The seed's number of iterations.
@@ -174,9 +174,14 @@ impl Settings {
             .map(str::parse::<Size>)
             .transpose()
             .map_err(|e| format!("--size: {e}"))?;
+        if let Some(size) = size {
+            check_working_size(size)?;
+        }
         let max_size = a.max_size.unwrap_or(SEED_MAX_SIZE);
-        if max_size == 0 {
-            return Err("--max-size must be at least 1".into());
+        if max_size == 0 || max_size > MAX_SIDE {
+            return Err(format!(
+                "--max-size must be between 1 and {MAX_SIDE}, not {max_size}"
+            ));
         }
         check_iterations(a.iterations)?;
         let out_dir = a.out_dir.clone().unwrap_or_else(|| PathBuf::from("output"));
@@ -340,6 +345,23 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// A working size within the limits of decoded images (so that no size computation can overflow).
+///
+/// # Errors
+/// A message naming `--size`.
+pub fn check_working_size(size: Size) -> Result<(), String> {
+    if size.width > MAX_SIDE
+        || size.height > MAX_SIDE
+        || u64::from(size.width) * u64::from(size.height) > MAX_PIXELS
+    {
+        return Err(format!(
+            "--size {size} is larger than {MAX_SIDE} pixels on a side or {} MP",
+            MAX_PIXELS / (1024 * 1024)
+        ));
+    }
+    Ok(())
 }
 
 /// `--iterations 0` would only write the start image under the result's name: refuse it.

@@ -279,6 +279,19 @@ fn review_cases_name_the_file_or_flag() {
         1,
         "folder.png: it is a folder",
     );
+    // Working sizes whose arithmetic could overflow are refused up front.
+    check(
+        &dir,
+        &["--size", "4294967295x4294967295", "--upscale"],
+        1,
+        "larger than 16384 pixels on a side",
+    );
+    check(
+        &dir,
+        &["--max-size", "4294967295"],
+        1,
+        "--max-size must be between",
+    );
     // A regular file where a folder is needed.
     std::fs::write(dir.join("plain"), b"x").unwrap();
     check(

@@ -39,14 +39,14 @@ fn inspect_and_bench_refuse_bad_input() {
     let (w, _, _) = fixture(&dir);
     let w = w.display().to_string();
     let cases: [(&[&str], &str); 4] = [
+        (
+            &["bench", "--weights", &w, "--size", "100000x100000"],
+            "larger than 16384 pixels on a side",
+        ),
         (&["inspect", "nothere.mat"], "nothere.mat"),
         (
             &["bench", "--weights", &w, "--iterations", "0"],
             "--iterations must be at least 1",
-        ),
-        (
-            &["bench", "--weights", &w, "--size", "100000x100000"],
-            "--size 100000x100000 needs about",
         ),
         (&["bench", "--weights", &w, "--size", "0x4"], "--size"),
     ];
