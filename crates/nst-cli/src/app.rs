@@ -195,6 +195,10 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
         .size
         .parse()
         .map_err(|e: String| anyhow!("--size: {e}"))?;
+    crate::settings::check_working_size(size).map_err(|e| anyhow!(e))?;
+    if args.iterations == 0 {
+        bail!("--iterations must be at least 1 (the median of no iterations is no figure)");
+    }
     let weights = args.weights.clone().unwrap_or_else(default_weights);
     if !Path::new(&weights).is_file() {
         bail!(
@@ -214,6 +218,18 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
         .with_context(|| format!("loading {}", weights.display()))?;
     let load_s = t0.elapsed().as_secs_f64();
     let (h, w) = (size.height as usize, size.width as usize);
+    // A size that cannot fit would end in an allocation failure (an abort), not a message.
+    let taps: Vec<&str> = spec.layer_names().collect();
+    let est = crate::estimate::estimate(&model, h, w, crate::cli::OptimizerKind::Adam, &taps);
+    if let Some(avail) = crate::estimate::available_memory()
+        && est.peak_bytes > avail
+    {
+        bail!(
+            "--size {size} needs about {} but only {} is available",
+            crate::estimate::human_bytes(est.peak_bytes),
+            crate::estimate::human_bytes(avail)
+        );
+    }
     let img = |k: usize| {
         Array3::from_shape_fn((3, h, w), |(c, y, x)| {
             ((c * 31 + y * 7 + x * 13 + k) % 97) as f32 - 48.0

@@ -60,7 +60,7 @@ pub struct Checkpoint {
 #[non_exhaustive]
 pub enum CheckpointError {
     /// Cannot read.
-    #[error("cannot read checkpoint {}: {source}", path.display())]
+    #[error("cannot read checkpoint {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -126,7 +126,8 @@ impl Checkpoint {
                 c.format
             )));
         }
-        if c.shape[0] != 3 || c.shape.iter().product::<usize>() != c.image_bits.len() {
+        let n_values = c.shape.iter().try_fold(1_usize, |n, &d| n.checked_mul(d));
+        if c.shape[0] != 3 || n_values != Some(c.image_bits.len()) {
             return Err(invalid(format!(
                 "the image has {} values, not the {:?} its shape says",
                 c.image_bits.len(),

@@ -78,7 +78,7 @@ pub enum DownloadError {
         actual: String,
     },
     /// Local file-system trouble.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,

@@ -30,7 +30,7 @@ pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
 #[non_exhaustive]
 pub enum ImageError {
     /// The file cannot be opened or read.
-    #[error("cannot read image {}: {source}", path.display())]
+    #[error("cannot read image {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -51,13 +51,22 @@ pub enum ImageError {
         path: PathBuf,
     },
     /// The image cannot be decoded.
-    #[error("cannot decode image {}: {source}", path.display())]
+    #[error("cannot decode image {}", path.display())]
     Decode {
         /// The file.
         path: PathBuf,
         /// The cause.
         #[source]
         source: image::ImageError,
+    },
+    /// A JPEG that ends before its end-of-image marker: decoders fill the rest with gray.
+    #[error(
+        "image {} is truncated (the JPEG data ends before its end-of-image marker): was the download or copy cut short?",
+        path.display()
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
     },
     /// Zero width or height.
     #[error("image {} has zero size ({width}x{height})", path.display())]
@@ -191,6 +200,12 @@ pub fn load(path: &Path) -> Result<Picture> {
             });
         }
     };
+    // The JPEG decoder quietly fills a cut-off file with gray; a cut-off download must not pass as an image.
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(&fs::read(path).map_err(read_err)?) {
+        return Err(ImageError::Truncated {
+            path: path.to_owned(),
+        });
+    }
     let mut reader = ImageReader::open(path).map_err(read_err)?;
     reader.set_format(format);
     let mut decoder = reader.into_decoder().map_err(decode_err)?;
@@ -215,6 +230,53 @@ pub fn load(path: &Path) -> Result<Picture> {
     Ok(Picture {
         pixels: flatten_on_white(&img),
     })
+}
+
+/// Whether the JPEG `bytes` reach their end-of-image marker (`FF D9`): walks the marker segments by
+/// their lengths and the entropy-coded data after each start-of-scan (where `FF` is followed by `00`, a
+/// restart marker or fill), so that an `FF D9` inside an EXIF thumbnail or appended data does not count
+/// and data appended after the marker (e.g. a motion photo's video) is allowed.
+pub(crate) fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    let mut i = 2;
+    loop {
+        // Skip anything up to the next marker (some writers leave stray bytes between segments).
+        while i < bytes.len() && bytes[i] != 0xFF {
+            i += 1;
+        }
+        while i < bytes.len() && bytes[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&marker) = bytes.get(i) else {
+            return false;
+        };
+        i += 1;
+        match marker {
+            0xD9 => return true,
+            // Standalone markers: restart markers, TEM, and a stray SOI.
+            0x01 | 0xD0..=0xD8 => continue,
+            _ => {
+                let Some(len) = bytes.get(i..i + 2) else {
+                    return false;
+                };
+                i += usize::from(u16::from_be_bytes([len[0], len[1]]));
+                if marker == 0xDA {
+                    // Entropy-coded data up to the next marker that is not stuffing or a restart.
+                    loop {
+                        match bytes.get(i..i + 2) {
+                            None => return false,
+                            Some([0xFF, 0x00 | 0xD0..=0xD7]) => i += 2,
+                            Some([0xFF, 0xFF]) => i += 1,
+                            Some([0xFF, _]) => break,
+                            Some(_) => i += 1,
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// RGB 0–1 with alpha composited on white.
@@ -431,6 +493,10 @@ pub fn check_writable_dir(dir: &Path) -> Result<()> {
         path: dir.to_owned(),
         reason,
     };
+    // Name the culprit when the folder, or a folder above it, is a regular file.
+    if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+        return Err(fail(format!("{} is a file, not a folder", file.display())));
+    }
     fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the folder: {e}")))?;
     let probe = dir.join(format!(".nst-write-probe.{}", std::process::id()));
     File::create(&probe)

@@ -40,7 +40,15 @@ fn main() -> ExitCode {
         Ok(Ended::Completed) => ExitCode::SUCCESS,
         Ok(Ended::Interrupted) => ExitCode::from(130),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // `{:#}` would repeat a cause that an error's own message already ends with.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1).map(ToString::to_string) {
+                if !msg.ends_with(&cause) {
+                    msg.push_str(": ");
+                    msg.push_str(&cause);
+                }
+            }
+            eprintln!("error: {msg}");
             ExitCode::from(1)
         }
     }

@@ -12,7 +12,7 @@
 use std::fmt;
 
 use ndarray::{Array2, Array3, ArrayView3, ArrayViewMut3};
-use nst_costs::{ContentNorm, StyleNorm, TvKind};
+use nst_costs::{ContentNorm, StyleNorm, StyleScratch, TvKind};
 use tensor_ops::{AvgPool2d, Backend, Conv2d, MaxPool2d, Network, Padding, Relu, Shape};
 use vgg_weights::{LayerKind, PoolMethod, VggModel};
 
@@ -299,6 +299,16 @@ pub struct StyleObjective {
     tv_weight: f32,
     last: Option<Breakdown>,
     evaluations: u64,
+    /// Buffers reused by every evaluation, so that the hot loop allocates only what the network's
+    /// backward pass returns: the tapped features, the summed gradient at each tap, one term's
+    /// unit-weight gradient at each tap that more than one term uses (empty elsewhere), the TV gradient
+    /// and the style cost's Gram scratch.
+    feats: Vec<Array3<f32>>,
+    terms_at: Vec<usize>,
+    grads: Vec<Array3<f32>>,
+    term_grads: Vec<Array3<f32>>,
+    tv_grad: Array3<f32>,
+    style_scratch: StyleScratch,
 }
 
 impl fmt::Debug for StyleObjective {
@@ -388,7 +398,7 @@ impl StyleObjective {
         } else {
             network.forward_inference(content, &content_idx)?
         };
-        let content_terms = spec
+        let content_terms: Vec<ContentTerm> = spec
             .content_layers
             .iter()
             .zip(&content_idx)
@@ -436,6 +446,14 @@ impl StyleObjective {
                 target_gram,
             });
         }
+        let mut terms_at = vec![0; taps.len()];
+        for slot in content_terms
+            .iter()
+            .map(|t| t.slot)
+            .chain(style_terms.iter().map(|t| t.slot))
+        {
+            terms_at[slot] += 1;
+        }
         Ok(StyleObjective {
             network,
             backend,
@@ -448,6 +466,12 @@ impl StyleObjective {
             tv_weight: spec.tv_weight,
             last: None,
             evaluations: 0,
+            feats: Vec::new(),
+            terms_at,
+            grads: Vec::new(),
+            term_grads: Vec::new(),
+            tv_grad: Array3::zeros((0, 0, 0)),
+            style_scratch: StyleScratch::new(),
         })
     }
 
@@ -489,40 +513,97 @@ impl StyleObjective {
             )));
         }
         self.evaluations += 1;
-        let feats = self.network.forward(image, &self.taps)?;
-        let mut grads: Vec<Array3<f32>> =
-            feats.iter().map(|f| Array3::zeros(f.raw_dim())).collect();
+        self.network
+            .forward_into(image, &self.taps, &mut self.feats)?;
+        self.grads
+            .resize_with(self.feats.len(), || Array3::zeros((0, 0, 0)));
+        self.term_grads
+            .resize_with(self.feats.len(), || Array3::zeros((0, 0, 0)));
+        for (slot, f) in self.feats.iter().enumerate() {
+            let g = &mut self.grads[slot];
+            if g.dim() == f.dim() {
+                g.fill(0.0);
+            } else {
+                *g = Array3::zeros(f.raw_dim());
+            }
+            if self.terms_at[slot] > 1 && self.term_grads[slot].dim() != f.dim() {
+                self.term_grads[slot] = Array3::zeros(f.raw_dim());
+            }
+        }
+        // A term adds its unit-weight gradient into a zeroed buffer, which is then weighted: in place
+        // when the tap has only this term, else through the tap's scratch. Either way the arithmetic is
+        // that of the allocating `content_loss` / `style_layer_loss` (`0 + w·g`).
         let mut content = 0.0_f64;
         for term in &self.content {
-            let l = nst_costs::content_loss(
-                feats[term.slot].view(),
-                term.target.view(),
-                ContentNorm::Seed,
-            )?;
-            content += f64::from(term.weight) * l.value;
-            grads[term.slot].scaled_add(self.alpha * term.weight, &l.grad);
+            let (value, weight) = {
+                let buf = unit_grad_buffer(
+                    &mut self.grads,
+                    &mut self.term_grads,
+                    &self.terms_at,
+                    term.slot,
+                );
+                let value = nst_costs::content_loss_accumulate(
+                    self.feats[term.slot].view(),
+                    term.target.view(),
+                    ContentNorm::Seed,
+                    buf.view_mut(),
+                )?;
+                (value, self.alpha * term.weight)
+            };
+            content += f64::from(term.weight) * value;
+            add_weighted(
+                &mut self.grads,
+                &self.term_grads,
+                &self.terms_at,
+                term.slot,
+                weight,
+            );
         }
         let mut style = 0.0_f64;
         let mut style_layers = Vec::with_capacity(self.style.len());
         for term in &self.style {
-            let l = nst_costs::style_layer_loss(
-                feats[term.slot].view(),
-                term.target_gram.view(),
-                StyleNorm::Seed,
-                self.backend.gemm(),
-            )?;
-            style += f64::from(term.weight) * l.value;
-            style_layers.push((term.name.clone(), l.value));
-            grads[term.slot].scaled_add(self.beta * term.weight, &l.grad);
+            let value = {
+                let buf = unit_grad_buffer(
+                    &mut self.grads,
+                    &mut self.term_grads,
+                    &self.terms_at,
+                    term.slot,
+                );
+                nst_costs::style_layer_loss_accumulate(
+                    self.feats[term.slot].view(),
+                    term.target_gram.view(),
+                    StyleNorm::Seed,
+                    self.backend.gemm(),
+                    &mut self.style_scratch,
+                    buf.view_mut(),
+                )?
+            };
+            style += f64::from(term.weight) * value;
+            style_layers.push((term.name.clone(), value));
+            add_weighted(
+                &mut self.grads,
+                &self.term_grads,
+                &self.terms_at,
+                term.slot,
+                self.beta * term.weight,
+            );
         }
-        let views: Vec<_> = grads.iter().map(|g| g.view()).collect();
+        let views: Vec<_> = self.grads.iter().map(|g| g.view()).collect();
         let grad_image = self.network.backward(&views)?;
         grad.assign(&grad_image);
         let mut tv = 0.0;
         if self.tv_weight > 0.0 {
-            let l = nst_costs::total_variation(image, TvKind::Squared)?;
-            tv = l.value;
-            grad.scaled_add(self.tv_weight, &l.grad);
+            if self.tv_grad.dim() == image.dim() {
+                self.tv_grad.fill(0.0);
+            } else {
+                self.tv_grad = Array3::zeros(image.raw_dim());
+            }
+            tv = nst_costs::total_variation_accumulate(
+                image,
+                TvKind::Squared,
+                self.tv_grad.view_mut(),
+            )?;
+            grad.scaled_add(self.tv_weight, &self.tv_grad);
         }
         let total = f64::from(self.alpha) * content
             + f64::from(self.beta) * style
@@ -536,6 +617,38 @@ impl StyleObjective {
         };
         self.last = Some(b.clone());
         Ok(b)
+    }
+}
+
+/// The zeroed buffer a term at `slot` adds its unit-weight gradient into: the tap's gradient itself when
+/// the term is the only one there, else the tap's scratch.
+fn unit_grad_buffer<'a>(
+    grads: &'a mut [Array3<f32>],
+    term_grads: &'a mut [Array3<f32>],
+    terms_at: &[usize],
+    slot: usize,
+) -> &'a mut Array3<f32> {
+    if terms_at[slot] > 1 {
+        let buf = &mut term_grads[slot];
+        buf.fill(0.0);
+        buf
+    } else {
+        &mut grads[slot]
+    }
+}
+
+/// Weights the unit-weight gradient that [`unit_grad_buffer`] gave for `slot` into the tap's gradient.
+fn add_weighted(
+    grads: &mut [Array3<f32>],
+    term_grads: &[Array3<f32>],
+    terms_at: &[usize],
+    slot: usize,
+    weight: f32,
+) {
+    if terms_at[slot] > 1 {
+        grads[slot].scaled_add(weight, &term_grads[slot]);
+    } else {
+        grads[slot].mapv_inplace(|g| g * weight);
     }
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{DeviceKind, InitKind, OptimizerKind, PoolingKind, StylizeArgs};
 use crate::download::{DEFAULT_DIR, VGG19_FILE_NAME};
-use crate::image_io::{Size, SizeRule};
+use crate::image_io::{MAX_PIXELS, MAX_SIDE, Size, SizeRule};
 use crate::pipeline::{ObjectiveSpec, SEED_CONTENT_LAYERS, SEED_STYLE_LAYERS, parse_layers};
 
 /// The seed's number of iterations.
@@ -174,10 +174,16 @@ impl Settings {
             .map(str::parse::<Size>)
             .transpose()
             .map_err(|e| format!("--size: {e}"))?;
-        let max_size = a.max_size.unwrap_or(SEED_MAX_SIZE);
-        if max_size == 0 {
-            return Err("--max-size must be at least 1".into());
+        if let Some(size) = size {
+            check_working_size(size)?;
         }
+        let max_size = a.max_size.unwrap_or(SEED_MAX_SIZE);
+        if max_size == 0 || max_size > MAX_SIDE {
+            return Err(format!(
+                "--max-size must be between 1 and {MAX_SIDE}, not {max_size}"
+            ));
+        }
+        check_iterations(a.iterations)?;
         let out_dir = a.out_dir.clone().unwrap_or_else(|| PathBuf::from("output"));
         let output = a
             .output
@@ -244,6 +250,7 @@ impl Settings {
                 "{flag} cannot be changed when resuming: the checkpoint's settings are used (start a new run to change it)"
             ));
         }
+        check_iterations(a.iterations)?;
         if let Some(n) = a.iterations {
             self.iterations = n;
         }
@@ -277,8 +284,92 @@ impl Settings {
         if let Some(w) = &a.weights {
             self.weights = w.clone();
         }
+        self.validate()?;
         Ok(self)
     }
+
+    /// Checks what the run relies on and [`Settings::from_args`] guarantees, for settings read from a
+    /// file (a checkpoint can be edited by hand).
+    ///
+    /// # Errors
+    /// A message naming the first setting out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.styles.is_empty() {
+            return Err("no style image".into());
+        }
+        if self.style_blend.len() != self.styles.len()
+            || self
+                .style_blend
+                .iter()
+                .any(|w| !(w.is_finite() && *w >= 0.0))
+            || self.style_blend.iter().sum::<f32>() <= 0.0
+        {
+            return Err(format!(
+                "{} style blend weights for {} style images (finite, ≥ 0, not all 0)",
+                self.style_blend.len(),
+                self.styles.len()
+            ));
+        }
+        let o = &self.objective;
+        for (what, layers) in [("content", &o.content_layers), ("style", &o.style_layers)] {
+            if layers.is_empty() {
+                return Err(format!("no {what} layer"));
+            }
+            if let Some(l) = layers
+                .iter()
+                .find(|l| !(l.weight.is_finite() && l.weight >= 0.0))
+            {
+                return Err(format!("{what} layer {} has weight {}", l.name, l.weight));
+            }
+        }
+        for (what, v) in [
+            ("alpha", o.alpha),
+            ("beta", o.beta),
+            ("tv weight", o.tv_weight),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{what} {v} (finite, ≥ 0)"));
+            }
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "learning rate {} (finite, > 0)",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.noise_ratio) {
+            return Err(format!("noise ratio {} (0 to 1)", self.noise_ratio));
+        }
+        if self.max_size == 0 || self.iterations == 0 {
+            return Err("max size and iterations must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A working size within the limits of decoded images (so that no size computation can overflow).
+///
+/// # Errors
+/// A message naming `--size`.
+pub fn check_working_size(size: Size) -> Result<(), String> {
+    if size.width > MAX_SIDE
+        || size.height > MAX_SIDE
+        || u64::from(size.width) * u64::from(size.height) > MAX_PIXELS
+    {
+        return Err(format!(
+            "--size {size} is larger than {MAX_SIDE} pixels on a side or {} MP",
+            MAX_PIXELS / (1024 * 1024)
+        ));
+    }
+    Ok(())
+}
+
+/// `--iterations 0` would only write the start image under the result's name: refuse it.
+fn check_iterations(n: Option<usize>) -> Result<(), String> {
+    if n == Some(0) {
+        return Err("--iterations must be at least 1 (--init content writes the content image as the start)".into());
+    }
+    Ok(())
 }
 
 /// `pretrained-model/imagenet-vgg-verydeep-19.mat`.

@@ -98,7 +98,11 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         None => None,
     };
     let mut settings = match &resumed {
-        Some((c, _)) => c.settings.clone().resumed(args).map_err(|e| anyhow!(e))?,
+        Some((c, path)) => c
+            .settings
+            .clone()
+            .resumed(args)
+            .map_err(|e| anyhow!("--resume {}: {e}", path.display()))?,
         None => Settings::from_args(args).map_err(|e| anyhow!(e))?,
     };
     if resumed.is_none() {
@@ -259,7 +263,12 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         content_t.view(),
         &style_imgs,
     )
-    .context("computing the content and style targets")?;
+    .with_context(|| {
+        format!(
+            "computing the content and style targets at the working size {size} (from --content {} and --max-size/--size)",
+            settings.content.display()
+        )
+    })?;
     drop(style_ts);
 
     // 8. Start image, optimizer and RNG: fresh or from the checkpoint.
@@ -343,7 +352,10 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
     let seconds = || base_seconds + run_start.elapsed().as_secs_f64();
     let mut step_times: Vec<f64> = Vec::new();
     let mut prev = x.clone();
-    let mut last_good: Option<(usize, Vec<f32>)> = None;
+    // The last image whose cost was finite, and its iteration; swapped with `prev`, not cloned, so that
+    // the loop allocates no image-sized buffer per iteration.
+    let mut last_good = x.clone();
+    let mut good_it: Option<usize> = None;
     let mut ended = Ended::Completed;
     let mut diverged: Option<(usize, String)> = None;
     let is_log = |it: usize| {
@@ -399,15 +411,17 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         match opt {
             Opt::Adam(_) => {
                 // Adam evaluated f at the image it started from (iteration `iteration`).
-                last_good = Some((iteration, prev.clone()));
+                std::mem::swap(&mut last_good, &mut prev);
+                good_it = Some(iteration);
                 if is_log(iteration) {
-                    ctx.log(iteration, &b, &prev, seconds(), total)?;
+                    ctx.log(iteration, &b, &last_good, seconds(), total)?;
                 }
                 iteration += 1;
             }
             Opt::Lbfgs(_) => {
                 iteration += 1;
-                last_good = Some((iteration, x.clone()));
+                last_good.copy_from_slice(&x);
+                good_it = Some(iteration);
                 let b = if b.total == report.value {
                     b
                 } else {
@@ -458,8 +472,12 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
     let say = Say { quiet, bar: None };
     ctx.say = &say;
     if let Some((at, what)) = &diverged {
-        let (good_it, good) = last_good.clone().unwrap_or((0, prev.clone()));
-        write_image(&good, h, w, mean, &settings, &content, &settings.output)?;
+        // Without a finite step, the image the failing step started from.
+        let (good_it, good) = match good_it {
+            Some(i) => (i, &last_good),
+            None => (iteration, &prev),
+        };
+        write_image(good, h, w, mean, &settings, &content, &settings.output)?;
         finish_outputs(&mut ctx, &settings)?;
         write_record(
             &settings,
@@ -836,6 +854,12 @@ fn choose_backend(device: DeviceKind, say: &Say) -> Result<Backend> {
 fn ensure_weights(path: &Path, offline: bool, quiet: bool) -> Result<()> {
     if path.is_file() {
         return Ok(());
+    }
+    if path.is_dir() {
+        bail!(
+            "the weights path {} is a folder, not a .mat file (--weights / NST_WEIGHTS)",
+            path.display()
+        );
     }
     if path != default_weights() {
         bail!(

@@ -63,6 +63,15 @@ fn foreign_or_broken_files_are_errors_naming_the_file() {
             "shape.json",
             good.replacen("\"shape\":[3,1,2]", "\"shape\":[3,2,2]", 1),
         ),
+        // A shape whose product overflows `usize`.
+        (
+            "overflow.json",
+            good.replacen(
+                "\"shape\":[3,1,2]",
+                "\"shape\":[3,4611686018427387904,4]",
+                1,
+            ),
+        ),
     ];
     for (name, text) in cases {
         let path = dir.path().join(name);

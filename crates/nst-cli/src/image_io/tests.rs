@@ -306,3 +306,40 @@ fn cmyk_jpeg_decodes_to_rgb() {
     assert_eq!((p.width(), p.height()), (4, 2));
     check_pixel(&p, 1, 1, [200.0, 30.0, 60.0], 8.0);
 }
+
+#[test]
+fn truncated_jpeg_is_an_error_and_appended_data_is_not() {
+    let dir = TempDir::new("img-cut-jpeg");
+    // With an EXIF block, so that the walk has an APP1 segment to step over.
+    let img = RgbImage::from_fn(24, 16, |x, y| Rgb([(x * 10) as u8, (y * 15) as u8, 90]));
+    let mut bytes = Vec::new();
+    let mut enc = JpegEncoder::new_with_quality(&mut bytes, 90);
+    enc.set_exif_metadata(exif_orientation(1)).unwrap();
+    enc.write_image(img.as_raw(), 24, 16, ExtendedColorType::Rgb8)
+        .unwrap();
+    assert!(jpeg_is_complete(&bytes));
+    for cut in [bytes.len() - 2, bytes.len() - 1, bytes.len() * 2 / 3, 40] {
+        assert!(!jpeg_is_complete(&bytes[..cut]), "cut at {cut}");
+    }
+    let cut = dir.path().join("cut.jpg");
+    fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let err = load(&cut).unwrap_err();
+    assert!(
+        matches!(err, ImageError::Truncated { .. }) && err.to_string().contains("cut.jpg"),
+        "{err}"
+    );
+    // Data after the end marker (a motion photo's video, a camera trailer) is fine.
+    let mut long = bytes.clone();
+    long.extend(b"\xFF\xDA\x00\x08 trailing bytes");
+    let appended = dir.path().join("appended.jpg");
+    fs::write(&appended, &long).unwrap();
+    assert_eq!(load(&appended).unwrap().width(), 24);
+    // The shipped samples and the CMYK fixture are complete.
+    for p in [
+        "../../images/hokusai_great_wave.jpg",
+        "src/image_io/cmyk.jpg",
+    ] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(p);
+        assert!(jpeg_is_complete(&fs::read(&p).unwrap()), "{}", p.display());
+    }
+}

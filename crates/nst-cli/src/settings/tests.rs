@@ -152,3 +152,31 @@ fn resume_takes_only_harmless_flags() {
         .unwrap_err();
     assert!(err.contains("--pooling"), "{err}");
 }
+
+/// A hand-edited checkpoint's settings are checked as the flags would be, instead of panicking later.
+#[test]
+fn resumed_settings_out_of_range_are_errors() {
+    let good = Settings::from_args(&args()).unwrap();
+    type Edit = fn(&mut Settings);
+    let edits: [(&str, Edit); 7] = [
+        ("no style image", |s| {
+            s.styles.clear();
+            s.style_blend.clear();
+        }),
+        ("style blend", |s| s.style_blend.push(1.0)),
+        ("no content layer", |s| s.objective.content_layers.clear()),
+        ("no style layer", |s| s.objective.style_layers.clear()),
+        ("weight NaN", |s| {
+            s.objective.style_layers[0].weight = f32::NAN
+        }),
+        ("learning rate", |s| s.learning_rate = -1.0),
+        ("noise ratio", |s| s.noise_ratio = 2.0),
+    ];
+    for (needle, edit) in edits {
+        let mut s = good.clone();
+        edit(&mut s);
+        let err = s.resumed(&StylizeArgs::default()).unwrap_err();
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(good.resumed(&StylizeArgs::default()).is_ok());
+}

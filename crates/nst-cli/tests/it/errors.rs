@@ -240,3 +240,87 @@ fn first_use_downloads_and_verifies_the_default_weights() {
         "no work after a failed download: {err}"
     );
 }
+
+/// Cases found by review: each names the file or flag, exits 1, and never panics.
+#[test]
+fn review_cases_name_the_file_or_flag() {
+    let dir = temp_dir("errors-review");
+    let (_, _, style) = fixture(&dir);
+    // A JPEG cut short: the decoder would fill it with gray; it must be refused.
+    let bytes = std::fs::read(&style).unwrap();
+    std::fs::write(dir.join("cut.jpg"), &bytes[..bytes.len() * 2 / 3]).unwrap();
+    check(&dir, &["--content", "cut.jpg"], 1, "cut.jpg is truncated");
+    // A 1x1 content image: the message gives the working size and the file.
+    image::RgbImage::from_pixel(1, 1, image::Rgb([9, 9, 9]))
+        .save(dir.join("dot.png"))
+        .unwrap();
+    let err = check(&dir, &["--content", "dot.png"], 1, "working size 1x1");
+    assert!(err.contains("dot.png"), "{err}");
+    // Zero iterations would only write the start image as the result.
+    check(
+        &dir,
+        &["--iterations", "0"],
+        1,
+        "--iterations must be at least 1",
+    );
+    // A folder given as the weights file.
+    std::fs::create_dir_all(dir.join("weights-dir")).unwrap();
+    check(
+        &dir,
+        &["--weights", "weights-dir"],
+        1,
+        "weights-dir is a folder",
+    );
+    // A folder given as the content image.
+    std::fs::create_dir_all(dir.join("folder.png")).unwrap();
+    check(
+        &dir,
+        &["--content", "folder.png"],
+        1,
+        "folder.png: it is a folder",
+    );
+    // Working sizes whose arithmetic could overflow are refused up front.
+    check(
+        &dir,
+        &["--size", "4294967295x4294967295", "--upscale"],
+        1,
+        "larger than 16384 pixels on a side",
+    );
+    check(
+        &dir,
+        &["--max-size", "4294967295"],
+        1,
+        "--max-size must be between",
+    );
+    // A regular file where a folder is needed.
+    std::fs::write(dir.join("plain"), b"x").unwrap();
+    check(
+        &dir,
+        &["--metrics", "plain/m.jsonl"],
+        1,
+        "plain is a file, not a folder",
+    );
+    check(
+        &dir,
+        &["--out-dir", "plain/out"],
+        1,
+        "plain is a file, not a folder",
+    );
+    // A missing file: the OS reason once, not twice.
+    let err = check(&dir, &["--content", "nowhere.png"], 1, "nowhere.png");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+    // Corrupted checkpoints.
+    std::fs::write(dir.join("cut.json"), br#"{"format": 1, "vers"#).unwrap();
+    let out = nst(&dir, &["stylize", "--resume", "cut.json"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cut.json is not a valid nst checkpoint"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let out = nst(&dir, &["stylize", "--resume", "no-checkpoint-here"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no-checkpoint-here"), "{err}");
+}

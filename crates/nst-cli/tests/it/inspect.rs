@@ -31,3 +31,31 @@ fn inspect_lists_every_layer_in_our_layout() {
     assert_eq!(layers[4]["stride"], serde_json::json!([2, 2]));
     assert_eq!(v["mean_rgb"].as_array().unwrap().len(), 3);
 }
+
+/// `inspect` and `bench` on bad input: a message naming the file or flag (each cause once), exit 1.
+#[test]
+fn inspect_and_bench_refuse_bad_input() {
+    let dir = temp_dir("inspect-bad");
+    let (w, _, _) = fixture(&dir);
+    let w = w.display().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["bench", "--weights", &w, "--size", "100000x100000"],
+            "larger than 16384 pixels on a side",
+        ),
+        (&["inspect", "nothere.mat"], "nothere.mat"),
+        (
+            &["bench", "--weights", &w, "--iterations", "0"],
+            "--iterations must be at least 1",
+        ),
+        (&["bench", "--weights", &w, "--size", "0x4"], "--size"),
+    ];
+    for (args, needle) in cases {
+        let out = nst(&dir, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(err.matches("(os error").count() <= 1, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
