@@ -191,7 +191,15 @@ impl MatFile {
             source,
         };
         let file = std::fs::File::open(path).map_err(io_err)?;
-        let len = file.metadata().map_err(io_err)?.len();
+        let meta = file.metadata().map_err(io_err)?;
+        if meta.is_dir() {
+            // Opening a directory succeeds on Unix; mapping it then fails with a baffling ENODEV.
+            return Err(io_err(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "is a directory, not a MAT-file",
+            )));
+        }
+        let len = meta.len();
         let storage = if len == 0 {
             // Mapping an empty file fails on some platforms; an empty buffer gives the right error.
             Storage::Owned(Vec::new())

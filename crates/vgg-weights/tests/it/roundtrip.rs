@@ -332,6 +332,15 @@ fn a_vgg16_chain_loads_up_to_conv5_1() {
         "{e}"
     );
     assert!(e.to_string().contains("missing.mat"), "{e}");
+    // A directory is named as one, not reported as a failed memory map.
+    let e = load(&dir.0, &LoadOptions::default()).unwrap_err();
+    match &e {
+        vgg_weights::Error::Mat(vgg_weights::mat::Error::Io { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::IsADirectory, "{e}");
+            assert!(source.to_string().contains("is a directory"), "{source}");
+        }
+        other => panic!("expected an Io error for a directory, got {other:?}"),
+    }
 }
 
 /// A random array tree: numeric, logical, char, cell and struct arrays, nested up to `depth`.
