@@ -281,6 +281,10 @@ pub(crate) fn jpeg_is_complete(bytes: &[u8]) -> bool {
 
 /// RGB 0–1 with alpha composited on white.
 fn flatten_on_white(img: &DynamicImage) -> Rgb32FImage {
+    if !img.color().has_alpha() {
+        // No RGBA f32 detour: for a large photo it would be the peak of the whole run.
+        return img.to_rgb32f();
+    }
     let rgba = img.to_rgba32f();
     let mut out = Rgb32FImage::new(rgba.width(), rgba.height());
     for (o, p) in out.pixels_mut().zip(rgba.pixels()) {

@@ -146,17 +146,26 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
 
     // 3. Images.
     let content = image_io::load(&settings.content).context("--content")?;
-    let (size, note) =
-        image_io::working_size(content.width(), content.height(), settings.size_rule())
-            .map_err(|e| anyhow!(e))?;
+    let (content_w, content_h) = (content.width(), content.height());
+    let (size, note) = image_io::working_size(content_w, content_h, settings.size_rule())
+        .map_err(|e| anyhow!(e))?;
+    // Only working-size copies are kept: a phone photo is hundreds of MB as f32 at full size.
+    let content = content.resized(size.width, size.height);
+    let long = size.width.max(size.height);
     let styles = settings
         .styles
         .iter()
-        .map(|p| image_io::load(p).context("--style"))
+        .map(|p| {
+            let s = image_io::load(p).context("--style")?;
+            let ss = image_io::scale_long_side(s.width(), s.height(), long);
+            Ok(s.resized(ss.width, ss.height))
+        })
         .collect::<Result<Vec<_>>>()?;
     let init_picture = match (&settings.init_image, settings.init) {
         (Some(p), _) => Some(image_io::load(p).context("--init-image")?),
-        (None, InitKind::Style) => Some(styles[0].clone()),
+        // Decoded again rather than taken from `styles`, which holds a copy already scaled for the
+        // Gram targets: one resize from the original, as `--init-image` does.
+        (None, InitKind::Style) => Some(image_io::load(&settings.styles[0]).context("--style")?),
         _ => None,
     };
 
@@ -199,8 +208,8 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
     let avail = estimate::available_memory();
     say.line(&format!(
         "working size {size} (content {}x{}), estimated peak memory {}{}, about {:.2} s per iteration ({:.0} GFLOP at {:.0} GFLOP/s measured)",
-        content.width(),
-        content.height(),
+        content_w,
+        content_h,
         estimate::human_bytes(est.peak_bytes),
         avail.map(|a| format!(" of {} available", estimate::human_bytes(a))).unwrap_or_default(),
         est.flops / rate,
@@ -237,7 +246,6 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         p.to_tensor(mean)
     };
     let content_t = prep(&content, size);
-    let long = size.width.max(size.height);
     let style_ts: Vec<Array3<f32>> = styles
         .iter()
         .map(|s| {
