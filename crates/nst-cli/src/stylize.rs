@@ -814,7 +814,11 @@ fn weights_checksum(path: &Path) -> Option<(String, u64)> {
         }
     }
     let sums = download::checksums(path).ok()?;
-    let _ = std::fs::write(&cache, format!("{} {} {mtime}\n", sums.md5, meta.len()));
+    // Best effort (a read-only weights folder just means no cache), but never a torn file.
+    let line = format!("{} {} {mtime}\n", sums.md5, meta.len());
+    let _ = image_io::write_atomically(&cache, |f| {
+        std::io::Write::write_all(f, line.as_bytes()).map_err(|e| e.to_string())
+    });
     Some((sums.md5, meta.len()))
 }
 
