@@ -102,19 +102,39 @@ fn validate(layer: &str, window: [usize; 2], stride: [usize; 2], pad: Padding) -
 /// output gradient to its window's (first) maximum, kept as its position inside the window.
 #[derive(Debug, Clone)]
 pub struct MaxPool2d {
+    spec: PoolSpec,
+}
+
+/// Average pooling: the mean over each window clipped to the input (padding is not counted).
+#[derive(Debug, Clone)]
+pub struct AvgPool2d {
+    spec: PoolSpec,
+}
+
+/// What both pooling kinds are configured with, validated once.
+#[derive(Debug, Clone)]
+struct PoolSpec {
     name: String,
     window: [usize; 2],
     stride: [usize; 2],
     pad: Padding,
 }
 
-/// Average pooling: the mean over each window clipped to the input (padding is not counted).
-#[derive(Debug, Clone)]
-pub struct AvgPool2d {
-    name: String,
-    window: [usize; 2],
-    stride: [usize; 2],
-    pad: Padding,
+impl PoolSpec {
+    fn new(name: String, window: [usize; 2], stride: [usize; 2], pad: Padding) -> Result<Self> {
+        validate(&name, window, stride, pad)?;
+        Ok(PoolSpec {
+            name,
+            window,
+            stride,
+            pad,
+        })
+    }
+
+    fn geometry(&self, input: Shape) -> Result<PoolGeometry> {
+        PoolGeometry::new(input, self.window, self.stride, self.pad)
+            .map_err(|e| e.in_layer(&self.name))
+    }
 }
 
 impl MaxPool2d {
@@ -128,13 +148,8 @@ impl MaxPool2d {
         stride: [usize; 2],
         pad: Padding,
     ) -> Result<Self> {
-        let name = name.into();
-        validate(&name, window, stride, pad)?;
         Ok(MaxPool2d {
-            name,
-            window,
-            stride,
-            pad,
+            spec: PoolSpec::new(name.into(), window, stride, pad)?,
         })
     }
 
@@ -143,8 +158,7 @@ impl MaxPool2d {
     /// # Errors
     /// As [`PoolGeometry::new`], naming this layer.
     pub fn geometry(&self, input: Shape) -> Result<PoolGeometry> {
-        PoolGeometry::new(input, self.window, self.stride, self.pad)
-            .map_err(|e| e.in_layer(&self.name))
+        self.spec.geometry(input)
     }
 }
 
@@ -171,13 +185,8 @@ impl AvgPool2d {
         stride: [usize; 2],
         pad: Padding,
     ) -> Result<Self> {
-        let name = name.into();
-        validate(&name, window, stride, pad)?;
         Ok(AvgPool2d {
-            name,
-            window,
-            stride,
-            pad,
+            spec: PoolSpec::new(name.into(), window, stride, pad)?,
         })
     }
 
@@ -186,15 +195,14 @@ impl AvgPool2d {
     /// # Errors
     /// As [`PoolGeometry::new`], naming this layer.
     pub fn geometry(&self, input: Shape) -> Result<PoolGeometry> {
-        PoolGeometry::new(input, self.window, self.stride, self.pad)
-            .map_err(|e| e.in_layer(&self.name))
+        self.spec.geometry(input)
     }
 }
 
 impl MaxPool2d {
     /// Whether the argmax of a window fits a byte (windows of at most 256 elements, VGG's 2×2 among them).
     fn small_window(&self) -> bool {
-        self.window[0] * self.window[1] <= 256
+        self.spec.window[0] * self.spec.window[1] <= 256
     }
 }
 
@@ -222,7 +230,7 @@ fn max_plane(g: &PoolGeometry, xp: &[f32], y: &mut [f32], mut store: impl FnMut(
 
 impl Layer for MaxPool2d {
     fn name(&self) -> &str {
-        &self.name
+        &self.spec.name
     }
 
     fn output_shape(&self, input: Shape) -> Result<Shape> {
@@ -238,11 +246,11 @@ impl Layer for MaxPool2d {
         saved: Option<&mut Saved>,
     ) -> Result<()> {
         let g = self.geometry(Shape::of(&input))?;
-        check_shape(&self.name, "output", g.output, Shape::of(&output))?;
-        check_contiguous(&self.name, "output", &output)?;
-        if u32::try_from(self.window[0] * self.window[1]).is_err() {
+        check_shape(&self.spec.name, "output", g.output, Shape::of(&output))?;
+        check_contiguous(&self.spec.name, "output", &output)?;
+        if u32::try_from(self.spec.window[0] * self.spec.window[1]).is_err() {
             return Err(Error::TooLarge {
-                layer: self.name.clone(),
+                layer: self.spec.name.clone(),
                 input: g.input,
             });
         }
@@ -292,9 +300,14 @@ impl Layer for MaxPool2d {
         mut grad_input: ArrayViewMut3<'_, f32>,
     ) -> Result<()> {
         let g = self.geometry(Shape::of(&grad_input))?;
-        check_shape(&self.name, "grad_input", saved.input_shape, g.input)?;
-        check_shape(&self.name, "grad_output", g.output, Shape::of(&grad_output))?;
-        check_contiguous(&self.name, "grad_input", &grad_input)?;
+        check_shape(&self.spec.name, "grad_input", saved.input_shape, g.input)?;
+        check_shape(
+            &self.spec.name,
+            "grad_output",
+            g.output,
+            Shape::of(&grad_output),
+        )?;
+        check_contiguous(&self.spec.name, "grad_input", &grad_input)?;
         let n_saved = if self.small_window() {
             saved.offsets.len()
         } else {
@@ -302,7 +315,7 @@ impl Layer for MaxPool2d {
         };
         if n_saved != g.output.len() {
             return Err(Error::ShapeMismatch {
-                layer: self.name.clone(),
+                layer: self.spec.name.clone(),
                 what: "saved argmax positions".to_owned(),
                 expected: g.output,
                 actual: saved.input_shape,
@@ -313,7 +326,7 @@ impl Layer for MaxPool2d {
         let plane_in = g.input.plane();
         let plane_out = g.output.plane();
         let w_in = g.input.width;
-        let kw = self.window[1];
+        let kw = self.spec.window[1];
         let dx = grad_input.as_slice_mut().expect("checked standard layout");
         let small = self.small_window();
         dx.par_chunks_mut(plane_in)
@@ -346,7 +359,7 @@ impl Layer for MaxPool2d {
 
 impl Layer for AvgPool2d {
     fn name(&self) -> &str {
-        &self.name
+        &self.spec.name
     }
 
     fn output_shape(&self, input: Shape) -> Result<Shape> {
@@ -360,8 +373,8 @@ impl Layer for AvgPool2d {
         saved: Option<&mut Saved>,
     ) -> Result<()> {
         let g = self.geometry(Shape::of(&input))?;
-        check_shape(&self.name, "output", g.output, Shape::of(&output))?;
-        check_contiguous(&self.name, "output", &output)?;
+        check_shape(&self.spec.name, "output", g.output, Shape::of(&output))?;
+        check_contiguous(&self.spec.name, "output", &output)?;
         output
             .axis_iter_mut(Axis(0))
             .into_par_iter()
@@ -393,9 +406,14 @@ impl Layer for AvgPool2d {
         mut grad_input: ArrayViewMut3<'_, f32>,
     ) -> Result<()> {
         let g = self.geometry(Shape::of(&grad_input))?;
-        check_shape(&self.name, "grad_input", saved.input_shape, g.input)?;
-        check_shape(&self.name, "grad_output", g.output, Shape::of(&grad_output))?;
-        check_contiguous(&self.name, "grad_input", &grad_input)?;
+        check_shape(&self.spec.name, "grad_input", saved.input_shape, g.input)?;
+        check_shape(
+            &self.spec.name,
+            "grad_output",
+            g.output,
+            Shape::of(&grad_output),
+        )?;
+        check_contiguous(&self.spec.name, "grad_input", &grad_input)?;
         grad_input
             .axis_iter_mut(Axis(0))
             .into_par_iter()
