@@ -286,7 +286,15 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
     ];
     let mut doc = Cmd::cargo(["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
-    let mut gpu_tests = Cmd::cargo(["test", "-p", "tensor-ops", "--features", "cuda"]);
+    let mut gpu_tests = Cmd::cargo([
+        "test",
+        "-p",
+        "tensor-ops",
+        "-p",
+        "nst-cli",
+        "--features",
+        "cuda",
+    ]);
     gpu_tests.args(["--no-fail-fast"]).env("NST_TEST_GPU", "1");
     let weights = std::env::var_os("NST_WEIGHTS").map_or_else(
         || root.join("pretrained-model/imagenet-vgg-verydeep-19.mat"),

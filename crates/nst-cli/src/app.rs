@@ -200,9 +200,9 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
         bail!("--iterations must be at least 1 (the median of no iterations is no figure)");
     }
     let weights = args.weights.clone().unwrap_or_else(default_weights);
-    if !Path::new(&weights).is_file() {
+    if !args.random_weights && !Path::new(&weights).is_file() {
         bail!(
-            "the weights file {} does not exist (--weights / NST_WEIGHTS)",
+            "the weights file {} does not exist (--weights / NST_WEIGHTS; or time random weights with --random-weights)",
             weights.display()
         );
     }
@@ -214,8 +214,12 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
     let t0 = Instant::now();
     let spec = ObjectiveSpec::seed();
     let last = pipeline::last_vgg_layer(spec.layer_names());
-    let model = vgg_weights::load(&weights, &LoadOptions { last_layer: last })
-        .with_context(|| format!("loading {}", weights.display()))?;
+    let model = if args.random_weights {
+        pipeline::random_vgg19(last.as_deref().unwrap_or("relu5_1"), 1)
+    } else {
+        vgg_weights::load(&weights, &LoadOptions { last_layer: last })
+            .with_context(|| format!("loading {}", weights.display()))?
+    };
     let load_s = t0.elapsed().as_secs_f64();
     let (h, w) = (size.height as usize, size.width as usize);
     // A size that cannot fit would end in an allocation failure (an abort), not a message.
@@ -272,16 +276,8 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
     println!(
         "{size}: weights loaded in {load_s:.2} s, start-up (weights + targets) {startup:.2} s, median Adam iteration {median:.3} s over {} iterations ({} backend, {} threads)",
         times.len(),
-        obj_backend_name(args.device),
+        obj.device_name(),
         rayon::current_num_threads()
     );
     Ok(())
-}
-
-fn obj_backend_name(d: DeviceKind) -> &'static str {
-    match d {
-        DeviceKind::Cpu => "cpu",
-        DeviceKind::Cuda => "cuda",
-        DeviceKind::Auto => "auto",
-    }
 }

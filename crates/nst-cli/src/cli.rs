@@ -175,8 +175,17 @@ pub struct DownloadArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// The VGG `.mat` file [default: pretrained-model/imagenet-vgg-verydeep-19.mat].
-    #[arg(long, env = "NST_WEIGHTS", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "NST_WEIGHTS",
+        value_name = "PATH",
+        conflicts_with = "random_weights"
+    )]
     pub weights: Option<PathBuf>,
+    /// Time VGG-19's layers (to `conv5_1`) with seeded random weights instead of a weights file: the same
+    /// work per iteration, for machines without the 550 MB file (the costs printed mean nothing).
+    #[arg(long)]
+    pub random_weights: bool,
     /// Working size `WxH`.
     #[arg(long, default_value = "400x300", value_name = "WxH")]
     pub size: String,

@@ -154,6 +154,59 @@ pub fn last_vgg_layer<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<St
     best.map(|(_, n)| n.to_owned())
 }
 
+/// VGG-19's layers up to `last` (a layer name such as `relu5_1`; all 16 conv layers and their ReLUs and
+/// max pools when it names none of them), with seeded He-uniform random weights and zero biases, and the
+/// mean pixel of the ImageNet files: the real network's shapes and work, for timing without the file.
+pub fn random_vgg19(last: &str, seed: u64) -> VggModel {
+    use rand::{Rng, SeedableRng};
+    const BLOCKS: [(usize, usize); 5] = [(2, 64), (2, 128), (4, 256), (4, 512), (4, 512)];
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut layers = Vec::new();
+    let mut c_in = 3;
+    'blocks: for (b, &(n, c_out)) in BLOCKS.iter().enumerate() {
+        for k in 1..=n {
+            let bound = (6.0 / (9.0 * c_in as f32)).sqrt();
+            let weights = ndarray::Array4::from_shape_simple_fn((c_out, c_in, 3, 3), || {
+                rng.random_range(-bound..bound)
+            });
+            let conv = vgg_weights::Conv {
+                weights,
+                bias: ndarray::Array1::zeros(c_out),
+                stride: [1, 1],
+                pad: vgg_weights::Pad::uniform(1),
+            };
+            for (name, kind) in [
+                (format!("conv{}_{k}", b + 1), LayerKind::Conv(conv)),
+                (format!("relu{}_{k}", b + 1), LayerKind::Relu),
+            ] {
+                let done = name == last;
+                layers.push(vgg_weights::Layer { name, kind });
+                if done {
+                    break 'blocks;
+                }
+            }
+            c_in = c_out;
+        }
+        layers.push(vgg_weights::Layer {
+            name: format!("pool{}", b + 1),
+            kind: LayerKind::Pool(vgg_weights::Pool {
+                method: PoolMethod::Max,
+                size: [2, 2],
+                stride: [2, 2],
+                pad: vgg_weights::Pad::default(),
+            }),
+        });
+        if format!("pool{}", b + 1) == last {
+            break;
+        }
+    }
+    VggModel {
+        layout: vgg_weights::Layout::Beta16,
+        mean_rgb: Some([123.68, 116.779, 103.939]),
+        layers,
+    }
+}
+
 /// Builds a network of the model's layers; `pooling` replaces the pooling method of every pool layer.
 ///
 /// # Errors
@@ -288,6 +341,8 @@ struct StyleTerm {
 /// The style-transfer cost of an image and its gradient: a forward pass to the deepest tapped layer, the
 /// costs at the taps, and one backward pass.
 pub struct StyleObjective {
+    /// When set, evaluations run there instead of on `network` (see [`StyleObjective::on_device`]).
+    device: Option<Box<dyn device::Evaluate>>,
     network: Network,
     backend: Backend,
     shape: Shape,
@@ -454,7 +509,8 @@ impl StyleObjective {
         {
             terms_at[slot] += 1;
         }
-        Ok(StyleObjective {
+        let objective = StyleObjective {
+            device: None,
             network,
             backend,
             shape,
@@ -472,7 +528,61 @@ impl StyleObjective {
             term_grads: Vec::new(),
             tv_grad: Array3::zeros((0, 0, 0)),
             style_scratch: StyleScratch::new(),
-        })
+        };
+        #[cfg(feature = "cuda")]
+        if let Backend::Cuda(_) = &objective.backend {
+            return objective.on_device(tensor_ops::device::cuda::CudaDevice::new()?);
+        }
+        Ok(objective)
+    }
+
+    /// Moves the evaluations to `dev`: the network's layers up to the deepest tap, the content features
+    /// and the target Grams are uploaded once, and each evaluation then runs the forward pass, the costs
+    /// and the backward pass on the device; the image goes up and its gradient and the cost terms come
+    /// down. The targets are the ones `new` computed, so both paths optimize the same objective.
+    ///
+    /// # Errors
+    /// [`Error::Ops`] when a layer has no device kernels or the device fails.
+    pub fn on_device<D: tensor_ops::device::Device + 'static>(mut self, dev: D) -> Result<Self> {
+        let content: Vec<(usize, f32, &[f32])> = self
+            .content
+            .iter()
+            .map(|t| {
+                (
+                    self.taps[t.slot],
+                    t.weight,
+                    t.target.as_slice().expect("targets are in standard layout"),
+                )
+            })
+            .collect();
+        let style: Vec<(usize, f32, &[f32])> = self
+            .style
+            .iter()
+            .map(|t| {
+                (
+                    self.taps[t.slot],
+                    t.weight,
+                    t.target_gram
+                        .as_slice()
+                        .expect("targets are in standard layout"),
+                )
+            })
+            .collect();
+        let targets = device::Targets {
+            content,
+            style,
+            alpha: self.alpha,
+            beta: self.beta,
+            tv_weight: self.tv_weight,
+        };
+        let engine = device::Engine::new(dev, &self.network, self.shape, &targets)?;
+        self.device = Some(Box::new(engine));
+        Ok(self)
+    }
+
+    /// Where evaluations run: `cpu`, or the device's name after [`StyleObjective::on_device`].
+    pub fn device_name(&self) -> &'static str {
+        self.device.as_ref().map_or("cpu", |d| d.device_name())
     }
 
     /// The image shape this objective takes.
@@ -513,6 +623,35 @@ impl StyleObjective {
             )));
         }
         self.evaluations += 1;
+        if let Some(engine) = &mut self.device {
+            let x = image.as_standard_layout();
+            let x = x.as_slice().expect("standard layout");
+            let values = match grad.as_slice_mut() {
+                Some(g) => engine.evaluate(x, g)?,
+                None => {
+                    let mut g = Array3::zeros(grad.raw_dim());
+                    let values = engine.evaluate(x, g.as_slice_mut().expect("a fresh array"))?;
+                    grad.assign(&g);
+                    values
+                }
+            };
+            let b = Breakdown {
+                total: f64::from(self.alpha) * values.content
+                    + f64::from(self.beta) * values.style
+                    + f64::from(self.tv_weight) * values.tv,
+                content: values.content,
+                style: values.style,
+                tv: values.tv,
+                style_layers: self
+                    .style
+                    .iter()
+                    .zip(values.style_layers)
+                    .map(|(t, v)| (t.name.clone(), v))
+                    .collect(),
+            };
+            self.last = Some(b.clone());
+            return Ok(b);
+        }
         self.network
             .forward_into(image, &self.taps, &mut self.feats)?;
         self.grads
@@ -673,6 +812,8 @@ impl nst_optim::Objective for StyleObjective {
         Ok(self.evaluate(image, grad)?.total)
     }
 }
+
+mod device;
 
 #[cfg(test)]
 mod tests;

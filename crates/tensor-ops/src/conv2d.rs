@@ -592,6 +592,10 @@ impl Layer for Conv2d {
         &self.name
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn output_shape(&self, input: Shape) -> Result<Shape> {
         Ok(self.geometry(input)?.output)
     }

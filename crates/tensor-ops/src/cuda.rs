@@ -8,6 +8,43 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::{Error, Gemm, Result};
 
+/// Checks that the driver library, cuBLAS and (with `nvrtc`) NVRTC load and that a device exists, then
+/// opens device 0's primary context.
+///
+/// The probe comes first because `cudarc`, with dynamic loading, panics instead of returning an error
+/// when a library is missing.
+///
+/// # Errors
+/// [`Error::DeviceUnavailable`] naming the missing library or the failing driver call.
+pub(crate) fn open_context(nvrtc: bool) -> Result<Arc<CudaContext>> {
+    let missing = |what: &str| Error::DeviceUnavailable {
+        reason: format!("{what} not found"),
+    };
+    // SAFETY: `is_culib_present` only tries to dlopen the library by its known names; it is `unsafe`
+    // because loading a shared library runs its initializers, which is what using CUDA means anyway.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(missing("libcuda (the NVIDIA driver library)"));
+    }
+    // SAFETY: as above, for libcublas.
+    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+        return Err(missing("libcublas (CUDA 13)"));
+    }
+    // SAFETY: as above, for libnvrtc.
+    if nvrtc && !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(missing("libnvrtc (CUDA 13)"));
+    }
+    let unavailable = |what: &str, e: &dyn std::fmt::Debug| Error::DeviceUnavailable {
+        reason: format!("{what}: {e:?}"),
+    };
+    let n = CudaContext::device_count().map_err(|e| unavailable("cuDeviceGetCount failed", &e))?;
+    if n < 1 {
+        return Err(Error::DeviceUnavailable {
+            reason: "no CUDA device".to_owned(),
+        });
+    }
+    CudaContext::new(0).map_err(|e| unavailable("creating a context on device 0 failed", &e))
+}
+
 /// Row-major GEMM on an NVIDIA GPU through cuBLAS's column-major `sgemm`.
 ///
 /// A row-major `C = A·B` is the column-major `Cᵀ = Bᵀ·Aᵀ`, and a row-major matrix read as column-major
@@ -32,34 +69,11 @@ impl CublasGemm {
     /// # Errors
     /// [`Error::DeviceUnavailable`] naming the missing library or the failing driver call.
     pub fn new() -> Result<Self> {
-        // SAFETY: `is_culib_present` only tries to dlopen the library by its known names; it is `unsafe`
-        // because loading a shared library runs its initializers, which is what using CUDA means anyway.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
-            return Err(Error::DeviceUnavailable {
-                reason: "libcuda (the NVIDIA driver library) not found".to_owned(),
-            });
-        }
-        // SAFETY: as above, for libcublas.
-        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
-            return Err(Error::DeviceUnavailable {
-                reason: "libcublas (CUDA 13) not found".to_owned(),
-            });
-        }
-        let unavailable = |what: &str, e: &dyn std::fmt::Debug| Error::DeviceUnavailable {
-            reason: format!("{what}: {e:?}"),
-        };
-        let n =
-            CudaContext::device_count().map_err(|e| unavailable("cuDeviceGetCount failed", &e))?;
-        if n < 1 {
-            return Err(Error::DeviceUnavailable {
-                reason: "no CUDA device".to_owned(),
-            });
-        }
-        let ctx = CudaContext::new(0)
-            .map_err(|e| unavailable("creating a context on device 0 failed", &e))?;
+        let ctx = open_context(false)?;
         let stream = ctx.default_stream();
-        let blas = CudaBlas::new(stream.clone())
-            .map_err(|e| unavailable("creating a cuBLAS handle failed", &e))?;
+        let blas = CudaBlas::new(stream.clone()).map_err(|e| Error::DeviceUnavailable {
+            reason: format!("creating a cuBLAS handle failed: {e:?}"),
+        })?;
         Ok(CublasGemm {
             stream,
             blas: Arc::new(blas),

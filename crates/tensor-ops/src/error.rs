@@ -99,6 +99,14 @@ pub enum Error {
         /// What was missing.
         reason: String,
     },
+    /// A layer type has no kernels on the device-resident backend.
+    #[error(
+        "layer `{layer}`: this layer type has no device kernels (convolution, ReLU and pooling do)"
+    )]
+    NoDeviceKernel {
+        /// The layer's name.
+        layer: String,
+    },
     /// A device call failed.
     #[error("device error in {op}: {message}")]
     Device {

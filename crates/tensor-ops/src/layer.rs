@@ -17,6 +17,10 @@ pub trait Layer: Send + Sync + fmt::Debug {
     /// The layer's name (e.g. `conv1_1`), used in errors and for tap lookup.
     fn name(&self) -> &str;
 
+    /// The layer as [`Any`](std::any::Any), so that a backend can recognise the layer types it has
+    /// kernels for (implementations return `self`).
+    fn as_any(&self) -> &dyn std::any::Any;
+
     /// Output shape for an input of shape `input`.
     ///
     /// # Errors

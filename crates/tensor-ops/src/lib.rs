@@ -46,6 +46,7 @@ mod backend;
 pub mod conv2d;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod device;
 mod error;
 mod gemm;
 mod layer;

@@ -19,9 +19,9 @@ use crate::{Error, Layer, Padding, Result, Shape, shape::out_len};
 pub struct PoolGeometry {
     input: Shape,
     output: Shape,
-    window: [usize; 2],
-    stride: [usize; 2],
-    pad: Padding,
+    pub(crate) window: [usize; 2],
+    pub(crate) stride: [usize; 2],
+    pub(crate) pad: Padding,
 }
 
 impl PoolGeometry {
@@ -233,6 +233,10 @@ impl Layer for MaxPool2d {
         &self.spec.name
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn output_shape(&self, input: Shape) -> Result<Shape> {
         Ok(self.geometry(input)?.output)
     }
@@ -360,6 +364,10 @@ impl Layer for MaxPool2d {
 impl Layer for AvgPool2d {
     fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn output_shape(&self, input: Shape) -> Result<Shape> {

@@ -27,6 +27,10 @@ impl Layer for Relu {
         &self.name
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn output_shape(&self, input: Shape) -> Result<Shape> {
         Ok(input)
     }

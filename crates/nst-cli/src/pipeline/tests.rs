@@ -232,3 +232,143 @@ fn fd_whole_objective_avg_pool() {
 fn fd_whole_objective_max_pool_blended_styles_of_another_size() {
     fd_check(PoolMethod::Max, (12, 10), true);
 }
+
+/// The device path (run by the CPU emulator of `device-emu`) against the CPU path: the same costs term by
+/// term and the same gradient, with content and style terms sharing taps, blended styles of another
+/// size, TV, and both pooling methods; over several evaluations, so that stale device buffers would show.
+fn device_matches_cpu<D: tensor_ops::device::Device + 'static>(
+    pool: PoolMethod,
+    tv: f32,
+    dev_impl: D,
+) {
+    let m = tiny_model(21, 4, pool);
+    let (h, w) = (13, 11);
+    let content = image(22, h, w);
+    let (style_a, style_b) = (image(23, 10, 15), image(24, h, w));
+    let styles = [
+        StyleImage {
+            image: style_a.view(),
+            weight: 1.0,
+        },
+        StyleImage {
+            image: style_b.view(),
+            weight: 2.5,
+        },
+    ];
+    let s = spec(
+        "relu2_1:0.7,relu2_2",
+        "relu1_1:0.4,relu2_1:0.3,conv2_2:0.3",
+        20.0,
+        2.0e3,
+        tv,
+    );
+    let build = || {
+        StyleObjective::new(
+            build_network(&m, None).unwrap(),
+            Backend::Cpu,
+            &s,
+            content.view(),
+            &styles,
+        )
+        .unwrap()
+    };
+    let mut cpu = build();
+    let name = dev_impl.name();
+    let mut dev = build().on_device(dev_impl).unwrap();
+    assert_eq!((cpu.device_name(), dev.device_name()), ("cpu", name));
+    for seed in [25, 26, 27] {
+        let x = image(seed, h, w);
+        let (mut g_cpu, mut g_dev) = (
+            Array3::zeros((3, h, w)),
+            Array3::from_elem((3, h, w), f32::NAN),
+        );
+        let b_cpu = cpu.evaluate(x.view(), g_cpu.view_mut()).unwrap();
+        let b_dev = dev.evaluate(x.view(), g_dev.view_mut()).unwrap();
+        let close = |what: &str, d: f64, c: f64| {
+            assert!(
+                (d - c).abs() <= 1e-5 * c.abs().max(1e-9),
+                "{what}: device {d}, cpu {c}"
+            );
+        };
+        close("total", b_dev.total, b_cpu.total);
+        close("content", b_dev.content, b_cpu.content);
+        close("style", b_dev.style, b_cpu.style);
+        close("tv", b_dev.tv, b_cpu.tv);
+        assert_eq!(b_dev.style_layers.len(), 3);
+        for ((nd, vd), (nc, vc)) in b_dev.style_layers.iter().zip(&b_cpu.style_layers) {
+            assert_eq!(nd, nc);
+            close(nd, *vd, *vc);
+        }
+        assert!(
+            b_cpu.content > 0.0 && b_cpu.style > 0.0,
+            "the terms are not trivially 0"
+        );
+        assert_eq!(tv > 0.0, b_cpu.tv > 0.0);
+        let scale = g_cpu.iter().fold(0.0_f32, |a, g| a.max(g.abs()));
+        assert!(scale > 0.1, "gradient scale {scale}");
+        for (i, (d, c)) in g_dev.iter().zip(&g_cpu).enumerate() {
+            assert!(
+                (d - c).abs() <= 1e-4 * scale,
+                "gradient element {i}: device {d}, cpu {c}"
+            );
+        }
+    }
+    assert_eq!(dev.evaluations(), 3);
+}
+
+#[test]
+fn device_path_matches_cpu_max_pool_with_tv() {
+    device_matches_cpu(PoolMethod::Max, 0.05, device_emu::Emulator::default());
+}
+
+#[test]
+fn device_path_matches_cpu_avg_pool_one_thread_launches() {
+    device_matches_cpu(PoolMethod::Avg, 0.0, device_emu::Emulator::new(1, 1));
+}
+
+#[test]
+fn random_vgg19_has_the_real_layers_and_shapes() {
+    let m = random_vgg19("relu5_1", 1);
+    assert_eq!(m.layers.len(), 13 + 13 + 4);
+    assert_eq!(m.layers.last().unwrap().name, "relu5_1");
+    let names: Vec<&str> = m.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(
+        &names[..5],
+        ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1"]
+    );
+    let net = build_network(&m, None).unwrap();
+    let shapes = net.shapes(Shape::new(3, 300, 400), net.len() - 1).unwrap();
+    assert_eq!(*shapes.last().unwrap(), Shape::new(512, 18, 25));
+    let conv4_2 = net.index_of("conv4_2").unwrap();
+    assert_eq!(shapes[conv4_2 + 1], Shape::new(512, 37, 50));
+    // Same seed, same weights; the weights are not all alike.
+    let again = random_vgg19("relu5_1", 1);
+    let (LayerKind::Conv(a), LayerKind::Conv(b)) = (&m.layers[0].kind, &again.layers[0].kind)
+    else {
+        panic!("conv1_1 is a convolution");
+    };
+    assert_eq!(a.weights, b.weights);
+    assert!(a.weights.iter().any(|&v| v != a.weights[[0, 0, 0, 0]]));
+    // A pool as the last layer ends the network there.
+    assert_eq!(random_vgg19("pool2", 1).layers.len(), 10);
+}
+
+/// The same test body on the GPU (feature `cuda`, only with `NST_TEST_GPU=1`).
+#[cfg(feature = "cuda")]
+#[test]
+#[allow(
+    clippy::print_stderr,
+    reason = "the skip must be visible in the test output"
+)]
+fn device_path_matches_cpu_on_cuda() {
+    if std::env::var("NST_TEST_GPU").as_deref() != Ok("1") {
+        eprintln!("SKIPPED device_path_matches_cpu_on_cuda: NST_TEST_GPU is not 1");
+        return;
+    }
+    let dev = || {
+        tensor_ops::device::cuda::CudaDevice::new()
+            .unwrap_or_else(|e| panic!("NST_TEST_GPU=1 but the GPU is unusable: {e}"))
+    };
+    device_matches_cpu(PoolMethod::Max, 0.05, dev());
+    device_matches_cpu(PoolMethod::Avg, 0.0, dev());
+}

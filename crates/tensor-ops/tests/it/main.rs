@@ -2,6 +2,7 @@
 //! finite-difference checks (`fd_*`), error paths, determinism and the GEMM conformance suite.
 
 mod conv;
+mod device;
 mod errors;
 mod gemm;
 mod network;

@@ -1,0 +1,254 @@
+//! The style objective evaluated on a [`Device`]: the network, the taps' gradients and the costs stay in
+//! device memory; per evaluation the image goes up and its gradient and the cost terms come down.
+
+use tensor_ops::device::{Device, DeviceNetwork, GemmCall, Kernel};
+use tensor_ops::{Network, Shape};
+
+use super::Result;
+
+/// The cost terms of one evaluation, unweighted by α, β and the TV weight (as [`super::Breakdown`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Values {
+    pub(crate) content: f64,
+    pub(crate) style: f64,
+    pub(crate) style_layers: Vec<f64>,
+    pub(crate) tv: f64,
+}
+
+/// What the device path needs from the objective: each term's layer, weight and target.
+pub(crate) struct Targets<'a> {
+    /// `(layer, weight, target features [C, H, W] in standard layout)`.
+    pub(crate) content: Vec<(usize, f32, &'a [f32])>,
+    /// `(layer, weight, target Gram [C, C])`.
+    pub(crate) style: Vec<(usize, f32, &'a [f32])>,
+    pub(crate) alpha: f32,
+    pub(crate) beta: f32,
+    pub(crate) tv_weight: f32,
+}
+
+/// A type-erased [`Engine`], so that the objective need not be generic over the device.
+pub(crate) trait Evaluate {
+    /// The cost of `x` and its gradient into `grad` (both `[3, H, W]`, the objective's shape).
+    fn evaluate(&mut self, x: &[f32], grad: &mut [f32]) -> Result<Values>;
+    /// The device's name.
+    fn device_name(&self) -> &'static str;
+}
+
+struct Term<B> {
+    /// Index into `Engine::taps`.
+    tap: usize,
+    weight: f32,
+    target: B,
+    /// Elements of the target (`C·H·W` for content, `C²` for style).
+    len: usize,
+    /// Channels and positions of the tapped layer.
+    channels: usize,
+    positions: usize,
+}
+
+/// The objective's arithmetic on a device; see the module docs.
+pub(crate) struct Engine<D: Device> {
+    net: DeviceNetwork<D>,
+    /// Tapped layers and the gradient with respect to each one's output.
+    taps: Vec<(usize, D::Buf)>,
+    content: Vec<Term<D::Buf>>,
+    style: Vec<Term<D::Buf>>,
+    alpha: f32,
+    beta: f32,
+    tv_weight: f32,
+    /// `G − G_S` or `F − F_C` of the term at hand, and the Gram of the style term at hand.
+    diff: D::Buf,
+    gram: D::Buf,
+    /// One accumulator per content term, per style term, and the TV.
+    acc: D::Acc,
+    host_acc: Vec<f64>,
+}
+
+impl<D: Device> Engine<D> {
+    /// Uploads layers `0..=last` of `network` for images of `shape`, and the targets.
+    pub(crate) fn new(
+        dev: D,
+        network: &Network,
+        shape: Shape,
+        targets: &Targets<'_>,
+    ) -> Result<Self> {
+        let last = targets
+            .content
+            .iter()
+            .chain(&targets.style)
+            .map(|t| t.0)
+            .max()
+            .unwrap_or(0);
+        let net = DeviceNetwork::new(dev, network, shape, last)?;
+        let dev = net.device();
+        let mut taps: Vec<(usize, D::Buf)> = Vec::new();
+        let mut diff_len = 0;
+        let mut gram_len = 0;
+        let term = |(layer, weight, target): &(usize, f32, &[f32]),
+                    taps: &mut Vec<(usize, D::Buf)>|
+         -> Result<Term<D::Buf>> {
+            let out = net.output_shape(*layer);
+            let tap = match taps.iter().position(|(l, _)| l == layer) {
+                Some(t) => t,
+                None => {
+                    taps.push((*layer, dev.alloc(out.len())?));
+                    taps.len() - 1
+                }
+            };
+            let mut buf = dev.alloc(target.len())?;
+            dev.upload(target, &mut buf)?;
+            Ok(Term {
+                tap,
+                weight: *weight,
+                target: buf,
+                len: target.len(),
+                channels: out.channels,
+                positions: out.plane(),
+            })
+        };
+        let mut content = Vec::new();
+        for t in &targets.content {
+            let term = term(t, &mut taps)?;
+            diff_len = diff_len.max(term.len);
+            content.push(term);
+        }
+        let mut style = Vec::new();
+        for t in &targets.style {
+            let term = term(t, &mut taps)?;
+            diff_len = diff_len.max(term.len);
+            gram_len = gram_len.max(term.len);
+            style.push(term);
+        }
+        let n_acc = content.len() + style.len() + 1;
+        Ok(Engine {
+            diff: dev.alloc(diff_len)?,
+            gram: dev.alloc(gram_len)?,
+            acc: dev.alloc_acc(n_acc)?,
+            host_acc: vec![0.0; n_acc],
+            net,
+            taps,
+            content,
+            style,
+            alpha: targets.alpha,
+            beta: targets.beta,
+            tv_weight: targets.tv_weight,
+        })
+    }
+
+    fn run(&mut self, x: &[f32], grad: &mut [f32]) -> Result<Values> {
+        self.net.set_input(x)?;
+        self.net.forward()?;
+        let dev = self.net.device();
+        dev.zero_acc(&mut self.acc)?;
+        for (layer, g) in &mut self.taps {
+            let n = self.net.output_shape(*layer).len();
+            dev.zero(g, n)?;
+        }
+        let n_content = self.content.len();
+        for (slot, t) in self.content.iter().enumerate() {
+            let (layer, g) = &mut self.taps[t.tap];
+            let k = nst_costs::ContentNorm::Seed.coefficient(t.len);
+            dev.launch(Kernel::SubSumSq {
+                a: self.net.output(*layer),
+                b: &t.target,
+                out: &mut self.diff,
+                acc: &mut self.acc,
+                slot,
+                n: t.len as i64,
+            })?;
+            // ∂(k·Σ d²)/∂F = 2k·d, weighted by α and the layer weight.
+            dev.launch(Kernel::Axpy {
+                a: (2.0 * k) as f32 * self.alpha * t.weight,
+                x: &self.diff,
+                y: g,
+                n: t.len as i64,
+            })?;
+        }
+        for (j, t) in self.style.iter().enumerate() {
+            let (layer, g) = &mut self.taps[t.tap];
+            let f = self.net.output(*layer);
+            let (c, p) = (t.channels, t.positions);
+            let k = nst_costs::StyleNorm::Seed.coefficient(c, p);
+            // G = F·Fᵀ, F = [C, P].
+            dev.gemm(GemmCall {
+                trans_a: false,
+                trans_b: true,
+                m: c,
+                n: c,
+                k: p,
+                alpha: 1.0,
+                a: f,
+                b: f,
+                beta: 0.0,
+                c: &mut self.gram,
+            })?;
+            dev.launch(Kernel::SubSumSq {
+                a: &self.gram,
+                b: &t.target,
+                out: &mut self.diff,
+                acc: &mut self.acc,
+                slot: n_content + j,
+                n: t.len as i64,
+            })?;
+            // ∂(k·Σ (G − G_S)²)/∂F = 4k·(G − G_S)·F for symmetric G − G_S, weighted by β and the layer weight.
+            dev.gemm(GemmCall {
+                trans_a: false,
+                trans_b: false,
+                m: c,
+                n: p,
+                k: c,
+                alpha: (4.0 * k) as f32 * self.beta * t.weight,
+                a: &self.diff,
+                b: f,
+                beta: 1.0,
+                c: g,
+            })?;
+        }
+        let grads: Vec<(usize, &D::Buf)> = self.taps.iter().map(|(l, g)| (*l, g)).collect();
+        self.net.backward(&grads)?;
+        let tv_slot = self.host_acc.len() - 1;
+        if self.tv_weight > 0.0 {
+            let s = self.net.input_shape();
+            let (dev, image, g) = self.net.input_and_grad_mut();
+            let dev_shape = [s.channels, s.height, s.width].map(|v| v as i32);
+            dev.launch(Kernel::TvSquared {
+                x: image,
+                grad: g,
+                acc: &mut self.acc,
+                slot: tv_slot,
+                weight: self.tv_weight,
+                shape: dev_shape,
+            })?;
+        }
+        let dev = self.net.device();
+        dev.download(self.net.input_grad(), grad)?;
+        dev.download_acc(&self.acc, &mut self.host_acc)?;
+        let mut content = 0.0;
+        for (t, &sum) in self.content.iter().zip(&self.host_acc) {
+            content += f64::from(t.weight) * nst_costs::ContentNorm::Seed.coefficient(t.len) * sum;
+        }
+        let mut style = 0.0;
+        let mut style_layers = Vec::with_capacity(self.style.len());
+        for (t, &sum) in self.style.iter().zip(&self.host_acc[n_content..]) {
+            let v = nst_costs::StyleNorm::Seed.coefficient(t.channels, t.positions) * sum;
+            style += f64::from(t.weight) * v;
+            style_layers.push(v);
+        }
+        Ok(Values {
+            content,
+            style,
+            style_layers,
+            tv: self.host_acc[tv_slot],
+        })
+    }
+}
+
+impl<D: Device> Evaluate for Engine<D> {
+    fn evaluate(&mut self, x: &[f32], grad: &mut [f32]) -> Result<Values> {
+        self.run(x, grad)
+    }
+
+    fn device_name(&self) -> &'static str {
+        self.net.device().name()
+    }
+}

@@ -1,0 +1,677 @@
+//! [`CudaDevice`]: the [`Device`] of an NVIDIA GPU through `cudarc` (dynamic loading, so it builds
+//! without a CUDA toolkit): cuBLAS for the GEMMs, and the kernels of [`KERNEL_SOURCE`] compiled by NVRTC
+//! once, at start-up, for the GPU's architecture.
+//!
+//! All work is queued in order on the context's default stream; `download*` wait for it. Every launch
+//! and copy checks its buffers' lengths (and a kernel its geometry) first: on a GPU a short buffer is
+//! not a panic but memory corruption.
+
+use std::fmt;
+use std::sync::Arc;
+
+use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::{CudaBlas, Gemm as _, GemmConfig};
+use cudarc::driver::{
+    CudaFunction, CudaSlice, CudaStream, DevicePtrMut as _, DeviceRepr, DriverError, LaunchArgs,
+    LaunchConfig, PushKernelArg as _, ValidAsZeroBits,
+};
+use cudarc::nvrtc::{CompileError, CompileOptions};
+
+use super::{BLOCK, ConvDims, Device, GemmCall, KERNEL_SOURCE, Kernel, check_gemm, too_short};
+use crate::{Error, Result};
+
+// SAFETY: `ConvDims` is `#[repr(C)]` with eleven `i32` fields (no padding, no pointers, every bit
+// pattern valid), in the order of `struct ConvDims` in `kernels.cu`, whose eleven `int`s have the same
+// size, alignment and layout; the kernels take it by value.
+unsafe impl DeviceRepr for ConvDims {}
+
+/// Most blocks of a grid-stride kernel's launch: enough to fill any current GPU several times over.
+const MAX_BLOCKS: u64 = 65_535 * 8;
+
+/// Most blocks of a reduction's launch, which adds one `atomicAdd` per block to its accumulator.
+const MAX_REDUCTION_BLOCKS: u64 = 1024;
+
+/// The [`Device`] of the first NVIDIA GPU: device buffers are [`CudaSlice`]s, GEMMs run in cuBLAS
+/// (`sgemm` in its default FP32 math mode), and the kernels of [`KERNEL_SOURCE`] are compiled by NVRTC in
+/// [`CudaDevice::new`].
+///
+/// Clones share the stream, the cuBLAS handle and the kernels: their work is queued in one order.
+#[derive(Clone)]
+pub struct CudaDevice {
+    stream: Arc<CudaStream>,
+    blas: Arc<CudaBlas>,
+    /// The kernels, in the order of [`Kernel::FUNCTIONS`].
+    functions: Vec<CudaFunction>,
+    description: String,
+}
+
+impl fmt::Debug for CudaDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CudaDevice")
+            .field("device", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps a driver error of `op` to [`Error::Device`].
+fn driver(op: &'static str) -> impl FnOnce(DriverError) -> Error {
+    move |e| Error::Device {
+        op,
+        message: e.to_string(),
+    }
+}
+
+/// An [`Error::Device`] of `op` with `message`.
+fn device_error(op: &'static str, message: impl Into<String>) -> Error {
+    Error::Device {
+        op,
+        message: message.into(),
+    }
+}
+
+/// Fails with [`too_short`] unless each `(buffer length, elements needed)` pair has enough elements.
+fn check_lens(op: &'static str, pairs: &[(usize, u64)]) -> Result<()> {
+    for &(len, needed) in pairs {
+        if (len as u64) < needed {
+            let needed = usize::try_from(needed).unwrap_or(usize::MAX);
+            return Err(too_short(op, needed, len));
+        }
+    }
+    Ok(())
+}
+
+/// The product of non-negative `dims`, or [`Error::Device`] for a negative one or an overflow.
+fn product(op: &'static str, dims: &[i64]) -> Result<u64> {
+    dims.iter().try_fold(1u64, |acc, &d| {
+        let d =
+            u64::try_from(d).map_err(|_| device_error(op, format!("negative dimension {d}")))?;
+        acc.checked_mul(d)
+            .ok_or_else(|| device_error(op, "element count overflows u64"))
+    })
+}
+
+/// Checks the geometry of a window kernel, so that no index the kernel computes overflows its `int`s
+/// or leaves its buffers; `pool` also requires every window to overlap the input (the pooling kernels
+/// read the first element of each clipped window). Returns the elements of the input `[C, H, W]` and
+/// of the output `[C, OH, OW]`.
+fn check_dims(op: &'static str, d: &ConvDims, pool: bool) -> Result<(u64, u64)> {
+    let bad = |what: &str| device_error(op, format!("{what} in {d:?}"));
+    let fields = [
+        d.c, d.h, d.w, d.kh, d.kw, d.sy, d.sx, d.pt, d.pl, d.oh, d.ow,
+    ];
+    if fields.iter().any(|&v| v < 0) {
+        return Err(bad("negative dimension"));
+    }
+    if d.sy < 1 || d.sx < 1 {
+        return Err(bad("zero stride"));
+    }
+    let [h, w, kh, kw, sy, sx, pt, pl, oh, ow] =
+        [d.h, d.w, d.kh, d.kw, d.sy, d.sx, d.pt, d.pl, d.oh, d.ow].map(i64::from);
+    let int_max = i64::from(i32::MAX);
+    // Plane indices (`r·W + c`, `oy·OW + ox`) and window coordinates (`oy·sy − pt + i`, `iy + pt`) are `int`s.
+    if h * w > int_max
+        || oh * ow > int_max
+        || oh * sy + kh + h + pt > int_max
+        || ow * sx + kw + w + pl > int_max
+    {
+        return Err(bad("a plane or window index overflows i32"));
+    }
+    if pool && oh > 0 && ow > 0 {
+        // Window rows [oy·sy − pt, oy·sy − pt + kh) for oy in 0..oh meet [0, h) iff these hold (sy ≥ 1).
+        let rows = h > 0 && kh > pt && (oh - 1) * sy - pt < h;
+        let cols = w > 0 && kw > pl && (ow - 1) * sx - pl < w;
+        if !rows || !cols {
+            return Err(bad("a pooling window lies outside the input"));
+        }
+    }
+    let c = i64::from(d.c);
+    Ok((product(op, &[c, h, w])?, product(op, &[c, oh, ow])?))
+}
+
+/// The grid for `work` items: blocks of [`BLOCK`] threads, at most [`MAX_BLOCKS`] (or
+/// [`MAX_REDUCTION_BLOCKS`] for a reduction); the kernels' grid-stride loops cover the rest.
+fn launch_config(work: u64, reduction: bool) -> LaunchConfig {
+    let cap = if reduction {
+        MAX_REDUCTION_BLOCKS
+    } else {
+        MAX_BLOCKS
+    };
+    let blocks = work.div_ceil(u64::from(BLOCK)).clamp(1, cap);
+    LaunchConfig {
+        // Lossless: `blocks` ≤ `MAX_BLOCKS` < 2^32.
+        grid_dim: (blocks as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// The newest architecture NVRTC can compile for that the device `cc` (`major·10 + minor`) runs.
+fn nvrtc_arch(cc: i32) -> Result<i32> {
+    use cudarc::nvrtc::sys;
+    let fail = |e: cudarc::nvrtc::result::NvrtcError| Error::DeviceUnavailable {
+        reason: format!("querying NVRTC's architectures failed: {e:?}"),
+    };
+    let mut n: std::ffi::c_int = 0;
+    // SAFETY: writes one int through a valid pointer.
+    unsafe { sys::nvrtcGetNumSupportedArchs(&mut n) }
+        .result()
+        .map_err(fail)?;
+    let mut archs: Vec<std::ffi::c_int> = vec![0; usize::try_from(n).unwrap_or(0)];
+    if !archs.is_empty() {
+        // SAFETY: writes `n` ints, the length of `archs`, as `nvrtcGetNumSupportedArchs` just said.
+        unsafe { sys::nvrtcGetSupportedArchs(archs.as_mut_ptr()) }
+            .result()
+            .map_err(fail)?;
+    }
+    archs
+        .iter()
+        .copied()
+        .filter(|&a| a <= cc)
+        .max()
+        .ok_or_else(|| Error::DeviceUnavailable {
+            reason: format!(
+                "this NVRTC compiles for none of the architectures the device (sm_{cc}) runs: {archs:?}"
+            ),
+        })
+}
+
+/// Compiles [`KERNEL_SOURCE`] for `compute_{arch}` (PTX, which the driver finishes for the device).
+///
+/// A compilation error (a bug in the source) is an [`Error::Device`] with NVRTC's log; any other NVRTC
+/// failure (a rejected option, missing `libnvrtc-builtins`) makes the device unavailable.
+fn compile(arch: i32) -> Result<cudarc::nvrtc::Ptx> {
+    let opts = CompileOptions {
+        // IEEE division and square root, no flush to zero: NVRTC's defaults, spelled out. No contraction
+        // into fused multiply-adds either (`fmad`), so that every kernel rounds as its C source reads, as
+        // the emulator and the CPU layers do (the GEMMs, where the work is, are cuBLAS's).
+        ftz: Some(false),
+        prec_div: Some(true),
+        prec_sqrt: Some(true),
+        fmad: Some(false),
+        options: vec![format!("--gpu-architecture=compute_{arch}")],
+        name: Some("kernels.cu".to_owned()),
+        ..CompileOptions::default()
+    };
+    cudarc::nvrtc::compile_ptx_with_opts(KERNEL_SOURCE, opts).map_err(|e| match e {
+        CompileError::CompileError {
+            nvrtc,
+            options,
+            log,
+        } => {
+            let message = format!(
+                "{nvrtc:?} with options {options:?}:\n{}",
+                log.to_string_lossy()
+            );
+            if nvrtc.0 == cudarc::nvrtc::sys::nvrtcResult::NVRTC_ERROR_COMPILATION {
+                device_error("nvrtc compile", message)
+            } else {
+                Error::DeviceUnavailable {
+                    reason: format!("NVRTC failed: {message}"),
+                }
+            }
+        }
+        other => Error::DeviceUnavailable {
+            reason: format!("NVRTC failed: {other:?}"),
+        },
+    })
+}
+
+impl CudaDevice {
+    /// Opens device 0, creates a cuBLAS handle on its default stream and compiles the kernels.
+    ///
+    /// # Errors
+    /// - [`Error::DeviceUnavailable`] naming the missing library (libcuda, libcublas, libnvrtc), when
+    ///   there is no device, when NVRTC cannot target it or fails for a reason other than the source,
+    ///   or when the driver rejects the compiled module (for instance a driver older than NVRTC);
+    /// - [`Error::Device`] with NVRTC's log when the kernels do not compile (a bug), or when a kernel is
+    ///   missing from the module.
+    pub fn new() -> Result<Self> {
+        let ctx = crate::cuda::open_context(true)?;
+        let unavailable = |what: &str, e: &dyn fmt::Debug| Error::DeviceUnavailable {
+            reason: format!("{what}: {e:?}"),
+        };
+        let name = ctx
+            .name()
+            .map_err(|e| unavailable("reading the device name failed", &e))?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(|e| unavailable("reading the compute capability failed", &e))?;
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone())
+            .map_err(|e| unavailable("creating a cuBLAS handle failed", &e))?;
+        let arch = nvrtc_arch(major * 10 + minor)?;
+        let ptx = compile(arch)?;
+        let module = ctx
+            .load_module(ptx)
+            .map_err(|e| unavailable("loading the NVRTC-compiled kernels failed", &e))?;
+        let functions = Kernel::<(), ()>::FUNCTIONS
+            .iter()
+            .map(|f| {
+                module
+                    .load_function(f)
+                    .map_err(driver("cuModuleGetFunction"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CudaDevice {
+            stream,
+            blas: Arc::new(blas),
+            functions,
+            description: format!(
+                "{name} (compute capability {major}.{minor}; kernels compiled for compute_{arch})"
+            ),
+        })
+    }
+
+    /// The device's name and compute capability, and the architecture the kernels were compiled for.
+    pub fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    /// The loaded kernel called `name` (one of [`Kernel::FUNCTIONS`]).
+    fn function(&self, name: &'static str) -> Result<&CudaFunction> {
+        Kernel::<(), ()>::FUNCTIONS
+            .iter()
+            .position(|&f| f == name)
+            .and_then(|i| self.functions.get(i))
+            .ok_or_else(|| device_error(name, "kernel not loaded"))
+    }
+
+    /// A zeroed device buffer of `len` elements of `T`.
+    fn alloc_zeroed<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        op: &'static str,
+        len: usize,
+    ) -> Result<CudaSlice<T>> {
+        if len.checked_mul(size_of::<T>()).is_none() {
+            return Err(device_error(
+                op,
+                format!("{len} elements overflow usize bytes"),
+            ));
+        }
+        if len > 0 {
+            return self.stream.alloc_zeros(len).map_err(driver(op));
+        }
+        // `cuMemAlloc` rejects 0 bytes: allocate one element and hand out an empty slice of it.
+        let one = self.stream.alloc_zeros::<T>(1).map_err(driver(op))?;
+        let ptr = one.leak();
+        // SAFETY: `ptr` is a live allocation of one `T` made on `self.stream`, now owned by nobody; the
+        // new slice owns it and frees it on the same stream, and its length 0 lets nothing read it.
+        Ok(unsafe { self.stream.upgrade_device_ptr(ptr, 0) })
+    }
+
+    /// Queues one launch.
+    ///
+    /// # Safety
+    /// `args` must match the C signature of kernel `name` in number, order and type, and every buffer
+    /// among them must hold the elements the kernel touches for this launch's geometry.
+    unsafe fn submit(
+        &self,
+        mut args: LaunchArgs<'_>,
+        cfg: LaunchConfig,
+        name: &'static str,
+    ) -> Result<()> {
+        // SAFETY: the caller's contract is `launch`'s.
+        unsafe { args.launch(cfg) }.map(drop).map_err(driver(name))
+    }
+
+    /// `c[..len] *= beta` through cuBLAS (`cublasSscal`), for a GEMM with `k = 0`.
+    fn scale(&self, c: &mut CudaSlice<f32>, len: usize, beta: f32) -> Result<()> {
+        use cudarc::cublas::sys;
+        let n = i32::try_from(len)
+            .map_err(|_| device_error("cublasSscal", format!("{len} elements exceed i32")))?;
+        // cuBLAS runs in the context current on the calling thread.
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(driver("cublasSscal"))?;
+        let mut view = c.slice_mut(0..len);
+        let (ptr, _record) = view.device_ptr_mut(&self.stream);
+        // SAFETY: `ptr` addresses `len` floats of `c` (the caller checked `c.len() ≥ len`); the handle's
+        // stream is `self.stream`, which `_record` orders the write on; `beta` is a host scalar, the
+        // handle's default pointer mode.
+        unsafe { sys::cublasSscal_v2(*self.blas.handle(), n, &beta, ptr as *mut f32, 1) }
+            .result()
+            .map_err(|e| device_error("cublasSscal", format!("{e:?}")))
+    }
+}
+
+impl Device for CudaDevice {
+    type Buf = CudaSlice<f32>;
+    type Acc = CudaSlice<f64>;
+
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn alloc(&self, len: usize) -> Result<Self::Buf> {
+        self.alloc_zeroed("alloc", len)
+    }
+
+    fn alloc_acc(&self, len: usize) -> Result<Self::Acc> {
+        self.alloc_zeroed("alloc_acc", len)
+    }
+
+    fn len(&self, buf: &Self::Buf) -> usize {
+        buf.len()
+    }
+
+    fn upload(&self, src: &[f32], dst: &mut Self::Buf) -> Result<()> {
+        check_lens("upload", &[(dst.len(), src.len() as u64)])?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        // Pageable memory is staged before `cuMemcpyHtoDAsync` returns, so `src` may change afterwards.
+        self.stream
+            .memcpy_htod(src, &mut dst.slice_mut(0..src.len()))
+            .map_err(driver("upload"))
+    }
+
+    fn download(&self, src: &Self::Buf, dst: &mut [f32]) -> Result<()> {
+        check_lens("download", &[(src.len(), dst.len() as u64)])?;
+        if !dst.is_empty() {
+            // The copy reads as many elements as `dst` holds: give it a view of exactly that many.
+            self.stream
+                .memcpy_dtoh(&src.slice(0..dst.len()), dst)
+                .map_err(driver("download"))?;
+        }
+        // A copy to pageable memory returns once done; this also reports any failed earlier launch.
+        self.stream.synchronize().map_err(driver("download"))
+    }
+
+    fn download_acc(&self, src: &Self::Acc, dst: &mut [f64]) -> Result<()> {
+        if src.len() != dst.len() {
+            return Err(device_error(
+                "download_acc",
+                format!("{} accumulators into {} values", src.len(), dst.len()),
+            ));
+        }
+        if !dst.is_empty() {
+            self.stream
+                .memcpy_dtoh(src, dst)
+                .map_err(driver("download_acc"))?;
+        }
+        self.stream.synchronize().map_err(driver("download_acc"))
+    }
+
+    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf, len: usize) -> Result<()> {
+        check_lens("copy", &[(src.len(), len as u64), (dst.len(), len as u64)])?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.stream
+            .memcpy_dtod(&src.slice(0..len), &mut dst.slice_mut(0..len))
+            .map_err(driver("copy"))
+    }
+
+    fn zero(&self, buf: &mut Self::Buf, len: usize) -> Result<()> {
+        check_lens("zero", &[(buf.len(), len as u64)])?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.stream
+            .memset_zeros(&mut buf.slice_mut(0..len))
+            .map_err(driver("zero"))
+    }
+
+    fn zero_acc(&self, acc: &mut Self::Acc) -> Result<()> {
+        if acc.is_empty() {
+            return Ok(());
+        }
+        self.stream.memset_zeros(acc).map_err(driver("zero_acc"))
+    }
+
+    /// Row-major `C[m×n] = op(A)·op(B)` is column-major `Cᵀ[n×m] = op(B)ᵀ·op(A)ᵀ`, and a row-major
+    /// matrix read as column-major is its transpose: so cuBLAS gets `B` as its first operand and `A` as
+    /// its second, each transposed exactly when stored transposed, with `m` and `n` swapped.
+    fn gemm(&self, call: GemmCall<'_, Self::Buf>) -> Result<()> {
+        let dim = |v: usize| {
+            i32::try_from(v)
+                .map_err(|_| device_error("cublasSgemm", format!("dimension {v} exceeds i32")))
+        };
+        let (mi, ni, ki) = (dim(call.m)?, dim(call.n)?, dim(call.k)?);
+        check_gemm(self, &call)?;
+        let GemmCall {
+            trans_a,
+            trans_b,
+            m,
+            n,
+            k,
+            alpha,
+            a,
+            b,
+            beta,
+            c,
+        } = call;
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        if k == 0 {
+            // C ← β·C, and with β = 0 C is not read (NaNs in it do not survive).
+            return if beta == 0.0 {
+                self.zero(c, m * n)
+            } else if beta == 1.0 {
+                Ok(())
+            } else {
+                self.scale(c, m * n, beta)
+            };
+        }
+        let op = |t: bool| {
+            if t {
+                cublasOperation_t::CUBLAS_OP_T
+            } else {
+                cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        let cfg = GemmConfig {
+            transa: op(trans_b),
+            transb: op(trans_a),
+            m: ni,
+            n: mi,
+            k: ki,
+            alpha,
+            lda: if trans_b { ki } else { ni },
+            ldb: if trans_a { mi } else { ki },
+            beta,
+            ldc: ni,
+        };
+        // cuBLAS runs in the context current on the calling thread.
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(driver("cublasSgemm"))?;
+        // SAFETY: `check_gemm` saw k·n floats in B, m·k in A and m·n in C. Read column-major, B is
+        // n×k (ld n) or, stored transposed, k×n (ld k); A is k×m (ld k) or m×k (ld m); C is n×m (ld n):
+        // every element this sgemm touches lies inside its buffer, and the leading dimensions are at
+        // least the row counts cuBLAS requires.
+        unsafe { self.blas.gemm(cfg, b, a, c) }
+            .map_err(|e| device_error("cublasSgemm", format!("{e:?}")))
+    }
+
+    fn launch(&self, kernel: Kernel<'_, Self::Buf, Self::Acc>) -> Result<()> {
+        let name = kernel.function();
+        let work = kernel.work();
+        if work == 0 {
+            return Ok(());
+        }
+        let cfg = launch_config(work, kernel.needs_full_block());
+        let f = self.function(name)?;
+        let mut args = self.stream.launch_builder(f);
+        match kernel {
+            Kernel::Im2col { x, cols, d } => {
+                let (input, output) = check_dims(name, &d, false)?;
+                let rows = product(name, &[i64::from(d.kh), i64::from(d.kw)])?;
+                let cols_len = output
+                    .checked_mul(rows)
+                    .ok_or_else(|| device_error(name, "element count overflows u64"))?;
+                check_lens(name, &[(x.len(), input), (cols.len(), cols_len)])?;
+                args.arg(x).arg(cols).arg(&d);
+                // SAFETY: nst_im2col(const float* x, float* cols, ConvDims d); x holds C·H·W and cols
+                // C·KH·KW·OH·OW floats, all it indexes for the checked geometry.
+                unsafe { self.submit(args, cfg, name) }
+            }
+            Kernel::Col2im { cols, dx, d } => {
+                let (input, output) = check_dims(name, &d, false)?;
+                let rows = product(name, &[i64::from(d.kh), i64::from(d.kw)])?;
+                let cols_len = output
+                    .checked_mul(rows)
+                    .ok_or_else(|| device_error(name, "element count overflows u64"))?;
+                check_lens(name, &[(cols.len(), cols_len), (dx.len(), input)])?;
+                args.arg(cols).arg(dx).arg(&d);
+                // SAFETY: nst_col2im(const float* cols, float* dx, ConvDims d); sizes as im2col's, with
+                // strides ≥ 1 so that every output position it derives is in range.
+                unsafe { self.submit(args, cfg, name) }
+            }
+            Kernel::BiasAdd { y, bias, plane, n } => {
+                if plane < 1 {
+                    return Err(device_error(name, format!("plane of {plane} elements")));
+                }
+                let n_u = product(name, &[n])?;
+                let channels = n_u.div_ceil(product(name, &[plane])?);
+                check_lens(name, &[(y.len(), n_u), (bias.len(), channels)])?;
+                args.arg(y).arg(bias).arg(&plane).arg(&n);
+                // SAFETY: nst_bias_add(float* y, const float* bias, long long plane, long long n); y
+                // holds n floats and bias ⌈n / plane⌉, the largest `e / plane` plus one.
+                unsafe { self.submit(args, cfg, name) }
+            }
+            Kernel::ReluForward { x, y, n } => {
+                let n_u = product(name, &[n])?;
+                check_lens(name, &[(x.len(), n_u), (y.len(), n_u)])?;
+                args.arg(x).arg(y).arg(&n);
+                // SAFETY: nst_relu_fwd(const float* x, float* y, long long n); both hold n floats.
+                unsafe { self.submit(args, cfg, name) }
+            }
+            Kernel::ReluBackward { y, dy, dx, n } => {
+                let n_u = product(name, &[n])?;
+                check_lens(name, &[(y.len(), n_u), (dy.len(), n_u), (dx.len(), n_u)])?;
+                args.arg(y).arg(dy).arg(dx).arg(&n);
+                // SAFETY: nst_relu_bwd(const float* y, const float* dy, float* dx, long long n); all
+                // three hold n floats.
+                unsafe { self.submit(args, cfg, name) }
+            }
+            Kernel::MaxPoolForward { x, y, d } | Kernel::AvgPoolForward { x, y, d } => {
+                let (input, output) = check_dims(name, &d, true)?;
+                check_lens(name, &[(x.len(), input), (y.len(), output)])?;
+                args.arg(x).arg(y).arg(&d);
+                // SAFETY: nst_max_pool_fwd / nst_avg_pool_fwd(const float* x, float* y, ConvDims d); x
+                // holds C·H·W and y C·OH·OW floats, and every clipped window is non-empty and inside x.
+                unsafe { self.submit(args, cfg, name) }
+            }
+            Kernel::MaxPoolBackward { x, dy, dx, d } => {
+                let (input, output) = check_dims(name, &d, true)?;
+                check_lens(
+                    name,
+                    &[(x.len(), input), (dy.len(), output), (dx.len(), input)],
+                )?;
+                args.arg(x).arg(dy).arg(dx).arg(&d);
+                // SAFETY: nst_max_pool_bwd(const float* x, const float* dy, float* dx, ConvDims d); x and
+                // dx hold C·H·W, dy C·OH·OW floats; windows as in the forward pass.
+                unsafe { self.submit(args, cfg, name) }
+            }
+            Kernel::AvgPoolBackward { dy, dx, d } => {
+                let (input, output) = check_dims(name, &d, true)?;
+                check_lens(name, &[(dy.len(), output), (dx.len(), input)])?;
+                args.arg(dy).arg(dx).arg(&d);
+                // SAFETY: nst_avg_pool_bwd(const float* dy, float* dx, ConvDims d); dy holds C·OH·OW and
+                // dx C·H·W floats; the covering output ranges stay inside [0, OH)×[0, OW).
+                unsafe { self.submit(args, cfg, name) }
+            }
+            Kernel::Axpy { a, x, y, n } => {
+                let n_u = product(name, &[n])?;
+                check_lens(name, &[(x.len(), n_u), (y.len(), n_u)])?;
+                args.arg(&a).arg(x).arg(y).arg(&n);
+                // SAFETY: nst_axpy(float a, const float* x, float* y, long long n); both hold n floats.
+                unsafe { self.submit(args, cfg, name) }
+            }
+            Kernel::SubSumSq {
+                a,
+                b,
+                out,
+                acc,
+                slot,
+                n,
+            } => {
+                let n_u = product(name, &[n])?;
+                check_lens(
+                    name,
+                    &[
+                        (a.len(), n_u),
+                        (b.len(), n_u),
+                        (out.len(), n_u),
+                        (acc.len(), (slot as u64).saturating_add(1)),
+                    ],
+                )?;
+                let mut slot = acc.slice_mut(slot..=slot);
+                args.arg(a).arg(b).arg(out).arg(&mut slot).arg(&n);
+                // SAFETY: nst_sub_sumsq(const float* a, const float* b, float* out, double* acc,
+                // long long n); a, b and out hold n floats, `slot` is the one accumulator it adds to,
+                // and the launch has BLOCK threads per block, as its block reduction needs.
+                unsafe { self.submit(args, cfg, name) }
+            }
+            Kernel::TvSquared {
+                x,
+                grad,
+                acc,
+                slot,
+                weight,
+                shape,
+            } => {
+                let len = product(name, &shape.map(i64::from))?;
+                check_lens(
+                    name,
+                    &[
+                        (x.len(), len),
+                        (grad.len(), len),
+                        (acc.len(), (slot as u64).saturating_add(1)),
+                    ],
+                )?;
+                let [c, h, w] = shape;
+                let mut slot = acc.slice_mut(slot..=slot);
+                args.arg(x)
+                    .arg(grad)
+                    .arg(&mut slot)
+                    .arg(&weight)
+                    .arg(&c)
+                    .arg(&h)
+                    .arg(&w);
+                // SAFETY: nst_tv_squared(const float* x, float* grad, double* acc, float weight, int c,
+                // int h, int w); x and grad hold C·H·W floats, `slot` is one accumulator, and the
+                // launch has BLOCK threads per block.
+                unsafe { self.submit(args, cfg, name) }
+            }
+            Kernel::Adam {
+                x,
+                g,
+                m,
+                v,
+                beta1,
+                beta2,
+                lr_t,
+                eps_t,
+                n,
+            } => {
+                let n_u = product(name, &[n])?;
+                check_lens(
+                    name,
+                    &[
+                        (x.len(), n_u),
+                        (g.len(), n_u),
+                        (m.len(), n_u),
+                        (v.len(), n_u),
+                    ],
+                )?;
+                args.arg(x)
+                    .arg(g)
+                    .arg(m)
+                    .arg(v)
+                    .arg(&beta1)
+                    .arg(&beta2)
+                    .arg(&lr_t)
+                    .arg(&eps_t)
+                    .arg(&n);
+                // SAFETY: nst_adam(float* x, const float* g, float* m, float* v, float beta1,
+                // float beta2, float lr_t, float eps_t, long long n); all four hold n floats.
+                unsafe { self.submit(args, cfg, name) }
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+// Kernels of the device-resident backend (`tensor_ops::device`).
+//
+// One source, two compilers: NVRTC compiles it for the GPU (`device::cuda`), and the test crate
+// `device-emu` compiles it as C++ with `emu.h`, which runs every thread of a launch on the CPU, so the
+// index arithmetic of each kernel is checked against the CPU layers on every machine.
+//
+// Rules that keep both true:
+// - no headers: NVRTC has none by default; `emu.h` defines what the kernels use;
+// - every kernel is a grid-stride loop over its work items, correct for any grid and block size, except
+//   the reductions, which need `blockDim.x == NST_BLOCK` (the launcher guarantees it);
+// - no two threads write the same element, except through `atomicAdd` on the f64 accumulators;
+// - sizes and indices in `long long`: a 1024×768 im2col matrix has more than 2^31 elements at larger sizes.
+
+#define NST_BLOCK 256
+
+// Geometry of a convolution or pooling window on a [C, H, W] input (mirrors `ConvDims` in device/mod.rs).
+struct ConvDims {
+    int c, h, w;     // input channels, height, width
+    int kh, kw;      // window
+    int sy, sx;      // stride
+    int pt, pl;      // top and left padding (bottom/right padding only shows in oh/ow)
+    int oh, ow;      // output height and width
+};
+
+#define GRID_STRIDE(i, n) \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+         i += (long long)blockDim.x * gridDim.x)
+
+// cols[(c·KH + i)·KW + j, y·OW + x] = X[c, y·sy − pt + i, x·sx − pl + j] (0 outside the input).
+extern "C" __global__ void nst_im2col(const float* __restrict__ x, float* __restrict__ cols, ConvDims d) {
+    const long long p = (long long)d.oh * d.ow;
+    const long long n = (long long)d.c * d.kh * d.kw * p;
+    GRID_STRIDE(e, n) {
+        const long long row = e / p;
+        const long long pos = e - row * p;
+        const int j = (int)(row % d.kw);
+        const int i = (int)((row / d.kw) % d.kh);
+        const int c = (int)(row / ((long long)d.kw * d.kh));
+        const int oy = (int)(pos / d.ow);
+        const int ox = (int)(pos - (long long)oy * d.ow);
+        const int iy = oy * d.sy - d.pt + i;
+        const int ix = ox * d.sx - d.pl + j;
+        float v = 0.0f;
+        if (iy >= 0 && iy < d.h && ix >= 0 && ix < d.w) {
+            v = x[((long long)c * d.h + iy) * d.w + ix];
+        }
+        cols[e] = v;
+    }
+}
+
+// The adjoint of nst_im2col, gathered: each input element sums the column entries that read it.
+extern "C" __global__ void nst_col2im(const float* __restrict__ cols, float* __restrict__ dx, ConvDims d) {
+    const long long p = (long long)d.oh * d.ow;
+    const long long n = (long long)d.c * d.h * d.w;
+    GRID_STRIDE(e, n) {
+        const int ix = (int)(e % d.w);
+        const int iy = (int)((e / d.w) % d.h);
+        const int c = (int)(e / ((long long)d.w * d.h));
+        float sum = 0.0f;
+        for (int i = 0; i < d.kh; ++i) {
+            const int ty = iy + d.pt - i;  // = oy·sy
+            if (ty < 0 || ty % d.sy != 0) continue;
+            const int oy = ty / d.sy;
+            if (oy >= d.oh) continue;
+            for (int j = 0; j < d.kw; ++j) {
+                const int tx = ix + d.pl - j;
+                if (tx < 0 || tx % d.sx != 0) continue;
+                const int ox = tx / d.sx;
+                if (ox >= d.ow) continue;
+                const long long row = ((long long)c * d.kh + i) * d.kw + j;
+                sum += cols[row * p + (long long)oy * d.ow + ox];
+            }
+        }
+        dx[e] = sum;
+    }
+}
+
+// y[c, ·] += bias[c] for a [C, plane] matrix of n = C·plane elements.
+extern "C" __global__ void nst_bias_add(float* __restrict__ y, const float* __restrict__ bias, long long plane, long long n) {
+    GRID_STRIDE(e, n) { y[e] += bias[e / plane]; }
+}
+
+extern "C" __global__ void nst_relu_fwd(const float* __restrict__ x, float* __restrict__ y, long long n) {
+    GRID_STRIDE(e, n) { y[e] = x[e] > 0.0f ? x[e] : 0.0f; }
+}
+
+// dx = dy where the forward output y (= max(x, 0)) is positive, i.e. where x was positive.
+extern "C" __global__ void nst_relu_bwd(const float* __restrict__ y, const float* __restrict__ dy, float* __restrict__ dx, long long n) {
+    GRID_STRIDE(e, n) { dx[e] = y[e] > 0.0f ? dy[e] : 0.0f; }
+}
+
+// The window of output (oy, ox) clipped to the input: rows [*r0, *r1), columns [*c0, *c1).
+__device__ __forceinline__ void nst_window(const ConvDims& d, int oy, int ox, int* r0, int* r1, int* c0, int* c1) {
+    const int y0 = oy * d.sy - d.pt;
+    const int x0 = ox * d.sx - d.pl;
+    *r0 = y0 > 0 ? y0 : 0;
+    *c0 = x0 > 0 ? x0 : 0;
+    *r1 = y0 + d.kh < d.h ? y0 + d.kh : d.h;
+    *c1 = x0 + d.kw < d.w ? x0 + d.kw : d.w;
+}
+
+// Flat index, inside the plane, of the first maximum of the clipped window (row-major scan, strict >),
+// the CPU layer's rule.
+__device__ __forceinline__ int nst_argmax(const float* plane, const ConvDims& d, int oy, int ox) {
+    int r0, r1, c0, c1;
+    nst_window(d, oy, ox, &r0, &r1, &c0, &c1);
+    int best = r0 * d.w + c0;
+    for (int r = r0; r < r1; ++r) {
+        for (int c = c0; c < c1; ++c) {
+            if (plane[r * d.w + c] > plane[best]) best = r * d.w + c;
+        }
+    }
+    return best;
+}
+
+extern "C" __global__ void nst_max_pool_fwd(const float* __restrict__ x, float* __restrict__ y, ConvDims d) {
+    const long long n = (long long)d.c * d.oh * d.ow;
+    GRID_STRIDE(e, n) {
+        const int ox = (int)(e % d.ow);
+        const int oy = (int)((e / d.ow) % d.oh);
+        const long long c = e / ((long long)d.ow * d.oh);
+        const float* plane = x + c * d.h * d.w;
+        y[e] = plane[nst_argmax(plane, d, oy, ox)];
+    }
+}
+
+// First and last output rows (or columns) whose window covers input row iy: oy·s − p ≤ iy < oy·s − p + k.
+__device__ __forceinline__ void nst_covering(int iy, int p, int k, int s, int out, int* lo, int* hi) {
+    const int top = iy + p - k + 1;  // oy·s ≥ top
+    *lo = top <= 0 ? 0 : (top + s - 1) / s;
+    const int last = (iy + p) / s;   // oy·s ≤ iy + p
+    *hi = last < out - 1 ? last : out - 1;
+}
+
+// Gathered: each input element takes the output gradients of the windows whose maximum it is.
+extern "C" __global__ void nst_max_pool_bwd(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx, ConvDims d) {
+    const long long n = (long long)d.c * d.h * d.w;
+    GRID_STRIDE(e, n) {
+        const int ix = (int)(e % d.w);
+        const int iy = (int)((e / d.w) % d.h);
+        const long long c = e / ((long long)d.w * d.h);
+        const float* plane = x + c * d.h * d.w;
+        const float* g = dy + c * d.oh * d.ow;
+        int oy0, oy1, ox0, ox1;
+        nst_covering(iy, d.pt, d.kh, d.sy, d.oh, &oy0, &oy1);
+        nst_covering(ix, d.pl, d.kw, d.sx, d.ow, &ox0, &ox1);
+        const int me = iy * d.w + ix;
+        float sum = 0.0f;
+        for (int oy = oy0; oy <= oy1; ++oy) {
+            for (int ox = ox0; ox <= ox1; ++ox) {
+                if (nst_argmax(plane, d, oy, ox) == me) sum += g[oy * d.ow + ox];
+            }
+        }
+        dx[e] = sum;
+    }
+}
+
+// Mean over the clipped window (padding is not counted), MatConvNet's rule.
+extern "C" __global__ void nst_avg_pool_fwd(const float* __restrict__ x, float* __restrict__ y, ConvDims d) {
+    const long long n = (long long)d.c * d.oh * d.ow;
+    GRID_STRIDE(e, n) {
+        const int ox = (int)(e % d.ow);
+        const int oy = (int)((e / d.ow) % d.oh);
+        const long long c = e / ((long long)d.ow * d.oh);
+        const float* plane = x + c * d.h * d.w;
+        int r0, r1, c0, c1;
+        nst_window(d, oy, ox, &r0, &r1, &c0, &c1);
+        float sum = 0.0f;
+        for (int r = r0; r < r1; ++r) {
+            for (int q = c0; q < c1; ++q) sum += plane[r * d.w + q];
+        }
+        y[e] = sum / (float)((r1 - r0) * (c1 - c0));
+    }
+}
+
+extern "C" __global__ void nst_avg_pool_bwd(const float* __restrict__ dy, float* __restrict__ dx, ConvDims d) {
+    const long long n = (long long)d.c * d.h * d.w;
+    GRID_STRIDE(e, n) {
+        const int ix = (int)(e % d.w);
+        const int iy = (int)((e / d.w) % d.h);
+        const long long c = e / ((long long)d.w * d.h);
+        const float* g = dy + c * d.oh * d.ow;
+        int oy0, oy1, ox0, ox1;
+        nst_covering(iy, d.pt, d.kh, d.sy, d.oh, &oy0, &oy1);
+        nst_covering(ix, d.pl, d.kw, d.sx, d.ow, &ox0, &ox1);
+        float sum = 0.0f;
+        for (int oy = oy0; oy <= oy1; ++oy) {
+            for (int ox = ox0; ox <= ox1; ++ox) {
+                int r0, r1, c0, c1;
+                nst_window(d, oy, ox, &r0, &r1, &c0, &c1);
+                sum += g[oy * d.ow + ox] / (float)((r1 - r0) * (c1 - c0));
+            }
+        }
+        dx[e] = sum;
+    }
+}
+
+// y += a·x.
+extern "C" __global__ void nst_axpy(float a, const float* __restrict__ x, float* __restrict__ y, long long n) {
+    GRID_STRIDE(e, n) { y[e] += a * x[e]; }
+}
+
+// Adds this block's values (one per thread, in `s`) into *acc. Needs blockDim.x == NST_BLOCK.
+__device__ __forceinline__ void nst_block_sum(double* s, double* acc) {
+    for (int half = NST_BLOCK / 2; half > 0; half /= 2) {
+        __syncthreads();
+        if ((int)threadIdx.x < half) s[threadIdx.x] += s[threadIdx.x + half];
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) atomicAdd(acc, s[0]);
+}
+
+// out = a − b, and *acc += Σ (a − b)² with the differences taken in f64. Launched with NST_BLOCK threads.
+extern "C" __global__ void nst_sub_sumsq(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out, double* acc, long long n) {
+    __shared__ double s[NST_BLOCK];
+    double partial = 0.0;
+    GRID_STRIDE(e, n) {
+        const double diff = (double)a[e] - (double)b[e];
+        partial += diff * diff;
+        out[e] = a[e] - b[e];
+    }
+    s[threadIdx.x] = partial;
+    nst_block_sum(s, acc);
+}
+
+// Squared total variation of a [C, H, W] image: *acc += Σ (x[i+1,j] − x[i,j])² + (x[i,j+1] − x[i,j])²,
+// and grad += weight · ∂TV/∂x (gathered, one thread per pixel). Launched with NST_BLOCK threads.
+extern "C" __global__ void nst_tv_squared(const float* __restrict__ x, float* __restrict__ grad, double* acc, float weight, int c, int h, int w) {
+    __shared__ double s[NST_BLOCK];
+    double partial = 0.0;
+    const long long n = (long long)c * h * w;
+    GRID_STRIDE(e, n) {
+        const int j = (int)(e % w);
+        const int i = (int)((e / w) % h);
+        const float v = x[e];
+        float g = 0.0f;
+        if (i + 1 < h) {
+            const float dn = x[e + w] - v;
+            partial += (double)dn * (double)dn;
+            g -= 2.0f * dn;
+        }
+        if (j + 1 < w) {
+            const float dr = x[e + 1] - v;
+            partial += (double)dr * (double)dr;
+            g -= 2.0f * dr;
+        }
+        if (i > 0) g += 2.0f * (v - x[e - w]);
+        if (j > 0) g += 2.0f * (v - x[e - 1]);
+        grad[e] += weight * g;
+    }
+    s[threadIdx.x] = partial;
+    nst_block_sum(s, acc);
+}
+
+// One Adam step on n parameters: m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g², x ← x − lr_t·m / (√v + eps_t).
+// The host folds the bias corrections into lr_t and eps_t (see `device::AdamStep`).
+extern "C" __global__ void nst_adam(float* __restrict__ x, const float* __restrict__ g, float* __restrict__ m, float* __restrict__ v,
+                                    float beta1, float beta2, float lr_t, float eps_t, long long n) {
+    GRID_STRIDE(e, n) {
+        const float ge = g[e];
+        const float me = beta1 * m[e] + (1.0f - beta1) * ge;
+        const float ve = beta2 * v[e] + (1.0f - beta2) * ge * ge;
+        m[e] = me;
+        v[e] = ve;
+        x[e] -= lr_t * me / (sqrtf(ve) + eps_t);
+    }
+}

@@ -1,0 +1,450 @@
+//! A device-resident backend: activations, gradients and costs stay in device memory for a whole
+//! iteration, and only what the caller asks for crosses to the host.
+//!
+//! The seam is the [`Device`] trait: device buffers, copies, a row-major GEMM and the launch of one
+//! of the [`Kernel`]s in [`KERNEL_SOURCE`]. Everything above it — [`DeviceNetwork`]'s forward and backward
+//! walks, the launch arguments, the buffer sizes — is written once and runs unchanged on every
+//! implementation:
+//!
+//! - `CudaDevice` (feature `cuda`): cuBLAS for the GEMMs, the kernels compiled by NVRTC at start-up;
+//! - the emulator of the test crate `device-emu`, which compiles [`KERNEL_SOURCE`] as C++ and runs every
+//!   GPU thread of a launch on the CPU, so that the kernels and this module are tested against the CPU
+//!   layers on machines without a GPU (CI among them).
+//!
+//! Kernels are grid-stride loops, correct for any grid and block size, except the reductions
+//! ([`Kernel::needs_full_block`]), which need blocks of exactly [`BLOCK`] threads. No two threads write
+//! one element, except through `atomicAdd` on the f64 accumulators, so results do not depend on the
+//! launch shape apart from the summation order of the costs.
+
+mod network;
+
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
+pub use network::DeviceNetwork;
+
+use crate::{Error, Result, Shape};
+
+/// The CUDA C source of every kernel (compiled by NVRTC for the GPU, and as C++ by the emulator).
+pub const KERNEL_SOURCE: &str = include_str!("kernels.cu");
+
+/// Threads per block that the reduction kernels are written for (`NST_BLOCK` in [`KERNEL_SOURCE`]).
+pub const BLOCK: u32 = 256;
+
+/// Geometry of a convolution or pooling window on a `[C, H, W]` input, as the kernels take it
+/// (`struct ConvDims` in [`KERNEL_SOURCE`]; same field order, all `i32`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConvDims {
+    /// Input channels.
+    pub c: i32,
+    /// Input height.
+    pub h: i32,
+    /// Input width.
+    pub w: i32,
+    /// Window height.
+    pub kh: i32,
+    /// Window width.
+    pub kw: i32,
+    /// Vertical stride.
+    pub sy: i32,
+    /// Horizontal stride.
+    pub sx: i32,
+    /// Top padding.
+    pub pt: i32,
+    /// Left padding.
+    pub pl: i32,
+    /// Output height.
+    pub oh: i32,
+    /// Output width.
+    pub ow: i32,
+}
+
+impl ConvDims {
+    /// The kernels' view of a window of `kernel` `[kh, kw]`, `stride`, top/left padding `pad` on `input`
+    /// giving `output` (whose height and width already account for the bottom/right padding).
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] naming `layer` when a dimension does not fit `i32`.
+    pub fn new(
+        layer: &str,
+        input: Shape,
+        output: Shape,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad_top_left: [usize; 2],
+    ) -> Result<Self> {
+        let too_large = || Error::TooLarge {
+            layer: layer.to_owned(),
+            input,
+        };
+        let i = |v: usize| i32::try_from(v).map_err(|_| too_large());
+        Ok(ConvDims {
+            c: i(input.channels)?,
+            h: i(input.height)?,
+            w: i(input.width)?,
+            kh: i(kernel[0])?,
+            kw: i(kernel[1])?,
+            sy: i(stride[0])?,
+            sx: i(stride[1])?,
+            pt: i(pad_top_left[0])?,
+            pl: i(pad_top_left[1])?,
+            oh: i(output.height)?,
+            ow: i(output.width)?,
+        })
+    }
+}
+
+/// One launch of a kernel of [`KERNEL_SOURCE`] with its arguments. `n` counts elements; every buffer
+/// must hold at least the elements the kernel touches (the callers in this crate size them so).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Kernel<'a, B, A> {
+    /// `cols ← im2col(x)`: `cols[(c·KH + i)·KW + j, y·OW + x] = x[c, y·sy − pt + i, x·sx − pl + j]`, 0 outside.
+    Im2col {
+        /// `[C, H, W]` input.
+        x: &'a B,
+        /// `[C·KH·KW, OH·OW]` output.
+        cols: &'a mut B,
+        /// Geometry.
+        d: ConvDims,
+    },
+    /// `dx ← col2im(cols)`, the adjoint of [`Kernel::Im2col`] (overwrites `dx`).
+    Col2im {
+        /// `[C·KH·KW, OH·OW]`.
+        cols: &'a B,
+        /// `[C, H, W]`.
+        dx: &'a mut B,
+        /// Geometry.
+        d: ConvDims,
+    },
+    /// `y[c, p] += bias[c]` for `y` of `n` elements in rows of `plane`.
+    BiasAdd {
+        /// `[C, plane]`.
+        y: &'a mut B,
+        /// `[C]`.
+        bias: &'a B,
+        /// Elements per channel.
+        plane: i64,
+        /// `C·plane`.
+        n: i64,
+    },
+    /// `y ← max(x, 0)`.
+    ReluForward {
+        /// Input.
+        x: &'a B,
+        /// Output.
+        y: &'a mut B,
+        /// Elements.
+        n: i64,
+    },
+    /// `dx ← dy · [y > 0]`, with `y` the forward output.
+    ReluBackward {
+        /// Forward output.
+        y: &'a B,
+        /// Gradient at the output.
+        dy: &'a B,
+        /// Gradient at the input (overwritten).
+        dx: &'a mut B,
+        /// Elements.
+        n: i64,
+    },
+    /// Max over each window clipped to the input.
+    MaxPoolForward {
+        /// `[C, H, W]`.
+        x: &'a B,
+        /// `[C, OH, OW]`.
+        y: &'a mut B,
+        /// Geometry.
+        d: ConvDims,
+    },
+    /// Routes each output gradient to its window's first maximum (recomputed from `x`; overwrites `dx`).
+    MaxPoolBackward {
+        /// The forward input.
+        x: &'a B,
+        /// `[C, OH, OW]`.
+        dy: &'a B,
+        /// `[C, H, W]`.
+        dx: &'a mut B,
+        /// Geometry.
+        d: ConvDims,
+    },
+    /// Mean over each window clipped to the input.
+    AvgPoolForward {
+        /// `[C, H, W]`.
+        x: &'a B,
+        /// `[C, OH, OW]`.
+        y: &'a mut B,
+        /// Geometry.
+        d: ConvDims,
+    },
+    /// Spreads each output gradient evenly over its clipped window (overwrites `dx`).
+    AvgPoolBackward {
+        /// `[C, OH, OW]`.
+        dy: &'a B,
+        /// `[C, H, W]`.
+        dx: &'a mut B,
+        /// Geometry.
+        d: ConvDims,
+    },
+    /// `y += a·x`.
+    Axpy {
+        /// Scale.
+        a: f32,
+        /// Added.
+        x: &'a B,
+        /// Accumulated into.
+        y: &'a mut B,
+        /// Elements.
+        n: i64,
+    },
+    /// `out ← a − b` and `acc[slot] += Σ (a − b)²` (differences and sum in f64).
+    SubSumSq {
+        /// Minuend.
+        a: &'a B,
+        /// Subtrahend.
+        b: &'a B,
+        /// Difference (overwritten).
+        out: &'a mut B,
+        /// Accumulators.
+        acc: &'a mut A,
+        /// Which accumulator.
+        slot: usize,
+        /// Elements.
+        n: i64,
+    },
+    /// Squared total variation of a `[C, H, W]` image into `acc[slot]`, and `grad += weight·∂TV/∂x`.
+    TvSquared {
+        /// The image.
+        x: &'a B,
+        /// Gradient accumulated into.
+        grad: &'a mut B,
+        /// Accumulators.
+        acc: &'a mut A,
+        /// Which accumulator.
+        slot: usize,
+        /// Weight of the gradient.
+        weight: f32,
+        /// Channels, height, width.
+        shape: [i32; 3],
+    },
+    /// One Adam step: `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `x ← x − lr_t·m / (√v + eps_t)`.
+    Adam {
+        /// Parameters.
+        x: &'a mut B,
+        /// Gradient.
+        g: &'a B,
+        /// First moment.
+        m: &'a mut B,
+        /// Second moment.
+        v: &'a mut B,
+        /// β1.
+        beta1: f32,
+        /// β2.
+        beta2: f32,
+        /// Step size with the bias corrections folded in.
+        lr_t: f32,
+        /// ε with the bias corrections folded in.
+        eps_t: f32,
+        /// Elements.
+        n: i64,
+    },
+}
+
+impl<B, A> Kernel<'_, B, A> {
+    /// The kernel's function name in [`KERNEL_SOURCE`].
+    pub fn function(&self) -> &'static str {
+        match self {
+            Kernel::Im2col { .. } => "nst_im2col",
+            Kernel::Col2im { .. } => "nst_col2im",
+            Kernel::BiasAdd { .. } => "nst_bias_add",
+            Kernel::ReluForward { .. } => "nst_relu_fwd",
+            Kernel::ReluBackward { .. } => "nst_relu_bwd",
+            Kernel::MaxPoolForward { .. } => "nst_max_pool_fwd",
+            Kernel::MaxPoolBackward { .. } => "nst_max_pool_bwd",
+            Kernel::AvgPoolForward { .. } => "nst_avg_pool_fwd",
+            Kernel::AvgPoolBackward { .. } => "nst_avg_pool_bwd",
+            Kernel::Axpy { .. } => "nst_axpy",
+            Kernel::SubSumSq { .. } => "nst_sub_sumsq",
+            Kernel::TvSquared { .. } => "nst_tv_squared",
+            Kernel::Adam { .. } => "nst_adam",
+        }
+    }
+
+    /// Every kernel function name, for compiling and loading them all at start-up.
+    pub const FUNCTIONS: [&'static str; 13] = [
+        "nst_im2col",
+        "nst_col2im",
+        "nst_bias_add",
+        "nst_relu_fwd",
+        "nst_relu_bwd",
+        "nst_max_pool_fwd",
+        "nst_max_pool_bwd",
+        "nst_avg_pool_fwd",
+        "nst_avg_pool_bwd",
+        "nst_axpy",
+        "nst_sub_sumsq",
+        "nst_tv_squared",
+        "nst_adam",
+    ];
+
+    /// Number of work items (loop iterations of the grid-stride loop), for sizing the grid.
+    pub fn work(&self) -> u64 {
+        // Negative fields count as 0 and products saturate: an implementation checks the geometry
+        // before launching, and this must not overflow first.
+        let u = |v: i32| u64::try_from(v).unwrap_or(0);
+        let prod = |vs: &[i32]| vs.iter().fold(1_u64, |p, &v| p.saturating_mul(u(v)));
+        let out = |d: &ConvDims| prod(&[d.c, d.oh, d.ow]);
+        let inp = |d: &ConvDims| prod(&[d.c, d.h, d.w]);
+        let n = |n: &i64| u64::try_from(*n).unwrap_or(0);
+        match self {
+            Kernel::Im2col { d, .. } => out(d).saturating_mul(prod(&[d.kh, d.kw])),
+            Kernel::Col2im { d, .. }
+            | Kernel::MaxPoolBackward { d, .. }
+            | Kernel::AvgPoolBackward { d, .. } => inp(d),
+            Kernel::MaxPoolForward { d, .. } | Kernel::AvgPoolForward { d, .. } => out(d),
+            Kernel::BiasAdd { n: e, .. }
+            | Kernel::ReluForward { n: e, .. }
+            | Kernel::ReluBackward { n: e, .. }
+            | Kernel::Axpy { n: e, .. }
+            | Kernel::SubSumSq { n: e, .. }
+            | Kernel::Adam { n: e, .. } => n(e),
+            Kernel::TvSquared { shape, .. } => prod(shape),
+        }
+    }
+
+    /// Whether the kernel reduces within a block and so must be launched with exactly [`BLOCK`] threads per block.
+    pub fn needs_full_block(&self) -> bool {
+        matches!(self, Kernel::SubSumSq { .. } | Kernel::TvSquared { .. })
+    }
+}
+
+/// A row-major GEMM `C[m×n] ← α·op(A)·op(B) + β·C` on device buffers, where `op(A)` is `m×k` (A is
+/// stored `m×k`, or `k×m` when `trans_a`) and `op(B)` is `k×n` (stored `k×n`, or `n×k` when `trans_b`).
+/// With `β = 0`, `C` is not read.
+#[derive(Debug)]
+pub struct GemmCall<'a, B> {
+    /// Whether A is stored transposed.
+    pub trans_a: bool,
+    /// Whether B is stored transposed.
+    pub trans_b: bool,
+    /// Rows of C.
+    pub m: usize,
+    /// Columns of C.
+    pub n: usize,
+    /// Inner dimension.
+    pub k: usize,
+    /// α.
+    pub alpha: f32,
+    /// A.
+    pub a: &'a B,
+    /// B.
+    pub b: &'a B,
+    /// β.
+    pub beta: f32,
+    /// C (its first `m·n` elements).
+    pub c: &'a mut B,
+}
+
+/// What a device-resident backend provides: f32 buffers, f64 accumulators, copies, a GEMM and the
+/// kernels of [`KERNEL_SOURCE`]. Work is queued in order on one stream; `download*` waits for it.
+///
+/// Buffers are addressed from their start: an operation on `n` elements touches the first `n`.
+pub trait Device {
+    /// A device buffer of `f32`.
+    type Buf;
+    /// A device buffer of `f64` accumulators.
+    type Acc;
+
+    /// A short name (`cuda`, `emulator`).
+    fn name(&self) -> &'static str;
+
+    /// A zeroed buffer of `len` floats.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when the device is out of memory or fails.
+    fn alloc(&self, len: usize) -> Result<Self::Buf>;
+
+    /// A zeroed buffer of `len` f64 accumulators.
+    ///
+    /// # Errors
+    /// As [`Device::alloc`].
+    fn alloc_acc(&self, len: usize) -> Result<Self::Acc>;
+
+    /// Number of floats in `buf`.
+    fn len(&self, buf: &Self::Buf) -> usize;
+
+    /// Copies `src` into the start of `dst`.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when `src` is longer than `dst` or the copy fails.
+    fn upload(&self, src: &[f32], dst: &mut Self::Buf) -> Result<()>;
+
+    /// Copies the start of `src` into `dst`, after all queued work.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when `dst` is longer than `src` or the copy fails.
+    fn download(&self, src: &Self::Buf, dst: &mut [f32]) -> Result<()>;
+
+    /// Copies the accumulators into `dst` (same length), after all queued work.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when the lengths differ or the copy fails.
+    fn download_acc(&self, src: &Self::Acc, dst: &mut [f64]) -> Result<()>;
+
+    /// Copies the first `len` floats of `src` into `dst` on the device.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when a buffer is shorter than `len` or the copy fails.
+    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf, len: usize) -> Result<()>;
+
+    /// Zeroes the first `len` floats of `buf`.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when `buf` is shorter than `len` or the device fails.
+    fn zero(&self, buf: &mut Self::Buf, len: usize) -> Result<()>;
+
+    /// Zeroes every accumulator.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when the device fails.
+    fn zero_acc(&self, acc: &mut Self::Acc) -> Result<()>;
+
+    /// Queues a GEMM.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when a buffer is too short, a dimension does not fit the library, or the call fails.
+    fn gemm(&self, call: GemmCall<'_, Self::Buf>) -> Result<()>;
+
+    /// Queues a kernel launch.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when the launch fails.
+    fn launch(&self, kernel: Kernel<'_, Self::Buf, Self::Acc>) -> Result<()>;
+}
+
+/// The error for a buffer shorter than an operation needs.
+pub fn too_short(op: &'static str, needed: usize, len: usize) -> Error {
+    Error::Device {
+        op,
+        message: format!("buffer of {len} elements, {needed} needed"),
+    }
+}
+
+/// Checks a [`GemmCall`]'s buffers against its dimensions (for [`Device`] implementations).
+///
+/// # Errors
+/// [`Error::Device`] naming the operand that is too short.
+pub fn check_gemm<D: Device + ?Sized>(dev: &D, call: &GemmCall<'_, D::Buf>) -> Result<()> {
+    let (m, n, k) = (call.m, call.n, call.k);
+    for (needed, len) in [
+        (m * k, dev.len(call.a)),
+        (k * n, dev.len(call.b)),
+        (m * n, dev.len(call.c)),
+    ] {
+        if len < needed {
+            return Err(too_short("gemm", needed, len));
+        }
+    }
+    Ok(())
+}
