@@ -710,7 +710,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             gpu.cmd.to_string(),
-            "NST_TEST_GPU=1 cargo test -p tensor-ops --features cuda --no-fail-fast"
+            "NST_TEST_GPU=1 cargo test -p tensor-ops -p nst-cli --features cuda --no-fail-fast"
         );
     }
 
