@@ -15,7 +15,7 @@ use tensor_ops::device::{BLOCK, ConvDims, Device, GemmCall, Kernel, check_gemm, 
 use tensor_ops::{Error, Result};
 
 mod ffi {
-    use tensor_ops::device::ConvDims;
+    use tensor_ops::device::{AdamScalars, ConvDims};
 
     unsafe extern "C" {
         pub(crate) fn emu_set_launch(grid: u32, block: u32);
@@ -49,16 +49,12 @@ mod ffi {
             h: i32,
             w: i32,
         );
-        #[allow(clippy::too_many_arguments, reason = "the kernel's signature")]
         pub(crate) fn nst_adam(
             x: *mut f32,
             g: *const f32,
             m: *mut f32,
             v: *mut f32,
-            beta1: f32,
-            beta2: f32,
-            lr_t: f32,
-            eps_t: f32,
+            s: AdamScalars,
             n: i64,
         );
     }
@@ -412,23 +408,13 @@ impl Device for Emulator {
                     ffi::nst_tv_squared(x.p(), grad.p(), acc.p(), weight, c, h, wd);
                 });
             }
-            Kernel::Adam {
-                x,
-                g,
-                m,
-                v,
-                beta1,
-                beta2,
-                lr_t,
-                eps_t,
-                n,
-            } => {
+            Kernel::Adam { x, g, m, v, s, n } => {
                 for len in [x.len(), g.len(), m.len(), v.len()] {
                     need(name, len, work)?;
                 }
                 let (x, g, m, v) = (w(x), r(g), w(m), w(v));
                 self.run(work, full, || unsafe {
-                    ffi::nst_adam(x.p(), g.p(), m.p(), v.p(), beta1, beta2, lr_t, eps_t, n);
+                    ffi::nst_adam(x.p(), g.p(), m.p(), v.p(), s, n);
                 });
             }
             other => {

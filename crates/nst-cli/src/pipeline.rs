@@ -580,6 +580,103 @@ impl StyleObjective {
         Ok(self)
     }
 
+    /// Makes a device's cost terms the last breakdown.
+    fn record(&mut self, values: device::Values) -> Breakdown {
+        let b = Breakdown {
+            total: values.total(self.alpha, self.beta, self.tv_weight),
+            content: values.content,
+            style: values.style,
+            tv: values.tv,
+            style_layers: self
+                .style
+                .iter()
+                .zip(values.style_layers)
+                .map(|(t, v)| (t.name.clone(), v))
+                .collect(),
+        };
+        self.last = Some(b.clone());
+        b
+    }
+
+    fn engine(&mut self) -> Result<&mut dyn device::Evaluate> {
+        match &mut self.device {
+            Some(e) => Ok(e.as_mut()),
+            None => Err(Error::InvalidSetting(
+                "the objective is not on a device (StyleObjective::on_device)".into(),
+            )),
+        }
+    }
+
+    /// Whether evaluations run on a device ([`StyleObjective::on_device`]).
+    pub fn is_on_device(&self) -> bool {
+        self.device.is_some()
+    }
+
+    /// Device-resident Adam, step 0: puts the iterate `x` and the moments `m`, `v` on the device.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] when the objective is not on a device or the lengths are wrong;
+    /// [`Error::Ops`] when the device fails.
+    pub fn device_adam_load(&mut self, x: &[f32], m: &[f32], v: &[f32]) -> Result<()> {
+        let n = self.shape.len();
+        if x.len() != n || m.len() != n || v.len() != n {
+            return Err(Error::InvalidSetting(format!(
+                "device Adam: {}, {} and {} values for an image of {n}",
+                x.len(),
+                m.len(),
+                v.len()
+            )));
+        }
+        self.engine()?.adam_load(x, m, v)
+    }
+
+    /// One device-resident Adam step with the scalars `s` (from `nst_optim::Adam::step_external`):
+    /// the cost of the iterate on the device, term by term; when it is finite, that image is kept as the
+    /// last good one and the update is applied on the device. Only the cost terms cross to the host.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] before [`StyleObjective::device_adam_load`]; [`Error::Ops`].
+    pub fn device_adam_step(&mut self, s: &nst_optim::AdamStepScalars) -> Result<Breakdown> {
+        let form = match s.form {
+            nst_optim::AdamForm::Algorithm1 => 0,
+            nst_optim::AdamForm::EpsilonHat => 1,
+            other => {
+                return Err(Error::InvalidSetting(format!(
+                    "device Adam has no kernel for the form {other:?}"
+                )));
+            }
+        };
+        let scalars = tensor_ops::device::AdamScalars {
+            beta1: s.beta1,
+            beta2: s.beta2,
+            learning_rate: s.learning_rate,
+            epsilon: s.epsilon,
+            c1: s.c1,
+            c2: s.c2,
+            alpha_t: s.alpha_t,
+            form,
+        };
+        self.evaluations += 1;
+        let values = self.engine()?.adam_step(&scalars)?;
+        Ok(self.record(values))
+    }
+
+    /// Copies a device-resident image (the iterate, or the last good image) into `out`.
+    ///
+    /// # Errors
+    /// As [`StyleObjective::device_adam_load`].
+    pub fn device_image(&mut self, which: ResidentImage, out: &mut [f32]) -> Result<()> {
+        self.engine()?.download_image(which, out)
+    }
+
+    /// Copies the device-resident Adam moments into `m` and `v`.
+    ///
+    /// # Errors
+    /// As [`StyleObjective::device_adam_load`].
+    pub fn device_moments(&mut self, m: &mut [f32], v: &mut [f32]) -> Result<()> {
+        self.engine()?.download_moments(m, v)
+    }
+
     /// Where evaluations run: `cpu`, or the device's name after [`StyleObjective::on_device`].
     pub fn device_name(&self) -> &'static str {
         self.device.as_ref().map_or("cpu", |d| d.device_name())
@@ -635,22 +732,7 @@ impl StyleObjective {
                     values
                 }
             };
-            let b = Breakdown {
-                total: f64::from(self.alpha) * values.content
-                    + f64::from(self.beta) * values.style
-                    + f64::from(self.tv_weight) * values.tv,
-                content: values.content,
-                style: values.style,
-                tv: values.tv,
-                style_layers: self
-                    .style
-                    .iter()
-                    .zip(values.style_layers)
-                    .map(|(t, v)| (t.name.clone(), v))
-                    .collect(),
-            };
-            self.last = Some(b.clone());
-            return Ok(b);
+            return Ok(self.record(values));
         }
         self.network
             .forward_into(image, &self.taps, &mut self.feats)?;
@@ -814,6 +896,7 @@ impl nst_optim::Objective for StyleObjective {
 }
 
 mod device;
+pub use device::ResidentImage;
 
 #[cfg(test)]
 mod tests;

@@ -57,13 +57,33 @@ impl Say {
     }
 }
 
-/// The optimizer, either kind.
+/// The optimizer, either kind; Adam on a device keeps the iterate and its moments there.
 enum Opt {
     Adam(Adam),
+    /// Adam whose iterate, moments and last good image live on the objective's device: per step only
+    /// the cost terms cross to the host; `x` and the moments held here are brought up to date by
+    /// [`Opt::sync_host`] (for logging, checkpoints and the end). `loaded` tells whether the device
+    /// holds the iterate yet.
+    DeviceAdam {
+        adam: Adam,
+        loaded: bool,
+    },
     Lbfgs(Box<Lbfgs>),
 }
 
 impl Opt {
+    /// Adam on the objective's device when it has one, else on the host.
+    fn adam(adam: Adam, obj: &StyleObjective) -> Opt {
+        if obj.is_on_device() {
+            Opt::DeviceAdam {
+                adam,
+                loaded: false,
+            }
+        } else {
+            Opt::Adam(adam)
+        }
+    }
+
     fn step(
         &mut self,
         x: &mut [f32],
@@ -71,13 +91,34 @@ impl Opt {
     ) -> Result<StepReport, OptimError<pipeline::Error>> {
         match self {
             Opt::Adam(o) => o.step(x, obj),
+            Opt::DeviceAdam { adam, loaded } => {
+                if !*loaded {
+                    let (m, v) = adam.moments_mut(x.len())?;
+                    obj.device_adam_load(x, m, v)
+                        .map_err(OptimError::Objective)?;
+                    *loaded = true;
+                }
+                adam.step_external(x.len(), |s| Ok(obj.device_adam_step(s)?.total))
+            }
             Opt::Lbfgs(o) => o.step(x, obj),
         }
     }
 
+    /// Brings `x` and the Adam moments up to date from the device (a no-op on the host).
+    fn sync_host(&mut self, x: &mut [f32], obj: &mut StyleObjective) -> Result<()> {
+        if let Opt::DeviceAdam { adam, loaded: true } = self {
+            obj.device_image(pipeline::ResidentImage::Current, x)?;
+            let (m, v) = adam
+                .moments_mut::<pipeline::Error>(x.len())
+                .map_err(|e| anyhow!("{e}"))?;
+            obj.device_moments(m, v)?;
+        }
+        Ok(())
+    }
+
     fn state(&self) -> OptimizerState {
         match self {
-            Opt::Adam(o) => OptimizerState::Adam(o.state()),
+            Opt::Adam(o) | Opt::DeviceAdam { adam: o, .. } => OptimizerState::Adam(o.state()),
             Opt::Lbfgs(o) => OptimizerState::Lbfgs(o.state()),
         }
     }
@@ -88,6 +129,21 @@ impl Opt {
 /// # Errors
 /// Every failure, with a message that names the file or flag.
 pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -> Result<Ended> {
+    run_placed(args, quiet, threads, stop, &Ok)
+}
+
+/// Where the objective runs, once built (the identity for the CLI, whose `--device cuda` is placed by
+/// `StyleObjective::new`; the tests put it on the `device-emu` emulator).
+type Place<'a> = &'a dyn Fn(StyleObjective) -> pipeline::Result<StyleObjective>;
+
+/// [`run`], with the objective moved by `place` once built.
+fn run_placed(
+    args: &StylizeArgs,
+    quiet: bool,
+    threads: usize,
+    stop: &AtomicBool,
+    place: Place<'_>,
+) -> Result<Ended> {
     let started = Instant::now();
     let offline = args.offline.unwrap_or(false);
     let mut say = Say { quiet, bar: None };
@@ -264,7 +320,7 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
     let network = pipeline::build_network(&model, pooling)
         .with_context(|| format!("the weights {} (--weights)", settings.weights.display()))?;
     drop(model);
-    let mut obj = StyleObjective::new(
+    let obj = StyleObjective::new(
         network,
         backend,
         &settings.objective,
@@ -278,6 +334,7 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
         )
     })?;
     drop(style_ts);
+    let mut obj = place(obj)?;
 
     // 8. Start image, optimizer and RNG: fresh or from the checkpoint.
     let n = 3 * h * w;
@@ -293,7 +350,7 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
             }
             let x = c.image();
             let opt = match c.optimizer {
-                OptimizerState::Adam(s) => Opt::Adam(Adam::from_state(s)?),
+                OptimizerState::Adam(s) => Opt::adam(Adam::from_state(s)?, &obj),
                 OptimizerState::Lbfgs(s) => Opt::Lbfgs(Box::new(Lbfgs::from_state(s)?)),
             };
             say.line(&format!(
@@ -312,10 +369,13 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
                 &mut rng,
             );
             let opt = match settings.optimizer {
-                OptimizerKind::Adam => Opt::Adam(Adam::new(AdamConfig {
-                    learning_rate: settings.learning_rate,
-                    ..AdamConfig::seed()
-                })?),
+                OptimizerKind::Adam => Opt::adam(
+                    Adam::new(AdamConfig {
+                        learning_rate: settings.learning_rate,
+                        ..AdamConfig::seed()
+                    })?,
+                    &obj,
+                ),
                 OptimizerKind::Lbfgs => Opt::Lbfgs(Box::new(Lbfgs::new(LbfgsConfig::default())?)),
             };
             (x, opt, rng, 0, Vec::new(), 0.0)
@@ -426,6 +486,15 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
                 }
                 iteration += 1;
             }
+            Opt::DeviceAdam { .. } => {
+                // As above, with the evaluated image on the device: fetched only to be logged.
+                good_it = Some(iteration);
+                if is_log(iteration) {
+                    obj.device_image(pipeline::ResidentImage::LastGood, &mut last_good)?;
+                    ctx.log(iteration, &b, &last_good, seconds(), total)?;
+                }
+                iteration += 1;
+            }
             Opt::Lbfgs(_) => {
                 iteration += 1;
                 last_good.copy_from_slice(&x);
@@ -453,6 +522,7 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
             && iteration.is_multiple_of(settings.checkpoint_every)
             && iteration < total
         {
+            opt.sync_host(&mut x, &mut obj)?;
             save_checkpoint(
                 &checkpoint_path,
                 &settings,
@@ -479,6 +549,10 @@ pub fn run(args: &StylizeArgs, quiet: bool, threads: usize, stop: &AtomicBool) -
     }
     let say = Say { quiet, bar: None };
     ctx.say = &say;
+    opt.sync_host(&mut x, &mut obj)?;
+    if let (Opt::DeviceAdam { loaded: true, .. }, Some(_)) = (&opt, good_it) {
+        obj.device_image(pipeline::ResidentImage::LastGood, &mut last_good)?;
+    }
     if let Some((at, what)) = &diverged {
         // Without a finite step, the image the failing step started from.
         let (good_it, good) = match good_it {
@@ -897,3 +971,6 @@ fn ensure_weights(path: &Path, offline: bool, quiet: bool) -> Result<()> {
     download::fetch(&source, path, offline, &mut progress)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

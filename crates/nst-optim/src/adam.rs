@@ -223,16 +223,137 @@ impl Adam {
     }
 }
 
-impl Optimizer for Adam {
-    type State = AdamState;
+/// The scalars of one Adam step, for an implementation that applies the update where the iterate lives
+/// (a GPU): with them, the elementwise update is exactly the one [`Adam::step`] computes. See
+/// [`Adam::step_external`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct AdamStepScalars {
+    /// Which update.
+    pub form: AdamForm,
+    /// `α`.
+    pub learning_rate: f32,
+    /// `β₁`.
+    pub beta1: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// `ε` (or `ε̂` for [`AdamForm::EpsilonHat`]).
+    pub epsilon: f32,
+    /// `1 − β₁ᵗ` for this step's `t` (Algorithm 1 divides `m` by it).
+    pub c1: f32,
+    /// `1 − β₂ᵗ`.
+    pub c2: f32,
+    /// `αₜ = α·√(1 − β₂ᵗ)/(1 − β₁ᵗ)` ([`AdamForm::EpsilonHat`]).
+    pub alpha_t: f32,
+}
 
-    fn step<O: Objective>(
+impl Adam {
+    /// The scalars of the next step, computed as [`Adam::step`] computes them.
+    pub fn next_step_scalars(&self) -> AdamStepScalars {
+        let s = &self.state;
+        let AdamConfig {
+            learning_rate,
+            beta1,
+            beta2,
+            epsilon,
+            form,
+        } = s.config;
+        let b1p = s.beta1_power * beta1;
+        let b2p = s.beta2_power * beta2;
+        AdamStepScalars {
+            form,
+            learning_rate,
+            beta1,
+            beta2,
+            epsilon,
+            c1: 1.0 - b1p,
+            c2: 1.0 - b2p,
+            alpha_t: learning_rate * (1.0 - b2p).sqrt() / (1.0 - b1p),
+        }
+    }
+
+    /// One step of `n` parameters that live elsewhere (a GPU) together with the moments. `run` gets
+    /// this step's scalars; it must evaluate `f` at the current iterate and, only when the value is
+    /// finite, apply the update there; it returns the value. A finite value advances `t`; a non-finite
+    /// one is [`OptimError::NonFinite`] (with 0 non-finite gradient entries: the gradient is not seen
+    /// here) and leaves the state as it was.
+    ///
+    /// The moments held here are then stale: copy them back with [`Adam::moments_mut`] before
+    /// [`Optimizer::state`] is saved.
+    ///
+    /// # Errors
+    /// [`OptimError::DimensionMismatch`] when `n` differs from earlier steps; the objective's error
+    /// from `run`; [`OptimError::NonFinite`].
+    ///
+    /// # Examples
+    /// ```
+    /// use nst_optim::{Adam, AdamConfig, Objective, Optimizer};
+    /// struct Square;
+    /// impl Objective for Square {
+    ///     type Error = std::convert::Infallible;
+    ///     fn value_and_grad(&mut self, p: &[f32], g: &mut [f32]) -> Result<f64, Self::Error> {
+    ///         g[0] = 2.0 * p[0];
+    ///         Ok(f64::from(p[0] * p[0]))
+    ///     }
+    /// }
+    /// // f(x) = x², "on the device": x and the moments are kept by the caller.
+    /// let (mut x, mut m, mut v) = (3.0_f32, 0.0_f32, 0.0_f32);
+    /// let mut adam = Adam::new(AdamConfig { learning_rate: 0.1, ..AdamConfig::kingma_ba_2015() })?;
+    /// let mut reference = Adam::new(*adam.config())?;
+    /// let mut x_ref = [3.0_f32];
+    /// for _ in 0..5 {
+    ///     adam.step_external(1, |s| {
+    ///         let (f, g) = (f64::from(x * x), 2.0 * x);
+    ///         m = s.beta1 * m + (1.0 - s.beta1) * g;
+    ///         v = s.beta2 * v + (1.0 - s.beta2) * g * g;
+    ///         x -= s.learning_rate * (m / s.c1) / ((v / s.c2).sqrt() + s.epsilon);
+    ///         Ok::<_, std::convert::Infallible>(f)
+    ///     })?;
+    ///     reference.step(&mut x_ref, &mut Square)?;
+    /// }
+    /// assert_eq!(x, x_ref[0]); // the same update, bit for bit
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn step_external<E>(
         &mut self,
-        x: &mut [f32],
-        objective: &mut O,
-    ) -> Result<StepReport, OptimError<O::Error>> {
+        n: usize,
+        run: impl FnOnce(&AdamStepScalars) -> Result<f64, E>,
+    ) -> Result<StepReport, OptimError<E>> {
+        self.size_moments(n)?;
+        let scalars = self.next_step_scalars();
+        let value = run(&scalars).map_err(OptimError::Objective)?;
         let s = &mut self.state;
-        let n = x.len();
+        s.evaluations += 1;
+        if !value.is_finite() {
+            return Err(OptimError::NonFinite {
+                evaluation: s.evaluations,
+                value,
+                non_finite_grad: 0,
+            });
+        }
+        s.beta1_power *= s.config.beta1;
+        s.beta2_power *= s.config.beta2;
+        s.step += 1;
+        Ok(StepReport {
+            value,
+            grad_norm: f64::NAN,
+            evaluations: 1,
+            converged: None,
+        })
+    }
+
+    /// The first and second moments, sized for `n` parameters (zeros before the first step), for
+    /// copying them to or from where [`Adam::step_external`] keeps them.
+    ///
+    /// # Errors
+    /// [`OptimError::DimensionMismatch`] when `n` differs from earlier steps.
+    pub fn moments_mut<E>(&mut self, n: usize) -> Result<(&mut [f32], &mut [f32]), OptimError<E>> {
+        self.size_moments(n)?;
+        Ok((&mut self.state.m, &mut self.state.v))
+    }
+
+    fn size_moments<E>(&mut self, n: usize) -> Result<(), OptimError<E>> {
+        let s = &mut self.state;
         if s.step == 0 && s.m.is_empty() {
             s.m = vec![0.0; n];
             s.v = vec![0.0; n];
@@ -242,6 +363,21 @@ impl Optimizer for Adam {
                 actual: n,
             });
         }
+        Ok(())
+    }
+}
+
+impl Optimizer for Adam {
+    type State = AdamState;
+
+    fn step<O: Objective>(
+        &mut self,
+        x: &mut [f32],
+        objective: &mut O,
+    ) -> Result<StepReport, OptimError<O::Error>> {
+        let n = x.len();
+        self.size_moments(n)?;
+        let s = &mut self.state;
         // Zeroed every time: an objective may add into `grad`, and no stale entry may survive.
         self.grad.clear();
         self.grad.resize(n, 0.0);

@@ -69,7 +69,7 @@ use std::ops::ControlFlow;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use adam::{Adam, AdamConfig, AdamForm, AdamState};
+pub use adam::{Adam, AdamConfig, AdamForm, AdamState, AdamStepScalars};
 pub use lbfgs::{Lbfgs, LbfgsConfig, LbfgsState, LineSearchConfig};
 
 /// A differentiable function of a flat `f32` vector, evaluated with its gradient in one call.

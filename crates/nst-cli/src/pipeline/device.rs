@@ -1,7 +1,7 @@
 //! The style objective evaluated on a [`Device`]: the network, the taps' gradients and the costs stay in
 //! device memory; per evaluation the image goes up and its gradient and the cost terms come down.
 
-use tensor_ops::device::{Device, DeviceNetwork, GemmCall, Kernel};
+use tensor_ops::device::{AdamScalars, Device, DeviceNetwork, GemmCall, Kernel};
 use tensor_ops::{Network, Shape};
 
 use super::Result;
@@ -15,6 +15,15 @@ pub(crate) struct Values {
     pub(crate) tv: f64,
 }
 
+impl Values {
+    /// `α·content + β·style + tv_weight·tv`.
+    pub(crate) fn total(&self, alpha: f32, beta: f32, tv_weight: f32) -> f64 {
+        f64::from(alpha) * self.content
+            + f64::from(beta) * self.style
+            + f64::from(tv_weight) * self.tv
+    }
+}
+
 /// What the device path needs from the objective: each term's layer, weight and target.
 pub(crate) struct Targets<'a> {
     /// `(layer, weight, target features [C, H, W] in standard layout)`.
@@ -26,12 +35,37 @@ pub(crate) struct Targets<'a> {
     pub(crate) tv_weight: f32,
 }
 
+/// Which device-resident image [`Evaluate::download_image`] copies to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResidentImage {
+    /// The iterate the next step starts from.
+    Current,
+    /// The image of the last step whose cost was finite (the one that step evaluated, before its update).
+    LastGood,
+}
+
 /// A type-erased [`Engine`], so that the objective need not be generic over the device.
 pub(crate) trait Evaluate {
     /// The cost of `x` and its gradient into `grad` (both `[3, H, W]`, the objective's shape).
     fn evaluate(&mut self, x: &[f32], grad: &mut [f32]) -> Result<Values>;
     /// The device's name.
     fn device_name(&self) -> &'static str;
+    /// Puts the Adam iterate and its moments on the device.
+    fn adam_load(&mut self, x: &[f32], m: &[f32], v: &[f32]) -> Result<()>;
+    /// Evaluates at the device-resident iterate and, when the cost is finite, keeps that image as the
+    /// last good one and applies the Adam update there. Nothing image-sized crosses to the host.
+    fn adam_step(&mut self, s: &AdamScalars) -> Result<Values>;
+    /// Copies a device-resident image to the host.
+    fn download_image(&self, which: ResidentImage, out: &mut [f32]) -> Result<()>;
+    /// Copies the Adam moments to the host.
+    fn download_moments(&self, m: &mut [f32], v: &mut [f32]) -> Result<()>;
+}
+
+/// The device-resident Adam state: moments and the last good image (the iterate is the network's input).
+struct AdamBuffers<B> {
+    m: B,
+    v: B,
+    last_good: B,
 }
 
 struct Term<B> {
@@ -62,6 +96,8 @@ pub(crate) struct Engine<D: Device> {
     /// One accumulator per content term, per style term, and the TV.
     acc: D::Acc,
     host_acc: Vec<f64>,
+    /// Allocated by the first [`Evaluate::adam_load`].
+    adam: Option<AdamBuffers<D::Buf>>,
 }
 
 impl<D: Device> Engine<D> {
@@ -125,6 +161,7 @@ impl<D: Device> Engine<D> {
             gram: dev.alloc(gram_len)?,
             acc: dev.alloc_acc(n_acc)?,
             host_acc: vec![0.0; n_acc],
+            adam: None,
             net,
             taps,
             content,
@@ -135,8 +172,9 @@ impl<D: Device> Engine<D> {
         })
     }
 
-    fn run(&mut self, x: &[f32], grad: &mut [f32]) -> Result<Values> {
-        self.net.set_input(x)?;
+    /// The costs of the image in the network's input buffer; its gradient is left in the network's
+    /// input gradient.
+    fn compute(&mut self) -> Result<Values> {
         self.net.forward()?;
         let dev = self.net.device();
         dev.zero_acc(&mut self.acc)?;
@@ -220,9 +258,9 @@ impl<D: Device> Engine<D> {
                 shape: dev_shape,
             })?;
         }
-        let dev = self.net.device();
-        dev.download(self.net.input_grad(), grad)?;
-        dev.download_acc(&self.acc, &mut self.host_acc)?;
+        self.net
+            .device()
+            .download_acc(&self.acc, &mut self.host_acc)?;
         let mut content = 0.0;
         for (t, &sum) in self.content.iter().zip(&self.host_acc) {
             content += f64::from(t.weight) * nst_costs::ContentNorm::Seed.coefficient(t.len) * sum;
@@ -245,10 +283,76 @@ impl<D: Device> Engine<D> {
 
 impl<D: Device> Evaluate for Engine<D> {
     fn evaluate(&mut self, x: &[f32], grad: &mut [f32]) -> Result<Values> {
-        self.run(x, grad)
+        self.net.set_input(x)?;
+        let values = self.compute()?;
+        self.net.device().download(self.net.input_grad(), grad)?;
+        Ok(values)
     }
 
     fn device_name(&self) -> &'static str {
         self.net.device().name()
+    }
+
+    fn adam_load(&mut self, x: &[f32], m: &[f32], v: &[f32]) -> Result<()> {
+        self.net.set_input(x)?;
+        let n = x.len();
+        let dev = self.net.device();
+        if self.adam.is_none() {
+            self.adam = Some(AdamBuffers {
+                m: dev.alloc(n)?,
+                v: dev.alloc(n)?,
+                last_good: dev.alloc(n)?,
+            });
+        }
+        let a = self.adam.as_mut().expect("allocated above");
+        dev.upload(m, &mut a.m)?;
+        dev.upload(v, &mut a.v)?;
+        dev.copy(self.net.input(), &mut a.last_good, n)?;
+        Ok(())
+    }
+
+    fn adam_step(&mut self, s: &AdamScalars) -> Result<Values> {
+        if self.adam.is_none() {
+            return Err(super::Error::InvalidSetting(
+                "a device Adam step before the iterate was loaded".into(),
+            ));
+        }
+        let values = self.compute()?;
+        if values
+            .total(self.alpha, self.beta, self.tv_weight)
+            .is_finite()
+        {
+            let n = self.net.input_shape().len();
+            let a = self.adam.as_mut().expect("checked above");
+            let (dev, x, g) = self.net.input_mut_and_grad();
+            dev.copy(x, &mut a.last_good, n)?;
+            dev.launch(Kernel::Adam {
+                x,
+                g,
+                m: &mut a.m,
+                v: &mut a.v,
+                s: *s,
+                n: n as i64,
+            })?;
+        }
+        Ok(values)
+    }
+
+    fn download_image(&self, which: ResidentImage, out: &mut [f32]) -> Result<()> {
+        let dev = self.net.device();
+        match (which, &self.adam) {
+            (ResidentImage::LastGood, Some(a)) => dev.download(&a.last_good, out)?,
+            _ => dev.download(self.net.input(), out)?,
+        }
+        Ok(())
+    }
+
+    fn download_moments(&self, m: &mut [f32], v: &mut [f32]) -> Result<()> {
+        if let Some(a) = &self.adam {
+            let dev = self.net.device();
+            dev.download(&a.m, m)?;
+            dev.download(&a.v, v)?;
+        }
+        Ok(())
     }
 }

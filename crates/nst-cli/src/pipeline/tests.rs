@@ -372,3 +372,147 @@ fn device_path_matches_cpu_on_cuda() {
     device_matches_cpu(PoolMethod::Max, 0.05, dev());
     device_matches_cpu(PoolMethod::Avg, 0.0, dev());
 }
+
+/// Device-resident Adam (iterate, moments and last good image on the device) takes exactly the steps
+/// of the host's `Adam::step` fed by the same device evaluations, for both update forms; the images and
+/// moments it hands back are the ones the host run holds.
+#[test]
+fn device_adam_takes_the_host_adam_steps() {
+    use nst_optim::{Adam, AdamConfig, AdamForm, Optimizer};
+    let m = tiny_model(31, 3, PoolMethod::Avg);
+    let (h, w) = (12, 10);
+    let content = image(32, h, w);
+    let style = image(33, h, w);
+    let styles = [StyleImage {
+        image: style.view(),
+        weight: 1.0,
+    }];
+    let s = spec("relu2_1", "relu1_1:0.5,relu2_2:0.5", 10.0, 40.0, 0.01);
+    let build = || {
+        StyleObjective::new(
+            build_network(&m, None).unwrap(),
+            Backend::Cpu,
+            &s,
+            content.view(),
+            &styles,
+        )
+        .unwrap()
+        .on_device(device_emu::Emulator::new(64, 1)) // one block per launch: fewer emulated threads
+        .unwrap()
+    };
+    for form in [AdamForm::EpsilonHat, AdamForm::Algorithm1] {
+        let config = AdamConfig {
+            learning_rate: 0.5,
+            form,
+            ..AdamConfig::seed()
+        };
+        let x0 = image(34, h, w).into_raw_vec_and_offset().0;
+        let n = x0.len();
+
+        let mut host_obj = build();
+        let mut host = Adam::new(config).unwrap();
+        let mut x_host = x0.clone();
+        let mut host_costs = Vec::new();
+        for _ in 0..4 {
+            host_costs.push(host.step(&mut x_host, &mut host_obj).unwrap().value);
+        }
+        let x_before_last = {
+            let mut again = Adam::new(config).unwrap();
+            let mut x = x0.clone();
+            for _ in 0..3 {
+                again.step(&mut x, &mut build()).unwrap();
+            }
+            x
+        };
+
+        let mut dev_obj = build();
+        let mut dev = Adam::new(config).unwrap();
+        {
+            let (mm, vv) = dev.moments_mut::<Error>(n).unwrap();
+            dev_obj.device_adam_load(&x0, mm, vv).unwrap();
+        }
+        let mut dev_costs = Vec::new();
+        for _ in 0..4 {
+            let r = dev
+                .step_external(n, |sc| Ok::<_, Error>(dev_obj.device_adam_step(sc)?.total))
+                .unwrap();
+            dev_costs.push(r.value);
+        }
+        let mut x_dev = vec![f32::NAN; n];
+        dev_obj
+            .device_image(ResidentImage::Current, &mut x_dev)
+            .unwrap();
+        assert_eq!(x_dev, x_host, "{form:?}: the iterates are bit-identical");
+        let mut good = vec![f32::NAN; n];
+        dev_obj
+            .device_image(ResidentImage::LastGood, &mut good)
+            .unwrap();
+        assert_eq!(
+            good, x_before_last,
+            "{form:?}: the last good image is the one the last step evaluated"
+        );
+        for (d, c) in dev_costs.iter().zip(&host_costs) {
+            assert!((d - c).abs() <= 1e-9 * c.abs(), "{form:?}: cost {d} vs {c}");
+        }
+        assert!(
+            host_costs[3] < host_costs[0],
+            "the steps descend: {host_costs:?}"
+        );
+        let (mut mm, mut vv) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+        dev_obj.device_moments(&mut mm, &mut vv).unwrap();
+        let state = host.state();
+        let mut dev_synced = dev;
+        {
+            let (m2, v2) = dev_synced.moments_mut::<Error>(n).unwrap();
+            m2.copy_from_slice(&mm);
+            v2.copy_from_slice(&vv);
+        }
+        assert_eq!(
+            dev_synced.state(),
+            state,
+            "{form:?}: the synced state is the host's, step count included"
+        );
+    }
+}
+
+#[test]
+fn device_adam_needs_a_device_and_a_loaded_iterate() {
+    let m = tiny_model(31, 3, PoolMethod::Avg);
+    let content = image(32, 8, 8);
+    let styles = [StyleImage {
+        image: content.view(),
+        weight: 1.0,
+    }];
+    let s = spec("relu2_1", "relu1_1", 1.0, 1.0, 0.0);
+    let mut cpu = StyleObjective::new(
+        build_network(&m, None).unwrap(),
+        Backend::Cpu,
+        &s,
+        content.view(),
+        &styles,
+    )
+    .unwrap();
+    let x = vec![0.0; 3 * 8 * 8];
+    assert!(
+        cpu.device_adam_load(&x, &x, &x)
+            .unwrap_err()
+            .to_string()
+            .contains("not on a device")
+    );
+    let mut dev = cpu.on_device(device_emu::Emulator::default()).unwrap();
+    let scalars = nst_optim::Adam::new(nst_optim::AdamConfig::seed())
+        .unwrap()
+        .next_step_scalars();
+    assert!(
+        dev.device_adam_step(&scalars)
+            .unwrap_err()
+            .to_string()
+            .contains("before the iterate was loaded")
+    );
+    assert!(
+        dev.device_adam_load(&x[1..], &x, &x)
+            .unwrap_err()
+            .to_string()
+            .contains("device Adam")
+    );
+}

@@ -17,13 +17,19 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::{CompileError, CompileOptions};
 
-use super::{BLOCK, ConvDims, Device, GemmCall, KERNEL_SOURCE, Kernel, check_gemm, too_short};
+use super::{
+    AdamScalars, BLOCK, ConvDims, Device, GemmCall, KERNEL_SOURCE, Kernel, check_gemm, too_short,
+};
 use crate::{Error, Result};
 
 // SAFETY: `ConvDims` is `#[repr(C)]` with eleven `i32` fields (no padding, no pointers, every bit
 // pattern valid), in the order of `struct ConvDims` in `kernels.cu`, whose eleven `int`s have the same
 // size, alignment and layout; the kernels take it by value.
 unsafe impl DeviceRepr for ConvDims {}
+
+// SAFETY: `AdamScalars` is `#[repr(C)]` with seven `f32` and one `i32` (32 bytes, 4-byte aligned, no
+// padding, no pointers, every bit pattern valid), in the order of `struct AdamScalars` in `kernels.cu`.
+unsafe impl DeviceRepr for AdamScalars {}
 
 /// Most blocks of a grid-stride kernel's launch: enough to fill any current GPU several times over.
 const MAX_BLOCKS: u64 = 65_535 * 8;
@@ -638,17 +644,7 @@ impl Device for CudaDevice {
                 // launch has BLOCK threads per block.
                 unsafe { self.submit(args, cfg, name) }
             }
-            Kernel::Adam {
-                x,
-                g,
-                m,
-                v,
-                beta1,
-                beta2,
-                lr_t,
-                eps_t,
-                n,
-            } => {
+            Kernel::Adam { x, g, m, v, s, n } => {
                 let n_u = product(name, &[n])?;
                 check_lens(
                     name,
@@ -659,17 +655,9 @@ impl Device for CudaDevice {
                         (v.len(), n_u),
                     ],
                 )?;
-                args.arg(x)
-                    .arg(g)
-                    .arg(m)
-                    .arg(v)
-                    .arg(&beta1)
-                    .arg(&beta2)
-                    .arg(&lr_t)
-                    .arg(&eps_t)
-                    .arg(&n);
-                // SAFETY: nst_adam(float* x, const float* g, float* m, float* v, float beta1,
-                // float beta2, float lr_t, float eps_t, long long n); all four hold n floats.
+                args.arg(x).arg(g).arg(m).arg(v).arg(&s).arg(&n);
+                // SAFETY: nst_adam(float* x, const float* g, float* m, float* v, AdamScalars s,
+                // long long n); all four hold n floats.
                 unsafe { self.submit(args, cfg, name) }
             }
         }

@@ -252,16 +252,34 @@ extern "C" __global__ void nst_tv_squared(const float* __restrict__ x, float* __
     nst_block_sum(s, acc);
 }
 
-// One Adam step on n parameters: m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g², x ← x − lr_t·m / (√v + eps_t).
-// The host folds the bias corrections into lr_t and eps_t (see `device::AdamStep`).
+// The scalars of one Adam step (mirrors `AdamScalars` in device/mod.rs).
+struct AdamScalars {
+    float beta1, beta2, learning_rate, epsilon;
+    float c1, c2;     // 1 − β1ᵗ, 1 − β2ᵗ
+    float alpha_t;    // α·√(1 − β2ᵗ)/(1 − β1ᵗ)
+    int form;         // 0: Algorithm 1; 1: the ε̂ form of TensorFlow 1's ApplyAdam
+};
+
+// One Adam step on n parameters, in the expression order of nst-optim's `Adam::step` for each form, so
+// that the update rounds as on the CPU (NVRTC compiles without contraction into FMAs).
 extern "C" __global__ void nst_adam(float* __restrict__ x, const float* __restrict__ g, float* __restrict__ m, float* __restrict__ v,
-                                    float beta1, float beta2, float lr_t, float eps_t, long long n) {
+                                    AdamScalars s, long long n) {
     GRID_STRIDE(e, n) {
         const float ge = g[e];
-        const float me = beta1 * m[e] + (1.0f - beta1) * ge;
-        const float ve = beta2 * v[e] + (1.0f - beta2) * ge * ge;
+        float me = m[e];
+        float ve = v[e];
+        if (s.form == 0) {
+            me = s.beta1 * me + (1.0f - s.beta1) * ge;
+            ve = s.beta2 * ve + (1.0f - s.beta2) * ge * ge;
+            const float m_hat = me / s.c1;
+            const float v_hat = ve / s.c2;
+            x[e] -= s.learning_rate * m_hat / (sqrtf(v_hat) + s.epsilon);
+        } else {
+            me += (ge - me) * (1.0f - s.beta1);
+            ve += (ge * ge - ve) * (1.0f - s.beta2);
+            x[e] -= (me * s.alpha_t) / (sqrtf(ve) + s.epsilon);
+        }
         m[e] = me;
         v[e] = ve;
-        x[e] -= lr_t * me / (sqrtf(ve) + eps_t);
     }
 }

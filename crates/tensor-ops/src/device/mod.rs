@@ -95,6 +95,29 @@ impl ConvDims {
     }
 }
 
+/// The scalars of one Adam step as the kernel takes them (`struct AdamScalars` in [`KERNEL_SOURCE`]).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AdamScalars {
+    /// `β₁`.
+    pub beta1: f32,
+    /// `β₂`.
+    pub beta2: f32,
+    /// `α`.
+    pub learning_rate: f32,
+    /// `ε` (the paper's `ε̂` in the TensorFlow form).
+    pub epsilon: f32,
+    /// `1 − β₁ᵗ`.
+    pub c1: f32,
+    /// `1 − β₂ᵗ`.
+    pub c2: f32,
+    /// `α·√(1 − β₂ᵗ)/(1 − β₁ᵗ)`.
+    pub alpha_t: f32,
+    /// 0: Algorithm 1 (`m̂ = m/c1`, `v̂ = v/c2`, `x −= α·m̂/(√v̂ + ε)`); 1: TensorFlow 1's
+    /// `m += (g − m)(1 − β₁)`, `v += (g² − v)(1 − β₂)`, `x −= m·αₜ/(√v + ε)`.
+    pub form: i32,
+}
+
 /// One launch of a kernel of [`KERNEL_SOURCE`] with its arguments. `n` counts elements; every buffer
 /// must hold at least the elements the kernel touches (the callers in this crate size them so).
 #[derive(Debug)]
@@ -228,24 +251,19 @@ pub enum Kernel<'a, B, A> {
         /// Channels, height, width.
         shape: [i32; 3],
     },
-    /// One Adam step: `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `x ← x − lr_t·m / (√v + eps_t)`.
+    /// One Adam step on `x` with moments `m`, `v` and gradient `g`, in the expression order of
+    /// `nst-optim`'s `Adam::step` for the form in `s`.
     Adam {
         /// Parameters.
         x: &'a mut B,
         /// Gradient.
         g: &'a B,
-        /// First moment.
+        /// First moments.
         m: &'a mut B,
-        /// Second moment.
+        /// Second moments.
         v: &'a mut B,
-        /// β1.
-        beta1: f32,
-        /// β2.
-        beta2: f32,
-        /// Step size with the bias corrections folded in.
-        lr_t: f32,
-        /// ε with the bias corrections folded in.
-        eps_t: f32,
+        /// The step's scalars.
+        s: AdamScalars,
         /// Elements.
         n: i64,
     },

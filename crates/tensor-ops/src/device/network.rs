@@ -213,6 +213,17 @@ impl<D: Device> DeviceNetwork<D> {
         (&self.dev, &self.acts[0], grad)
     }
 
+    /// The device, the input mutably and the input gradient of the last
+    /// [`backward`](DeviceNetwork::backward), for a gradient step on the input (an optimizer's update).
+    pub fn input_mut_and_grad(&mut self) -> (&D, &mut D::Buf, &D::Buf) {
+        let grad = if self.grad_in_b {
+            &self.grad_b
+        } else {
+            &self.grad_a
+        };
+        (&self.dev, &mut self.acts[0], grad)
+    }
+
     /// The output of layer `i` from the last [`forward`](DeviceNetwork::forward).
     ///
     /// # Panics

@@ -270,8 +270,9 @@ fn tv_squared_matches_its_definition() {
     }
 }
 
-#[test]
-fn adam_kernel_is_the_elementwise_update() {
+/// Both forms of the Adam kernel against the update written out here in the same expression order.
+fn check_adam<D: Device>(dev: &D) {
+    use tensor_ops::device::AdamScalars;
     let n = 1000;
     let (x0, g) = (
         test_utils::uniform_vec(1, n, -5.0, 5.0),
@@ -281,36 +282,57 @@ fn adam_kernel_is_the_elementwise_update() {
         test_utils::uniform_vec(3, n, -0.1, 0.1),
         test_utils::uniform_vec(4, n, 0.0, 0.1),
     );
-    let (b1, b2, lr_t, eps_t) = (0.9_f32, 0.999_f32, 0.7_f32, 1e-8_f32);
-    let emu = Emulator::new(37, 3);
     let up = |v: &[f32]| {
-        let mut b = emu.alloc(n).unwrap();
-        emu.upload(v, &mut b).unwrap();
+        let mut b = dev.alloc(n).unwrap();
+        dev.upload(v, &mut b).unwrap();
         b
     };
-    let (mut x, dg, mut m, mut v) = (up(&x0), up(&g), up(&m0), up(&v0));
-    emu.launch(Kernel::Adam {
-        x: &mut x,
-        g: &dg,
-        m: &mut m,
-        v: &mut v,
-        beta1: b1,
-        beta2: b2,
-        lr_t,
-        eps_t,
-        n: n as i64,
-    })
-    .unwrap();
-    for i in 0..n {
-        let me = b1 * m0[i] + (1.0 - b1) * g[i];
-        let ve = b2 * v0[i] + (1.0 - b2) * g[i] * g[i];
-        assert_eq!((m[i], v[i]), (me, ve), "moments at {i}");
-        assert_eq!(
-            x[i],
-            x0[i] - lr_t * me / (ve.sqrt() + eps_t),
-            "parameter at {i}"
-        );
+    let down = |b: &D::Buf| {
+        let mut v = vec![f32::NAN; n];
+        dev.download(b, &mut v).unwrap();
+        v
+    };
+    for form in [0, 1] {
+        let s = AdamScalars {
+            beta1: 0.9,
+            beta2: 0.999,
+            learning_rate: 2.0,
+            epsilon: 1e-8,
+            c1: 0.271,
+            c2: 0.00299,
+            alpha_t: 0.4,
+            form,
+        };
+        let (mut x, dg, mut m, mut v) = (up(&x0), up(&g), up(&m0), up(&v0));
+        dev.launch(Kernel::Adam {
+            x: &mut x,
+            g: &dg,
+            m: &mut m,
+            v: &mut v,
+            s,
+            n: n as i64,
+        })
+        .unwrap();
+        let (x, m, v) = (down(&x), down(&m), down(&v));
+        for i in 0..n {
+            let (mut me, mut ve, mut xe) = (m0[i], v0[i], x0[i]);
+            if form == 0 {
+                me = s.beta1 * me + (1.0 - s.beta1) * g[i];
+                ve = s.beta2 * ve + (1.0 - s.beta2) * g[i] * g[i];
+                xe -= s.learning_rate * (me / s.c1) / ((ve / s.c2).sqrt() + s.epsilon);
+            } else {
+                me += (g[i] - me) * (1.0 - s.beta1);
+                ve += (g[i] * g[i] - ve) * (1.0 - s.beta2);
+                xe -= (me * s.alpha_t) / (ve.sqrt() + s.epsilon);
+            }
+            assert_eq!((m[i], v[i], x[i]), (me, ve, xe), "form {form}, element {i}");
+        }
     }
+}
+
+#[test]
+fn adam_kernel_is_the_elementwise_update() {
+    check_adam(&Emulator::new(37, 3));
 }
 
 #[test]
@@ -583,6 +605,7 @@ mod gpu {
         if let Some(dev) = device("cuda_reductions") {
             super::check_sub_sumsq(&dev);
             super::check_tv(&dev);
+            super::check_adam(&dev);
         }
     }
 }

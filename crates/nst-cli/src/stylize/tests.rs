@@ -1,0 +1,258 @@
+//! The run loop with device-resident Adam, in process on the `device-emu` emulator: logging, checkpoints
+//! and resume see the device's iterate, and the outputs match the host run's.
+
+use std::sync::atomic::AtomicBool;
+
+use clap::Parser as _;
+use image::{Rgb, RgbImage};
+use ndarray::{Array1, Array4};
+use test_utils::uniform_vec;
+use vgg_weights::write::{Compression, write_simplenn};
+use vgg_weights::{Conv, Layer, LayerKind, Layout, Pad, Pool, PoolMethod, VggModel};
+
+use super::*;
+use crate::cli::{Cli, Command};
+use crate::testing::TempDir;
+
+/// conv1_1 relu1_1 pool1 conv2_1 relu2_1, 4 channels.
+fn model() -> VggModel {
+    let conv = |name: &str, c_in: usize, s: u64| Layer {
+        name: name.into(),
+        kind: LayerKind::Conv(Conv {
+            weights: Array4::from_shape_vec(
+                (4, c_in, 3, 3),
+                uniform_vec(s, 4 * c_in * 9, -0.3, 0.3),
+            )
+            .unwrap(),
+            bias: Array1::from(uniform_vec(s + 1, 4, 0.0, 0.1)),
+            stride: [1, 1],
+            pad: Pad::uniform(1),
+        }),
+    };
+    let relu = |name: &str| Layer {
+        name: name.into(),
+        kind: LayerKind::Relu,
+    };
+    VggModel {
+        layout: Layout::Beta16,
+        mean_rgb: Some([123.68, 116.779, 103.939]),
+        layers: vec![
+            conv("conv1_1", 3, 1),
+            relu("relu1_1"),
+            Layer {
+                name: "pool1".into(),
+                kind: LayerKind::Pool(Pool {
+                    method: PoolMethod::Max,
+                    size: [2, 2],
+                    stride: [2, 2],
+                    pad: Pad::default(),
+                }),
+            },
+            conv("conv2_1", 4, 2),
+            relu("relu2_1"),
+        ],
+    }
+}
+
+fn args(dir: &std::path::Path, out: &str, extra: &[&str]) -> StylizeArgs {
+    let w = dir.join("w.mat").display().to_string();
+    let c = dir.join("c.png").display().to_string();
+    let s = dir.join("s.png").display().to_string();
+    let o = dir.join(out);
+    let mut v: Vec<String> = [
+        "nst",
+        "stylize",
+        "--weights",
+        &w,
+        "--content",
+        &c,
+        "--style",
+        &s,
+        "--output",
+        &o.join("out.png").display().to_string(),
+        "--out-dir",
+        &o.display().to_string(),
+        "--content-layers",
+        "relu2_1",
+        "--style-layers",
+        "relu1_1,relu2_1",
+        "--learning-rate",
+        "1",
+        "--print-every",
+        "2",
+        "--seed",
+        "3",
+        "--offline",
+        "true",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    match Cli::try_parse_from(v).unwrap().command {
+        Command::Stylize(a) => *a,
+        _ => unreachable!("a stylize command"),
+    }
+}
+
+fn pixels(path: &std::path::Path) -> Vec<u8> {
+    image::open(path).unwrap().to_rgb8().into_raw()
+}
+
+fn adam_state(path: &std::path::Path) -> nst_optim::AdamState {
+    match Checkpoint::load(path).unwrap().0.optimizer {
+        OptimizerState::Adam(s) => s,
+        OptimizerState::Lbfgs(_) => panic!("an Adam checkpoint"),
+    }
+}
+
+#[test]
+fn device_adam_run_matches_the_host_run_and_resumes_exactly() {
+    let tmp = TempDir::new("stylize-device-adam");
+    let dir = tmp.path();
+    write_simplenn(
+        &dir.join("w.mat"),
+        &model(),
+        Layout::Beta16,
+        Compression::None,
+    )
+    .unwrap();
+    RgbImage::from_fn(16, 12, |x, y| Rgb([(x * 15) as u8, (y * 20) as u8, 90]))
+        .save(dir.join("c.png"))
+        .unwrap();
+    RgbImage::from_fn(14, 10, |x, y| {
+        Rgb([((x * y) % 255) as u8, 200 - (x * 9) as u8, (y * 25) as u8])
+    })
+    .save(dir.join("s.png"))
+    .unwrap();
+    let stop = AtomicBool::new(false);
+    let emu: Place<'_> = &|o: StyleObjective| o.on_device(device_emu::Emulator::new(64, 1));
+
+    let (mh_path, md_path) = (
+        dir.join("host.jsonl").display().to_string(),
+        dir.join("dev.jsonl").display().to_string(),
+    );
+    run_placed(
+        &args(
+            dir,
+            "host",
+            &[
+                "--iterations",
+                "6",
+                "--checkpoint-every",
+                "3",
+                "--metrics",
+                &mh_path,
+            ],
+        ),
+        true,
+        1,
+        &stop,
+        &Ok,
+    )
+    .unwrap();
+    run_placed(
+        &args(
+            dir,
+            "dev",
+            &[
+                "--iterations",
+                "6",
+                "--checkpoint-every",
+                "3",
+                "--metrics",
+                &md_path,
+            ],
+        ),
+        true,
+        1,
+        &stop,
+        emu,
+    )
+    .unwrap();
+
+    // The same run: images within one grey level, the same logged iterations with costs within rounding.
+    let (host, dev) = (
+        pixels(&dir.join("host/out.png")),
+        pixels(&dir.join("dev/out.png")),
+    );
+    assert_eq!(host.len(), dev.len());
+    let worst = host
+        .iter()
+        .zip(&dev)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(worst <= 1, "largest pixel difference {worst}");
+    assert_ne!(
+        host,
+        pixels(&dir.join("c.png")),
+        "the run changed the image"
+    );
+    let costs = |p: &str| -> Vec<(u64, f64)> {
+        std::fs::read_to_string(dir.join(p))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["iteration"].as_u64().unwrap(),
+                    v["total"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (ch, cd) = (costs("host.jsonl"), costs("dev.jsonl"));
+    assert_eq!(
+        ch.iter().map(|c| c.0).collect::<Vec<_>>(),
+        cd.iter().map(|c| c.0).collect::<Vec<_>>()
+    );
+    // The checkpoint holds the device's moments, in step with the host's.
+    let (sh, sd) = (
+        adam_state(&dir.join("host").join(checkpoint::FILE_NAME)),
+        adam_state(&dir.join("dev").join(checkpoint::FILE_NAME)),
+    );
+    assert_eq!(sh.step(), 6);
+    assert_eq!(sd.step(), 6);
+    let (mh, md) = (
+        serde_json::to_value(&sh).unwrap(),
+        serde_json::to_value(&sd).unwrap(),
+    );
+    assert_eq!(
+        mh["m"].as_str().map(str::len),
+        md["m"].as_str().map(str::len),
+        "moments of the same length"
+    );
+    assert_ne!(
+        md["m"],
+        serde_json::to_value(nst_optim::Adam::new(*sd.config()).unwrap().state()).unwrap()["m"]
+    );
+
+    // Resuming the device run at iteration 6 and going to 9 equals a device run of 9 from the start.
+    let ckpt = dir
+        .join("dev")
+        .join(checkpoint::FILE_NAME)
+        .display()
+        .to_string();
+    let resume =
+        match Cli::try_parse_from(["nst", "stylize", "--resume", &ckpt, "--iterations", "9"])
+            .unwrap()
+            .command
+        {
+            Command::Stylize(a) => *a,
+            _ => unreachable!("a stylize command"),
+        };
+    run_placed(&resume, true, 1, &stop, emu).unwrap();
+    run_placed(
+        &args(dir, "dev9", &["--iterations", "9"]),
+        true,
+        1,
+        &stop,
+        emu,
+    )
+    .unwrap();
+    assert_eq!(
+        pixels(&dir.join("dev/out.png")),
+        pixels(&dir.join("dev9/out.png"))
+    );
+}
