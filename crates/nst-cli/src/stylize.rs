@@ -58,7 +58,7 @@ impl Say {
 }
 
 /// The optimizer, either kind; Adam on a device keeps the iterate and its moments there.
-enum Opt {
+pub(crate) enum Opt {
     Adam(Adam),
     /// Adam whose iterate, moments and last good image live on the objective's device: per step only
     /// the cost terms cross to the host; `x` and the moments held here are brought up to date by
@@ -73,7 +73,7 @@ enum Opt {
 
 impl Opt {
     /// Adam on the objective's device when it has one, else on the host.
-    fn adam(adam: Adam, obj: &StyleObjective) -> Opt {
+    pub(crate) fn adam(adam: Adam, obj: &StyleObjective) -> Opt {
         if obj.is_on_device() {
             Opt::DeviceAdam {
                 adam,
@@ -84,7 +84,7 @@ impl Opt {
         }
     }
 
-    fn step(
+    pub(crate) fn step(
         &mut self,
         x: &mut [f32],
         obj: &mut StyleObjective,
