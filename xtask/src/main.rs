@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask download-weights [ARGS...]   forwards to `nst download-weights ARGS...`
 //! cargo xtask test [--gpu] [--with-weights] [--quick]   the whole test matrix, then a summary table
+//! cargo xtask gpu-bundle [--out DIR]        the release binary and GPU tests for a GPU machine
 //! ```
 //!
 //! Every tool runs as a subprocess through `std::process::Command`; cargo is the one named by the
@@ -13,6 +14,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd;
+mod gpu;
 mod matrix;
 #[cfg(test)]
 mod tidy;
@@ -37,6 +39,10 @@ USAGE:
         --gpu           run the cuda tests even if no GPU is detected
         --with-weights  run the smoke test on the real VGG-19 weights (fails if the file is missing)
         --quick         only fmt, clippy and the tests (skip doctests, docs, benches, cuda legs)
+    cargo xtask gpu-bundle [--out DIR]
+        Build, with the cuda feature, the release `nst` and the GPU test binaries into DIR
+        (default target/gpu-bundle) with run.sh, which runs the GPU tests and benchmarks on a
+        GPU machine that has no Rust toolchain (see docs/performance.md).
     cargo xtask help
 ";
 
@@ -69,6 +75,21 @@ fn run(args: &[String]) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        "gpu-bundle" => {
+            let out = match rest {
+                [] => project_root().join("target/gpu-bundle"),
+                [flag, dir] if flag == "--out" => PathBuf::from(dir),
+                _ => bail!("usage: cargo xtask gpu-bundle [--out DIR]"),
+            };
+            let size = gpu::bundle(&project_root(), &out)?;
+            println!(
+                "gpu bundle: {} ({:.1} MiB); on the GPU machine run `bash {}/run.sh`",
+                out.display(),
+                size as f64 / (1024.0 * 1024.0),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         "help" | "-h" | "--help" => {
             print!("{HELP}");

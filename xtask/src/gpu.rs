@@ -1,0 +1,172 @@
+//! `cargo xtask gpu-bundle`: everything a GPU machine without a Rust toolchain needs to validate the
+//! `cuda` feature, in one folder: the release `nst` and the GPU test binaries (built here with the
+//! feature, stripped) and `run.sh` (`gpu_run.sh`), which finds cuBLAS and NVRTC there and runs the tests
+//! and the 400×300 and 1024×768 benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cmd::Cmd;
+
+/// The script the bundle runs on the GPU machine.
+const RUN_SH: &str = include_str!("gpu_run.sh");
+
+/// Builds the bundle into `out` (replacing it) and returns its size in bytes.
+pub(crate) fn bundle(root: &Path, out: &Path) -> Result<u64> {
+    Cmd::cargo(["build", "--release", "-p", "nst-cli", "--features", "cuda"])
+        .current_dir(root)
+        .run()?;
+    let tests = test_executables(root)?;
+    if tests.len() != 2 {
+        bail!(
+            "expected the test binaries of tensor-ops (tests/it) and nst-cli (lib), found {tests:?}"
+        );
+    }
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;
+    }
+    std::fs::create_dir_all(out.join("tests"))?;
+    copy_stripped(&root.join("target/release/nst"), &out.join("nst"))?;
+    for (name, path) in &tests {
+        copy_stripped(path, &out.join("tests").join(name))?;
+    }
+    let run = out.join("run.sh");
+    std::fs::write(&run, RUN_SH).with_context(|| format!("writing {}", run.display()))?;
+    let mut size = 0;
+    for entry in walk(out)? {
+        size += std::fs::metadata(&entry)?.len();
+    }
+    Ok(size)
+}
+
+/// `(bundle name, path)` of the release test binaries of tensor-ops' `it` and nst-cli's lib, built with `cuda`.
+fn test_executables(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let args = [
+        "test",
+        "--release",
+        "-p",
+        "tensor-ops",
+        "-p",
+        "nst-cli",
+        "--features",
+        "cuda",
+        "--no-run",
+        "--message-format=json",
+    ];
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    println!("$ cargo {}", args.join(" "));
+    let output = Command::new(&cargo)
+        .args(args)
+        .current_dir(root)
+        .output()
+        .context("could not start cargo")?;
+    if !output.status.success() {
+        bail!(
+            "`cargo {}` failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(parse_executables(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Picks the test executables out of cargo's JSON messages (one object per line): the `it` target of
+/// tensor-ops and the lib target of nst-cli. A small scan rather than a JSON parser, since the fields
+/// it reads are plain strings without escapes.
+fn parse_executables(json_lines: &str) -> Vec<(String, PathBuf)> {
+    let field = |line: &str, key: &str| -> Option<String> {
+        let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+        let end = line[start..].find('"')? + start;
+        Some(line[start..end].to_owned())
+    };
+    let mut found = Vec::new();
+    for line in json_lines.lines() {
+        if !line.contains("\"reason\":\"compiler-artifact\"") || !line.contains("\"test\":true") {
+            continue;
+        }
+        let (Some(exe), Some(name)) = (field(line, "executable"), field(line, "name")) else {
+            continue;
+        };
+        let package = if line.contains("tensor-ops") {
+            "tensor_ops"
+        } else if line.contains("nst-cli") {
+            "nst_cli"
+        } else {
+            continue;
+        };
+        let wanted = (package == "tensor_ops" && name == "it")
+            || (package == "nst_cli" && name == "nst_cli");
+        if wanted {
+            found.push((format!("{package}_{name}"), PathBuf::from(exe)));
+        }
+    }
+    found
+}
+
+fn copy_stripped(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    // Symbols are most of a release binary's size; the carry to the GPU machine is limited.
+    if !Cmd::new("strip", [to.display().to_string()]).succeeds_quietly() {
+        println!("(strip unavailable: {} kept its symbols)", to.display());
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files.extend(walk(&path)?);
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_two_gpu_test_binaries_in_cargo_json() {
+        let lines = [
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/tensor-ops#0.1.0","target":{"kind":["test"],"name":"it"},"profile":{"test":true},"executable":"/w/target/release/deps/it-abc"}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/tensor-ops#0.1.0","target":{"kind":["lib"],"name":"tensor_ops"},"profile":{"test":true},"executable":"/w/target/release/deps/tensor_ops-1"}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/nst-cli#0.1.0","target":{"kind":["lib"],"name":"nst_cli"},"profile":{"test":true},"executable":"/w/target/release/deps/nst_cli-2"}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/nst-cli#0.1.0","target":{"kind":["lib"],"name":"nst_cli"},"profile":{"test":false},"executable":null}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            parse_executables(&lines),
+            [
+                (
+                    "tensor_ops_it".to_owned(),
+                    PathBuf::from("/w/target/release/deps/it-abc")
+                ),
+                (
+                    "nst_cli_nst_cli".to_owned(),
+                    PathBuf::from("/w/target/release/deps/nst_cli-2")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_run_script_runs_the_gpu_tests_and_both_benchmark_sizes() {
+        for needle in [
+            "NST_TEST_GPU=1",
+            "--size 400x300",
+            "--size 1024x768",
+            "--device cuda",
+            "LD_LIBRARY_PATH",
+        ] {
+            assert!(RUN_SH.contains(needle), "run.sh lacks {needle}");
+        }
+    }
+}

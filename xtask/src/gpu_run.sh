@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs on a GPU machine, from the bundle that `cargo xtask gpu-bundle` builds: no Rust toolchain and no
+# network needed. Finds cuBLAS and NVRTC (from the nvidia-* Python packages, or anywhere on the disk),
+# runs the GPU tests of tensor-ops and nst-cli, then `nst bench` on the GPU at 400x300 and 1024x768
+# (and on the CPU at 400x300, for the ratio on the same machine). Everything goes to $OUT (or ./out).
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=${OUT:-$here/out}
+mkdir -p "$out"
+exec > >(tee "$out/gpu-run.log") 2>&1
+
+echo "== machine"
+date -u
+uname -srm
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "nvidia-smi failed"
+ldd --version 2>&1 | head -n 1
+
+echo "== libraries"
+libdirs=$(python3 - <<'PY' 2>/dev/null
+import importlib.util, os
+dirs = set()
+for name in ("nvidia",):
+    spec = importlib.util.find_spec(name)
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        for root, _, files in os.walk(base):
+            if any(f.startswith(("libcublas.so", "libnvrtc.so", "libnvrtc-builtins")) for f in files):
+                dirs.add(root)
+print(":".join(sorted(dirs)))
+PY
+)
+if [ -z "$libdirs" ]; then
+    libdirs=$(find / -xdev \( -name 'libcublas.so*' -o -name 'libnvrtc.so*' \) -printf '%h\n' 2>/dev/null | sort -u | paste -sd: -)
+fi
+export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+for d in ${libdirs//:/ }; do ls "$d" | grep -E '^lib(cublas|nvrtc)' | sed "s|^|  $d/|"; done
+ldd "$here/nst" | grep -E 'not found|libc\.so' || true
+
+status=0
+echo "== GPU tests (NST_TEST_GPU=1: a missing device fails them)"
+export NST_TEST_GPU=1
+for t in "$here"/tests/*; do
+    echo "-- $(basename "$t")"
+    "$t" cuda cublas --test-threads 1 || status=1
+done
+
+echo "== benchmarks (random VGG-19 weights to conv5_1, seed objective, Adam)"
+"$here/nst" bench --random-weights --device cuda --size 400x300 --iterations 30 || status=1
+"$here/nst" bench --random-weights --device cuda --size 1024x768 --iterations 15 || status=1
+"$here/nst" bench --random-weights --device cpu --size 400x300 --iterations 3 || status=1
+
+echo "== exit $status"
+exit $status
