@@ -9,7 +9,8 @@
 //! - [`cli`], [`app`]: the command line (clap types, dispatch, printing) used by the `nst` binary.
 //!
 //! ## Features
-//! - `cuda`: the cuBLAS backend of `tensor-ops` (`nst stylize --device cuda`).
+//! - `cuda`: the GPU backend of `tensor-ops` (`nst stylize --device cuda`): the whole iteration on the GPU
+//!   ([`pipeline::StyleObjective::on_device`], device-resident Adam in the run loop).
 #![warn(missing_docs)]
 #![allow(
     clippy::print_stdout,

@@ -12,6 +12,8 @@
 //!   `backward(grad_taps)` sums the gradients arriving at several taps on the way down.
 //! - [`Gemm`]: `C ← α·A·B + β·C`, with [`CpuGemm`] (parallel, deterministic) and, behind the `cuda`
 //!   feature, `CublasGemm`; [`Backend`] selects one at run time.
+//! - [`device`]: the same layers on a device ([`device::Device`], [`device::DeviceNetwork`]), with every
+//!   activation kept in device memory.
 //!
 //! Results are bit-identical from run to run for the same input: work is split into fixed-size items
 //! that never depend on the thread count, and no reduction depends on scheduling order.
@@ -20,9 +22,13 @@
 //! weights is the pipeline's job.
 //!
 //! ## Features
-//! - `cuda`: `CublasGemm` and `Backend::Cuda` through `cudarc` with dynamic loading. Builds without a
-//!   CUDA toolkit; `Backend::cuda()` probes for the driver and cuBLAS libraries at run time and returns
-//!   [`Error::DeviceUnavailable`] when they are missing. Without the feature it returns [`Error::NotCompiled`].
+//! - `cuda`: `CublasGemm`, `Backend::Cuda` and `device::cuda::CudaDevice` (cuBLAS + kernels compiled by NVRTC)
+//!   through `cudarc` with dynamic loading. Builds without a CUDA toolkit; `Backend::cuda()` and
+//!   `CudaDevice::new()` probe for the driver, cuBLAS and NVRTC libraries at run time and return
+//!   [`Error::DeviceUnavailable`] when they are missing. Without the feature `Backend::cuda()` returns [`Error::NotCompiled`].
+//!
+//! The [`device`] module is the device-resident backend (activations kept on a device for the whole pass);
+//! it is always compiled, and its kernels are tested on the CPU by the `device-emu` test crate.
 //!
 //! ## Example
 //! ```

@@ -35,7 +35,7 @@ pub(crate) struct Targets<'a> {
     pub(crate) tv_weight: f32,
 }
 
-/// Which device-resident image [`Evaluate::download_image`] copies to the host.
+/// Which device-resident image [`StyleObjective::device_image`](super::StyleObjective::device_image) copies to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResidentImage {
     /// The iterate the next step starts from.

@@ -28,14 +28,26 @@ enum Op<B> {
 /// for the backward walk, the largest im2col matrix, and the weights.
 ///
 /// # Examples
-/// Without a GPU, the tests of this crate drive it through the emulator of the `device-emu` test crate;
-/// with the `cuda` feature:
-/// ```ignore
-/// let dev = tensor_ops::device::cuda::CudaDevice::new()?;
-/// let mut net = DeviceNetwork::new(dev, &cpu_network, Shape::new(3, 300, 400), last)?;
-/// net.set_input(image.as_slice().unwrap())?;
-/// net.forward()?;
-/// let features = net.output(last);
+/// A forward and backward pass on any device (the crate's tests do the same on the CPU emulator of the `device-emu`
+/// crate; with the `cuda` feature, `device::cuda::CudaDevice::new()?` is a GPU):
+/// ```
+/// use tensor_ops::device::{Device, DeviceNetwork};
+/// use tensor_ops::{Network, Shape};
+///
+/// /// `∂⟨1, output of layer last⟩/∂image`, computed on `dev`.
+/// fn input_gradient<D: Device>(dev: D, net: &Network, image: &[f32], shape: Shape, last: usize)
+///     -> tensor_ops::Result<Vec<f32>> {
+///     let mut gpu = DeviceNetwork::new(dev, net, shape, last)?;
+///     gpu.set_input(image)?;
+///     gpu.forward()?;
+///     let dev = gpu.device();
+///     let mut ones = dev.alloc(gpu.output_shape(last).len())?;
+///     dev.upload(&vec![1.0; gpu.output_shape(last).len()], &mut ones)?;
+///     gpu.backward(&[(last, &ones)])?;
+///     let mut grad = vec![0.0; shape.len()];
+///     gpu.device().download(gpu.input_grad(), &mut grad)?;
+///     Ok(grad)
+/// }
 /// ```
 pub struct DeviceNetwork<D: Device> {
     dev: D,
