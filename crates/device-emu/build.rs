@@ -13,6 +13,8 @@ fn main() {
         .warnings(true)
         .extra_warnings(true)
         .flag_if_supported("-Wno-unused-parameter")
+        // As NVRTC's --fmad=false: no contraction into fused multiply-adds (GCC's C++ default is `fast`).
+        .flag_if_supported("-ffp-contract=off")
         .opt_level(2)
         .compile("nst_kernels_emu");
 }

@@ -5,7 +5,6 @@
 // its own OS thread, meeting at a std::barrier, so a block-level reduction runs as written.
 // `__shared__` becomes `static`: one block at a time shares it, as on the GPU.
 #pragma once
-#include <atomic>
 #include <barrier>
 #include <math.h>
 
@@ -26,8 +25,10 @@ extern std::barrier<>* emu_block_barrier;
 
 inline void __syncthreads() { emu_block_barrier->arrive_and_wait(); }
 
-inline double atomicAdd(double* address, double value) {
-    return std::atomic_ref<double>(*address).fetch_add(value);
+inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    __builtin_memcpy(&u, &f, sizeof u);
+    return u;
 }
 
 

@@ -11,7 +11,9 @@
 //! [`Emulator::new`] takes the launch shape, so the tests can run the grid-stride loops with grids and
 //! blocks of any size, down to one thread.
 
-use tensor_ops::device::{BLOCK, ConvDims, Device, GemmCall, Kernel, check_gemm, too_short};
+use tensor_ops::device::{
+    BLOCK, ConvDims, Device, GemmCall, Kernel, check_gemm, reduction_grid, too_short,
+};
 use tensor_ops::{Error, Result};
 
 mod ffi {
@@ -37,13 +39,15 @@ mod ffi {
             a: *const f32,
             b: *const f32,
             out: *mut f32,
-            acc: *mut f64,
+            partials: *mut f64,
             n: i64,
         );
+        pub(crate) fn nst_count_nonfinite(x: *const f32, partials: *mut f64, n: i64);
+        pub(crate) fn nst_finish_sum(partials: *const f64, count: i32, acc: *mut f64);
         pub(crate) fn nst_tv_squared(
             x: *const f32,
             grad: *mut f32,
-            acc: *mut f64,
+            partials: *mut f64,
             weight: f32,
             c: i32,
             h: i32,
@@ -117,6 +121,13 @@ fn need(op: &'static str, len: usize, needed: u64) -> Result<()> {
     Ok(())
 }
 
+fn need_acc(op: &'static str, len: usize, needed: usize) -> Result<()> {
+    if len < needed {
+        return Err(too_short(op, needed, len));
+    }
+    Ok(())
+}
+
 fn input_len(d: &ConvDims) -> u64 {
     d.c as u64 * d.h as u64 * d.w as u64
 }
@@ -135,6 +146,35 @@ impl Emulator {
         let grid = u32::try_from(work.div_ceil(u64::from(block)))
             .unwrap_or(u32::MAX)
             .min(self.max_grid);
+        self.run_grid(grid, block, full_block, thread);
+    }
+
+    /// A reduction: `thread` on the grid [`reduction_grid`] gives (blocks of [`BLOCK`] threads, each
+    /// writing its partial sum), then `nst_finish_sum` adding the partials into `acc`.
+    fn reduce(
+        &self,
+        name: &'static str,
+        work: u64,
+        partials: &mut Vec<f64>,
+        acc: &mut [f64],
+        thread: impl Fn(SendPtr<f64>) + Sync,
+    ) -> Result<()> {
+        let grid = reduction_grid(work, self.max_grid);
+        need_acc(name, partials.len(), grid as usize)?;
+        need_acc(name, acc.len(), 1)?;
+        let p = SendPtr(partials.as_mut_ptr());
+        self.run_grid(grid, BLOCK, true, || thread(p));
+        let a = SendPtr(acc.as_mut_ptr());
+        let count = i32::try_from(grid).expect("at most MAX_REDUCTION_BLOCKS");
+        self.run_grid(1, BLOCK, true, || unsafe {
+            // SAFETY: `partials` holds `grid` sums written above; `a` is one accumulator.
+            ffi::nst_finish_sum(p.p(), count, a.p());
+        });
+        Ok(())
+    }
+
+    /// Runs `thread` as every thread of `grid` blocks of `block` threads.
+    fn run_grid(&self, grid: u32, block: u32, full_block: bool, thread: impl Fn() + Sync) {
         // SAFETY: plain stores into the emulator's globals; launches are not run concurrently (the
         // tests that use one emulator run it from one thread, and `emu_lock` serializes the rest).
         let _guard = emu_lock();
@@ -379,34 +419,48 @@ impl Device for Emulator {
                 out,
                 acc,
                 slot,
+                partials,
                 n,
             } => {
                 for len in [a.len(), b.len(), out.len()] {
                     need(name, len, work)?;
                 }
-                need(name, acc.len(), slot as u64 + 1)?;
+                need_acc(name, acc.len(), slot + 1)?;
                 let (a, b, out) = (r(a), r(b), w(out));
-                let acc = SendPtr(acc[slot..].as_mut_ptr());
-                self.run(work, full, || unsafe {
-                    ffi::nst_sub_sumsq(a.p(), b.p(), out.p(), acc.p(), n);
-                });
+                self.reduce(name, work, partials, &mut acc[slot..], |p| unsafe {
+                    ffi::nst_sub_sumsq(a.p(), b.p(), out.p(), p.p(), n);
+                })?;
+            }
+            Kernel::CountNonFinite {
+                x,
+                acc,
+                slot,
+                partials,
+                n,
+            } => {
+                need(name, x.len(), work)?;
+                need_acc(name, acc.len(), slot + 1)?;
+                let x = r(x);
+                self.reduce(name, work, partials, &mut acc[slot..], |p| unsafe {
+                    ffi::nst_count_nonfinite(x.p(), p.p(), n);
+                })?;
             }
             Kernel::TvSquared {
                 x,
                 grad,
                 acc,
                 slot,
+                partials,
                 weight,
                 shape: [c, h, wd],
             } => {
                 need(name, x.len(), work)?;
                 need(name, grad.len(), work)?;
-                need(name, acc.len(), slot as u64 + 1)?;
+                need_acc(name, acc.len(), slot + 1)?;
                 let (x, grad) = (r(x), w(grad));
-                let acc = SendPtr(acc[slot..].as_mut_ptr());
-                self.run(work, full, || unsafe {
-                    ffi::nst_tv_squared(x.p(), grad.p(), acc.p(), weight, c, h, wd);
-                });
+                self.reduce(name, work, partials, &mut acc[slot..], |p| unsafe {
+                    ffi::nst_tv_squared(x.p(), grad.p(), p.p(), weight, c, h, wd);
+                })?;
             }
             Kernel::Adam { x, g, m, v, s, n } => {
                 for len in [x.len(), g.len(), m.len(), v.len()] {

@@ -343,6 +343,8 @@ struct StyleTerm {
 pub struct StyleObjective {
     /// When set, evaluations run there instead of on `network` (see [`StyleObjective::on_device`]).
     device: Option<Box<dyn device::Evaluate>>,
+    /// Non-finite gradient entries of the last device Adam step.
+    non_finite_grad: usize,
     network: Network,
     backend: Backend,
     shape: Shape,
@@ -511,6 +513,7 @@ impl StyleObjective {
         }
         let objective = StyleObjective {
             device: None,
+            non_finite_grad: 0,
             network,
             backend,
             shape,
@@ -530,8 +533,9 @@ impl StyleObjective {
             style_scratch: StyleScratch::new(),
         };
         #[cfg(feature = "cuda")]
-        if let Backend::Cuda(_) = &objective.backend {
-            return objective.on_device(tensor_ops::device::cuda::CudaDevice::new()?);
+        if let Some(dev) = objective.backend.cuda_device() {
+            let dev = dev.clone();
+            return objective.on_device(dev);
         }
         Ok(objective)
     }
@@ -582,6 +586,7 @@ impl StyleObjective {
 
     /// Makes a device's cost terms the last breakdown.
     fn record(&mut self, values: device::Values) -> Breakdown {
+        self.non_finite_grad = values.non_finite_grad;
         let b = Breakdown {
             total: values.total(self.alpha, self.beta, self.tv_weight),
             content: values.content,
@@ -632,7 +637,8 @@ impl StyleObjective {
 
     /// One device-resident Adam step with the scalars `s` (from `nst_optim::Adam::step_external`):
     /// the cost of the iterate on the device, term by term; when it is finite, that image is kept as the
-    /// last good one and the update is applied on the device. Only the cost terms cross to the host.
+    /// last good one and the update is applied on the device; with a non-finite cost or gradient entry
+    /// ([`StyleObjective::last_non_finite_grad`]) nothing moves. Only the cost terms cross to the host.
     ///
     /// # Errors
     /// [`Error::InvalidSetting`] before [`StyleObjective::device_adam_load`]; [`Error::Ops`].
@@ -659,6 +665,12 @@ impl StyleObjective {
         self.evaluations += 1;
         let values = self.engine()?.adam_step(&scalars)?;
         Ok(self.record(values))
+    }
+
+    /// NaN and infinite entries of the gradient of the last [`StyleObjective::device_adam_step`] (which
+    /// applies no update when there are any).
+    pub fn last_non_finite_grad(&self) -> usize {
+        self.non_finite_grad
     }
 
     /// Copies a device-resident image (the iterate, or the last good image) into `out`.

@@ -98,7 +98,10 @@ impl Opt {
                         .map_err(OptimError::Objective)?;
                     *loaded = true;
                 }
-                adam.step_external(x.len(), |s| Ok(obj.device_adam_step(s)?.total))
+                adam.step_external(x.len(), |s| {
+                    let b = obj.device_adam_step(s)?;
+                    Ok((b.total, obj.last_non_finite_grad()))
+                })
             }
             Opt::Lbfgs(o) => o.step(x, obj),
         }
@@ -522,15 +525,13 @@ fn run_placed(
             && iteration.is_multiple_of(settings.checkpoint_every)
             && iteration < total
         {
-            opt.sync_host(&mut x, &mut obj)?;
             save_checkpoint(
                 &checkpoint_path,
                 &settings,
                 iteration,
                 h,
                 w,
-                &x,
-                &opt,
+                (&mut x, &mut opt, &mut obj),
                 &rng,
                 ctx.history,
                 seconds(),
@@ -598,8 +599,7 @@ fn run_placed(
             iteration,
             h,
             w,
-            &x,
-            &opt,
+            (&mut x, &mut opt, &mut obj),
             &rng,
             ctx.history,
             seconds(),
@@ -794,6 +794,8 @@ fn write_image(
     Ok(())
 }
 
+/// Writes the checkpoint of `(x, opt)`, first bringing both up to date from the objective's device
+/// (device-resident Adam), so that no save can miss the device's iterate or moments.
 #[allow(
     clippy::too_many_arguments,
     reason = "one call site per kind of save; a struct would only rename them"
@@ -804,12 +806,12 @@ fn save_checkpoint(
     iteration: usize,
     h: usize,
     w: usize,
-    x: &[f32],
-    opt: &Opt,
+    (x, opt, obj): (&mut [f32], &mut Opt, &mut StyleObjective),
     rng: &Xoshiro256PlusPlus,
     history: &[Record],
     seconds: f64,
 ) -> Result<()> {
+    opt.sync_host(x, obj)?;
     let c = Checkpoint {
         format: checkpoint::FORMAT_VERSION,
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -916,7 +918,9 @@ fn check_parent_writable(path: &Path) -> Result<()> {
 fn choose_backend(device: DeviceKind, say: &Say) -> Result<Backend> {
     match device {
         DeviceKind::Cpu => Ok(Backend::Cpu),
-        DeviceKind::Cuda => Backend::cuda().map_err(|e| match e {
+        DeviceKind::Cuda => Backend::cuda()
+            .inspect(|b| say.line(&format!("device: {}", b.describe())))
+            .map_err(|e| match e {
             tensor_ops::Error::NotCompiled { feature } => anyhow!(
                 "--device cuda: this nst was built without the `{feature}` feature; rebuild with `cargo build --release -p nst-cli --features {feature}` or use --device cpu"
             ),
@@ -924,7 +928,7 @@ fn choose_backend(device: DeviceKind, say: &Say) -> Result<Backend> {
         }),
         DeviceKind::Auto => match Backend::cuda() {
             Ok(b) => {
-                say.line("device: cuda (--device auto)");
+                say.line(&format!("device: {} (--device auto)", b.describe()));
                 Ok(b)
             }
             Err(e) => {

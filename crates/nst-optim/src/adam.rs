@@ -194,6 +194,11 @@ impl AdamState {
     pub fn config(&self) -> &AdamConfig {
         &self.config
     }
+
+    /// The first and second moments (empty before the first step).
+    pub fn moments(&self) -> (&[f32], &[f32]) {
+        (&self.m, &self.v)
+    }
 }
 
 impl Adam {
@@ -273,10 +278,10 @@ impl Adam {
     }
 
     /// One step of `n` parameters that live elsewhere (a GPU) together with the moments. `run` gets
-    /// this step's scalars; it must evaluate `f` at the current iterate and, only when the value is
-    /// finite, apply the update there; it returns the value. A finite value advances `t`; a non-finite
-    /// one is [`OptimError::NonFinite`] (with 0 non-finite gradient entries: the gradient is not seen
-    /// here) and leaves the state as it was.
+    /// this step's scalars; it must evaluate `f` and its gradient at the current iterate and, only when
+    /// the value and every gradient entry are finite, apply the update there; it returns the value and
+    /// the number of non-finite gradient entries. A finite step advances `t`; any other is
+    /// [`OptimError::NonFinite`] and leaves the state as it was, as [`Adam::step`] does.
     ///
     /// The moments held here are then stale: copy them back with [`Adam::moments_mut`] before
     /// [`Optimizer::state`] is saved.
@@ -307,7 +312,7 @@ impl Adam {
     ///         m = s.beta1 * m + (1.0 - s.beta1) * g;
     ///         v = s.beta2 * v + (1.0 - s.beta2) * g * g;
     ///         x -= s.learning_rate * (m / s.c1) / ((v / s.c2).sqrt() + s.epsilon);
-    ///         Ok::<_, std::convert::Infallible>(f)
+    ///         Ok::<_, std::convert::Infallible>((f, 0))
     ///     })?;
     ///     reference.step(&mut x_ref, &mut Square)?;
     /// }
@@ -317,18 +322,18 @@ impl Adam {
     pub fn step_external<E>(
         &mut self,
         n: usize,
-        run: impl FnOnce(&AdamStepScalars) -> Result<f64, E>,
+        run: impl FnOnce(&AdamStepScalars) -> Result<(f64, usize), E>,
     ) -> Result<StepReport, OptimError<E>> {
         self.size_moments(n)?;
         let scalars = self.next_step_scalars();
-        let value = run(&scalars).map_err(OptimError::Objective)?;
+        let (value, non_finite_grad) = run(&scalars).map_err(OptimError::Objective)?;
         let s = &mut self.state;
         s.evaluations += 1;
-        if !value.is_finite() {
+        if !value.is_finite() || non_finite_grad > 0 {
             return Err(OptimError::NonFinite {
                 evaluation: s.evaluations,
                 value,
-                non_finite_grad: 0,
+                non_finite_grad,
             });
         }
         s.beta1_power *= s.config.beta1;

@@ -23,21 +23,25 @@ use crate::{CpuGemm, Gemm, Result};
 pub enum Backend {
     /// `matrixmultiply` on the CPU, parallel over fixed blocks with rayon.
     Cpu,
-    /// cuBLAS on device 0.
+    /// GPU 0: cuBLAS for the host-side GEMMs ([`Backend::gemm`]) and the device-resident backend
+    /// with its kernels compiled ([`Backend::cuda_device`]).
     #[cfg(feature = "cuda")]
-    Cuda(crate::CublasGemm),
+    Cuda(crate::CublasGemm, crate::device::cuda::CudaDevice),
 }
 
 impl Backend {
-    /// The cuBLAS backend on device 0.
+    /// GPU 0, once everything the device-resident backend needs works there: the driver, cuBLAS,
+    /// NVRTC, and the kernels compiled and loaded.
     ///
     /// # Errors
     /// [`Error::NotCompiled`](crate::Error::NotCompiled) without the `cuda` feature;
-    /// [`Error::DeviceUnavailable`](crate::Error::DeviceUnavailable) naming what is missing (driver, cuBLAS, device).
+    /// [`Error::DeviceUnavailable`](crate::Error::DeviceUnavailable) naming what is missing (driver, cuBLAS,
+    /// NVRTC, device, an architecture NVRTC can target).
     pub fn cuda() -> Result<Self> {
         #[cfg(feature = "cuda")]
         {
-            Ok(Backend::Cuda(crate::CublasGemm::new()?))
+            let device = crate::device::cuda::CudaDevice::new()?;
+            Ok(Backend::Cuda(crate::CublasGemm::new()?, device))
         }
         #[cfg(not(feature = "cuda"))]
         {
@@ -50,7 +54,25 @@ impl Backend {
         match self {
             Backend::Cpu => &CpuGemm,
             #[cfg(feature = "cuda")]
-            Backend::Cuda(g) => g,
+            Backend::Cuda(g, _) => g,
+        }
+    }
+
+    /// The GPU's device-resident backend, for `Backend::Cuda`.
+    #[cfg(feature = "cuda")]
+    pub fn cuda_device(&self) -> Option<&crate::device::cuda::CudaDevice> {
+        match self {
+            Backend::Cuda(_, d) => Some(d),
+            Backend::Cpu => None,
+        }
+    }
+
+    /// What the backend runs on, for telling the user (`cpu`, or the GPU's name and compute capability).
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Cpu => "cpu".to_owned(),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(_, d) => format!("cuda: {}", d.describe()),
         }
     }
 
@@ -59,7 +81,7 @@ impl Backend {
         match self {
             Backend::Cpu => "cpu",
             #[cfg(feature = "cuda")]
-            Backend::Cuda(_) => "cuda",
+            Backend::Cuda(..) => "cuda",
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The style objective evaluated on a [`Device`]: the network, the taps' gradients and the costs stay in
 //! device memory; per evaluation the image goes up and its gradient and the cost terms come down.
 
-use tensor_ops::device::{AdamScalars, Device, DeviceNetwork, GemmCall, Kernel};
+use tensor_ops::device::{
+    AdamScalars, Device, DeviceNetwork, GemmCall, Kernel, MAX_REDUCTION_BLOCKS,
+};
 use tensor_ops::{Network, Shape};
 
 use super::Result;
@@ -13,6 +15,8 @@ pub(crate) struct Values {
     pub(crate) style: f64,
     pub(crate) style_layers: Vec<f64>,
     pub(crate) tv: f64,
+    /// NaN and infinite entries of the gradient (counted by device Adam steps only; 0 otherwise).
+    pub(crate) non_finite_grad: usize,
 }
 
 impl Values {
@@ -52,8 +56,9 @@ pub(crate) trait Evaluate {
     fn device_name(&self) -> &'static str;
     /// Puts the Adam iterate and its moments on the device.
     fn adam_load(&mut self, x: &[f32], m: &[f32], v: &[f32]) -> Result<()>;
-    /// Evaluates at the device-resident iterate and, when the cost is finite, keeps that image as the
-    /// last good one and applies the Adam update there. Nothing image-sized crosses to the host.
+    /// Evaluates at the device-resident iterate and, when the cost and every gradient entry are finite,
+    /// keeps that image as the last good one and applies the Adam update there. Nothing image-sized
+    /// crosses to the host.
     fn adam_step(&mut self, s: &AdamScalars) -> Result<Values>;
     /// Copies a device-resident image to the host.
     fn download_image(&self, which: ResidentImage, out: &mut [f32]) -> Result<()>;
@@ -61,8 +66,10 @@ pub(crate) trait Evaluate {
     fn download_moments(&self, m: &mut [f32], v: &mut [f32]) -> Result<()>;
 }
 
-/// The device-resident Adam state: moments and the last good image (the iterate is the network's input).
+/// The device-resident Adam state. The iterate has its own buffer (copied into the network's input for
+/// each step), so that a host-side [`Evaluate::evaluate`] cannot overwrite it.
 struct AdamBuffers<B> {
+    x: B,
     m: B,
     v: B,
     last_good: B,
@@ -93,8 +100,10 @@ pub(crate) struct Engine<D: Device> {
     /// `G − G_S` or `F − F_C` of the term at hand, and the Gram of the style term at hand.
     diff: D::Buf,
     gram: D::Buf,
-    /// One accumulator per content term, per style term, and the TV.
+    /// One accumulator per content term, per style term, the TV, and the non-finite gradient count.
     acc: D::Acc,
+    /// The reductions' per-block partial sums.
+    partials: D::Acc,
     host_acc: Vec<f64>,
     /// Allocated by the first [`Evaluate::adam_load`].
     adam: Option<AdamBuffers<D::Buf>>,
@@ -155,11 +164,12 @@ impl<D: Device> Engine<D> {
             gram_len = gram_len.max(term.len);
             style.push(term);
         }
-        let n_acc = content.len() + style.len() + 1;
+        let n_acc = content.len() + style.len() + 2;
         Ok(Engine {
             diff: dev.alloc(diff_len)?,
             gram: dev.alloc(gram_len)?,
             acc: dev.alloc_acc(n_acc)?,
+            partials: dev.alloc_acc(MAX_REDUCTION_BLOCKS as usize)?,
             host_acc: vec![0.0; n_acc],
             adam: None,
             net,
@@ -173,8 +183,8 @@ impl<D: Device> Engine<D> {
     }
 
     /// The costs of the image in the network's input buffer; its gradient is left in the network's
-    /// input gradient.
-    fn compute(&mut self) -> Result<Values> {
+    /// input gradient, whose non-finite entries are counted when `count_non_finite`.
+    fn compute(&mut self, count_non_finite: bool) -> Result<Values> {
         self.net.forward()?;
         let dev = self.net.device();
         dev.zero_acc(&mut self.acc)?;
@@ -192,6 +202,7 @@ impl<D: Device> Engine<D> {
                 out: &mut self.diff,
                 acc: &mut self.acc,
                 slot,
+                partials: &mut self.partials,
                 n: t.len as i64,
             })?;
             // ∂(k·Σ d²)/∂F = 2k·d, weighted by α and the layer weight.
@@ -226,6 +237,7 @@ impl<D: Device> Engine<D> {
                 out: &mut self.diff,
                 acc: &mut self.acc,
                 slot: n_content + j,
+                partials: &mut self.partials,
                 n: t.len as i64,
             })?;
             // ∂(k·Σ (G − G_S)²)/∂F = 4k·(G − G_S)·F for symmetric G − G_S, weighted by β and the layer weight.
@@ -244,18 +256,37 @@ impl<D: Device> Engine<D> {
         }
         let grads: Vec<(usize, &D::Buf)> = self.taps.iter().map(|(l, g)| (*l, g)).collect();
         self.net.backward(&grads)?;
-        let tv_slot = self.host_acc.len() - 1;
+        let tv_slot = self.host_acc.len() - 2;
         if self.tv_weight > 0.0 {
             let s = self.net.input_shape();
+            let dim = |v: usize| {
+                i32::try_from(v).map_err(|_| {
+                    super::Error::InvalidSetting(format!(
+                        "the image {s} is too large for the device"
+                    ))
+                })
+            };
+            let shape = [dim(s.channels)?, dim(s.height)?, dim(s.width)?];
             let (dev, image, g) = self.net.input_and_grad_mut();
-            let dev_shape = [s.channels, s.height, s.width].map(|v| v as i32);
             dev.launch(Kernel::TvSquared {
                 x: image,
                 grad: g,
                 acc: &mut self.acc,
                 slot: tv_slot,
+                partials: &mut self.partials,
                 weight: self.tv_weight,
-                shape: dev_shape,
+                shape,
+            })?;
+        }
+        if count_non_finite {
+            let n = self.net.input_shape().len();
+            let (dev, _, g) = self.net.input_and_grad_mut();
+            dev.launch(Kernel::CountNonFinite {
+                x: g,
+                acc: &mut self.acc,
+                slot: tv_slot + 1,
+                partials: &mut self.partials,
+                n: n as i64,
             })?;
         }
         self.net
@@ -277,6 +308,8 @@ impl<D: Device> Engine<D> {
             style,
             style_layers,
             tv: self.host_acc[tv_slot],
+            // An exact count: at most the image's size, far below 2^53.
+            non_finite_grad: self.host_acc[tv_slot + 1] as usize,
         })
     }
 }
@@ -284,7 +317,7 @@ impl<D: Device> Engine<D> {
 impl<D: Device> Evaluate for Engine<D> {
     fn evaluate(&mut self, x: &[f32], grad: &mut [f32]) -> Result<Values> {
         self.net.set_input(x)?;
-        let values = self.compute()?;
+        let values = self.compute(false)?;
         self.net.device().download(self.net.input_grad(), grad)?;
         Ok(values)
     }
@@ -294,40 +327,46 @@ impl<D: Device> Evaluate for Engine<D> {
     }
 
     fn adam_load(&mut self, x: &[f32], m: &[f32], v: &[f32]) -> Result<()> {
-        self.net.set_input(x)?;
-        let n = x.len();
+        let n = self.net.input_shape().len();
         let dev = self.net.device();
         if self.adam.is_none() {
             self.adam = Some(AdamBuffers {
+                x: dev.alloc(n)?,
                 m: dev.alloc(n)?,
                 v: dev.alloc(n)?,
                 last_good: dev.alloc(n)?,
             });
         }
         let a = self.adam.as_mut().expect("allocated above");
+        dev.upload(x, &mut a.x)?;
         dev.upload(m, &mut a.m)?;
         dev.upload(v, &mut a.v)?;
-        dev.copy(self.net.input(), &mut a.last_good, n)?;
+        dev.upload(x, &mut a.last_good)?;
         Ok(())
     }
 
     fn adam_step(&mut self, s: &AdamScalars) -> Result<Values> {
-        if self.adam.is_none() {
+        let Some(a) = &self.adam else {
             return Err(super::Error::InvalidSetting(
                 "a device Adam step before the iterate was loaded".into(),
             ));
+        };
+        let n = self.net.input_shape().len();
+        {
+            let (dev, input, _) = self.net.input_mut_and_grad();
+            dev.copy(&a.x, input, n)?;
         }
-        let values = self.compute()?;
+        let values = self.compute(true)?;
         if values
             .total(self.alpha, self.beta, self.tv_weight)
             .is_finite()
+            && values.non_finite_grad == 0
         {
-            let n = self.net.input_shape().len();
             let a = self.adam.as_mut().expect("checked above");
-            let (dev, x, g) = self.net.input_mut_and_grad();
-            dev.copy(x, &mut a.last_good, n)?;
+            let (dev, _, g) = self.net.input_mut_and_grad();
+            dev.copy(&a.x, &mut a.last_good, n)?;
             dev.launch(Kernel::Adam {
-                x,
+                x: &mut a.x,
                 g,
                 m: &mut a.m,
                 v: &mut a.v,
@@ -341,8 +380,9 @@ impl<D: Device> Evaluate for Engine<D> {
     fn download_image(&self, which: ResidentImage, out: &mut [f32]) -> Result<()> {
         let dev = self.net.device();
         match (which, &self.adam) {
+            (ResidentImage::Current, Some(a)) => dev.download(&a.x, out)?,
             (ResidentImage::LastGood, Some(a)) => dev.download(&a.last_good, out)?,
-            _ => dev.download(self.net.input(), out)?,
+            (_, None) => dev.download(self.net.input(), out)?,
         }
         Ok(())
     }

@@ -434,7 +434,10 @@ fn device_adam_takes_the_host_adam_steps() {
         let mut dev_costs = Vec::new();
         for _ in 0..4 {
             let r = dev
-                .step_external(n, |sc| Ok::<_, Error>(dev_obj.device_adam_step(sc)?.total))
+                .step_external(n, |sc| {
+                    let total = dev_obj.device_adam_step(sc)?.total;
+                    Ok::<_, Error>((total, dev_obj.last_non_finite_grad()))
+                })
                 .unwrap();
             dev_costs.push(r.value);
         }

@@ -18,7 +18,8 @@ use cudarc::driver::{
 use cudarc::nvrtc::{CompileError, CompileOptions};
 
 use super::{
-    AdamScalars, BLOCK, ConvDims, Device, GemmCall, KERNEL_SOURCE, Kernel, check_gemm, too_short,
+    AdamScalars, BLOCK, ConvDims, Device, GemmCall, KERNEL_SOURCE, Kernel, MAX_REDUCTION_BLOCKS,
+    check_gemm, reduction_grid, too_short,
 };
 use crate::{Error, Result};
 
@@ -33,9 +34,6 @@ unsafe impl DeviceRepr for AdamScalars {}
 
 /// Most blocks of a grid-stride kernel's launch: enough to fill any current GPU several times over.
 const MAX_BLOCKS: u64 = 65_535 * 8;
-
-/// Most blocks of a reduction's launch, which adds one `atomicAdd` per block to its accumulator.
-const MAX_REDUCTION_BLOCKS: u64 = 1024;
 
 /// The [`Device`] of the first NVIDIA GPU: device buffers are [`CudaSlice`]s, GEMMs run in cuBLAS
 /// (`sgemm` in its default FP32 math mode), and the kernels of [`KERNEL_SOURCE`] are compiled by NVRTC in
@@ -135,14 +133,13 @@ fn check_dims(op: &'static str, d: &ConvDims, pool: bool) -> Result<(u64, u64)> 
 }
 
 /// The grid for `work` items: blocks of [`BLOCK`] threads, at most [`MAX_BLOCKS`] (or
-/// [`MAX_REDUCTION_BLOCKS`] for a reduction); the kernels' grid-stride loops cover the rest.
+/// [`MAX_REDUCTION_BLOCKS`] for a reduction, [`reduction_grid`]); the kernels' grid-stride loops cover the rest.
 fn launch_config(work: u64, reduction: bool) -> LaunchConfig {
-    let cap = if reduction {
-        MAX_REDUCTION_BLOCKS
+    let blocks = if reduction {
+        u64::from(reduction_grid(work, MAX_REDUCTION_BLOCKS))
     } else {
-        MAX_BLOCKS
+        work.div_ceil(u64::from(BLOCK)).clamp(1, MAX_BLOCKS)
     };
-    let blocks = work.div_ceil(u64::from(BLOCK)).clamp(1, cap);
     LaunchConfig {
         // Lossless: `blocks` ≤ `MAX_BLOCKS` < 2^32.
         grid_dim: (blocks as u32, 1, 1),
@@ -318,6 +315,39 @@ impl CudaDevice {
     ) -> Result<()> {
         // SAFETY: the caller's contract is `launch`'s.
         unsafe { args.launch(cfg) }.map(drop).map_err(driver(name))
+    }
+
+    /// After a reduction launched with `cfg`: `acc[slot] += Σ partials[0..grid)` by `nst_finish_sum`
+    /// (one block, a fixed order).
+    fn finish_sum(
+        &self,
+        cfg: LaunchConfig,
+        partials: &CudaSlice<f64>,
+        acc: &mut CudaSlice<f64>,
+        slot: usize,
+    ) -> Result<()> {
+        let count = cfg.grid_dim.0;
+        check_lens(
+            "nst_finish_sum",
+            &[
+                (partials.len(), u64::from(count)),
+                (acc.len(), slot as u64 + 1),
+            ],
+        )?;
+        let count =
+            i32::try_from(count).map_err(|_| device_error("nst_finish_sum", "grid exceeds i32"))?;
+        let f = self.function("nst_finish_sum")?;
+        let mut args = self.stream.launch_builder(f);
+        let mut one = acc.slice_mut(slot..=slot);
+        args.arg(partials).arg(&count).arg(&mut one);
+        let cfg = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: nst_finish_sum(const double* partials, int count, double* acc); partials holds
+        // `count` sums, `one` is one accumulator, and the launch is one block of BLOCK threads.
+        unsafe { self.submit(args, cfg, "nst_finish_sum") }
     }
 
     /// `c[..len] *= beta` through cuBLAS (`cublasSscal`), for a GEMM with `k = 0`.
@@ -594,6 +624,7 @@ impl Device for CudaDevice {
                 out,
                 acc,
                 slot,
+                partials,
                 n,
             } => {
                 let n_u = product(name, &[n])?;
@@ -603,21 +634,40 @@ impl Device for CudaDevice {
                         (a.len(), n_u),
                         (b.len(), n_u),
                         (out.len(), n_u),
-                        (acc.len(), (slot as u64).saturating_add(1)),
+                        (partials.len(), u64::from(cfg.grid_dim.0)),
                     ],
                 )?;
-                let mut slot = acc.slice_mut(slot..=slot);
-                args.arg(a).arg(b).arg(out).arg(&mut slot).arg(&n);
-                // SAFETY: nst_sub_sumsq(const float* a, const float* b, float* out, double* acc,
-                // long long n); a, b and out hold n floats, `slot` is the one accumulator it adds to,
-                // and the launch has BLOCK threads per block, as its block reduction needs.
-                unsafe { self.submit(args, cfg, name) }
+                args.arg(a).arg(b).arg(out).arg(&mut *partials).arg(&n);
+                // SAFETY: nst_sub_sumsq(const float* a, const float* b, float* out, double* partials,
+                // long long n); a, b and out hold n floats, partials one sum per block, and the launch
+                // has BLOCK threads per block, as its block reduction needs.
+                unsafe { self.submit(args, cfg, name) }?;
+                self.finish_sum(cfg, partials, acc, slot)
+            }
+            Kernel::CountNonFinite {
+                x,
+                acc,
+                slot,
+                partials,
+                n,
+            } => {
+                let n_u = product(name, &[n])?;
+                check_lens(
+                    name,
+                    &[(x.len(), n_u), (partials.len(), u64::from(cfg.grid_dim.0))],
+                )?;
+                args.arg(x).arg(&mut *partials).arg(&n);
+                // SAFETY: nst_count_nonfinite(const float* x, double* partials, long long n); x holds n
+                // floats, partials one count per block, BLOCK threads per block.
+                unsafe { self.submit(args, cfg, name) }?;
+                self.finish_sum(cfg, partials, acc, slot)
             }
             Kernel::TvSquared {
                 x,
                 grad,
                 acc,
                 slot,
+                partials,
                 weight,
                 shape,
             } => {
@@ -627,22 +677,22 @@ impl Device for CudaDevice {
                     &[
                         (x.len(), len),
                         (grad.len(), len),
-                        (acc.len(), (slot as u64).saturating_add(1)),
+                        (partials.len(), u64::from(cfg.grid_dim.0)),
                     ],
                 )?;
                 let [c, h, w] = shape;
-                let mut slot = acc.slice_mut(slot..=slot);
                 args.arg(x)
                     .arg(grad)
-                    .arg(&mut slot)
+                    .arg(&mut *partials)
                     .arg(&weight)
                     .arg(&c)
                     .arg(&h)
                     .arg(&w);
-                // SAFETY: nst_tv_squared(const float* x, float* grad, double* acc, float weight, int c,
-                // int h, int w); x and grad hold C·H·W floats, `slot` is one accumulator, and the
-                // launch has BLOCK threads per block.
-                unsafe { self.submit(args, cfg, name) }
+                // SAFETY: nst_tv_squared(const float* x, float* grad, double* partials, float weight,
+                // int c, int h, int w); x and grad hold C·H·W floats, partials one sum per block, and
+                // the launch has BLOCK threads per block.
+                unsafe { self.submit(args, cfg, name) }?;
+                self.finish_sum(cfg, partials, acc, slot)
             }
             Kernel::Adam { x, g, m, v, s, n } => {
                 let n_u = product(name, &[n])?;

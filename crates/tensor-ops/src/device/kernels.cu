@@ -8,7 +8,8 @@
 // - no headers: NVRTC has none by default; `emu.h` defines what the kernels use;
 // - every kernel is a grid-stride loop over its work items, correct for any grid and block size, except
 //   the reductions, which need `blockDim.x == NST_BLOCK` (the launcher guarantees it);
-// - no two threads write the same element, except through `atomicAdd` on the f64 accumulators;
+// - no two threads write the same element, and no atomics: a reduction writes one partial sum per block,
+//   and `nst_finish_sum` adds them in a fixed order, so a cost is the same on every run;
 // - sizes and indices in `long long`: a 1024×768 im2col matrix has more than 2^31 elements at larger sizes.
 
 #define NST_BLOCK 256
@@ -200,18 +201,35 @@ extern "C" __global__ void nst_axpy(float a, const float* __restrict__ x, float*
     GRID_STRIDE(e, n) { y[e] += a * x[e]; }
 }
 
-// Adds this block's values (one per thread, in `s`) into *acc. Needs blockDim.x == NST_BLOCK.
-__device__ __forceinline__ void nst_block_sum(double* s, double* acc) {
+// Sums s[0..NST_BLOCK) (one value per thread) into s[0] in a fixed tree order.
+// Needs blockDim.x == NST_BLOCK; every thread of the block must call it.
+__device__ __forceinline__ void nst_tree_sum(double* s) {
     for (int half = NST_BLOCK / 2; half > 0; half /= 2) {
         __syncthreads();
         if ((int)threadIdx.x < half) s[threadIdx.x] += s[threadIdx.x + half];
     }
     __syncthreads();
-    if (threadIdx.x == 0) atomicAdd(acc, s[0]);
 }
 
-// out = a − b, and *acc += Σ (a − b)² with the differences taken in f64. Launched with NST_BLOCK threads.
-extern "C" __global__ void nst_sub_sumsq(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out, double* acc, long long n) {
+// This block's sum of s into partials[blockIdx.x].
+__device__ __forceinline__ void nst_block_store(double* s, double* partials) {
+    nst_tree_sum(s);
+    if (threadIdx.x == 0) partials[blockIdx.x] = s[0];
+}
+
+// *acc += Σ partials[0..count), in a fixed order. Launched as one block of NST_BLOCK threads, after the
+// reduction that wrote the partials (same stream).
+extern "C" __global__ void nst_finish_sum(const double* __restrict__ partials, int count, double* acc) {
+    __shared__ double s[NST_BLOCK];
+    double sum = 0.0;
+    for (int i = (int)threadIdx.x; i < count; i += NST_BLOCK) sum += partials[i];
+    s[threadIdx.x] = sum;
+    nst_tree_sum(s);
+    if (threadIdx.x == 0) *acc += s[0];
+}
+
+// out = a − b, and the block's Σ (a − b)² (differences taken in f64) into partials[blockIdx.x].
+extern "C" __global__ void nst_sub_sumsq(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out, double* partials, long long n) {
     __shared__ double s[NST_BLOCK];
     double partial = 0.0;
     GRID_STRIDE(e, n) {
@@ -220,36 +238,48 @@ extern "C" __global__ void nst_sub_sumsq(const float* __restrict__ a, const floa
         out[e] = a[e] - b[e];
     }
     s[threadIdx.x] = partial;
-    nst_block_sum(s, acc);
+    nst_block_store(s, partials);
 }
 
-// Squared total variation of a [C, H, W] image: *acc += Σ (x[i+1,j] − x[i,j])² + (x[i,j+1] − x[i,j])²,
-// and grad += weight · ∂TV/∂x (gathered, one thread per pixel). Launched with NST_BLOCK threads.
-extern "C" __global__ void nst_tv_squared(const float* __restrict__ x, float* __restrict__ grad, double* acc, float weight, int c, int h, int w) {
+// The block's count of NaN and infinite values of x into partials[blockIdx.x].
+extern "C" __global__ void nst_count_nonfinite(const float* __restrict__ x, double* partials, long long n) {
+    __shared__ double s[NST_BLOCK];
+    double count = 0.0;
+    GRID_STRIDE(e, n) {
+        if ((__float_as_uint(x[e]) & 0x7f800000u) == 0x7f800000u) count += 1.0;
+    }
+    s[threadIdx.x] = count;
+    nst_block_store(s, partials);
+}
+
+// Squared total variation of a [C, H, W] image: the block's Σ (x[i+1,j] − x[i,j])² + (x[i,j+1] − x[i,j])²
+// (differences in f64, as nst-costs) into partials[blockIdx.x], and grad += weight · ∂TV/∂x (gathered, one
+// thread per pixel; each term 2d rounded to f32, as nst-costs).
+extern "C" __global__ void nst_tv_squared(const float* __restrict__ x, float* __restrict__ grad, double* partials, float weight, int c, int h, int w) {
     __shared__ double s[NST_BLOCK];
     double partial = 0.0;
     const long long n = (long long)c * h * w;
     GRID_STRIDE(e, n) {
         const int j = (int)(e % w);
         const int i = (int)((e / w) % h);
-        const float v = x[e];
+        const double v = (double)x[e];
         float g = 0.0f;
         if (i + 1 < h) {
-            const float dn = x[e + w] - v;
-            partial += (double)dn * (double)dn;
-            g -= 2.0f * dn;
+            const double dn = (double)x[e + w] - v;
+            partial += dn * dn;
+            g -= (float)(2.0 * dn);
         }
         if (j + 1 < w) {
-            const float dr = x[e + 1] - v;
-            partial += (double)dr * (double)dr;
-            g -= 2.0f * dr;
+            const double dr = (double)x[e + 1] - v;
+            partial += dr * dr;
+            g -= (float)(2.0 * dr);
         }
-        if (i > 0) g += 2.0f * (v - x[e - w]);
-        if (j > 0) g += 2.0f * (v - x[e - 1]);
+        if (i > 0) g += (float)(2.0 * (v - (double)x[e - w]));
+        if (j > 0) g += (float)(2.0 * (v - (double)x[e - 1]));
         grad[e] += weight * g;
     }
     s[threadIdx.x] = partial;
-    nst_block_sum(s, acc);
+    nst_block_store(s, partials);
 }
 
 // The scalars of one Adam step (mirrors `AdamScalars` in device/mod.rs).

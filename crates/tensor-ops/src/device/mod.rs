@@ -13,8 +13,11 @@
 //!
 //! Kernels are grid-stride loops, correct for any grid and block size, except the reductions
 //! ([`Kernel::needs_full_block`]), which need blocks of exactly [`BLOCK`] threads. No two threads write
-//! one element, except through `atomicAdd` on the f64 accumulators, so results do not depend on the
-//! launch shape apart from the summation order of the costs.
+//! one element and nothing is atomic: a reduction writes one partial sum per block into a caller's
+//! scratch (`partials`, at least [`MAX_REDUCTION_BLOCKS`] long), and the implementation then launches
+//! `nst_finish_sum` (one block), which adds them in a fixed order into the accumulator. So every result
+//! is the same from run to run on one device; across devices (or emulator launch shapes) the costs
+//! differ in their last bits, as the grid of a reduction does.
 
 mod network;
 
@@ -30,6 +33,17 @@ pub const KERNEL_SOURCE: &str = include_str!("kernels.cu");
 
 /// Threads per block that the reduction kernels are written for (`NST_BLOCK` in [`KERNEL_SOURCE`]).
 pub const BLOCK: u32 = 256;
+
+/// Most blocks a reduction is launched with, and so the length its `partials` scratch needs.
+pub const MAX_REDUCTION_BLOCKS: u32 = 1024;
+
+/// The grid of a reduction over `work` items: one block per [`BLOCK`] items, at least 1, at most `max_blocks`
+/// (itself at most [`MAX_REDUCTION_BLOCKS`]).
+pub fn reduction_grid(work: u64, max_blocks: u32) -> u32 {
+    let cap = u64::from(max_blocks.clamp(1, MAX_REDUCTION_BLOCKS));
+    // Lossless: at most MAX_REDUCTION_BLOCKS.
+    work.div_ceil(u64::from(BLOCK)).clamp(1, cap) as u32
+}
 
 /// Geometry of a convolution or pooling window on a `[C, H, W]` input, as the kernels take it
 /// (`struct ConvDims` in [`KERNEL_SOURCE`]; same field order, all `i32`).
@@ -233,6 +247,21 @@ pub enum Kernel<'a, B, A> {
         acc: &'a mut A,
         /// Which accumulator.
         slot: usize,
+        /// Scratch of at least [`MAX_REDUCTION_BLOCKS`] partial sums.
+        partials: &'a mut A,
+        /// Elements.
+        n: i64,
+    },
+    /// `acc[slot] +=` the number of NaN and infinite values among the first `n` of `x`.
+    CountNonFinite {
+        /// Values.
+        x: &'a B,
+        /// Accumulators.
+        acc: &'a mut A,
+        /// Which accumulator.
+        slot: usize,
+        /// Scratch of at least [`MAX_REDUCTION_BLOCKS`] partial sums.
+        partials: &'a mut A,
         /// Elements.
         n: i64,
     },
@@ -246,6 +275,8 @@ pub enum Kernel<'a, B, A> {
         acc: &'a mut A,
         /// Which accumulator.
         slot: usize,
+        /// Scratch of at least [`MAX_REDUCTION_BLOCKS`] partial sums.
+        partials: &'a mut A,
         /// Weight of the gradient.
         weight: f32,
         /// Channels, height, width.
@@ -284,13 +315,15 @@ impl<B, A> Kernel<'_, B, A> {
             Kernel::AvgPoolBackward { .. } => "nst_avg_pool_bwd",
             Kernel::Axpy { .. } => "nst_axpy",
             Kernel::SubSumSq { .. } => "nst_sub_sumsq",
+            Kernel::CountNonFinite { .. } => "nst_count_nonfinite",
             Kernel::TvSquared { .. } => "nst_tv_squared",
             Kernel::Adam { .. } => "nst_adam",
         }
     }
 
-    /// Every kernel function name, for compiling and loading them all at start-up.
-    pub const FUNCTIONS: [&'static str; 13] = [
+    /// Every kernel function name, for compiling and loading them all at start-up (the last one,
+    /// `nst_finish_sum`, is launched by the implementations after each reduction).
+    pub const FUNCTIONS: [&'static str; 15] = [
         "nst_im2col",
         "nst_col2im",
         "nst_bias_add",
@@ -302,8 +335,10 @@ impl<B, A> Kernel<'_, B, A> {
         "nst_avg_pool_bwd",
         "nst_axpy",
         "nst_sub_sumsq",
+        "nst_count_nonfinite",
         "nst_tv_squared",
         "nst_adam",
+        "nst_finish_sum",
     ];
 
     /// Number of work items (loop iterations of the grid-stride loop), for sizing the grid.
@@ -326,6 +361,7 @@ impl<B, A> Kernel<'_, B, A> {
             | Kernel::ReluBackward { n: e, .. }
             | Kernel::Axpy { n: e, .. }
             | Kernel::SubSumSq { n: e, .. }
+            | Kernel::CountNonFinite { n: e, .. }
             | Kernel::Adam { n: e, .. } => n(e),
             Kernel::TvSquared { shape, .. } => prod(shape),
         }
@@ -333,7 +369,10 @@ impl<B, A> Kernel<'_, B, A> {
 
     /// Whether the kernel reduces within a block and so must be launched with exactly [`BLOCK`] threads per block.
     pub fn needs_full_block(&self) -> bool {
-        matches!(self, Kernel::SubSumSq { .. } | Kernel::TvSquared { .. })
+        matches!(
+            self,
+            Kernel::SubSumSq { .. } | Kernel::CountNonFinite { .. } | Kernel::TvSquared { .. }
+        )
     }
 }
 

@@ -4,7 +4,9 @@
 use approx::assert_relative_eq;
 use device_emu::Emulator;
 use ndarray::{Array3, ArrayView3};
-use tensor_ops::device::{BLOCK, ConvDims, Device, DeviceNetwork, GemmCall, Kernel};
+use tensor_ops::device::{
+    BLOCK, ConvDims, Device, DeviceNetwork, GemmCall, Kernel, MAX_REDUCTION_BLOCKS,
+};
 use tensor_ops::{AvgPool2d, Conv2d, Error, Layer, MaxPool2d, Network, Padding, Relu, Shape};
 
 use crate::{arr1, arr3, arr4};
@@ -183,7 +185,9 @@ fn check_sub_sumsq<D: Device>(dev: &D) {
     dev.upload(&a, &mut da).unwrap();
     dev.upload(&b, &mut db).unwrap();
     let mut acc = dev.alloc_acc(3).unwrap();
+    let mut partials = dev.alloc_acc(MAX_REDUCTION_BLOCKS as usize).unwrap();
     dev.launch(Kernel::SubSumSq {
+        partials: &mut partials,
         a: &da,
         b: &db,
         out: &mut out,
@@ -203,6 +207,104 @@ fn check_sub_sumsq<D: Device>(dev: &D) {
     }
 }
 
+/// `CountNonFinite` counts NaN and both infinities, not large or subnormal values, and adds into its slot.
+fn check_count_nonfinite<D: Device>(dev: &D) {
+    let n = 2 * BLOCK as usize + 5;
+    let mut v = test_utils::uniform_vec(5, n, -1.0, 1.0);
+    for (i, bad) in [
+        (0, f32::NAN),
+        (7, f32::INFINITY),
+        (300, f32::NEG_INFINITY),
+        (n - 1, f32::NAN),
+    ] {
+        v[i] = bad;
+    }
+    v[3] = f32::MAX;
+    v[4] = f32::from_bits(1); // the smallest subnormal
+    let mut x = dev.alloc(n).unwrap();
+    dev.upload(&v, &mut x).unwrap();
+    let mut acc = dev.alloc_acc(2).unwrap();
+    let mut partials = dev.alloc_acc(MAX_REDUCTION_BLOCKS as usize).unwrap();
+    for _ in 0..2 {
+        dev.launch(Kernel::CountNonFinite {
+            x: &x,
+            acc: &mut acc,
+            slot: 1,
+            partials: &mut partials,
+            n: n as i64,
+        })
+        .unwrap();
+    }
+    let mut counts = [f64::NAN; 2];
+    dev.download_acc(&acc, &mut counts).unwrap();
+    assert_eq!(counts, [0.0, 8.0], "twice 4 non-finite values, into slot 1");
+}
+
+#[test]
+fn count_nonfinite_counts_nan_and_infinities() {
+    for emu in [Emulator::new(64, 1), Emulator::new(64, 1000)] {
+        check_count_nonfinite(&emu);
+    }
+}
+
+/// A reduction gives the same bits every time for one launch shape (no atomics, a fixed order).
+#[test]
+fn reductions_are_reproducible() {
+    let n = 5 * BLOCK as usize + 3;
+    let a = test_utils::uniform_vec(11, n, -1e3, 1e3);
+    let b = test_utils::uniform_vec(12, n, -1e-3, 1e-3);
+    let emu = Emulator::new(64, 3);
+    let run = || {
+        let (mut da, mut db, mut out) = (
+            emu.alloc(n).unwrap(),
+            emu.alloc(n).unwrap(),
+            emu.alloc(n).unwrap(),
+        );
+        emu.upload(&a, &mut da).unwrap();
+        emu.upload(&b, &mut db).unwrap();
+        let (mut acc, mut partials) = (
+            emu.alloc_acc(1).unwrap(),
+            emu.alloc_acc(MAX_REDUCTION_BLOCKS as usize).unwrap(),
+        );
+        emu.launch(Kernel::SubSumSq {
+            a: &da,
+            b: &db,
+            out: &mut out,
+            acc: &mut acc,
+            slot: 0,
+            partials: &mut partials,
+            n: n as i64,
+        })
+        .unwrap();
+        acc[0].to_bits()
+    };
+    let first = run();
+    for _ in 0..5 {
+        assert_eq!(run(), first);
+    }
+    let mut short = emu.alloc_acc(2).unwrap();
+    let (x, mut acc) = (emu.alloc(n).unwrap(), emu.alloc_acc(1).unwrap());
+    let err = emu
+        .launch(Kernel::CountNonFinite {
+            x: &x,
+            acc: &mut acc,
+            slot: 0,
+            partials: &mut short,
+            n: n as i64,
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Device {
+                op: "nst_count_nonfinite",
+                ..
+            }
+        ),
+        "partials shorter than the grid: {err}"
+    );
+}
+
 #[test]
 fn sub_sumsq_reduces_across_blocks_in_f64() {
     for emu in [
@@ -220,23 +322,26 @@ fn check_tv<D: Device>(dev: &D) {
     let x = arr3(7, (c, h, w), -2.0, 2.0);
     let mut want_value = 0.0_f64;
     let mut want_grad = Array3::<f32>::from_elem((c, h, w), 0.5); // accumulated into
+    // Differences in f64 and each term 2d rounded to f32, as `nst_costs::total_variation`.
+    let at = |k: usize, i: usize, j: usize| f64::from(x[[k, i, j]]);
     for ((k, i, j), &v) in x.indexed_iter() {
+        let v = f64::from(v);
         let mut g = 0.0_f32;
         if i + 1 < h {
-            let d = x[[k, i + 1, j]] - v;
-            want_value += f64::from(d) * f64::from(d);
-            g -= 2.0 * d;
+            let d = at(k, i + 1, j) - v;
+            want_value += d * d;
+            g -= (2.0 * d) as f32;
         }
         if j + 1 < w {
-            let d = x[[k, i, j + 1]] - v;
-            want_value += f64::from(d) * f64::from(d);
-            g -= 2.0 * d;
+            let d = at(k, i, j + 1) - v;
+            want_value += d * d;
+            g -= (2.0 * d) as f32;
         }
         if i > 0 {
-            g += 2.0 * (v - x[[k, i - 1, j]]);
+            g += (2.0 * (v - at(k, i - 1, j))) as f32;
         }
         if j > 0 {
-            g += 2.0 * (v - x[[k, i, j - 1]]);
+            g += (2.0 * (v - at(k, i, j - 1))) as f32;
         }
         want_grad[[k, i, j]] += 0.25 * g;
     }
@@ -246,7 +351,9 @@ fn check_tv<D: Device>(dev: &D) {
         let mut grad = dev.alloc(x.len()).unwrap();
         dev.upload(&vec![0.5; x.len()], &mut grad).unwrap();
         let mut acc = dev.alloc_acc(1).unwrap();
+        let mut partials = dev.alloc_acc(MAX_REDUCTION_BLOCKS as usize).unwrap();
         dev.launch(Kernel::TvSquared {
+            partials: &mut partials,
             x: &dx,
             grad: &mut grad,
             acc: &mut acc,
@@ -337,13 +444,22 @@ fn adam_kernel_is_the_elementwise_update() {
 
 #[test]
 fn gemm_honours_both_transpositions() {
+    check_gemm(&Emulator::default());
+}
+
+/// The four storage orders of `C ← α·op(A)·op(B) + β·C` against the definition, and a short C refused.
+fn check_gemm<D: Device>(dev: &D) {
     let (m, n, k) = (5, 7, 4);
     let a = test_utils::uniform_vec(1, m * k, -1.0, 1.0); // op(A) m×k
     let b = test_utils::uniform_vec(2, k * n, -1.0, 1.0); // op(B) k×n
     let c0 = test_utils::uniform_vec(3, m * n, -1.0, 1.0);
     let opa = |i: usize, l: usize| a[i * k + l];
     let opb = |l: usize, j: usize| b[l * n + j];
-    let emu = Emulator::default();
+    let up = |v: &[f32]| {
+        let mut buf = dev.alloc(v.len()).unwrap();
+        dev.upload(v, &mut buf).unwrap();
+        buf
+    };
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
         // Store A and B transposed where asked.
         let sa: Vec<f32> = if ta {
@@ -356,20 +472,22 @@ fn gemm_honours_both_transpositions() {
         } else {
             b.clone()
         };
-        let mut c = c0.clone();
-        emu.gemm(GemmCall {
+        let (da, db, mut dc) = (up(&sa), up(&sb), up(&c0));
+        dev.gemm(GemmCall {
             trans_a: ta,
             trans_b: tb,
             m,
             n,
             k,
             alpha: 0.5,
-            a: &sa,
-            b: &sb,
+            a: &da,
+            b: &db,
             beta: 2.0,
-            c: &mut c,
+            c: &mut dc,
         })
         .unwrap();
+        let mut c = vec![f32::NAN; m * n];
+        dev.download(&dc, &mut c).unwrap();
         for i in 0..m {
             for j in 0..n {
                 let want =
@@ -378,8 +496,26 @@ fn gemm_honours_both_transpositions() {
             }
         }
     }
-    let mut short = vec![0.0; m * n - 1];
-    let err = emu
+    // β = 0 does not read C: NaNs there do not survive.
+    let (da, db, mut dc) = (up(&a), up(&b), up(&vec![f32::NAN; m * n]));
+    dev.gemm(GemmCall {
+        trans_a: false,
+        trans_b: false,
+        m,
+        n,
+        k,
+        alpha: 1.0,
+        a: &da,
+        b: &db,
+        beta: 0.0,
+        c: &mut dc,
+    })
+    .unwrap();
+    let mut c = vec![f32::NAN; m * n];
+    dev.download(&dc, &mut c).unwrap();
+    assert!(c.iter().all(|v| v.is_finite()));
+    let mut short = dev.alloc(m * n - 1).unwrap();
+    let err = dev
         .gemm(GemmCall {
             trans_a: false,
             trans_b: false,
@@ -387,13 +523,13 @@ fn gemm_honours_both_transpositions() {
             n,
             k,
             alpha: 1.0,
-            a: &a,
-            b: &b,
+            a: &da,
+            b: &db,
             beta: 0.0,
             c: &mut short,
         })
         .unwrap_err();
-    assert!(matches!(err, Error::Device { op: "gemm", .. }), "{err}");
+    assert!(matches!(err, Error::Device { .. }), "{err}");
 }
 
 #[test]
@@ -604,8 +740,10 @@ mod gpu {
     fn cuda_reductions() {
         if let Some(dev) = device("cuda_reductions") {
             super::check_sub_sumsq(&dev);
+            super::check_count_nonfinite(&dev);
             super::check_tv(&dev);
             super::check_adam(&dev);
+            super::check_gemm(&dev);
         }
     }
 }
