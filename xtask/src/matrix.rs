@@ -398,6 +398,24 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
             skip: quick_skip("cuda feature"),
         },
         Leg {
+            name: "cuda feature (CPU tests)",
+            // The feature's pure functions (the cuBLAS call mapping, launch shapes, geometry checks);
+            // its GPU tests are in the next leg.
+            cmd: Cmd::cargo([
+                "test",
+                "-p",
+                "tensor-ops",
+                "--features",
+                "cuda",
+                "--lib",
+                "--no-fail-fast",
+            ]),
+            kind: LegKind::Tests {
+                require_prefix: None,
+            },
+            skip: quick_skip("cuda feature"),
+        },
+        Leg {
             name: "cuda tests (GPU)",
             cmd: gpu_tests,
             kind: LegKind::Tests {
@@ -680,6 +698,7 @@ mod tests {
                 "doc",
                 "bench build",
                 "cuda feature (clippy)",
+                "cuda feature (CPU tests)",
                 "cuda tests (GPU)",
                 "smoke (real weights)",
             ]
@@ -729,6 +748,7 @@ mod tests {
                 "doc",
                 "bench build",
                 "cuda feature (clippy)",
+                "cuda feature (CPU tests)",
                 "cuda tests (GPU)"
             ]
         );

@@ -1,7 +1,7 @@
 //! Test-only: a [`Device`] that runs the device backend's CUDA kernels on the CPU.
 //!
 //! `build.rs` compiles `tensor-ops/src/device/kernels.cu` as C++20 with `emu.h`, which stands in for
-//! CUDA's built-in variables, `__syncthreads` and `atomicAdd`. A launch runs every GPU thread of every
+//! CUDA's built-in variables, `__syncthreads` and `__float_as_uint`. A launch runs every GPU thread of every
 //! block: the threads of a block one after another on the calling thread, or, for the reduction kernels
 //! that synchronize within a block, each on its own OS thread meeting at a barrier. The GEMMs are
 //! `matrixmultiply`'s. So the tests of `tensor_ops::device` and of the pipeline's device path run the
@@ -94,7 +94,7 @@ impl Default for Emulator {
 }
 
 /// A raw pointer that may cross to the block's worker threads (the kernels' own discipline makes the
-/// accesses disjoint or atomic, as on a GPU).
+/// accesses disjoint, as on a GPU).
 #[derive(Clone, Copy)]
 struct SendPtr<T>(*mut T);
 impl<T> SendPtr<T> {
@@ -105,7 +105,7 @@ impl<T> SendPtr<T> {
 }
 
 // SAFETY: only the kernels dereference these, under the same rules as on a GPU: no two threads write
-// one element except through `atomicAdd`.
+// one element.
 unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}

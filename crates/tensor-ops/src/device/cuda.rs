@@ -148,6 +148,40 @@ fn launch_config(work: u64, reduction: bool) -> LaunchConfig {
     }
 }
 
+/// The cuBLAS (column-major) call for a row-major `C[m×n] ← α·op(A)·op(B) + β·C` whose first operand is
+/// B and second is A: row-major `C` read column-major is `Cᵀ = op(B)ᵀ·op(A)ᵀ`, and a row-major matrix
+/// read column-major is its transpose, so each operand is transposed exactly when it is stored
+/// transposed, with `m` and `n` swapped. `[m, n, k]` as `i32`.
+fn gemm_config(
+    trans_a: bool,
+    trans_b: bool,
+    [m, n, k]: [i32; 3],
+    alpha: f32,
+    beta: f32,
+) -> GemmConfig<f32> {
+    let op = |t: bool| {
+        if t {
+            cublasOperation_t::CUBLAS_OP_T
+        } else {
+            cublasOperation_t::CUBLAS_OP_N
+        }
+    };
+    GemmConfig {
+        transa: op(trans_b),
+        transb: op(trans_a),
+        m: n,
+        n: m,
+        k,
+        alpha,
+        // B is stored k×n (row-major: column-major n×k, ld n) or, transposed, n×k (ld k).
+        lda: if trans_b { k } else { n },
+        // A is stored m×k (column-major k×m, ld k) or, transposed, k×m (ld m).
+        ldb: if trans_a { m } else { k },
+        beta,
+        ldc: n,
+    }
+}
+
 /// The newest architecture NVRTC can compile for that the device `cc` (`major·10 + minor`) runs.
 fn nvrtc_arch(cc: i32) -> Result<i32> {
     use cudarc::nvrtc::sys;
@@ -491,25 +525,7 @@ impl Device for CudaDevice {
                 self.scale(c, m * n, beta)
             };
         }
-        let op = |t: bool| {
-            if t {
-                cublasOperation_t::CUBLAS_OP_T
-            } else {
-                cublasOperation_t::CUBLAS_OP_N
-            }
-        };
-        let cfg = GemmConfig {
-            transa: op(trans_b),
-            transb: op(trans_a),
-            m: ni,
-            n: mi,
-            k: ki,
-            alpha,
-            lda: if trans_b { ki } else { ni },
-            ldb: if trans_a { mi } else { ki },
-            beta,
-            ldc: ni,
-        };
+        let cfg = gemm_config(trans_a, trans_b, [mi, ni, ki], alpha, beta);
         // cuBLAS runs in the context current on the calling thread.
         self.stream
             .context()
@@ -711,5 +727,120 @@ impl Device for CudaDevice {
                 unsafe { self.submit(args, cfg, name) }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// BLAS `sgemm` as the standard defines it (column-major, `C ← α·op(A)·op(B) + β·C`), naively.
+    fn reference_sgemm(cfg: &GemmConfig<f32>, a: &[f32], b: &[f32], c: &mut [f32]) {
+        let t = |o: cublasOperation_t| o == cublasOperation_t::CUBLAS_OP_T;
+        let (m, n, k) = (cfg.m as usize, cfg.n as usize, cfg.k as usize);
+        let (lda, ldb, ldc) = (cfg.lda as usize, cfg.ldb as usize, cfg.ldc as usize);
+        let at = |i: usize, l: usize| {
+            if t(cfg.transa) {
+                a[l + i * lda]
+            } else {
+                a[i + l * lda]
+            }
+        };
+        let bt = |l: usize, j: usize| {
+            if t(cfg.transb) {
+                b[j + l * ldb]
+            } else {
+                b[l + j * ldb]
+            }
+        };
+        for j in 0..n {
+            for i in 0..m {
+                let sum: f32 = (0..k).map(|l| at(i, l) * bt(l, j)).sum();
+                c[i + j * ldc] = cfg.alpha * sum + cfg.beta * c[i + j * ldc];
+            }
+        }
+    }
+
+    /// The mapping, run through the BLAS definition, computes the row-major product for every storage.
+    #[test]
+    fn gemm_config_computes_the_row_major_product() {
+        let (m, n, k) = (3_usize, 5_usize, 4_usize);
+        let opa = |i: usize, l: usize| (i * 7 + l * 3) as f32 * 0.25 - 1.0;
+        let opb = |l: usize, j: usize| (l * 5 + j * 2) as f32 * 0.125 - 0.5;
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a: Vec<f32> = if ta {
+                (0..k * m).map(|e| opa(e % m, e / m)).collect()
+            } else {
+                (0..m * k).map(|e| opa(e / k, e % k)).collect()
+            };
+            let b: Vec<f32> = if tb {
+                (0..n * k).map(|e| opb(e % k, e / k)).collect()
+            } else {
+                (0..k * n).map(|e| opb(e / n, e % n)).collect()
+            };
+            let c0: Vec<f32> = (0..m * n).map(|e| e as f32).collect();
+            let mut c = c0.clone();
+            let cfg = gemm_config(ta, tb, [m as i32, n as i32, k as i32], 2.0, 0.5);
+            // cuBLAS gets B as its first operand and A as its second.
+            reference_sgemm(&cfg, &b, &a, &mut c);
+            for i in 0..m {
+                for j in 0..n {
+                    let want = 2.0 * (0..k).map(|l| opa(i, l) * opb(l, j)).sum::<f32>()
+                        + 0.5 * c0[i * n + j];
+                    assert!(
+                        (c[i * n + j] - want).abs() < 1e-4,
+                        "({ta}, {tb}) C[{i}][{j}] = {}, want {want}",
+                        c[i * n + j]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn geometry_checks_refuse_what_could_corrupt_memory() {
+        let ok = ConvDims {
+            c: 2,
+            h: 4,
+            w: 4,
+            kh: 2,
+            kw: 2,
+            sy: 2,
+            sx: 2,
+            pt: 0,
+            pl: 0,
+            oh: 2,
+            ow: 2,
+        };
+        assert_eq!(check_dims("t", &ok, true).unwrap(), (32, 8));
+        for bad in [
+            ConvDims { sy: 0, ..ok },
+            ConvDims { c: -1, ..ok },
+            ConvDims {
+                h: 70_000,
+                w: 70_000,
+                ..ok
+            },
+            ConvDims { oh: 5, ..ok }, // the last window starts below the input
+            ConvDims { pt: 2, ..ok }, // the first window lies above the input
+        ] {
+            assert!(check_dims("t", &bad, true).is_err(), "{bad:?}");
+        }
+        assert!(check_lens("t", &[(3, 4)]).is_err());
+        assert!(check_lens("t", &[(4, 4)]).is_ok());
+        assert!(product("t", &[i64::MAX, 4]).is_err());
+    }
+
+    #[test]
+    fn launch_shapes() {
+        let plain = launch_config(10_000_000_000, false);
+        assert_eq!(
+            (plain.grid_dim.0 as u64, plain.block_dim.0),
+            (MAX_BLOCKS, BLOCK)
+        );
+        let red = launch_config(10_000_000, true);
+        assert_eq!(red.grid_dim.0, MAX_REDUCTION_BLOCKS);
+        assert_eq!(launch_config(1, true).grid_dim.0, 1);
+        assert_eq!(launch_config(257, false).grid_dim.0, 2);
     }
 }
