@@ -11,9 +11,7 @@
 //! [`Emulator::new`] takes the launch shape, so the tests can run the grid-stride loops with grids and
 //! blocks of any size, down to one thread.
 
-use tensor_ops::device::{
-    BLOCK, ConvDims, Device, GemmCall, Kernel, check_gemm, reduction_grid, too_short,
-};
+use tensor_ops::device::{BLOCK, Device, GemmCall, Kernel, check_gemm, reduction_grid, too_short};
 use tensor_ops::{Error, Result};
 
 mod ffi {
@@ -110,30 +108,12 @@ unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}
 
-fn need(op: &'static str, len: usize, needed: u64) -> Result<()> {
-    if (len as u64) < needed {
-        return Err(too_short(
-            op,
-            usize::try_from(needed).unwrap_or(usize::MAX),
-            len,
-        ));
-    }
-    Ok(())
-}
-
-fn need_acc(op: &'static str, len: usize, needed: usize) -> Result<()> {
+/// Fails with [`too_short`] unless a buffer of `len` elements holds `needed`.
+fn need(op: &'static str, len: usize, needed: usize) -> Result<()> {
     if len < needed {
         return Err(too_short(op, needed, len));
     }
     Ok(())
-}
-
-fn input_len(d: &ConvDims) -> u64 {
-    d.c as u64 * d.h as u64 * d.w as u64
-}
-
-fn output_len(d: &ConvDims) -> u64 {
-    d.c as u64 * d.oh as u64 * d.ow as u64
 }
 
 impl Emulator {
@@ -150,27 +130,24 @@ impl Emulator {
     }
 
     /// A reduction: `thread` on the grid [`reduction_grid`] gives (blocks of [`BLOCK`] threads, each
-    /// writing its partial sum), then `nst_finish_sum` adding the partials into `acc`.
+    /// writing its partial sum into `partials`, which `Kernel::check` saw hold `MAX_REDUCTION_BLOCKS`),
+    /// then `nst_finish_sum` adding the partials into `acc`.
     fn reduce(
         &self,
-        name: &'static str,
         work: u64,
-        partials: &mut Vec<f64>,
-        acc: &mut [f64],
+        partials: &mut [f64],
+        acc: &mut f64,
         thread: impl Fn(SendPtr<f64>) + Sync,
-    ) -> Result<()> {
+    ) {
         let grid = reduction_grid(work, self.max_grid);
-        need_acc(name, partials.len(), grid as usize)?;
-        need_acc(name, acc.len(), 1)?;
         let p = SendPtr(partials.as_mut_ptr());
         self.run_grid(grid, BLOCK, true, || thread(p));
-        let a = SendPtr(acc.as_mut_ptr());
+        let a = SendPtr(std::ptr::from_mut(acc));
         let count = i32::try_from(grid).expect("at most MAX_REDUCTION_BLOCKS");
         self.run_grid(1, BLOCK, true, || unsafe {
-            // SAFETY: `partials` holds `grid` sums written above; `a` is one accumulator.
+            // SAFETY: `partials` holds the `grid` sums written above; `a` is one accumulator.
             ffi::nst_finish_sum(p.p(), count, a.p());
         });
-        Ok(())
     }
 
     /// Runs `thread` as every thread of `grid` blocks of `block` threads.
@@ -234,13 +211,13 @@ impl Device for Emulator {
     }
 
     fn upload(&self, src: &[f32], dst: &mut Vec<f32>) -> Result<()> {
-        need("upload", dst.len(), src.len() as u64)?;
+        need("upload", dst.len(), src.len())?;
         dst[..src.len()].copy_from_slice(src);
         Ok(())
     }
 
     fn download(&self, src: &Vec<f32>, dst: &mut [f32]) -> Result<()> {
-        need("download", src.len(), dst.len() as u64)?;
+        need("download", src.len(), dst.len())?;
         dst.copy_from_slice(&src[..dst.len()]);
         Ok(())
     }
@@ -257,14 +234,14 @@ impl Device for Emulator {
     }
 
     fn copy(&self, src: &Vec<f32>, dst: &mut Vec<f32>, len: usize) -> Result<()> {
-        need("copy", src.len(), len as u64)?;
-        need("copy", dst.len(), len as u64)?;
+        need("copy", src.len(), len)?;
+        need("copy", dst.len(), len)?;
         dst[..len].copy_from_slice(&src[..len]);
         Ok(())
     }
 
     fn zero(&self, buf: &mut Vec<f32>, len: usize) -> Result<()> {
-        need("zero", buf.len(), len as u64)?;
+        need("zero", buf.len(), len)?;
         buf[..len].fill(0.0);
         Ok(())
     }
@@ -319,97 +296,68 @@ impl Device for Emulator {
     }
 
     fn launch(&self, kernel: Kernel<'_, Vec<f32>, Vec<f64>>) -> Result<()> {
+        // The checks every implementation makes: a short buffer would be memory corruption here as on a GPU.
+        kernel.check(Vec::len, Vec::len)?;
         let work = kernel.work();
         let full = kernel.needs_full_block();
-        let name = kernel.function();
         let r = |v: &Vec<f32>| SendPtr(v.as_ptr().cast_mut());
         let w = |v: &mut Vec<f32>| SendPtr(v.as_mut_ptr());
-        // Every arm checks the lengths the kernel touches (a short buffer would be memory corruption here
-        // as on a GPU), then runs the kernel as every thread of the launch.
-        // SAFETY (all `unsafe` calls below): the pointers come from buffers checked to hold what the kernel
-        // touches for these dimensions, and stay borrowed for the whole launch.
+        // SAFETY (all `unsafe` calls below): `Kernel::check` saw that the buffers hold what the kernel
+        // touches for these dimensions, and they stay borrowed for the whole launch.
         match kernel {
             Kernel::Im2col { x, cols, d } => {
-                need(name, x.len(), input_len(&d))?;
-                need(name, cols.len(), work)?;
                 let (x, cols) = (r(x), w(cols));
                 self.run(work, full, || unsafe {
                     ffi::nst_im2col(x.p(), cols.p(), d)
                 });
             }
             Kernel::Col2im { cols, dx, d } => {
-                need(name, cols.len(), output_len(&d) * d.kh as u64 * d.kw as u64)?;
-                need(name, dx.len(), input_len(&d))?;
                 let (cols, dx) = (r(cols), w(dx));
                 self.run(work, full, || unsafe {
                     ffi::nst_col2im(cols.p(), dx.p(), d)
                 });
             }
             Kernel::BiasAdd { y, bias, plane, n } => {
-                need(name, y.len(), work)?;
-                if plane <= 0 {
-                    return Err(Error::Device {
-                        op: name,
-                        message: format!("plane {plane}"),
-                    });
-                }
-                need(name, bias.len(), work.div_ceil(plane as u64))?;
                 let (y, bias) = (w(y), r(bias));
                 self.run(work, full, || unsafe {
                     ffi::nst_bias_add(y.p(), bias.p(), plane, n)
                 });
             }
             Kernel::ReluForward { x, y, n } => {
-                need(name, x.len(), work)?;
-                need(name, y.len(), work)?;
                 let (x, y) = (r(x), w(y));
                 self.run(work, full, || unsafe { ffi::nst_relu_fwd(x.p(), y.p(), n) });
             }
             Kernel::ReluBackward { y, dy, dx, n } => {
-                for len in [y.len(), dy.len(), dx.len()] {
-                    need(name, len, work)?;
-                }
                 let (y, dy, dx) = (r(y), r(dy), w(dx));
                 self.run(work, full, || unsafe {
                     ffi::nst_relu_bwd(y.p(), dy.p(), dx.p(), n)
                 });
             }
             Kernel::MaxPoolForward { x, y, d } => {
-                need(name, x.len(), input_len(&d))?;
-                need(name, y.len(), output_len(&d))?;
                 let (x, y) = (r(x), w(y));
                 self.run(work, full, || unsafe {
                     ffi::nst_max_pool_fwd(x.p(), y.p(), d)
                 });
             }
             Kernel::MaxPoolBackward { x, dy, dx, d } => {
-                need(name, x.len(), input_len(&d))?;
-                need(name, dy.len(), output_len(&d))?;
-                need(name, dx.len(), input_len(&d))?;
                 let (x, dy, dx) = (r(x), r(dy), w(dx));
                 self.run(work, full, || unsafe {
                     ffi::nst_max_pool_bwd(x.p(), dy.p(), dx.p(), d)
                 });
             }
             Kernel::AvgPoolForward { x, y, d } => {
-                need(name, x.len(), input_len(&d))?;
-                need(name, y.len(), output_len(&d))?;
                 let (x, y) = (r(x), w(y));
                 self.run(work, full, || unsafe {
                     ffi::nst_avg_pool_fwd(x.p(), y.p(), d)
                 });
             }
             Kernel::AvgPoolBackward { dy, dx, d } => {
-                need(name, dy.len(), output_len(&d))?;
-                need(name, dx.len(), input_len(&d))?;
                 let (dy, dx) = (r(dy), w(dx));
                 self.run(work, full, || unsafe {
                     ffi::nst_avg_pool_bwd(dy.p(), dx.p(), d)
                 });
             }
             Kernel::Axpy { a, x, y, n } => {
-                need(name, x.len(), work)?;
-                need(name, y.len(), work)?;
                 let (x, y) = (r(x), w(y));
                 self.run(work, full, || unsafe { ffi::nst_axpy(a, x.p(), y.p(), n) });
             }
@@ -422,14 +370,10 @@ impl Device for Emulator {
                 partials,
                 n,
             } => {
-                for len in [a.len(), b.len(), out.len()] {
-                    need(name, len, work)?;
-                }
-                need_acc(name, acc.len(), slot + 1)?;
                 let (a, b, out) = (r(a), r(b), w(out));
-                self.reduce(name, work, partials, &mut acc[slot..], |p| unsafe {
+                self.reduce(work, partials, &mut acc[slot], |p| unsafe {
                     ffi::nst_sub_sumsq(a.p(), b.p(), out.p(), p.p(), n);
-                })?;
+                });
             }
             Kernel::CountNonFinite {
                 x,
@@ -438,12 +382,10 @@ impl Device for Emulator {
                 partials,
                 n,
             } => {
-                need(name, x.len(), work)?;
-                need_acc(name, acc.len(), slot + 1)?;
                 let x = r(x);
-                self.reduce(name, work, partials, &mut acc[slot..], |p| unsafe {
+                self.reduce(work, partials, &mut acc[slot], |p| unsafe {
                     ffi::nst_count_nonfinite(x.p(), p.p(), n);
-                })?;
+                });
             }
             Kernel::TvSquared {
                 x,
@@ -454,21 +396,15 @@ impl Device for Emulator {
                 weight,
                 shape: [c, h, wd],
             } => {
-                need(name, x.len(), work)?;
-                need(name, grad.len(), work)?;
-                need_acc(name, acc.len(), slot + 1)?;
                 let (x, grad) = (r(x), w(grad));
-                self.reduce(name, work, partials, &mut acc[slot..], |p| unsafe {
+                self.reduce(work, partials, &mut acc[slot], |p| unsafe {
                     ffi::nst_tv_squared(x.p(), grad.p(), p.p(), weight, c, h, wd);
-                })?;
+                });
             }
             Kernel::Adam { x, g, m, v, s, n } => {
-                for len in [x.len(), g.len(), m.len(), v.len()] {
-                    need(name, len, work)?;
-                }
                 let (x, g, m, v) = (w(x), r(g), w(m), w(v));
                 self.run(work, full, || unsafe {
-                    ffi::nst_adam(x.p(), g.p(), m.p(), v.p(), s, n);
+                    ffi::nst_adam(x.p(), g.p(), m.p(), v.p(), s, n)
                 });
             }
             other => {

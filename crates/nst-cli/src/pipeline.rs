@@ -911,4 +911,4 @@ mod device;
 pub use device::ResidentImage;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

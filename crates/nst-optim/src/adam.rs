@@ -253,7 +253,8 @@ pub struct AdamStepScalars {
 }
 
 impl Adam {
-    /// The scalars of the next step, computed as [`Adam::step`] computes them.
+    /// The scalars of the next step, those [`Adam::step`] uses (`β^t` for `t = step + 1`, from TF's
+    /// running products).
     pub fn next_step_scalars(&self) -> AdamStepScalars {
         let s = &self.state;
         let AdamConfig {
@@ -336,9 +337,7 @@ impl Adam {
                 non_finite_grad,
             });
         }
-        s.beta1_power *= s.config.beta1;
-        s.beta2_power *= s.config.beta2;
-        s.step += 1;
+        self.advance();
         Ok(StepReport {
             value,
             grad_norm: f64::NAN,
@@ -355,6 +354,14 @@ impl Adam {
     pub fn moments_mut<E>(&mut self, n: usize) -> Result<(&mut [f32], &mut [f32]), OptimError<E>> {
         self.size_moments(n)?;
         Ok((&mut self.state.m, &mut self.state.v))
+    }
+
+    /// Records a step: `t` and TF's running products `β^t` (initialized to 1, multiplied after each step).
+    fn advance(&mut self) {
+        let s = &mut self.state;
+        s.beta1_power *= s.config.beta1;
+        s.beta2_power *= s.config.beta2;
+        s.step += 1;
     }
 
     fn size_moments<E>(&mut self, n: usize) -> Result<(), OptimError<E>> {
@@ -399,20 +406,19 @@ impl Optimizer for Adam {
             });
         }
 
-        let AdamConfig {
+        let AdamStepScalars {
+            form,
             learning_rate,
             beta1,
             beta2,
             epsilon,
-            form,
-        } = s.config;
-        // β^t for t = step + 1, as TF's running products (initialized to β, multiplied after each step).
-        let b1p = s.beta1_power * beta1;
-        let b2p = s.beta2_power * beta2;
+            c1,
+            c2,
+            alpha_t,
+        } = self.next_step_scalars();
+        let s = &mut self.state;
         match form {
             AdamForm::Algorithm1 => {
-                let c1 = 1.0 - b1p;
-                let c2 = 1.0 - b2p;
                 for (((xi, &g), m), v) in x.iter_mut().zip(&self.grad).zip(&mut s.m).zip(&mut s.v) {
                     *m = beta1 * *m + (1.0 - beta1) * g;
                     *v = beta2 * *v + (1.0 - beta2) * g * g;
@@ -423,17 +429,14 @@ impl Optimizer for Adam {
             }
             AdamForm::EpsilonHat => {
                 // The expression order of TensorFlow's ApplyAdam CPU kernel (training_ops.cc).
-                let alpha = learning_rate * (1.0 - b2p).sqrt() / (1.0 - b1p);
                 for (((xi, &g), m), v) in x.iter_mut().zip(&self.grad).zip(&mut s.m).zip(&mut s.v) {
                     *m += (g - *m) * (1.0 - beta1);
                     *v += (g * g - *v) * (1.0 - beta2);
-                    *xi -= (*m * alpha) / (v.sqrt() + epsilon);
+                    *xi -= (*m * alpha_t) / (v.sqrt() + epsilon);
                 }
             }
         }
-        s.beta1_power = b1p;
-        s.beta2_power = b2p;
-        s.step += 1;
+        self.advance();
         Ok(StepReport {
             value,
             grad_norm: norm2(&self.grad),

@@ -5,53 +5,31 @@ use std::sync::atomic::AtomicBool;
 
 use clap::Parser as _;
 use image::{Rgb, RgbImage};
-use ndarray::{Array1, Array4};
-use test_utils::uniform_vec;
 use vgg_weights::write::{Compression, write_simplenn};
-use vgg_weights::{Conv, Layer, LayerKind, Layout, Pad, Pool, PoolMethod, VggModel};
+use vgg_weights::{Layout, PoolMethod};
 
 use super::*;
 use crate::cli::{Cli, Command};
 use crate::testing::TempDir;
 
-/// conv1_1 relu1_1 pool1 conv2_1 relu2_1, 4 channels.
-fn model() -> VggModel {
-    let conv = |name: &str, c_in: usize, s: u64| Layer {
-        name: name.into(),
-        kind: LayerKind::Conv(Conv {
-            weights: Array4::from_shape_vec(
-                (4, c_in, 3, 3),
-                uniform_vec(s, 4 * c_in * 9, -0.3, 0.3),
-            )
-            .unwrap(),
-            bias: Array1::from(uniform_vec(s + 1, 4, 0.0, 0.1)),
-            stride: [1, 1],
-            pad: Pad::uniform(1),
-        }),
-    };
-    let relu = |name: &str| Layer {
-        name: name.into(),
-        kind: LayerKind::Relu,
-    };
-    VggModel {
-        layout: Layout::Beta16,
-        mean_rgb: Some([123.68, 116.779, 103.939]),
-        layers: vec![
-            conv("conv1_1", 3, 1),
-            relu("relu1_1"),
-            Layer {
-                name: "pool1".into(),
-                kind: LayerKind::Pool(Pool {
-                    method: PoolMethod::Max,
-                    size: [2, 2],
-                    stride: [2, 2],
-                    pad: Pad::default(),
-                }),
-            },
-            conv("conv2_1", 4, 2),
-            relu("relu2_1"),
-        ],
-    }
+/// Writes the weights (the pipeline tests' tiny VGG) and a content and a style image into `dir`.
+fn fixture(dir: &std::path::Path) {
+    let model = crate::pipeline::tests::tiny_model(1, 4, PoolMethod::Max);
+    write_simplenn(
+        &dir.join("w.mat"),
+        &model,
+        Layout::Beta16,
+        Compression::None,
+    )
+    .unwrap();
+    RgbImage::from_fn(16, 12, |x, y| Rgb([(x * 15) as u8, (y * 20) as u8, 90]))
+        .save(dir.join("c.png"))
+        .unwrap();
+    RgbImage::from_fn(14, 10, |x, y| {
+        Rgb([((x * y) % 255) as u8, 200 - (x * 9) as u8, (y * 25) as u8])
+    })
+    .save(dir.join("s.png"))
+    .unwrap();
 }
 
 fn args(dir: &std::path::Path, out: &str, extra: &[&str]) -> StylizeArgs {
@@ -111,21 +89,7 @@ fn adam_state(path: &std::path::Path) -> nst_optim::AdamState {
 fn device_adam_run_matches_the_host_run_and_resumes_exactly() {
     let tmp = TempDir::new("stylize-device-adam");
     let dir = tmp.path();
-    write_simplenn(
-        &dir.join("w.mat"),
-        &model(),
-        Layout::Beta16,
-        Compression::None,
-    )
-    .unwrap();
-    RgbImage::from_fn(16, 12, |x, y| Rgb([(x * 15) as u8, (y * 20) as u8, 90]))
-        .save(dir.join("c.png"))
-        .unwrap();
-    RgbImage::from_fn(14, 10, |x, y| {
-        Rgb([((x * y) % 255) as u8, 200 - (x * 9) as u8, (y * 25) as u8])
-    })
-    .save(dir.join("s.png"))
-    .unwrap();
+    fixture(dir);
     let stop = AtomicBool::new(false);
     let emu: Place<'_> = &|o: StyleObjective| o.on_device(device_emu::Emulator::new(64, 1));
 
@@ -280,19 +244,7 @@ fn device_adam_run_matches_the_host_run_and_resumes_exactly() {
 fn device_adam_divergence_writes_the_last_good_image_as_the_host_does() {
     let tmp = TempDir::new("stylize-device-diverge");
     let dir = tmp.path();
-    write_simplenn(
-        &dir.join("w.mat"),
-        &model(),
-        Layout::Beta16,
-        Compression::None,
-    )
-    .unwrap();
-    RgbImage::from_fn(16, 12, |x, y| Rgb([(x * 15) as u8, (y * 20) as u8, 90]))
-        .save(dir.join("c.png"))
-        .unwrap();
-    RgbImage::from_fn(14, 10, |x, _| Rgb([(x * 17) as u8, 40, 200]))
-        .save(dir.join("s.png"))
-        .unwrap();
+    fixture(dir);
     let stop = AtomicBool::new(false);
     let emu: Place<'_> = &|o: StyleObjective| o.on_device(device_emu::Emulator::new(64, 1));
     // Adam's first step moves every pixel by about the learning rate: 1e30 makes the next cost infinite.

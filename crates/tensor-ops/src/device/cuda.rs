@@ -19,7 +19,7 @@ use cudarc::nvrtc::{CompileError, CompileOptions};
 
 use super::{
     AdamScalars, BLOCK, ConvDims, Device, GemmCall, KERNEL_SOURCE, Kernel, MAX_REDUCTION_BLOCKS,
-    check_gemm, reduction_grid, too_short,
+    check_gemm, check_lens, device_error, reduction_grid,
 };
 use crate::{Error, Result};
 
@@ -63,73 +63,6 @@ fn driver(op: &'static str) -> impl FnOnce(DriverError) -> Error {
         op,
         message: e.to_string(),
     }
-}
-
-/// An [`Error::Device`] of `op` with `message`.
-fn device_error(op: &'static str, message: impl Into<String>) -> Error {
-    Error::Device {
-        op,
-        message: message.into(),
-    }
-}
-
-/// Fails with [`too_short`] unless each `(buffer length, elements needed)` pair has enough elements.
-fn check_lens(op: &'static str, pairs: &[(usize, u64)]) -> Result<()> {
-    for &(len, needed) in pairs {
-        if (len as u64) < needed {
-            let needed = usize::try_from(needed).unwrap_or(usize::MAX);
-            return Err(too_short(op, needed, len));
-        }
-    }
-    Ok(())
-}
-
-/// The product of non-negative `dims`, or [`Error::Device`] for a negative one or an overflow.
-fn product(op: &'static str, dims: &[i64]) -> Result<u64> {
-    dims.iter().try_fold(1u64, |acc, &d| {
-        let d =
-            u64::try_from(d).map_err(|_| device_error(op, format!("negative dimension {d}")))?;
-        acc.checked_mul(d)
-            .ok_or_else(|| device_error(op, "element count overflows u64"))
-    })
-}
-
-/// Checks the geometry of a window kernel, so that no index the kernel computes overflows its `int`s
-/// or leaves its buffers; `pool` also requires every window to overlap the input (the pooling kernels
-/// read the first element of each clipped window). Returns the elements of the input `[C, H, W]` and
-/// of the output `[C, OH, OW]`.
-fn check_dims(op: &'static str, d: &ConvDims, pool: bool) -> Result<(u64, u64)> {
-    let bad = |what: &str| device_error(op, format!("{what} in {d:?}"));
-    let fields = [
-        d.c, d.h, d.w, d.kh, d.kw, d.sy, d.sx, d.pt, d.pl, d.oh, d.ow,
-    ];
-    if fields.iter().any(|&v| v < 0) {
-        return Err(bad("negative dimension"));
-    }
-    if d.sy < 1 || d.sx < 1 {
-        return Err(bad("zero stride"));
-    }
-    let [h, w, kh, kw, sy, sx, pt, pl, oh, ow] =
-        [d.h, d.w, d.kh, d.kw, d.sy, d.sx, d.pt, d.pl, d.oh, d.ow].map(i64::from);
-    let int_max = i64::from(i32::MAX);
-    // Plane indices (`r·W + c`, `oy·OW + ox`) and window coordinates (`oy·sy − pt + i`, `iy + pt`) are `int`s.
-    if h * w > int_max
-        || oh * ow > int_max
-        || oh * sy + kh + h + pt > int_max
-        || ow * sx + kw + w + pl > int_max
-    {
-        return Err(bad("a plane or window index overflows i32"));
-    }
-    if pool && oh > 0 && ow > 0 {
-        // Window rows [oy·sy − pt, oy·sy − pt + kh) for oy in 0..oh meet [0, h) iff these hold (sy ≥ 1).
-        let rows = h > 0 && kh > pt && (oh - 1) * sy - pt < h;
-        let cols = w > 0 && kw > pl && (ow - 1) * sx - pl < w;
-        if !rows || !cols {
-            return Err(bad("a pooling window lies outside the input"));
-        }
-    }
-    let c = i64::from(d.c);
-    Ok((product(op, &[c, h, w])?, product(op, &[c, oh, ow])?))
 }
 
 /// The grid for `work` items: blocks of [`BLOCK`] threads, at most [`MAX_BLOCKS`] (or
@@ -545,93 +478,58 @@ impl Device for CudaDevice {
         if work == 0 {
             return Ok(());
         }
+        // Buffer lengths and geometry: on a GPU a short buffer is memory corruption, not a panic.
+        kernel.check(CudaSlice::len, CudaSlice::len)?;
         let cfg = launch_config(work, kernel.needs_full_block());
         let f = self.function(name)?;
         let mut args = self.stream.launch_builder(f);
+        // SAFETY (every `submit` below): the arguments are pushed in the number, order and types of the
+        // kernel's C signature in kernels.cu (quoted at each arm), `Kernel::check` has checked that every
+        // buffer holds what the kernel indexes for this geometry, and reductions get BLOCK threads per block.
         match kernel {
             Kernel::Im2col { x, cols, d } => {
-                let (input, output) = check_dims(name, &d, false)?;
-                let rows = product(name, &[i64::from(d.kh), i64::from(d.kw)])?;
-                let cols_len = output
-                    .checked_mul(rows)
-                    .ok_or_else(|| device_error(name, "element count overflows u64"))?;
-                check_lens(name, &[(x.len(), input), (cols.len(), cols_len)])?;
+                // nst_im2col(const float* x, float* cols, ConvDims d)
                 args.arg(x).arg(cols).arg(&d);
-                // SAFETY: nst_im2col(const float* x, float* cols, ConvDims d); x holds C·H·W and cols
-                // C·KH·KW·OH·OW floats, all it indexes for the checked geometry.
                 unsafe { self.submit(args, cfg, name) }
             }
             Kernel::Col2im { cols, dx, d } => {
-                let (input, output) = check_dims(name, &d, false)?;
-                let rows = product(name, &[i64::from(d.kh), i64::from(d.kw)])?;
-                let cols_len = output
-                    .checked_mul(rows)
-                    .ok_or_else(|| device_error(name, "element count overflows u64"))?;
-                check_lens(name, &[(cols.len(), cols_len), (dx.len(), input)])?;
+                // nst_col2im(const float* cols, float* dx, ConvDims d)
                 args.arg(cols).arg(dx).arg(&d);
-                // SAFETY: nst_col2im(const float* cols, float* dx, ConvDims d); sizes as im2col's, with
-                // strides ≥ 1 so that every output position it derives is in range.
                 unsafe { self.submit(args, cfg, name) }
             }
             Kernel::BiasAdd { y, bias, plane, n } => {
-                if plane < 1 {
-                    return Err(device_error(name, format!("plane of {plane} elements")));
-                }
-                let n_u = product(name, &[n])?;
-                let channels = n_u.div_ceil(product(name, &[plane])?);
-                check_lens(name, &[(y.len(), n_u), (bias.len(), channels)])?;
+                // nst_bias_add(float* y, const float* bias, long long plane, long long n)
                 args.arg(y).arg(bias).arg(&plane).arg(&n);
-                // SAFETY: nst_bias_add(float* y, const float* bias, long long plane, long long n); y
-                // holds n floats and bias ⌈n / plane⌉, the largest `e / plane` plus one.
                 unsafe { self.submit(args, cfg, name) }
             }
             Kernel::ReluForward { x, y, n } => {
-                let n_u = product(name, &[n])?;
-                check_lens(name, &[(x.len(), n_u), (y.len(), n_u)])?;
+                // nst_relu_fwd(const float* x, float* y, long long n)
                 args.arg(x).arg(y).arg(&n);
-                // SAFETY: nst_relu_fwd(const float* x, float* y, long long n); both hold n floats.
                 unsafe { self.submit(args, cfg, name) }
             }
             Kernel::ReluBackward { y, dy, dx, n } => {
-                let n_u = product(name, &[n])?;
-                check_lens(name, &[(y.len(), n_u), (dy.len(), n_u), (dx.len(), n_u)])?;
+                // nst_relu_bwd(const float* y, const float* dy, float* dx, long long n)
                 args.arg(y).arg(dy).arg(dx).arg(&n);
-                // SAFETY: nst_relu_bwd(const float* y, const float* dy, float* dx, long long n); all
-                // three hold n floats.
                 unsafe { self.submit(args, cfg, name) }
             }
             Kernel::MaxPoolForward { x, y, d } | Kernel::AvgPoolForward { x, y, d } => {
-                let (input, output) = check_dims(name, &d, true)?;
-                check_lens(name, &[(x.len(), input), (y.len(), output)])?;
+                // nst_max_pool_fwd / nst_avg_pool_fwd(const float* x, float* y, ConvDims d)
                 args.arg(x).arg(y).arg(&d);
-                // SAFETY: nst_max_pool_fwd / nst_avg_pool_fwd(const float* x, float* y, ConvDims d); x
-                // holds C·H·W and y C·OH·OW floats, and every clipped window is non-empty and inside x.
                 unsafe { self.submit(args, cfg, name) }
             }
             Kernel::MaxPoolBackward { x, dy, dx, d } => {
-                let (input, output) = check_dims(name, &d, true)?;
-                check_lens(
-                    name,
-                    &[(x.len(), input), (dy.len(), output), (dx.len(), input)],
-                )?;
+                // nst_max_pool_bwd(const float* x, const float* dy, float* dx, ConvDims d)
                 args.arg(x).arg(dy).arg(dx).arg(&d);
-                // SAFETY: nst_max_pool_bwd(const float* x, const float* dy, float* dx, ConvDims d); x and
-                // dx hold C·H·W, dy C·OH·OW floats; windows as in the forward pass.
                 unsafe { self.submit(args, cfg, name) }
             }
             Kernel::AvgPoolBackward { dy, dx, d } => {
-                let (input, output) = check_dims(name, &d, true)?;
-                check_lens(name, &[(dy.len(), output), (dx.len(), input)])?;
+                // nst_avg_pool_bwd(const float* dy, float* dx, ConvDims d)
                 args.arg(dy).arg(dx).arg(&d);
-                // SAFETY: nst_avg_pool_bwd(const float* dy, float* dx, ConvDims d); dy holds C·OH·OW and
-                // dx C·H·W floats; the covering output ranges stay inside [0, OH)×[0, OW).
                 unsafe { self.submit(args, cfg, name) }
             }
             Kernel::Axpy { a, x, y, n } => {
-                let n_u = product(name, &[n])?;
-                check_lens(name, &[(x.len(), n_u), (y.len(), n_u)])?;
+                // nst_axpy(float a, const float* x, float* y, long long n)
                 args.arg(&a).arg(x).arg(y).arg(&n);
-                // SAFETY: nst_axpy(float a, const float* x, float* y, long long n); both hold n floats.
                 unsafe { self.submit(args, cfg, name) }
             }
             Kernel::SubSumSq {
@@ -643,20 +541,8 @@ impl Device for CudaDevice {
                 partials,
                 n,
             } => {
-                let n_u = product(name, &[n])?;
-                check_lens(
-                    name,
-                    &[
-                        (a.len(), n_u),
-                        (b.len(), n_u),
-                        (out.len(), n_u),
-                        (partials.len(), u64::from(cfg.grid_dim.0)),
-                    ],
-                )?;
+                // nst_sub_sumsq(const float* a, const float* b, float* out, double* partials, long long n)
                 args.arg(a).arg(b).arg(out).arg(&mut *partials).arg(&n);
-                // SAFETY: nst_sub_sumsq(const float* a, const float* b, float* out, double* partials,
-                // long long n); a, b and out hold n floats, partials one sum per block, and the launch
-                // has BLOCK threads per block, as its block reduction needs.
                 unsafe { self.submit(args, cfg, name) }?;
                 self.finish_sum(cfg, partials, acc, slot)
             }
@@ -667,14 +553,8 @@ impl Device for CudaDevice {
                 partials,
                 n,
             } => {
-                let n_u = product(name, &[n])?;
-                check_lens(
-                    name,
-                    &[(x.len(), n_u), (partials.len(), u64::from(cfg.grid_dim.0))],
-                )?;
+                // nst_count_nonfinite(const float* x, double* partials, long long n)
                 args.arg(x).arg(&mut *partials).arg(&n);
-                // SAFETY: nst_count_nonfinite(const float* x, double* partials, long long n); x holds n
-                // floats, partials one count per block, BLOCK threads per block.
                 unsafe { self.submit(args, cfg, name) }?;
                 self.finish_sum(cfg, partials, acc, slot)
             }
@@ -685,18 +565,10 @@ impl Device for CudaDevice {
                 slot,
                 partials,
                 weight,
-                shape,
+                shape: [c, h, w],
             } => {
-                let len = product(name, &shape.map(i64::from))?;
-                check_lens(
-                    name,
-                    &[
-                        (x.len(), len),
-                        (grad.len(), len),
-                        (partials.len(), u64::from(cfg.grid_dim.0)),
-                    ],
-                )?;
-                let [c, h, w] = shape;
+                // nst_tv_squared(const float* x, float* grad, double* partials, float weight, int c,
+                // int h, int w)
                 args.arg(x)
                     .arg(grad)
                     .arg(&mut *partials)
@@ -704,26 +576,12 @@ impl Device for CudaDevice {
                     .arg(&c)
                     .arg(&h)
                     .arg(&w);
-                // SAFETY: nst_tv_squared(const float* x, float* grad, double* partials, float weight,
-                // int c, int h, int w); x and grad hold C·H·W floats, partials one sum per block, and
-                // the launch has BLOCK threads per block.
                 unsafe { self.submit(args, cfg, name) }?;
                 self.finish_sum(cfg, partials, acc, slot)
             }
             Kernel::Adam { x, g, m, v, s, n } => {
-                let n_u = product(name, &[n])?;
-                check_lens(
-                    name,
-                    &[
-                        (x.len(), n_u),
-                        (g.len(), n_u),
-                        (m.len(), n_u),
-                        (v.len(), n_u),
-                    ],
-                )?;
+                // nst_adam(float* x, const float* g, float* m, float* v, AdamScalars s, long long n)
                 args.arg(x).arg(g).arg(m).arg(v).arg(&s).arg(&n);
-                // SAFETY: nst_adam(float* x, const float* g, float* m, float* v, AdamScalars s,
-                // long long n); all four hold n floats.
                 unsafe { self.submit(args, cfg, name) }
             }
         }
@@ -795,40 +653,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn geometry_checks_refuse_what_could_corrupt_memory() {
-        let ok = ConvDims {
-            c: 2,
-            h: 4,
-            w: 4,
-            kh: 2,
-            kw: 2,
-            sy: 2,
-            sx: 2,
-            pt: 0,
-            pl: 0,
-            oh: 2,
-            ow: 2,
-        };
-        assert_eq!(check_dims("t", &ok, true).unwrap(), (32, 8));
-        for bad in [
-            ConvDims { sy: 0, ..ok },
-            ConvDims { c: -1, ..ok },
-            ConvDims {
-                h: 70_000,
-                w: 70_000,
-                ..ok
-            },
-            ConvDims { oh: 5, ..ok }, // the last window starts below the input
-            ConvDims { pt: 2, ..ok }, // the first window lies above the input
-        ] {
-            assert!(check_dims("t", &bad, true).is_err(), "{bad:?}");
-        }
-        assert!(check_lens("t", &[(3, 4)]).is_err());
-        assert!(check_lens("t", &[(4, 4)]).is_ok());
-        assert!(product("t", &[i64::MAX, 4]).is_err());
     }
 
     #[test]

@@ -367,6 +367,125 @@ impl<B, A> Kernel<'_, B, A> {
         }
     }
 
+    /// Checks, before a launch, everything that could make the kernel touch memory outside its buffers:
+    /// every buffer holds the elements the kernel indexes (`len` and `acc_len` give a buffer's length),
+    /// an accumulator slot exists, the `partials` scratch holds [`MAX_REDUCTION_BLOCKS`] sums, and a
+    /// window geometry is non-negative, has strides ≥ 1, keeps its `int` indices below 2³¹ and (for
+    /// pooling) has every window overlap the input. Every [`Device`] implementation calls it.
+    ///
+    /// # Errors
+    /// [`Error::Device`] naming the kernel and what is wrong.
+    pub fn check(&self, len: impl Fn(&B) -> usize, acc_len: impl Fn(&A) -> usize) -> Result<()> {
+        let op = self.function();
+        let n = |n: &i64| product(op, &[*n]);
+        let need = |pairs: &[(usize, u64)]| check_lens(op, pairs);
+        let reduction = |acc: &A, slot: usize, partials: &A| {
+            need(&[
+                (acc_len(acc), (slot as u64).saturating_add(1)),
+                (acc_len(partials), u64::from(MAX_REDUCTION_BLOCKS)),
+            ])
+        };
+        match self {
+            Kernel::Im2col { x, cols, d } => {
+                let (input, output) = check_dims(op, d, false)?;
+                let rows = product(op, &[i64::from(d.kh), i64::from(d.kw)])?;
+                let cols_len = output
+                    .checked_mul(rows)
+                    .ok_or_else(|| device_error(op, "element count overflows u64"))?;
+                need(&[(len(x), input), (len(cols), cols_len)])
+            }
+            Kernel::Col2im { cols, dx, d } => {
+                let (input, output) = check_dims(op, d, false)?;
+                let rows = product(op, &[i64::from(d.kh), i64::from(d.kw)])?;
+                let cols_len = output
+                    .checked_mul(rows)
+                    .ok_or_else(|| device_error(op, "element count overflows u64"))?;
+                need(&[(len(cols), cols_len), (len(dx), input)])
+            }
+            Kernel::BiasAdd {
+                y,
+                bias,
+                plane,
+                n: e,
+            } => {
+                if *plane < 1 {
+                    return Err(device_error(op, format!("plane of {plane} elements")));
+                }
+                let e = n(e)?;
+                need(&[(len(y), e), (len(bias), e.div_ceil(n(plane)?))])
+            }
+            Kernel::ReluForward { x, y, n: e } => {
+                let e = n(e)?;
+                need(&[(len(x), e), (len(y), e)])
+            }
+            Kernel::ReluBackward { y, dy, dx, n: e } => {
+                let e = n(e)?;
+                need(&[(len(y), e), (len(dy), e), (len(dx), e)])
+            }
+            Kernel::MaxPoolForward { x, y, d } | Kernel::AvgPoolForward { x, y, d } => {
+                let (input, output) = check_dims(op, d, true)?;
+                need(&[(len(x), input), (len(y), output)])
+            }
+            Kernel::MaxPoolBackward { x, dy, dx, d } => {
+                let (input, output) = check_dims(op, d, true)?;
+                need(&[(len(x), input), (len(dy), output), (len(dx), input)])
+            }
+            Kernel::AvgPoolBackward { dy, dx, d } => {
+                let (input, output) = check_dims(op, d, true)?;
+                need(&[(len(dy), output), (len(dx), input)])
+            }
+            Kernel::Axpy { x, y, n: e, .. } => {
+                let e = n(e)?;
+                need(&[(len(x), e), (len(y), e)])
+            }
+            Kernel::SubSumSq {
+                a,
+                b,
+                out,
+                acc,
+                slot,
+                partials,
+                n: e,
+            } => {
+                let e = n(e)?;
+                need(&[(len(a), e), (len(b), e), (len(out), e)])?;
+                reduction(acc, *slot, partials)
+            }
+            Kernel::CountNonFinite {
+                x,
+                acc,
+                slot,
+                partials,
+                n: e,
+            } => {
+                need(&[(len(x), n(e)?)])?;
+                reduction(acc, *slot, partials)
+            }
+            Kernel::TvSquared {
+                x,
+                grad,
+                acc,
+                slot,
+                partials,
+                shape,
+                ..
+            } => {
+                let e = product(op, &shape.map(i64::from))?;
+                if shape.iter().any(|&v| v > i32::MAX / 2) {
+                    return Err(device_error(op, format!("shape {shape:?} too large")));
+                }
+                need(&[(len(x), e), (len(grad), e)])?;
+                reduction(acc, *slot, partials)
+            }
+            Kernel::Adam {
+                x, g, m, v, n: e, ..
+            } => {
+                let e = n(e)?;
+                need(&[(len(x), e), (len(g), e), (len(m), e), (len(v), e)])
+            }
+        }
+    }
+
     /// Whether the kernel reduces within a block and so must be launched with exactly [`BLOCK`] threads per block.
     pub fn needs_full_block(&self) -> bool {
         matches!(
@@ -480,6 +599,73 @@ pub trait Device {
     fn launch(&self, kernel: Kernel<'_, Self::Buf, Self::Acc>) -> Result<()>;
 }
 
+/// An [`Error::Device`] of `op` with `message`.
+pub(crate) fn device_error(op: &'static str, message: impl Into<String>) -> Error {
+    Error::Device {
+        op,
+        message: message.into(),
+    }
+}
+
+/// Fails with [`too_short`] unless each `(buffer length, elements needed)` pair has enough elements.
+pub(crate) fn check_lens(op: &'static str, pairs: &[(usize, u64)]) -> Result<()> {
+    for &(len, needed) in pairs {
+        if (len as u64) < needed {
+            let needed = usize::try_from(needed).unwrap_or(usize::MAX);
+            return Err(too_short(op, needed, len));
+        }
+    }
+    Ok(())
+}
+
+/// The product of non-negative `dims`, or [`Error::Device`] for a negative one or an overflow.
+fn product(op: &'static str, dims: &[i64]) -> Result<u64> {
+    dims.iter().try_fold(1u64, |acc, &d| {
+        let d =
+            u64::try_from(d).map_err(|_| device_error(op, format!("negative dimension {d}")))?;
+        acc.checked_mul(d)
+            .ok_or_else(|| device_error(op, "element count overflows u64"))
+    })
+}
+
+/// Checks the geometry of a window kernel, so that no index the kernel computes overflows its `int`s
+/// or leaves its buffers; `pool` also requires every window to overlap the input (the pooling kernels
+/// read the first element of each clipped window). Returns the elements of the input `[C, H, W]` and
+/// of the output `[C, OH, OW]`.
+fn check_dims(op: &'static str, d: &ConvDims, pool: bool) -> Result<(u64, u64)> {
+    let bad = |what: &str| device_error(op, format!("{what} in {d:?}"));
+    let fields = [
+        d.c, d.h, d.w, d.kh, d.kw, d.sy, d.sx, d.pt, d.pl, d.oh, d.ow,
+    ];
+    if fields.iter().any(|&v| v < 0) {
+        return Err(bad("negative dimension"));
+    }
+    if d.sy < 1 || d.sx < 1 {
+        return Err(bad("zero stride"));
+    }
+    let [h, w, kh, kw, sy, sx, pt, pl, oh, ow] =
+        [d.h, d.w, d.kh, d.kw, d.sy, d.sx, d.pt, d.pl, d.oh, d.ow].map(i64::from);
+    let int_max = i64::from(i32::MAX);
+    // Plane indices (`r·W + c`, `oy·OW + ox`) and window coordinates (`oy·sy − pt + i`, `iy + pt`) are `int`s.
+    if h * w > int_max
+        || oh * ow > int_max
+        || oh * sy + kh + h + pt > int_max
+        || ow * sx + kw + w + pl > int_max
+    {
+        return Err(bad("a plane or window index overflows i32"));
+    }
+    if pool && oh > 0 && ow > 0 {
+        // Window rows [oy·sy − pt, oy·sy − pt + kh) for oy in 0..oh meet [0, h) iff these hold (sy ≥ 1).
+        let rows = h > 0 && kh > pt && (oh - 1) * sy - pt < h;
+        let cols = w > 0 && kw > pl && (ow - 1) * sx - pl < w;
+        if !rows || !cols {
+            return Err(bad("a pooling window lies outside the input"));
+        }
+    }
+    let c = i64::from(d.c);
+    Ok((product(op, &[c, h, w])?, product(op, &[c, oh, ow])?))
+}
+
 /// The error for a buffer shorter than an operation needs.
 pub fn too_short(op: &'static str, needed: usize, len: usize) -> Error {
     Error::Device {
@@ -504,4 +690,141 @@ pub fn check_gemm<D: Device + ?Sized>(dev: &D, call: &GemmCall<'_, D::Buf>) -> R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_checks_refuse_what_could_corrupt_memory() {
+        let ok = ConvDims {
+            c: 2,
+            h: 4,
+            w: 4,
+            kh: 2,
+            kw: 2,
+            sy: 2,
+            sx: 2,
+            pt: 0,
+            pl: 0,
+            oh: 2,
+            ow: 2,
+        };
+        assert_eq!(check_dims("t", &ok, true).unwrap(), (32, 8));
+        for bad in [
+            ConvDims { sy: 0, ..ok },
+            ConvDims { c: -1, ..ok },
+            ConvDims {
+                h: 70_000,
+                w: 70_000,
+                ..ok
+            },
+            ConvDims { oh: 5, ..ok }, // the last window starts below the input
+            ConvDims { pt: 2, ..ok }, // the first window lies above the input
+        ] {
+            assert!(check_dims("t", &bad, true).is_err(), "{bad:?}");
+        }
+        assert!(check_lens("t", &[(3, 4)]).is_err());
+        assert!(check_lens("t", &[(4, 4)]).is_ok());
+        assert!(product("t", &[i64::MAX, 4]).is_err());
+        assert!(product("t", &[-1]).is_err());
+    }
+
+    type K<'a> = Kernel<'a, Vec<f32>, Vec<f64>>;
+
+    #[test]
+    fn kernel_check_sizes_every_buffer() {
+        let len = |v: &Vec<f32>| v.len();
+        let acc_len = |v: &Vec<f64>| v.len();
+        let d = ConvDims {
+            c: 2,
+            h: 4,
+            w: 4,
+            kh: 3,
+            kw: 3,
+            sy: 1,
+            sx: 1,
+            pt: 1,
+            pl: 1,
+            oh: 4,
+            ow: 4,
+        };
+        let (x, mut cols) = (vec![0.0; 32], vec![0.0; 2 * 9 * 16]);
+        assert!(
+            K::Im2col {
+                x: &x,
+                cols: &mut cols,
+                d
+            }
+            .check(len, acc_len)
+            .is_ok()
+        );
+        let mut short = vec![0.0; 2 * 9 * 16 - 1];
+        let err = K::Im2col {
+            x: &x,
+            cols: &mut short,
+            d,
+        }
+        .check(len, acc_len)
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Device {
+                    op: "nst_im2col",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let (a, mut out) = (vec![0.0; 10], vec![0.0; 10]);
+        let (mut acc, mut partials) = (vec![0.0; 2], vec![0.0; MAX_REDUCTION_BLOCKS as usize]);
+        let ok = K::SubSumSq {
+            a: &a,
+            b: &a,
+            out: &mut out,
+            acc: &mut acc,
+            slot: 1,
+            partials: &mut partials,
+            n: 10,
+        };
+        assert!(ok.check(len, acc_len).is_ok());
+        let no_slot = K::SubSumSq {
+            a: &a,
+            b: &a,
+            out: &mut out,
+            acc: &mut acc,
+            slot: 2,
+            partials: &mut partials,
+            n: 10,
+        };
+        assert!(no_slot.check(len, acc_len).is_err());
+        let mut few = vec![0.0; 3];
+        let few_partials = K::SubSumSq {
+            a: &a,
+            b: &a,
+            out: &mut out,
+            acc: &mut acc,
+            slot: 0,
+            partials: &mut few,
+            n: 10,
+        };
+        assert!(few_partials.check(len, acc_len).is_err());
+        let negative = K::Axpy {
+            a: 1.0,
+            x: &a,
+            y: &mut out,
+            n: -1,
+        };
+        assert!(negative.check(len, acc_len).is_err());
+    }
+
+    #[test]
+    fn reduction_grids() {
+        assert_eq!(reduction_grid(0, 1000), 1);
+        assert_eq!(reduction_grid(u64::from(BLOCK) + 1, 1000), 2);
+        assert_eq!(reduction_grid(u64::MAX, u32::MAX), MAX_REDUCTION_BLOCKS);
+        assert_eq!(reduction_grid(1 << 20, 3), 3);
+    }
 }
