@@ -129,6 +129,19 @@ pub fn available_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Asks the allocator for `bytes` at once and gives them back, untouched (so they never become
+/// resident): fails where a run of that size would die on a refused allocation (an abort, not an error).
+/// With overcommit a success does not promise the memory, only that it is not refused outright.
+///
+/// # Errors
+/// The allocator's refusal, as text.
+pub fn reserve_check(bytes: u64) -> Result<(), String> {
+    let bytes =
+        usize::try_from(bytes).map_err(|_| format!("{bytes} bytes exceed the address space"))?;
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(bytes).map_err(|e| e.to_string())
+}
+
 /// The largest working size with the same aspect as `height × width` whose estimate fits in `budget`.
 pub fn largest_fitting(
     model: &VggModel,

@@ -467,16 +467,36 @@ pub fn write_atomically(
         reason,
     };
     let tmp = temp_path(path);
+    pending_temps(|p| p.push(tmp.clone()));
     let result = (|| {
         let mut file = File::create(&tmp).map_err(|e| e.to_string())?;
         write(&mut file)?;
         file.sync_all().map_err(|e| e.to_string())?;
         fs::rename(&tmp, path).map_err(|e| e.to_string())
     })();
+    pending_temps(|p| p.retain(|t| t != &tmp));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(fail)
+}
+
+/// Runs `f` on the list of temporary files that [`write_atomically`] is writing now.
+fn pending_temps(f: impl FnOnce(&mut Vec<PathBuf>)) {
+    static PENDING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    f(&mut PENDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner));
+}
+
+/// Removes the temporary files of writes still in progress, for a process about to exit in the middle
+/// of one (a second Ctrl-C): the destination files stay as they were, and no `.tmp` is left behind.
+pub fn remove_pending_temps() {
+    pending_temps(|p| {
+        for t in p.drain(..) {
+            let _ = fs::remove_file(t);
+        }
+    });
 }
 
 /// `.<name>.<pid>.tmp` beside `path`.

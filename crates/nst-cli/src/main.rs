@@ -30,7 +30,8 @@ fn main() -> ExitCode {
     let threads = rayon::current_num_threads();
     if let Err(e) = ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
-            // A second Ctrl-C: the user wants out now.
+            // A second Ctrl-C: the user wants out now, without a half-written temporary file.
+            nst_cli::image_io::remove_pending_temps();
             std::process::exit(130);
         }
     }) {

@@ -294,6 +294,17 @@ fn run_placed(
         );
     }
 
+    if args.force {
+        // Past the estimate on the user's word: an allocation the system refuses outright would abort
+        // the process later, so ask for the whole estimate once, now, and say so if it is refused.
+        estimate::reserve_check(est.peak_bytes).map_err(|e| {
+            anyhow!(
+                "--force: working size {size} needs about {}, and the system refuses to reserve that much ({e}); choose a smaller --size or --max-size",
+                estimate::human_bytes(est.peak_bytes)
+            )
+        })?;
+    }
+
     // 7. Targets.
     let prep = |p: &Picture, s: Size| {
         let p = p.resized(s.width, s.height);

@@ -66,3 +66,11 @@ fn estimates_scale_with_the_image() {
     assert_eq!(human_bytes(310_000_000), "310 MB");
     assert_eq!(human_bytes(1_500_000_000), "1.5 GB");
 }
+
+#[test]
+fn reserve_check_refuses_what_the_allocator_cannot_give() {
+    assert!(reserve_check(1 << 20).is_ok());
+    // More than any address space: refused by the allocator (or by the capacity check), not an abort.
+    let err = reserve_check(u64::MAX / 2).unwrap_err();
+    assert!(!err.is_empty());
+}

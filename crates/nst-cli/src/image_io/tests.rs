@@ -343,3 +343,26 @@ fn truncated_jpeg_is_an_error_and_appended_data_is_not() {
         assert!(jpeg_is_complete(&fs::read(&p).unwrap()), "{}", p.display());
     }
 }
+
+/// What a second Ctrl-C does in the middle of a write: the temporary file goes, the destination stays.
+#[test]
+fn pending_temporary_files_can_be_removed_mid_write() {
+    let tmp = TempDir::new("pending-temps");
+    let dest = tmp.path().join("out.png");
+    std::fs::write(&dest, b"previous").unwrap();
+    let result = write_atomically(&dest, |f| {
+        std::io::Write::write_all(f, b"half").map_err(|e| e.to_string())?;
+        remove_pending_temps();
+        Ok(())
+    });
+    assert!(
+        result.is_err(),
+        "the rename of a removed temporary file fails"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["out.png"], "no temporary file is left");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"previous");
+}
