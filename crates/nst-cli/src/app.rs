@@ -211,6 +211,9 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
         DeviceKind::Cuda => Backend::cuda().map_err(|e| anyhow!("--device cuda: {e}"))?,
         DeviceKind::Auto => Backend::cuda().unwrap_or(Backend::Cpu),
     };
+    if !quiet {
+        eprintln!("device: {}", backend.describe());
+    }
     let t0 = Instant::now();
     let spec = ObjectiveSpec::seed();
     let last = pipeline::last_vgg_layer(spec.layer_names());

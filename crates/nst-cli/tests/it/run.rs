@@ -403,6 +403,36 @@ fn preserve_colors_keeps_the_content_chroma() {
 }
 
 #[test]
+fn bench_with_random_weights_needs_no_file() {
+    let dir = temp_dir("bench-random");
+    let out = nst(
+        &dir,
+        &[
+            "bench",
+            "--random-weights",
+            "--size",
+            "32x24",
+            "--iterations",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        text.contains("32x24: weights loaded") && text.contains("(cpu backend"),
+        "{text}"
+    );
+    assert!(stderr(&out).contains("device: cpu"), "{}", stderr(&out));
+    let both = nst(&dir, &["bench", "--random-weights", "--weights", "x.mat"]);
+    assert_eq!(both.status.code(), Some(2), "a clap usage error");
+    assert!(
+        stderr(&both).contains("--random-weights"),
+        "{}",
+        stderr(&both)
+    );
+}
+
+#[test]
 fn bench_times_iterations() {
     let dir = temp_dir("bench");
     let (w, _, _) = fixture(&dir);
