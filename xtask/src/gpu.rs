@@ -19,9 +19,9 @@ pub(crate) fn bundle(root: &Path, out: &Path) -> Result<u64> {
         .current_dir(root)
         .run()?;
     let tests = test_executables(root)?;
-    if tests.len() != 2 {
+    if tests.len() != 3 {
         bail!(
-            "expected the test binaries of tensor-ops (tests/it) and nst-cli (lib), found {tests:?}"
+            "expected the test binaries of tensor-ops (lib, tests/it) and nst-cli (lib), found {tests:?}"
         );
     }
     if out.exists() {
@@ -41,7 +41,7 @@ pub(crate) fn bundle(root: &Path, out: &Path) -> Result<u64> {
     Ok(size)
 }
 
-/// `(bundle name, path)` of the release test binaries of tensor-ops' `it` and nst-cli's lib, built with `cuda`.
+/// `(bundle name, path)` of the release test binaries of tensor-ops' lib and `it` and nst-cli's lib, built with `cuda`.
 fn test_executables(root: &Path) -> Result<Vec<(String, PathBuf)>> {
     let args = [
         "test",
@@ -72,8 +72,8 @@ fn test_executables(root: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(parse_executables(&String::from_utf8_lossy(&output.stdout)))
 }
 
-/// Picks the test executables out of cargo's JSON messages (one object per line): the `it` target of
-/// tensor-ops and the lib target of nst-cli. A small scan rather than a JSON parser, since the fields
+/// Picks the test executables out of cargo's JSON messages (one object per line): the lib and `it`
+/// targets of tensor-ops and the lib target of nst-cli. A small scan rather than a JSON parser, since the fields
 /// it reads are plain strings without escapes.
 fn parse_executables(json_lines: &str) -> Vec<(String, PathBuf)> {
     let field = |line: &str, key: &str| -> Option<String> {
@@ -96,8 +96,10 @@ fn parse_executables(json_lines: &str) -> Vec<(String, PathBuf)> {
         } else {
             continue;
         };
-        let wanted = (package == "tensor_ops" && name == "it")
-            || (package == "nst_cli" && name == "nst_cli");
+        let wanted = matches!(
+            (package, name.as_str()),
+            ("tensor_ops", "it" | "tensor_ops") | ("nst_cli", "nst_cli")
+        );
         if wanted {
             found.push((format!("{package}_{name}"), PathBuf::from(exe)));
         }
@@ -148,6 +150,10 @@ mod tests {
                 (
                     "tensor_ops_it".to_owned(),
                     PathBuf::from("/w/target/release/deps/it-abc")
+                ),
+                (
+                    "tensor_ops_tensor_ops".to_owned(),
+                    PathBuf::from("/w/target/release/deps/tensor_ops-1")
                 ),
                 (
                     "nst_cli_nst_cli".to_owned(),

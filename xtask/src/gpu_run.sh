@@ -38,10 +38,10 @@ ldd "$here/nst" | grep -E 'not found|libc\.so' || true
 
 status=0
 echo "== GPU tests (NST_TEST_GPU=1: a missing device fails them)"
-export NST_TEST_GPU=1
+export NST_TEST_GPU=1 NST_TEST_NVRTC=1
 for t in "$here"/tests/*; do
     echo "-- $(basename "$t")"
-    "$t" cuda cublas --test-threads 1 || status=1
+    "$t" cuda cublas nvrtc --test-threads 1 || status=1
 done
 
 echo "== benchmarks (random VGG-19 weights to conv5_1, seed objective, Adam)"

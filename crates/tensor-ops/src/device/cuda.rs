@@ -186,6 +186,24 @@ fn compile(arch: i32) -> Result<cudarc::nvrtc::Ptx> {
     })
 }
 
+/// The kernels as NVRTC compiles them for a device of compute capability `cc` (`major·10 + minor`):
+/// the architecture chosen (the newest NVRTC targets that the device runs) and the PTX. Needs libnvrtc,
+/// not a GPU or the driver, so it also checks the kernel source where no GPU is.
+///
+/// # Errors
+/// As [`CudaDevice::new`] for NVRTC: [`Error::DeviceUnavailable`] when libnvrtc is missing or targets
+/// nothing at or below `cc`; [`Error::Device`] with NVRTC's log when the source does not compile.
+pub fn kernels_ptx(cc: i32) -> Result<(i32, String)> {
+    // SAFETY: only tries to dlopen libnvrtc by its known names.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(Error::DeviceUnavailable {
+            reason: "libnvrtc (CUDA 13) not found".to_owned(),
+        });
+    }
+    let arch = nvrtc_arch(cc)?;
+    Ok((arch, compile(arch)?.to_src()))
+}
+
 impl CudaDevice {
     /// Opens device 0, creates a cuBLAS handle on its default stream and compiles the kernels.
     ///
@@ -653,50 +671,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// The kernels compile with the real NVRTC, which needs no GPU: with `NST_TEST_NVRTC=1` (set by
-    /// `.ci/run`, which installs NVRTC from PyPI) a missing libnvrtc fails the test; without it the
-    /// test says SKIPPED. PTX for Turing (sm_75, the oldest CUDA 13 targets), Hopper (sm_90, the H200)
-    /// and the newest architecture NVRTC knows, checked to define every kernel of `Kernel::FUNCTIONS`.
-    #[test]
-    #[allow(
-        clippy::print_stderr,
-        reason = "the skip must be visible in the test output"
-    )]
-    fn kernels_compile_with_nvrtc() {
-        let required = std::env::var("NST_TEST_NVRTC").as_deref() == Ok("1");
-        // SAFETY: only tries to dlopen libnvrtc by its known names.
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            assert!(
-                !required,
-                "NST_TEST_NVRTC=1 but libnvrtc is not found (LD_LIBRARY_PATH?)"
-            );
-            eprintln!(
-                "SKIPPED kernels_compile_with_nvrtc: libnvrtc not found (NST_TEST_NVRTC is not 1)"
-            );
-            return;
-        }
-        let newest = nvrtc_arch(i32::MAX).unwrap();
-        for arch in [nvrtc_arch(75).unwrap(), nvrtc_arch(90).unwrap(), newest] {
-            let ptx = compile(arch).unwrap_or_else(|e| panic!("compute_{arch}: {e}"));
-            let text = ptx.to_src();
-            for f in Kernel::<(), ()>::FUNCTIONS {
-                assert!(
-                    text.contains(&format!(".entry {f}(")),
-                    "compute_{arch}: no entry {f}"
-                );
-            }
-            assert!(
-                !text.contains("atom."),
-                "compute_{arch}: the kernels use no atomics"
-            );
-        }
-        assert_eq!(
-            nvrtc_arch(90).unwrap(),
-            90,
-            "NVRTC 13 targets Hopper (sm_90)"
-        );
     }
 
     #[test]

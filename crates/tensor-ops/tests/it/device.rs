@@ -747,3 +747,41 @@ mod gpu {
         }
     }
 }
+
+/// The kernel source compiles with the real NVRTC, which needs no GPU: with `NST_TEST_NVRTC=1` (set by
+/// `.ci/run`, which installs NVRTC from PyPI) a missing libnvrtc fails the test; without it the test says
+/// SKIPPED. PTX for Turing (sm_75, the oldest CUDA 13 targets), Hopper (sm_90, the H200) and the newest
+/// architecture NVRTC knows, checked to define every kernel and to use no atomics.
+#[cfg(feature = "cuda")]
+#[test]
+#[allow(
+    clippy::print_stderr,
+    reason = "the skip must be visible in the test output"
+)]
+fn kernels_compile_with_nvrtc() {
+    use tensor_ops::device::cuda::kernels_ptx;
+    let required = std::env::var("NST_TEST_NVRTC").as_deref() == Ok("1");
+    for cc in [75, 90, i32::MAX] {
+        let (arch, ptx) = match kernels_ptx(cc) {
+            Ok(r) => r,
+            Err(Error::DeviceUnavailable { reason }) if !required => {
+                eprintln!("SKIPPED kernels_compile_with_nvrtc: {reason} (NST_TEST_NVRTC is not 1)");
+                return;
+            }
+            Err(e) => panic!("sm_{cc}: {e}"),
+        };
+        if cc <= 90 {
+            assert_eq!(arch, cc, "NVRTC 13 targets sm_{cc}");
+        }
+        for f in Kernel::<(), ()>::FUNCTIONS {
+            assert!(
+                ptx.contains(&format!(".entry {f}(")),
+                "compute_{arch}: no entry {f}"
+            );
+        }
+        assert!(
+            !ptx.contains("atom."),
+            "compute_{arch}: the kernels use no atomics"
+        );
+    }
+}
