@@ -23,6 +23,19 @@ struct ConvDims {
     int oh, ow;      // output height and width
 };
 
+// Channel, row and column of element e of a [C, h, w] tensor.
+struct Chw {
+    long long c;
+    int y, x;
+};
+__device__ __forceinline__ Chw nst_chw(long long e, int h, int w) {
+    Chw r;
+    r.x = (int)(e % w);
+    r.y = (int)((e / w) % h);
+    r.c = e / ((long long)w * h);
+    return r;
+}
+
 #define GRID_STRIDE(i, n) \
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
@@ -54,9 +67,9 @@ extern "C" __global__ void nst_col2im(const float* __restrict__ cols, float* __r
     const long long p = (long long)d.oh * d.ow;
     const long long n = (long long)d.c * d.h * d.w;
     GRID_STRIDE(e, n) {
-        const int ix = (int)(e % d.w);
-        const int iy = (int)((e / d.w) % d.h);
-        const int c = (int)(e / ((long long)d.w * d.h));
+        const Chw at = nst_chw(e, d.h, d.w);
+        const long long c = at.c;
+        const int iy = at.y, ix = at.x;
         float sum = 0.0f;
         for (int i = 0; i < d.kh; ++i) {
             const int ty = iy + d.pt - i;  // = oy·sy
@@ -68,7 +81,7 @@ extern "C" __global__ void nst_col2im(const float* __restrict__ cols, float* __r
                 if (tx < 0 || tx % d.sx != 0) continue;
                 const int ox = tx / d.sx;
                 if (ox >= d.ow) continue;
-                const long long row = ((long long)c * d.kh + i) * d.kw + j;
+                const long long row = (c * d.kh + i) * d.kw + j;
                 sum += cols[row * p + (long long)oy * d.ow + ox];
             }
         }
@@ -117,10 +130,9 @@ __device__ __forceinline__ int nst_argmax(const float* plane, const ConvDims& d,
 extern "C" __global__ void nst_max_pool_fwd(const float* __restrict__ x, float* __restrict__ y, ConvDims d) {
     const long long n = (long long)d.c * d.oh * d.ow;
     GRID_STRIDE(e, n) {
-        const int ox = (int)(e % d.ow);
-        const int oy = (int)((e / d.ow) % d.oh);
-        const long long c = e / ((long long)d.ow * d.oh);
-        const float* plane = x + c * d.h * d.w;
+        const Chw o = nst_chw(e, d.oh, d.ow);
+        const int oy = o.y, ox = o.x;
+        const float* plane = x + o.c * d.h * d.w;
         y[e] = plane[nst_argmax(plane, d, oy, ox)];
     }
 }
@@ -137,11 +149,10 @@ __device__ __forceinline__ void nst_covering(int iy, int p, int k, int s, int ou
 extern "C" __global__ void nst_max_pool_bwd(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx, ConvDims d) {
     const long long n = (long long)d.c * d.h * d.w;
     GRID_STRIDE(e, n) {
-        const int ix = (int)(e % d.w);
-        const int iy = (int)((e / d.w) % d.h);
-        const long long c = e / ((long long)d.w * d.h);
-        const float* plane = x + c * d.h * d.w;
-        const float* g = dy + c * d.oh * d.ow;
+        const Chw p = nst_chw(e, d.h, d.w);
+        const int iy = p.y, ix = p.x;
+        const float* plane = x + p.c * d.h * d.w;
+        const float* g = dy + p.c * d.oh * d.ow;
         int oy0, oy1, ox0, ox1;
         nst_covering(iy, d.pt, d.kh, d.sy, d.oh, &oy0, &oy1);
         nst_covering(ix, d.pl, d.kw, d.sx, d.ow, &ox0, &ox1);
@@ -160,10 +171,9 @@ extern "C" __global__ void nst_max_pool_bwd(const float* __restrict__ x, const f
 extern "C" __global__ void nst_avg_pool_fwd(const float* __restrict__ x, float* __restrict__ y, ConvDims d) {
     const long long n = (long long)d.c * d.oh * d.ow;
     GRID_STRIDE(e, n) {
-        const int ox = (int)(e % d.ow);
-        const int oy = (int)((e / d.ow) % d.oh);
-        const long long c = e / ((long long)d.ow * d.oh);
-        const float* plane = x + c * d.h * d.w;
+        const Chw o = nst_chw(e, d.oh, d.ow);
+        const int oy = o.y, ox = o.x;
+        const float* plane = x + o.c * d.h * d.w;
         int r0, r1, c0, c1;
         nst_window(d, oy, ox, &r0, &r1, &c0, &c1);
         float sum = 0.0f;
@@ -177,10 +187,9 @@ extern "C" __global__ void nst_avg_pool_fwd(const float* __restrict__ x, float* 
 extern "C" __global__ void nst_avg_pool_bwd(const float* __restrict__ dy, float* __restrict__ dx, ConvDims d) {
     const long long n = (long long)d.c * d.h * d.w;
     GRID_STRIDE(e, n) {
-        const int ix = (int)(e % d.w);
-        const int iy = (int)((e / d.w) % d.h);
-        const long long c = e / ((long long)d.w * d.h);
-        const float* g = dy + c * d.oh * d.ow;
+        const Chw p = nst_chw(e, d.h, d.w);
+        const int iy = p.y, ix = p.x;
+        const float* g = dy + p.c * d.oh * d.ow;
         int oy0, oy1, ox0, ox1;
         nst_covering(iy, d.pt, d.kh, d.sy, d.oh, &oy0, &oy1);
         nst_covering(ix, d.pl, d.kw, d.sx, d.ow, &ox0, &ox1);
@@ -260,8 +269,8 @@ extern "C" __global__ void nst_tv_squared(const float* __restrict__ x, float* __
     double partial = 0.0;
     const long long n = (long long)c * h * w;
     GRID_STRIDE(e, n) {
-        const int j = (int)(e % w);
-        const int i = (int)((e / w) % h);
+        const Chw p = nst_chw(e, h, w);
+        const int i = p.y, j = p.x;
         const double v = (double)x[e];
         float g = 0.0f;
         if (i + 1 < h) {
