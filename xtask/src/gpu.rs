@@ -34,6 +34,14 @@ pub(crate) fn bundle(root: &Path, out: &Path) -> Result<u64> {
     }
     let run = out.join("run.sh");
     std::fs::write(&run, RUN_SH).with_context(|| format!("writing {}", run.display()))?;
+    // The newest glibc symbol version the binaries need, for run.sh to compare with the GPU machine's.
+    match glibc_needed(&out.join("nst")) {
+        Some(v) => {
+            println!("the bundle needs glibc {v} or newer");
+            std::fs::write(out.join("GLIBC_NEEDED"), format!("{v}\n"))?;
+        }
+        None => println!("(objdump unavailable: the glibc the bundle needs is not recorded)"),
+    }
     let mut size = 0;
     for entry in walk(out)? {
         size += std::fs::metadata(&entry)?.len();
@@ -107,6 +115,32 @@ fn parse_executables(json_lines: &str) -> Vec<(String, PathBuf)> {
     found
 }
 
+/// The newest `GLIBC_x.y` symbol version `binary` imports (from `objdump -T`), as `x.y`.
+fn glibc_needed(binary: &Path) -> Option<String> {
+    let out = Command::new("objdump")
+        .arg("-T")
+        .arg(binary)
+        .output()
+        .ok()?;
+    newest_glibc(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The newest `GLIBC_x.y[.z]` version named in `objdump -T` output.
+fn newest_glibc(objdump: &str) -> Option<String> {
+    let version = |v: &str| -> Vec<u32> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
+    objdump
+        .split("GLIBC_")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect::<String>()
+        })
+        .map(|v| v.trim_end_matches('.').to_owned())
+        .filter(|v| !v.is_empty())
+        .max_by_key(|v| version(v))
+}
+
 fn copy_stripped(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to)
         .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
@@ -135,7 +169,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_two_gpu_test_binaries_in_cargo_json() {
+    fn finds_the_three_gpu_test_binaries_in_cargo_json() {
         let lines = [
             r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/tensor-ops#0.1.0","target":{"kind":["test"],"name":"it"},"profile":{"test":true},"executable":"/w/target/release/deps/it-abc"}"#,
             r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/tensor-ops#0.1.0","target":{"kind":["lib"],"name":"tensor_ops"},"profile":{"test":true},"executable":"/w/target/release/deps/tensor_ops-1"}"#,
@@ -161,6 +195,13 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn newest_glibc_compares_versions_numerically() {
+        let dump = "0 DF *UND* 0 (GLIBC_2.2.5) memcpy\n0 DF *UND* 0 (GLIBC_2.34) __libc_start_main\n0 DF *UND* 0 (GLIBC_2.9) pipe2\n";
+        assert_eq!(newest_glibc(dump).as_deref(), Some("2.34"));
+        assert_eq!(newest_glibc("no versions here"), None);
     }
 
     #[test]

@@ -14,6 +14,14 @@ date -u
 uname -srm
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "nvidia-smi failed"
 ldd --version 2>&1 | head -n 1
+if [ -f "$here/GLIBC_NEEDED" ]; then
+    need=$(cat "$here/GLIBC_NEEDED")
+    have=$(ldd --version 2>&1 | head -n 1 | grep -oE '[0-9]+\.[0-9]+$' || echo 0)
+    if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n 1)" != "$need" ]; then
+        echo "error: the bundle needs glibc $need or newer, this machine has $have: build it on an older system"
+        exit 2
+    fi
+fi
 
 echo "== libraries"
 libdirs=$(python3 - <<'PY' 2>/dev/null
