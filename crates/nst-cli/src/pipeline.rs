@@ -453,7 +453,7 @@ impl StyleObjective {
         let content_features = if content_idx.is_empty() {
             Vec::new()
         } else {
-            network.forward_inference(content, &content_idx)?
+            target_features(&mut network, &backend, content, &content_idx)?
         };
         let content_terms: Vec<ContentTerm> = spec
             .content_layers
@@ -480,7 +480,7 @@ impl StyleObjective {
             if style_idx.is_empty() {
                 break;
             }
-            let feats = network.forward_inference(s.image, &style_idx)?;
+            let feats = target_features(&mut network, &backend, s.image, &style_idx)?;
             for (j, f) in feats.iter().enumerate() {
                 let target_positions = shapes[style_idx[j] + 1].plane();
                 let g = nst_costs::gram(f.view(), backend.gemm());
@@ -851,6 +851,22 @@ impl StyleObjective {
         self.last = Some(b.clone());
         Ok(b)
     }
+}
+
+/// The outputs of the layers `taps` for `image`, for the targets: on the backend's GPU when it has one
+/// (the same layers, uploaded for this image's size), else by the CPU network.
+fn target_features(
+    network: &mut Network,
+    backend: &Backend,
+    image: ArrayView3<'_, f32>,
+    taps: &[usize],
+) -> Result<Vec<Array3<f32>>> {
+    #[cfg(feature = "cuda")]
+    if let Some(dev) = backend.cuda_device() {
+        return device::features(dev.clone(), network, image, taps);
+    }
+    let _ = backend;
+    Ok(network.forward_inference(image, taps)?)
 }
 
 /// The zeroed buffer a term at `slot` adds its unit-weight gradient into: the tap's gradient itself when

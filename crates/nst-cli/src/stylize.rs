@@ -282,7 +282,9 @@ fn run_placed(
         content_w,
         content_h,
         estimate::human_bytes(est.peak_bytes),
-        avail.map(|a| format!(" of {} available", estimate::human_bytes(a))).unwrap_or_default(),
+        avail
+            .map(|a| format!(" of {} available", estimate::human_bytes(a)))
+            .unwrap_or_default(),
     ));
     if let Some(avail) = avail
         && est.peak_bytes > avail

@@ -1,6 +1,7 @@
 //! The style objective evaluated on a [`Device`]: the network, the taps' gradients and the costs stay in
 //! device memory; per evaluation the image goes up and its gradient and the cost terms come down.
 
+use ndarray::{Array3, ArrayView3};
 use tensor_ops::device::{
     AdamScalars, Device, DeviceNetwork, GemmCall, Kernel, MAX_REDUCTION_BLOCKS,
 };
@@ -37,6 +38,41 @@ pub(crate) struct Targets<'a> {
     pub(crate) alpha: f32,
     pub(crate) beta: f32,
     pub(crate) tv_weight: f32,
+}
+
+/// The outputs of the layers `taps` (in that order) of `network` for `image`, computed on `dev` (the
+/// layers up to the deepest tap are uploaded for this image's size) and brought to the host.
+///
+/// # Errors
+/// [`super::Error::Ops`] when a layer has no device kernels, the image does not fit the network, or the
+/// device fails.
+#[cfg_attr(
+    not(feature = "cuda"),
+    allow(dead_code, reason = "called for a GPU backend, and by the tests")
+)]
+pub(crate) fn features<D: Device>(
+    dev: D,
+    network: &Network,
+    image: ArrayView3<'_, f32>,
+    taps: &[usize],
+) -> Result<Vec<Array3<f32>>> {
+    let Some(&last) = taps.iter().max() else {
+        return Ok(Vec::new());
+    };
+    let mut net = DeviceNetwork::new(dev, network, Shape::of(&image), last)?;
+    let image = image.as_standard_layout();
+    net.set_input(image.as_slice().expect("standard layout"))?;
+    net.forward()?;
+    taps.iter()
+        .map(|&t| {
+            let mut out = Array3::zeros(net.output_shape(t).dim());
+            net.device().download(
+                net.output(t),
+                out.as_slice_mut().expect("a fresh array is contiguous"),
+            )?;
+            Ok(out)
+        })
+        .collect()
 }
 
 /// Which device-resident image [`StyleObjective::device_image`](super::StyleObjective::device_image) copies to the host.

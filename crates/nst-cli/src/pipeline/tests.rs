@@ -519,3 +519,31 @@ fn device_adam_needs_a_device_and_a_loaded_iterate() {
             .contains("device Adam")
     );
 }
+
+/// The targets' features computed on a device are the CPU network's, tap by tap (in the order asked).
+#[test]
+fn device_target_features_match_the_cpu() {
+    let m = tiny_model(41, 4, PoolMethod::Max);
+    let mut net = build_network(&m, None).unwrap();
+    let img = image(42, 11, 14);
+    let taps = [
+        net.index_of("relu2_2").unwrap(),
+        net.index_of("relu1_1").unwrap(),
+    ];
+    let want = net.forward_inference(img.view(), &taps).unwrap();
+    let got = device::features(device_emu::Emulator::default(), &net, img.view(), &taps).unwrap();
+    assert_eq!(got.len(), 2);
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.dim(), w.dim());
+        let scale = w.iter().fold(0.0_f32, |a, v| a.max(v.abs()));
+        assert!(scale > 0.1);
+        for (a, b) in g.iter().zip(w) {
+            assert!((a - b).abs() <= 2e-5 * scale, "device {a}, cpu {b}");
+        }
+    }
+    assert!(
+        device::features(device_emu::Emulator::default(), &net, img.view(), &[])
+            .unwrap()
+            .is_empty()
+    );
+}
