@@ -34,13 +34,25 @@ pub(crate) fn bundle(root: &Path, out: &Path) -> Result<u64> {
     }
     let run = out.join("run.sh");
     std::fs::write(&run, RUN_SH).with_context(|| format!("writing {}", run.display()))?;
-    // The newest glibc symbol version the binaries need, for run.sh to compare with the GPU machine's.
-    match glibc_needed(&out.join("nst")) {
-        Some(v) => {
-            println!("the bundle needs glibc {v} or newer");
-            std::fs::write(out.join("GLIBC_NEEDED"), format!("{v}\n"))?;
+    // The newest glibc (and libstdc++: the test binaries hold the emulator's C++) symbol versions the
+    // binaries need, for run.sh to compare with the GPU machine's.
+    let binaries: Vec<PathBuf> = std::iter::once(out.join("nst"))
+        .chain(tests.iter().map(|(name, _)| out.join("tests").join(name)))
+        .collect();
+    let needed = |prefix: &str| {
+        binaries
+            .iter()
+            .filter_map(|b| symbol_versions(b, prefix))
+            .max_by_key(|v| version_key(v))
+    };
+    match (needed("GLIBC_"), needed("GLIBCXX_")) {
+        (Some(glibc), glibcxx) => {
+            let glibcxx = glibcxx.unwrap_or_else(|| "none".to_owned());
+            println!("the bundle needs glibc {glibc} or newer (libstdc++ GLIBCXX_{glibcxx})");
+            std::fs::write(out.join("GLIBC_NEEDED"), format!("{glibc}\n"))?;
+            std::fs::write(out.join("GLIBCXX_NEEDED"), format!("{glibcxx}\n"))?;
         }
-        None => println!("(objdump unavailable: the glibc the bundle needs is not recorded)"),
+        (None, _) => println!("(objdump unavailable: the glibc the bundle needs is not recorded)"),
     }
     let mut size = 0;
     for entry in walk(out)? {
@@ -115,22 +127,27 @@ fn parse_executables(json_lines: &str) -> Vec<(String, PathBuf)> {
     found
 }
 
-/// The newest `GLIBC_x.y` symbol version `binary` imports (from `objdump -T`), as `x.y`.
-fn glibc_needed(binary: &Path) -> Option<String> {
+/// The newest `PREFIXx.y` symbol version `binary` imports (from `objdump -T`), as `x.y`.
+fn symbol_versions(binary: &Path, prefix: &str) -> Option<String> {
     let out = Command::new("objdump")
         .arg("-T")
         .arg(binary)
         .output()
         .ok()?;
-    newest_glibc(&String::from_utf8_lossy(&out.stdout))
+    newest_version(&String::from_utf8_lossy(&out.stdout), prefix)
 }
 
-/// The newest `GLIBC_x.y[.z]` version named in `objdump -T` output.
-fn newest_glibc(objdump: &str) -> Option<String> {
-    let version = |v: &str| -> Vec<u32> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
+/// `x.y.z` as numbers, for comparing versions.
+fn version_key(v: &str) -> Vec<u32> {
+    v.split('.').filter_map(|p| p.parse().ok()).collect()
+}
+
+/// The newest `PREFIXx.y[.z]` version named in `objdump -T` output (`GLIBC_` does not match inside
+/// `GLIBCXX_`).
+fn newest_version(objdump: &str, prefix: &str) -> Option<String> {
     objdump
-        .split("GLIBC_")
-        .skip(1)
+        .match_indices(prefix)
+        .map(|(i, _)| &objdump[i + prefix.len()..])
         .map(|rest| {
             rest.chars()
                 .take_while(|c| c.is_ascii_digit() || *c == '.')
@@ -138,7 +155,7 @@ fn newest_glibc(objdump: &str) -> Option<String> {
         })
         .map(|v| v.trim_end_matches('.').to_owned())
         .filter(|v| !v.is_empty())
-        .max_by_key(|v| version(v))
+        .max_by_key(|v| version_key(v))
 }
 
 fn copy_stripped(from: &Path, to: &Path) -> Result<()> {
@@ -198,10 +215,12 @@ mod tests {
     }
 
     #[test]
-    fn newest_glibc_compares_versions_numerically() {
-        let dump = "0 DF *UND* 0 (GLIBC_2.2.5) memcpy\n0 DF *UND* 0 (GLIBC_2.34) __libc_start_main\n0 DF *UND* 0 (GLIBC_2.9) pipe2\n";
-        assert_eq!(newest_glibc(dump).as_deref(), Some("2.34"));
-        assert_eq!(newest_glibc("no versions here"), None);
+    fn newest_version_compares_numerically_and_keeps_prefixes_apart() {
+        let dump = "0 DF *UND* 0 (GLIBC_2.2.5) memcpy\n0 DF *UND* 0 (GLIBC_2.34) __libc_start_main\n\
+                    0 DF *UND* 0 (GLIBC_2.9) pipe2\n0 DF *UND* 0 (GLIBCXX_3.4.30) _ZSt4cout\n";
+        assert_eq!(newest_version(dump, "GLIBC_").as_deref(), Some("2.34"));
+        assert_eq!(newest_version(dump, "GLIBCXX_").as_deref(), Some("3.4.30"));
+        assert_eq!(newest_version("no versions here", "GLIBC_"), None);
     }
 
     #[test]

@@ -9,6 +9,13 @@ out=${OUT:-$here/out}
 mkdir -p "$out"
 exec > >(tee "$out/gpu-run.log") 2>&1
 
+# Ends the script with status $1 once tee has written everything to the log.
+finish() {
+    exec 1>&- 2>&-
+    wait
+    exit "$1"
+}
+
 echo "== machine"
 date -u
 uname -srm
@@ -16,11 +23,16 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "nv
 ldd --version 2>&1 | head -n 1
 if [ -f "$here/GLIBC_NEEDED" ]; then
     need=$(cat "$here/GLIBC_NEEDED")
-    have=$(ldd --version 2>&1 | head -n 1 | grep -oE '[0-9]+\.[0-9]+$' || echo 0)
+    have=$(ldd --version 2>&1 | head -n 1 | grep -oE '[0-9]+\.[0-9]+$' || true)
+    if [ -z "$have" ]; then
+        echo "error: the bundle needs glibc $need or newer; this machine's C library is not glibc ($(ldd --version 2>&1 | head -n 1))"
+        finish 2
+    fi
     if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n 1)" != "$need" ]; then
         echo "error: the bundle needs glibc $need or newer, this machine has $have: build it on an older system"
-        exit 2
+        finish 2
     fi
+    echo "glibc $have (the bundle needs $need; libstdc++ GLIBCXX_$(cat "$here/GLIBCXX_NEEDED" 2>/dev/null || echo '?'))"
 fi
 
 echo "== libraries"
@@ -42,7 +54,9 @@ fi
 export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 for d in ${libdirs//:/ }; do ls "$d" | grep -E '^lib(cublas|nvrtc)' | sed "s|^|  $d/|"; done
-ldd "$here/nst" | grep -E 'not found|libc\.so' || true
+for b in "$here/nst" "$here"/tests/*; do
+    ldd "$b" | grep -E 'not found' | sed "s|^|  $(basename "$b"): |" || true
+done
 
 status=0
 echo "== GPU tests (NST_TEST_GPU=1: a missing device fails them)"
@@ -58,4 +72,4 @@ echo "== benchmarks (random VGG-19 weights to conv5_1, seed objective, Adam)"
 "$here/nst" bench --random-weights --device cpu --size 400x300 --iterations 3 || status=1
 
 echo "== exit $status"
-exit $status
+finish $status

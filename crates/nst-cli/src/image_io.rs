@@ -467,9 +467,16 @@ pub fn write_atomically(
         reason,
     };
     let tmp = temp_path(path);
-    pending_temps(|p| p.push(tmp.clone()));
     let result = (|| {
-        let mut file = File::create(&tmp).map_err(|e| e.to_string())?;
+        // Created and listed under one lock, so that an exit in between cannot leave it unlisted.
+        let mut file = pending_temps(|p| {
+            let file = File::create(&tmp);
+            if file.is_ok() {
+                p.push(tmp.clone());
+            }
+            file
+        })
+        .map_err(|e| e.to_string())?;
         write(&mut file)?;
         file.sync_all().map_err(|e| e.to_string())?;
         fs::rename(&tmp, path).map_err(|e| e.to_string())
@@ -481,22 +488,34 @@ pub fn write_atomically(
     result.map_err(fail)
 }
 
-/// Runs `f` on the list of temporary files that [`write_atomically`] is writing now.
-fn pending_temps(f: impl FnOnce(&mut Vec<PathBuf>)) {
+/// Runs `f` on the list of temporary files that [`write_atomically`] is writing now, under its lock.
+fn pending_temps<T>(f: impl FnOnce(&mut Vec<PathBuf>) -> T) -> T {
     static PENDING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
     f(&mut PENDING
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner));
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
-/// Removes the temporary files of writes still in progress, for a process about to exit in the middle
-/// of one (a second Ctrl-C): the destination files stay as they were, and no `.tmp` is left behind.
-pub fn remove_pending_temps() {
-    pending_temps(|p| {
-        for t in p.drain(..) {
+/// Removes the temporary files of the writes in progress that `which` selects.
+fn remove_pending_temps_where(p: &mut Vec<PathBuf>, which: impl Fn(&Path) -> bool) {
+    p.retain(|t| {
+        if which(t) {
             let _ = fs::remove_file(t);
+            false
+        } else {
+            true
         }
     });
+}
+
+/// Exits the process with `code` (a second Ctrl-C) after removing the temporary files of the writes
+/// in progress, holding their lock so that no write can create one in between: the destination files
+/// stay as they were, and no `.tmp` is left behind.
+pub fn exit_removing_pending_temps(code: i32) -> ! {
+    pending_temps(|p| {
+        remove_pending_temps_where(p, |_| true);
+        std::process::exit(code)
+    })
 }
 
 /// `.<name>.<pid>.tmp` beside `path`.

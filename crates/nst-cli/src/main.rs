@@ -31,8 +31,7 @@ fn main() -> ExitCode {
     if let Err(e) = ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
             // A second Ctrl-C: the user wants out now, without a half-written temporary file.
-            nst_cli::image_io::remove_pending_temps();
-            std::process::exit(130);
+            nst_cli::image_io::exit_removing_pending_temps(130);
         }
     }) {
         eprintln!("warning: Ctrl-C will not save the run: {e}");

@@ -51,3 +51,47 @@ fn config_reads_plain_numbers_too() {
     .unwrap();
     assert_eq!(cfg, AdamConfig::seed());
 }
+
+/// `step_external` refuses a step with a non-finite cost or gradient entry as `step` does, and leaves the
+/// state as it was; a finite step advances it exactly as `step` would.
+#[test]
+fn step_external_refuses_non_finite_steps_and_keeps_the_state() {
+    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    let before = adam.state();
+    let err = adam
+        .step_external(4, |_| Ok::<_, std::convert::Infallible>((1.0, 3)))
+        .unwrap_err();
+    assert!(
+        matches!(err, OptimError::NonFinite { value, non_finite_grad: 3, .. } if value == 1.0),
+        "{err:?}"
+    );
+    let err = adam
+        .step_external(4, |_| Ok::<_, std::convert::Infallible>((f64::INFINITY, 0)))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OptimError::NonFinite {
+                non_finite_grad: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let after = adam.state();
+    assert_eq!(after.step(), before.step());
+    assert_eq!(after.moments().0.len(), 4, "sized, still zero");
+    assert!(after.moments().0.iter().all(|&m| m == 0.0));
+    let scalars_before = adam.next_step_scalars();
+    adam.step_external(4, |_| Ok::<_, std::convert::Infallible>((1.0, 0)))
+        .unwrap();
+    assert_eq!(adam.state().step(), 1);
+    assert_ne!(adam.next_step_scalars(), scalars_before, "t advanced");
+    assert!(matches!(
+        adam.step_external(5, |_| Ok::<_, std::convert::Infallible>((1.0, 0))),
+        Err(OptimError::DimensionMismatch {
+            expected: 4,
+            actual: 5
+        })
+    ));
+}

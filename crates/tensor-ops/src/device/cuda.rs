@@ -491,13 +491,13 @@ impl Device for CudaDevice {
     }
 
     fn launch(&self, kernel: Kernel<'_, Self::Buf, Self::Acc>) -> Result<()> {
+        // Buffer lengths and geometry: on a GPU a short buffer is memory corruption, not a panic.
+        kernel.check(CudaSlice::len, CudaSlice::len)?;
         let name = kernel.function();
         let work = kernel.work();
         if work == 0 {
             return Ok(());
         }
-        // Buffer lengths and geometry: on a GPU a short buffer is memory corruption, not a panic.
-        kernel.check(CudaSlice::len, CudaSlice::len)?;
         let cfg = launch_config(work, kernel.needs_full_block());
         let f = self.function(name)?;
         let mut args = self.stream.launch_builder(f);

@@ -820,6 +820,155 @@ mod tests {
         assert!(negative.check(len, acc_len).is_err());
     }
 
+    /// Every other kind: exact buffers pass, one element short fails, naming the kernel.
+    #[test]
+    fn kernel_check_covers_every_kind() {
+        let len = |v: &Vec<f32>| v.len();
+        let acc_len = |v: &Vec<f64>| v.len();
+        let d = ConvDims {
+            c: 2,
+            h: 5,
+            w: 4,
+            kh: 2,
+            kw: 2,
+            sy: 2,
+            sx: 2,
+            pt: 0,
+            pl: 0,
+            oh: 2,
+            ow: 2,
+        };
+        let (input, output) = (2 * 5 * 4, 2 * 2 * 2);
+        let bufs = |n: usize, short: bool| vec![0.0_f32; if short { n - 1 } else { n }];
+        let mut accs = (
+            vec![0.0_f64; 1],
+            vec![0.0_f64; MAX_REDUCTION_BLOCKS as usize],
+        );
+        for short in [false, true] {
+            let (x, mut y) = (bufs(input, false), bufs(output, short));
+            let r = [
+                (
+                    "pool y",
+                    K::MaxPoolForward {
+                        x: &x,
+                        y: &mut y,
+                        d,
+                    }
+                    .check(len, acc_len),
+                ),
+                (
+                    "avg y",
+                    K::AvgPoolForward {
+                        x: &x,
+                        y: &mut bufs(output, short),
+                        d,
+                    }
+                    .check(len, acc_len),
+                ),
+                (
+                    "max bwd dy",
+                    K::MaxPoolBackward {
+                        x: &x,
+                        dy: &bufs(output, short),
+                        dx: &mut bufs(input, false),
+                        d,
+                    }
+                    .check(len, acc_len),
+                ),
+                (
+                    "avg bwd dx",
+                    K::AvgPoolBackward {
+                        dy: &bufs(output, false),
+                        dx: &mut bufs(input, short),
+                        d,
+                    }
+                    .check(len, acc_len),
+                ),
+                (
+                    "col2im dx",
+                    K::Col2im {
+                        cols: &bufs(output * 4, false),
+                        dx: &mut bufs(input, short),
+                        d,
+                    }
+                    .check(len, acc_len),
+                ),
+                (
+                    "bias",
+                    K::BiasAdd {
+                        y: &mut bufs(12, false),
+                        bias: &bufs(3, short),
+                        plane: 4,
+                        n: 12,
+                    }
+                    .check(len, acc_len),
+                ),
+                (
+                    "relu fwd",
+                    K::ReluForward {
+                        x: &bufs(7, short),
+                        y: &mut bufs(7, false),
+                        n: 7,
+                    }
+                    .check(len, acc_len),
+                ),
+                (
+                    "relu bwd",
+                    K::ReluBackward {
+                        y: &bufs(7, false),
+                        dy: &bufs(7, false),
+                        dx: &mut bufs(7, short),
+                        n: 7,
+                    }
+                    .check(len, acc_len),
+                ),
+                (
+                    "count",
+                    K::CountNonFinite {
+                        x: &bufs(7, short),
+                        acc: &mut accs.0,
+                        slot: 0,
+                        partials: &mut accs.1,
+                        n: 7,
+                    }
+                    .check(len, acc_len),
+                ),
+                (
+                    "tv",
+                    K::TvSquared {
+                        x: &bufs(input, false),
+                        grad: &mut bufs(input, short),
+                        acc: &mut accs.0,
+                        slot: 0,
+                        partials: &mut accs.1,
+                        weight: 1.0,
+                        shape: [2, 5, 4],
+                    }
+                    .check(len, acc_len),
+                ),
+                (
+                    "adam",
+                    K::Adam {
+                        x: &mut bufs(7, false),
+                        g: &bufs(7, false),
+                        m: &mut bufs(7, false),
+                        v: &mut bufs(7, short),
+                        s: AdamScalars::default(),
+                        n: 7,
+                    }
+                    .check(len, acc_len),
+                ),
+            ];
+            for (what, result) in r {
+                assert_eq!(
+                    result.is_err(),
+                    short,
+                    "{what} with short = {short}: {result:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn reduction_grids() {
         assert_eq!(reduction_grid(0, 1000), 1);

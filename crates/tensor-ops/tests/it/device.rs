@@ -247,26 +247,23 @@ fn count_nonfinite_counts_nan_and_infinities() {
     }
 }
 
-/// A reduction gives the same bits every time for one launch shape (no atomics, a fixed order).
-#[test]
-fn reductions_are_reproducible() {
-    let n = 5 * BLOCK as usize + 3;
+/// A reduction over `n` values gives the same bits every time (no atomics, a fixed order). On a GPU
+/// with enough work for every block this is what atomics would break; on the emulator, whose blocks run
+/// in turn, it guards the finish step's fixed order.
+fn check_reproducible<D: Device>(dev: &D, n: usize) {
     let a = test_utils::uniform_vec(11, n, -1e3, 1e3);
     let b = test_utils::uniform_vec(12, n, -1e-3, 1e-3);
-    let emu = Emulator::new(64, 3);
-    let run = || {
-        let (mut da, mut db, mut out) = (
-            emu.alloc(n).unwrap(),
-            emu.alloc(n).unwrap(),
-            emu.alloc(n).unwrap(),
-        );
-        emu.upload(&a, &mut da).unwrap();
-        emu.upload(&b, &mut db).unwrap();
-        let (mut acc, mut partials) = (
-            emu.alloc_acc(1).unwrap(),
-            emu.alloc_acc(MAX_REDUCTION_BLOCKS as usize).unwrap(),
-        );
-        emu.launch(Kernel::SubSumSq {
+    let (mut da, mut db, mut out) = (
+        dev.alloc(n).unwrap(),
+        dev.alloc(n).unwrap(),
+        dev.alloc(n).unwrap(),
+    );
+    dev.upload(&a, &mut da).unwrap();
+    dev.upload(&b, &mut db).unwrap();
+    let mut partials = dev.alloc_acc(MAX_REDUCTION_BLOCKS as usize).unwrap();
+    let mut run = || {
+        let mut acc = dev.alloc_acc(1).unwrap();
+        dev.launch(Kernel::SubSumSq {
             a: &da,
             b: &db,
             out: &mut out,
@@ -276,12 +273,21 @@ fn reductions_are_reproducible() {
             n: n as i64,
         })
         .unwrap();
-        acc[0].to_bits()
+        let mut v = [0.0];
+        dev.download_acc(&acc, &mut v).unwrap();
+        v[0].to_bits()
     };
     let first = run();
     for _ in 0..5 {
         assert_eq!(run(), first);
     }
+}
+
+#[test]
+fn reductions_are_reproducible() {
+    let emu = Emulator::new(64, 3);
+    check_reproducible(&emu, 5 * BLOCK as usize + 3);
+    let n = 100;
     let mut short = emu.alloc_acc(2).unwrap();
     let (x, mut acc) = (emu.alloc(n).unwrap(), emu.alloc_acc(1).unwrap());
     let err = emu
@@ -740,6 +746,11 @@ mod gpu {
     fn cuda_reductions() {
         if let Some(dev) = device("cuda_reductions") {
             super::check_sub_sumsq(&dev);
+            // Work for every one of the MAX_REDUCTION_BLOCKS blocks, several times over.
+            super::check_reproducible(
+                &dev,
+                4 * super::MAX_REDUCTION_BLOCKS as usize * super::BLOCK as usize,
+            );
             super::check_count_nonfinite(&dev);
             super::check_tv(&dev);
             super::check_adam(&dev);
