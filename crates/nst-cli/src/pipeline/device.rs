@@ -316,9 +316,8 @@ impl<D: Device> Engine<D> {
         }
         if count_non_finite {
             let n = self.net.input_shape().len();
-            let (dev, _, g) = self.net.input_and_grad_mut();
-            dev.launch(Kernel::CountNonFinite {
-                x: g,
+            self.net.device().launch(Kernel::CountNonFinite {
+                x: self.net.input_grad(),
                 acc: &mut self.acc,
                 slot: tv_slot + 1,
                 partials: &mut self.partials,
@@ -387,23 +386,20 @@ impl<D: Device> Evaluate for Engine<D> {
                 "a device Adam step before the iterate was loaded".into(),
             ));
         };
-        let n = self.net.input_shape().len();
-        {
-            let (dev, input, _) = self.net.input_mut_and_grad();
-            dev.copy(&a.x, input, n)?;
-        }
+        self.net.set_input_from(&a.x)?;
         let values = self.compute(true)?;
         if values
             .total(self.alpha, self.beta, self.tv_weight)
             .is_finite()
             && values.non_finite_grad == 0
         {
+            let n = self.net.input_shape().len();
             let a = self.adam.as_mut().expect("checked above");
-            let (dev, _, g) = self.net.input_mut_and_grad();
+            let dev = self.net.device();
             dev.copy(&a.x, &mut a.last_good, n)?;
             dev.launch(Kernel::Adam {
                 x: &mut a.x,
-                g,
+                g: self.net.input_grad(),
                 m: &mut a.m,
                 v: &mut a.v,
                 s: *s,

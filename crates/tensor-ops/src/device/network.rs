@@ -203,9 +203,13 @@ impl<D: Device> DeviceNetwork<D> {
         self.dev.upload(image, &mut self.acts[0])
     }
 
-    /// The input buffer, for filling it on the device (e.g. by an optimizer step).
-    pub fn input_mut(&mut self) -> &mut D::Buf {
-        &mut self.acts[0]
+    /// Copies an image already on the device (e.g. an optimizer's iterate) into the input buffer.
+    ///
+    /// # Errors
+    /// [`Error::Device`] when `image` is shorter than the input, or the copy fails.
+    pub fn set_input_from(&mut self, image: &D::Buf) -> Result<()> {
+        let n = self.shapes[0].len();
+        self.dev.copy(image, &mut self.acts[0], n)
     }
 
     /// The input buffer.
@@ -223,17 +227,6 @@ impl<D: Device> DeviceNetwork<D> {
             &mut self.grad_a
         };
         (&self.dev, &self.acts[0], grad)
-    }
-
-    /// The device, the input mutably and the input gradient of the last
-    /// [`backward`](DeviceNetwork::backward), for a gradient step on the input (an optimizer's update).
-    pub fn input_mut_and_grad(&mut self) -> (&D, &mut D::Buf, &D::Buf) {
-        let grad = if self.grad_in_b {
-            &self.grad_b
-        } else {
-            &self.grad_a
-        };
-        (&self.dev, &mut self.acts[0], grad)
     }
 
     /// The output of layer `i` from the last [`forward`](DeviceNetwork::forward).
