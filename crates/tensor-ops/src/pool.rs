@@ -135,6 +135,21 @@ impl PoolSpec {
         PoolGeometry::new(input, self.window, self.stride, self.pad)
             .map_err(|e| e.in_layer(&self.name))
     }
+
+    /// The geometry of a backward pass, after checking the gradients against it and against the
+    /// forward pass that filled `saved`, and that `grad_input` can be written in place.
+    fn backward_geometry(
+        &self,
+        saved: &Saved,
+        grad_output: &ArrayView3<'_, f32>,
+        grad_input: &ArrayViewMut3<'_, f32>,
+    ) -> Result<PoolGeometry> {
+        let g = self.geometry(Shape::of(grad_input))?;
+        check_shape(&self.name, "grad_input", saved.input_shape, g.input)?;
+        check_shape(&self.name, "grad_output", g.output, Shape::of(grad_output))?;
+        check_contiguous(&self.name, "grad_input", grad_input)?;
+        Ok(g)
+    }
 }
 
 impl MaxPool2d {
@@ -303,15 +318,9 @@ impl Layer for MaxPool2d {
         grad_output: ArrayView3<'_, f32>,
         mut grad_input: ArrayViewMut3<'_, f32>,
     ) -> Result<()> {
-        let g = self.geometry(Shape::of(&grad_input))?;
-        check_shape(&self.spec.name, "grad_input", saved.input_shape, g.input)?;
-        check_shape(
-            &self.spec.name,
-            "grad_output",
-            g.output,
-            Shape::of(&grad_output),
-        )?;
-        check_contiguous(&self.spec.name, "grad_input", &grad_input)?;
+        let g = self
+            .spec
+            .backward_geometry(saved, &grad_output, &grad_input)?;
         let n_saved = if self.small_window() {
             saved.offsets.len()
         } else {
@@ -413,15 +422,9 @@ impl Layer for AvgPool2d {
         grad_output: ArrayView3<'_, f32>,
         mut grad_input: ArrayViewMut3<'_, f32>,
     ) -> Result<()> {
-        let g = self.geometry(Shape::of(&grad_input))?;
-        check_shape(&self.spec.name, "grad_input", saved.input_shape, g.input)?;
-        check_shape(
-            &self.spec.name,
-            "grad_output",
-            g.output,
-            Shape::of(&grad_output),
-        )?;
-        check_contiguous(&self.spec.name, "grad_input", &grad_input)?;
+        let g = self
+            .spec
+            .backward_geometry(saved, &grad_output, &grad_input)?;
         grad_input
             .axis_iter_mut(Axis(0))
             .into_par_iter()
