@@ -477,7 +477,11 @@ fn run_placed(
             ended = Ended::Interrupted;
             break;
         }
-        prev.copy_from_slice(&x);
+        // The image the step starts from, kept on the host for a divergence at the first step; device
+        // Adam keeps it on the device (and leaves `x` alone), so the copy would be work for nothing.
+        if !matches!(opt, Opt::DeviceAdam { .. }) {
+            prev.copy_from_slice(&x);
+        }
         let t = Instant::now();
         let result = opt.step(&mut x, &mut obj);
         step_times.push(t.elapsed().as_secs_f64());
