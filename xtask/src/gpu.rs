@@ -21,7 +21,7 @@ pub(crate) fn bundle(root: &Path, out: &Path) -> Result<u64> {
     let tests = test_executables(root)?;
     if tests.len() != 3 {
         bail!(
-            "expected the test binaries of tensor-ops (lib, tests/it) and nst-cli (lib), found {tests:?}"
+            "expected the test binaries of tensor-ops (lib, tests/it) and nst-engine (lib), found {tests:?}"
         );
     }
     if out.exists() {
@@ -61,7 +61,7 @@ pub(crate) fn bundle(root: &Path, out: &Path) -> Result<u64> {
     Ok(size)
 }
 
-/// `(bundle name, path)` of the release test binaries of tensor-ops' lib and `it` and nst-cli's lib, built with `cuda`.
+/// `(bundle name, path)` of the release test binaries of tensor-ops' lib and `it` and nst-engine's lib, built with `cuda`.
 fn test_executables(root: &Path) -> Result<Vec<(String, PathBuf)>> {
     let args = [
         "test",
@@ -69,7 +69,7 @@ fn test_executables(root: &Path) -> Result<Vec<(String, PathBuf)>> {
         "-p",
         "tensor-ops",
         "-p",
-        "nst-cli",
+        "nst-engine",
         "--features",
         "cuda",
         "--no-run",
@@ -93,7 +93,7 @@ fn test_executables(root: &Path) -> Result<Vec<(String, PathBuf)>> {
 }
 
 /// Picks the test executables out of cargo's JSON messages (one object per line): the lib and `it`
-/// targets of tensor-ops and the lib target of nst-cli. A small scan rather than a JSON parser, since the fields
+/// targets of tensor-ops and the lib target of nst-engine. A small scan rather than a JSON parser, since the fields
 /// it reads are plain strings without escapes.
 fn parse_executables(json_lines: &str) -> Vec<(String, PathBuf)> {
     let field = |line: &str, key: &str| -> Option<String> {
@@ -111,14 +111,14 @@ fn parse_executables(json_lines: &str) -> Vec<(String, PathBuf)> {
         };
         let package = if line.contains("tensor-ops") {
             "tensor_ops"
-        } else if line.contains("nst-cli") {
-            "nst_cli"
+        } else if line.contains("nst-engine") {
+            "nst_engine"
         } else {
             continue;
         };
         let wanted = matches!(
             (package, name.as_str()),
-            ("tensor_ops", "it" | "tensor_ops") | ("nst_cli", "nst_cli")
+            ("tensor_ops", "it" | "tensor_ops") | ("nst_engine", "nst_engine")
         );
         if wanted {
             found.push((format!("{package}_{name}"), PathBuf::from(exe)));
@@ -190,8 +190,8 @@ mod tests {
         let lines = [
             r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/tensor-ops#0.1.0","target":{"kind":["test"],"name":"it"},"profile":{"test":true},"executable":"/w/target/release/deps/it-abc"}"#,
             r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/tensor-ops#0.1.0","target":{"kind":["lib"],"name":"tensor_ops"},"profile":{"test":true},"executable":"/w/target/release/deps/tensor_ops-1"}"#,
-            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/nst-cli#0.1.0","target":{"kind":["lib"],"name":"nst_cli"},"profile":{"test":true},"executable":"/w/target/release/deps/nst_cli-2"}"#,
-            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/nst-cli#0.1.0","target":{"kind":["lib"],"name":"nst_cli"},"profile":{"test":false},"executable":null}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/nst-engine#0.1.0","target":{"kind":["lib"],"name":"nst_engine"},"profile":{"test":true},"executable":"/w/target/release/deps/nst_engine-2"}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/nst-engine#0.1.0","target":{"kind":["lib"],"name":"nst_engine"},"profile":{"test":false},"executable":null}"#,
             r#"{"reason":"build-finished","success":true}"#,
         ]
         .join("\n");
@@ -207,8 +207,8 @@ mod tests {
                     PathBuf::from("/w/target/release/deps/tensor_ops-1")
                 ),
                 (
-                    "nst_cli_nst_cli".to_owned(),
-                    PathBuf::from("/w/target/release/deps/nst_cli-2")
+                    "nst_engine_nst_engine".to_owned(),
+                    PathBuf::from("/w/target/release/deps/nst_engine-2")
                 ),
             ]
         );

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on a GPU machine, from the bundle that `cargo xtask gpu-bundle` builds: no Rust toolchain and no
 # network needed. Finds cuBLAS and NVRTC (from the nvidia-* Python packages, or anywhere on the disk),
-# runs the GPU tests of tensor-ops and nst-cli, then `nst bench` on the GPU at 400x300 and 1024x768
+# runs the GPU tests of tensor-ops and nst-engine, then `nst bench` on the GPU at 400x300 and 1024x768
 # (and on the CPU at 400x300, for the ratio on the same machine). Everything goes to $OUT (or ./out).
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

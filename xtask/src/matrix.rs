@@ -291,7 +291,7 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
         "-p",
         "tensor-ops",
         "-p",
-        "nst-cli",
+        "nst-engine",
         "--features",
         "cuda",
     ]);
@@ -385,6 +385,8 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
                 "clippy",
                 "-p",
                 "tensor-ops",
+                "-p",
+                "nst-engine",
                 "-p",
                 "nst-cli",
                 "--features",
@@ -731,7 +733,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             gpu.cmd.to_string(),
-            "NST_TEST_GPU=1 cargo test -p tensor-ops -p nst-cli --features cuda --no-fail-fast"
+            "NST_TEST_GPU=1 cargo test -p tensor-ops -p nst-engine --features cuda --no-fail-fast"
         );
     }
 

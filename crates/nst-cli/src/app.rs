@@ -2,34 +2,30 @@
 //! progress and messages).
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ndarray::Array3;
-use nst_optim::{Adam, AdamConfig};
+use nst_engine::{Control, ObjectiveSpec, OptimizerKind, Size, estimate};
 use serde_json::json;
 use tensor_ops::Backend;
 use vgg_weights::{LayerKind, LoadOptions, PoolMethod};
 
+use crate::args::default_weights;
 use crate::cli::{
     BenchArgs, Cli, Command, DeviceKind, DownloadArgs, InspectArgs, ModelKind, VariantKind,
 };
 use crate::download::{self, Model, Outcome, Progress, Variant, WeightsSource};
-use crate::image_io::Size;
-use crate::pipeline::{self, ObjectiveSpec, StyleImage, StyleObjective};
-use crate::settings::default_weights;
 pub use crate::stylize::Ended;
 
-/// Runs the parsed command line. `threads` is the size of the rayon pool the binary set up; `stop` is
-/// raised by Ctrl-C / SIGTERM.
+/// Runs the parsed command line. `threads` is the size of the rayon pool the binary set up; `control`
+/// is cancelled by Ctrl-C / SIGTERM.
 ///
 /// # Errors
 /// Anything that went wrong, with context for the user.
-pub fn run(cli: &Cli, threads: usize, stop: &AtomicBool) -> Result<Ended> {
+pub fn run(cli: &Cli, threads: usize, control: &Control) -> Result<Ended> {
     match &cli.command {
-        Command::Stylize(args) => crate::stylize::run(args, cli.quiet, threads, stop),
+        Command::Stylize(args) => crate::stylize::run(args, cli.quiet, threads, control),
         Command::Inspect(args) => inspect(args).map(|()| Ended::Completed),
         Command::DownloadWeights(args) => {
             download_weights(args, cli.quiet).map(|()| Ended::Completed)
@@ -195,7 +191,7 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
         .size
         .parse()
         .map_err(|e: String| anyhow!("--size: {e}"))?;
-    crate::settings::check_working_size(size).map_err(|e| anyhow!(e))?;
+    nst_engine::spec::check_working_size(size).map_err(|e| anyhow!(e))?;
     if args.iterations == 0 {
         bail!("--iterations must be at least 1 (the median of no iterations is no figure)");
     }
@@ -215,10 +211,10 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
         eprintln!("device: {}", backend.describe());
     }
     let t0 = Instant::now();
-    let spec = ObjectiveSpec::seed();
-    let last = pipeline::last_vgg_layer(spec.layer_names());
+    let spec = ObjectiveSpec::course();
+    let last = nst_engine::network::last_vgg_layer(spec.layer_names());
     let model = if args.random_weights {
-        pipeline::random_vgg19(last.as_deref().unwrap_or("relu5_1"), 1)
+        nst_engine::network::random_vgg19(last.as_deref().unwrap_or("relu5_1"), 1)
     } else {
         vgg_weights::load(&weights, &LoadOptions { last_layer: last })
             .with_context(|| format!("loading {}", weights.display()))?
@@ -227,62 +223,31 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
     let (h, w) = (size.height as usize, size.width as usize);
     // A size that cannot fit would end in an allocation failure (an abort), not a message.
     let taps: Vec<&str> = spec.layer_names().collect();
-    let est = crate::estimate::estimate(&model, h, w, crate::cli::OptimizerKind::Adam, &taps);
-    if let Some(avail) = crate::estimate::available_memory()
+    let est = estimate::estimate(&model, h, w, OptimizerKind::Adam, &taps);
+    if let Some(avail) = estimate::available_memory()
         && est.peak_bytes > avail
     {
         bail!(
             "--size {size} needs about {} but only {} is available",
-            crate::estimate::human_bytes(est.peak_bytes),
-            crate::estimate::human_bytes(avail)
+            estimate::human_bytes(est.peak_bytes),
+            estimate::human_bytes(avail)
         );
     }
-    let img = |k: usize| {
-        Array3::from_shape_fn((3, h, w), |(c, y, x)| {
-            ((c * 31 + y * 7 + x * 13 + k) % 97) as f32 - 48.0
-        })
-    };
-    let content = img(0);
-    let style = img(5);
-    let network = pipeline::build_network(&model, Some(PoolMethod::Avg))?;
-    let mut obj = StyleObjective::new(
-        network,
-        backend,
-        &spec,
-        content.view(),
-        &[StyleImage {
-            image: style.view(),
-            weight: 1.0,
-        }],
-    )?;
-    let startup = t0.elapsed().as_secs_f64();
-    let mut x = img(9).into_raw_vec_and_offset().0;
-    // Adam where the objective runs: on a device, the iterate and moments stay there, and a step
-    // returns once its costs are on the host (its update is queued behind them, so in a steady state
-    // each timed step includes one update).
-    let mut adam = crate::stylize::Opt::adam(Adam::new(AdamConfig::seed())?, &obj);
-    let mut times = Vec::new();
-    for i in 0..=args.iterations {
-        let t = Instant::now();
-        adam.step(&mut x, &mut obj)
-            .map_err(|e| anyhow!("step {i}: {e}"))?;
-        if i > 0 {
-            times.push(t.elapsed().as_secs_f64());
-        }
-        if !quiet {
-            eprintln!(
-                "iteration {i}: {:.3} s{}",
-                t.elapsed().as_secs_f64(),
-                if i == 0 { " (warm-up)" } else { "" }
-            );
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    let report =
+        nst_engine::bench::time_adam(&model, backend, size, args.iterations, |i, secs| {
+            if !quiet {
+                eprintln!(
+                    "iteration {i}: {secs:.3} s{}",
+                    if i == 0 { " (warm-up)" } else { "" }
+                );
+            }
+        })?;
     println!(
-        "{size}: weights loaded in {load_s:.2} s, start-up (weights + targets) {startup:.2} s, median Adam iteration {median:.3} s over {} iterations ({} backend, {} threads)",
-        times.len(),
-        obj.device_name(),
+        "{size}: weights loaded in {load_s:.2} s, start-up (weights + targets) {:.2} s, median Adam iteration {:.3} s over {} iterations ({} backend, {} threads)",
+        load_s + report.startup_seconds,
+        report.median(),
+        report.seconds.len(),
+        report.device,
         rayon::current_num_threads()
     );
     Ok(())

@@ -5,7 +5,17 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use nst_engine::{DeviceKind, InitKind, OptimizerKind, PoolingKind, Scales};
+
+/// A parser for one of the engine's named settings (`adam`, `lbfgs`, …), listing the names in `--help`.
+fn choice<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).map(|s| s.parse::<T>().expect("every listed name parses"))
+}
 
 /// `nst`: neural style transfer (Gatys, Ecker & Bethge) on the CPU, from a MatConvNet VGG model.
 #[derive(Debug, Parser)]
@@ -65,7 +75,7 @@ pub struct StylizeArgs {
     #[arg(long, alias = "print_every", value_name = "K")]
     pub print_every: Option<usize>,
     /// The optimizer [default: adam].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<OptimizerKind>(OptimizerKind::NAMES))]
     pub optimizer: Option<OptimizerKind>,
     /// Adam's learning rate, in pixel units (0–255) [default: 2.0].
     #[arg(long, alias = "learning_rate", value_name = "LR")]
@@ -82,8 +92,8 @@ pub struct StylizeArgs {
     /// Share of noise in the start image for `--init noise` [default: 0.6].
     #[arg(long, value_name = "R")]
     pub noise_ratio: Option<f32>,
-    /// Start image [default: noise].
-    #[arg(long, value_enum)]
+    /// Start image: noise (`--noise-ratio` of noise on the content), content, random, style [default: noise].
+    #[arg(long, value_parser = choice::<InitKind>(InitKind::NAMES))]
     pub init: Option<InitKind>,
     /// Start from this image (resized to the working size); overrides --init.
     #[arg(long, value_name = "PATH")]
@@ -100,8 +110,8 @@ pub struct StylizeArgs {
     /// Allow a working size larger than the content image (it is enlarged).
     #[arg(long)]
     pub upscale: bool,
-    /// Pooling in the network, replacing the file's [default: avg, as the seed].
-    #[arg(long, value_enum)]
+    /// Pooling in the network, replacing the file's (`file` keeps it) [default: avg, as the seed].
+    #[arg(long, value_parser = choice::<PoolingKind>(PoolingKind::NAMES))]
     pub pooling: Option<PoolingKind>,
     /// Content layers with weights, e.g. `relu4_2` or `relu4_2:1.0` [default: relu4_2].
     #[arg(long, value_name = "LAYER[:W],...")]
@@ -119,7 +129,7 @@ pub struct StylizeArgs {
     #[arg(long, env = "NST_OFFLINE", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
     pub offline: Option<bool>,
     /// Compute device: `auto` takes the GPU when one is compiled in and usable, else the CPU [default: cpu].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<DeviceKind>(DeviceKind::NAMES))]
     pub device: Option<DeviceKind>,
     /// Append one JSON object per logged iteration to this file.
     #[arg(long, value_name = "PATH")]
@@ -136,6 +146,21 @@ pub struct StylizeArgs {
     /// Continue a run from a checkpoint file or the folder that holds `checkpoint.json`.
     #[arg(long, value_name = "DIR_OR_FILE")]
     pub resume: Option<PathBuf>,
+    /// Coarse-to-fine: `auto` (stages ×√2 apart from 256 px up to the working size; `auto:MIN` for
+    /// another smallest size) or long sides such as `256,512` before the working size [default: single].
+    #[arg(long, value_name = "auto|auto:MIN|N,N,...", value_parser = parse_scales)]
+    pub scales: Option<Scales>,
+    /// Iterations of each stage after the first with --scales [default: a quarter of --iterations].
+    #[arg(long, value_name = "N")]
+    pub scale_iterations: Option<usize>,
+    /// The style image's long side as a multiple of the working size's, one value or one per --style
+    /// [default: 1].
+    #[arg(long, value_delimiter = ',', value_name = "F,F,...")]
+    pub style_scale: Vec<f32>,
+    /// Show and write an exponential moving average of the iterates with this decay (e.g. 0.9),
+    /// bias-corrected and restarted at each stage [default: off].
+    #[arg(long, value_name = "DECAY")]
+    pub average: Option<f32>,
     /// Run even if the working size looks too large for the available memory.
     #[arg(long)]
     pub force: bool,
@@ -193,56 +218,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub iterations: usize,
     /// Compute device.
-    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    #[arg(long, value_parser = choice::<DeviceKind>(DeviceKind::NAMES), default_value = "cpu")]
     pub device: DeviceKind,
-}
-
-/// `--optimizer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// Adam (Kingma & Ba 2015), as the seed.
-    Adam,
-    /// L-BFGS with a line search (as Gatys et al.).
-    Lbfgs,
-}
-
-/// `--init`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InitKind {
-    /// `noise_ratio·U(−20, 20) + (1 − noise_ratio)·content` (the seed).
-    Noise,
-    /// The content image.
-    Content,
-    /// `U(−20, 20)` only.
-    Random,
-    /// The (first) style image, resized to the working size.
-    Style,
-}
-
-/// `--pooling`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PoolingKind {
-    /// Average pooling (the seed, and Gatys et al.).
-    Avg,
-    /// Max pooling (as trained).
-    Max,
-    /// Whatever the file says.
-    File,
-}
-
-/// `--device`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceKind {
-    /// The CPU.
-    Cpu,
-    /// An NVIDIA GPU through cuBLAS (needs the `cuda` feature).
-    Cuda,
-    /// The GPU if compiled in and usable, else the CPU.
-    Auto,
 }
 
 /// `--model`.
@@ -261,4 +238,8 @@ pub enum VariantKind {
     Beta16,
     /// The current files (compressed).
     Current,
+}
+
+fn parse_scales(s: &str) -> Result<Scales, String> {
+    s.parse()
 }

@@ -10,7 +10,8 @@ use clap::Parser as _;
 use nst_cli::app::{self, Ended};
 use nst_cli::cli::Cli;
 
-/// Raised by Ctrl-C or SIGTERM; the run loop finishes its iteration, saves, and returns.
+/// Raised by the first Ctrl-C or SIGTERM (the run finishes its iteration, saves and returns); a second
+/// exits at once.
 static STOP: AtomicBool = AtomicBool::new(false);
 
 fn main() -> ExitCode {
@@ -28,15 +29,18 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let threads = rayon::current_num_threads();
-    if let Err(e) = ctrlc::set_handler(|| {
+    let control = nst_engine::Control::new();
+    let for_handler = control.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
         if STOP.swap(true, Ordering::SeqCst) {
             // A second Ctrl-C: the user wants out now, without a half-written temporary file.
-            nst_cli::image_io::exit_removing_pending_temps(130);
+            nst_engine::image_io::remove_pending_temps_then(|| std::process::exit(130));
         }
+        for_handler.cancel();
     }) {
         eprintln!("warning: Ctrl-C will not save the run: {e}");
     }
-    match app::run(&cli, threads, &STOP) {
+    match app::run(&cli, threads, &control) {
         Ok(Ended::Completed) => ExitCode::SUCCESS,
         Ok(Ended::Interrupted) => ExitCode::from(130),
         Err(e) => {

@@ -1,6 +1,5 @@
 //! What a run reports: metrics records (JSON lines), the cost plot (PNG or SVG) and the GIF animation.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
@@ -8,44 +7,9 @@ use std::path::{Path, PathBuf};
 use image::codecs::gif::{GifEncoder, Repeat};
 use image::{Delay, Frame, RgbImage, RgbaImage};
 use plotters::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use crate::image_io::{ImageError, write_atomically};
-use crate::pipeline::Breakdown;
-
-/// One logged iteration: one line of `--metrics`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// Steps taken before this image (0 = the start image).
-    pub iteration: usize,
-    /// `α·content + β·style + tv_weight·tv`.
-    pub total: f64,
-    /// Content cost (layer-weighted, not multiplied by α).
-    pub content: f64,
-    /// Style cost (layer-weighted, not multiplied by β).
-    pub style: f64,
-    /// Total-variation cost (not multiplied by its weight).
-    pub tv: f64,
-    /// Each style layer's own cost (neither layer-weighted nor multiplied by β).
-    pub style_layers: BTreeMap<String, f64>,
-    /// Seconds of optimization since the run started (resumed runs continue the count).
-    pub seconds: f64,
-}
-
-impl Record {
-    /// A record of `breakdown` at `iteration`.
-    pub fn new(iteration: usize, b: &Breakdown, seconds: f64) -> Record {
-        Record {
-            iteration,
-            total: b.total,
-            content: b.content,
-            style: b.style,
-            tv: b.tv,
-            style_layers: b.style_layers.iter().cloned().collect(),
-            seconds,
-        }
-    }
-}
+use nst_engine::Record;
+use nst_engine::image_io::{ImageError, write_atomically};
 
 /// Appends records to a JSON-lines file, flushing each line.
 #[derive(Debug)]
@@ -147,7 +111,7 @@ pub fn plot(
                 draw(backend.into_drawing_area(), history, alpha, beta, tv_weight).map_err(fail)?;
             }
             let img = RgbImage::from_raw(w, h, buf).expect("the buffer has w·h·3 bytes");
-            crate::image_io::save_rgb8(&img, path)
+            nst_engine::image_io::save_rgb8(&img, path)
         }
         _ => Err(ImageError::UnknownOutputFormat {
             path: path.to_owned(),

@@ -199,6 +199,28 @@ impl AdamState {
     pub fn moments(&self) -> (&[f32], &[f32]) {
         (&self.m, &self.v)
     }
+
+    /// The same state with other moments (of any length: the iterate may change size, as between
+    /// the stages of a coarse-to-fine run); the step count and the bias-correction powers are kept.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when the lengths differ, a value is not finite, or a second moment is
+    /// negative.
+    pub fn with_moments(mut self, m: Vec<f32>, v: Vec<f32>) -> Result<Self> {
+        if m.len() != v.len() {
+            return Err(Error::InvalidState {
+                reason: format!("{} first and {} second moments", m.len(), v.len()),
+            });
+        }
+        if m.iter().any(|x| !x.is_finite()) || v.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+            return Err(Error::InvalidState {
+                reason: "a moment is not finite, or a second moment is negative".into(),
+            });
+        }
+        self.m = m;
+        self.v = v;
+        Ok(self)
+    }
 }
 
 impl Adam {

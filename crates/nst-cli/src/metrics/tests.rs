@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::testing::TempDir;
+use nst_engine::Breakdown;
 
 fn history(n: usize) -> Vec<Record> {
     (0..n)

@@ -7,6 +7,7 @@ use test_utils::{GradCheck, check_grad, uniform_vec};
 use vgg_weights::{Conv, Layer, LayerKind, Layout, Pad, Pool, PoolMethod, VggModel};
 
 use super::*;
+use crate::network::{LayerWeight, build_network, last_vgg_layer, parse_layers, random_vgg19};
 
 /// A tiny VGG-shaped model: conv1_1 relu1_1 pool1 conv2_1 relu2_1 conv2_2 relu2_2, `c` channels.
 pub(crate) fn tiny_model(seed: u64, c: usize, pool: PoolMethod) -> VggModel {
@@ -87,7 +88,7 @@ fn layer_specs() {
             "{bad}: {err}"
         );
     }
-    assert_eq!(ObjectiveSpec::seed().style_layers.len(), 5);
+    assert_eq!(ObjectiveSpec::course().style_layers.len(), 5);
     assert_eq!(
         last_vgg_layer(["relu4_2", "relu1_1", "relu5_1", "relu3_1"]).as_deref(),
         Some("relu5_1")

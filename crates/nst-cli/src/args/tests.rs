@@ -1,4 +1,4 @@
-//! Settings: the seed's defaults, flag checks, and what a resumed run may change.
+//! From flags to the run specification: the defaults, flag checks, and what a resumed run may change.
 
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ fn args() -> StylizeArgs {
 
 #[test]
 fn defaults_are_the_seed() {
-    let s = Settings::from_args(&args()).unwrap();
+    let s = from_args(&args()).unwrap();
     assert_eq!(s.iterations, 200);
     assert_eq!(s.print_every, 20);
     assert_eq!(s.learning_rate, 2.0);
@@ -123,60 +123,67 @@ fn contradictions_and_ranges_name_the_flag() {
         ),
     ];
     for (a, flag) in cases {
-        let err = Settings::from_args(&a).unwrap_err();
+        let err = from_args(&a).unwrap_err();
         assert!(err.contains(flag), "{flag}: {err}");
     }
 }
 
 #[test]
 fn resume_takes_only_harmless_flags() {
-    let s = Settings::from_args(&args()).unwrap();
-    let r = s
-        .clone()
-        .resumed(&StylizeArgs {
+    let s = from_args(&args()).unwrap();
+    let r = resumed(
+        s.clone(),
+        &StylizeArgs {
             iterations: Some(500),
             out_dir: Some("elsewhere".into()),
             checkpoint_every: Some(7),
             ..StylizeArgs::default()
-        })
-        .unwrap();
+        },
+    )
+    .unwrap();
     assert_eq!(r.iterations, 500);
     assert_eq!(r.output, PathBuf::from("elsewhere/result.png"));
     assert_eq!(r.checkpoint_every, 7);
     assert_eq!(r.objective, s.objective);
-    let err = s
-        .resumed(&StylizeArgs {
+    let err = resumed(
+        s,
+        &StylizeArgs {
             pooling: Some(PoolingKind::Max),
             ..StylizeArgs::default()
-        })
-        .unwrap_err();
+        },
+    )
+    .unwrap_err();
     assert!(err.contains("--pooling"), "{err}");
 }
 
 /// A hand-edited checkpoint's settings are checked as the flags would be, instead of panicking later.
 #[test]
 fn resumed_settings_out_of_range_are_errors() {
-    let good = Settings::from_args(&args()).unwrap();
-    type Edit = fn(&mut Settings);
+    let good = from_args(&args()).unwrap();
+    type Edit = fn(&mut RunSpec);
     let edits: [(&str, Edit); 7] = [
-        ("no style image", |s| {
+        ("--style is required", |s| {
             s.styles.clear();
             s.style_blend.clear();
         }),
-        ("style blend", |s| s.style_blend.push(1.0)),
-        ("no content layer", |s| s.objective.content_layers.clear()),
-        ("no style layer", |s| s.objective.style_layers.clear()),
+        ("--style-blend", |s| s.style_blend.push(1.0)),
+        ("--content-layers: no layer", |s| {
+            s.objective.content_layers.clear()
+        }),
+        ("--style-layers: no layer", |s| {
+            s.objective.style_layers.clear()
+        }),
         ("weight NaN", |s| {
             s.objective.style_layers[0].weight = f32::NAN
         }),
-        ("learning rate", |s| s.learning_rate = -1.0),
-        ("noise ratio", |s| s.noise_ratio = 2.0),
+        ("--learning-rate", |s| s.learning_rate = -1.0),
+        ("--noise-ratio", |s| s.noise_ratio = 2.0),
     ];
     for (needle, edit) in edits {
         let mut s = good.clone();
         edit(&mut s);
-        let err = s.resumed(&StylizeArgs::default()).unwrap_err();
+        let err = resumed(s, &StylizeArgs::default()).unwrap_err();
         assert!(err.contains(needle), "{needle}: {err}");
     }
-    assert!(good.resumed(&StylizeArgs::default()).is_ok());
+    assert!(resumed(good, &StylizeArgs::default()).is_ok());
 }

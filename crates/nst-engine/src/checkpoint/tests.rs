@@ -1,21 +1,15 @@
 //! Checkpoint files: exact round trip, and clear errors for files that are not ours.
 
 use super::*;
-use crate::cli::StylizeArgs;
 use crate::testing::TempDir;
 use rand::SeedableRng as _;
 
 fn checkpoint() -> Checkpoint {
-    let args = StylizeArgs {
-        content: Some("c.png".into()),
-        style: vec!["s.png".into()],
-        ..StylizeArgs::default()
-    };
     let image = [0.1_f32, -0.0, f32::MIN_POSITIVE, 1.0e-40, 3.0, -7.25];
     Checkpoint {
         format: FORMAT_VERSION,
         version: "test".into(),
-        settings: Settings::from_args(&args).unwrap(),
+        settings: RunSpec::new("c.png", vec!["s.png".into()], "w.mat"),
         iteration: 4,
         shape: [3, 1, 2],
         image_bits: image.iter().map(|v| v.to_bits()).collect(),
@@ -25,6 +19,8 @@ fn checkpoint() -> Checkpoint {
         rng: Xoshiro256PlusPlus::seed_from_u64(3),
         history: Vec::new(),
         seconds: 1.5,
+        stage: 0,
+        average: None,
     }
 }
 
@@ -57,7 +53,7 @@ fn foreign_or_broken_files_are_errors_naming_the_file() {
         ("other.json", "{\"hello\": 1}".to_owned()),
         (
             "format.json",
-            good.replacen("\"format\":1", "\"format\":99", 1),
+            good.replacen(&format!("\"format\":{FORMAT_VERSION}"), "\"format\":99", 1),
         ),
         (
             "shape.json",

@@ -1,10 +1,11 @@
 //! Checkpoints: everything a run needs to continue bit for bit, in one JSON file written atomically.
 //!
-//! Format (`checkpoint.json`, `format` = [`FORMAT_VERSION`]): the run's [`Settings`], the iteration
-//! reached, the image as the bit patterns of its `f32` values (`image_bits`, `[3, H, W]` row-major, so
+//! Format (`checkpoint.json`, `format` = [`FORMAT_VERSION`]): the run's [`RunSpec`], the iteration
+//! reached, the stage of a coarse-to-fine run that the image belongs to, the image as the bit patterns of its `f32` values (`image_bits`, `[3, H, W]` row-major, so
 //! that no decimal round trip can change a bit), the optimizer's serde state (`nst-optim` writes its
 //! floats exactly), the seeded RNG's state, the metrics history (for `--plot`) and the seconds spent so
-//! far.
+//! far; with `--average`, the moving average of the iterates in the same exact form. Version 1 files
+//! (before stages) are read as stage 0 without an average.
 
 use std::path::{Path, PathBuf};
 
@@ -12,11 +13,11 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::image_io::write_atomically;
-use crate::metrics::Record;
-use crate::settings::Settings;
+use crate::record::Record;
+use crate::spec::RunSpec;
 
 /// Version of the checkpoint format.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The file name inside the output folder.
 pub const FILE_NAME: &str = "checkpoint.json";
 
@@ -38,9 +39,12 @@ pub struct Checkpoint {
     /// The program version that wrote it.
     pub version: String,
     /// The run's settings.
-    pub settings: Settings,
-    /// Iterations completed.
+    pub settings: RunSpec,
+    /// Iterations completed (over all stages).
     pub iteration: usize,
+    /// The stage the image belongs to (0 for a single-scale run).
+    #[serde(default)]
+    pub stage: usize,
     /// `[3, H, W]` of the image.
     pub shape: [usize; 3],
     /// `f32::to_bits` of every pixel value, mean subtracted.
@@ -53,6 +57,19 @@ pub struct Checkpoint {
     pub history: Vec<Record>,
     /// Seconds of optimization so far.
     pub seconds: f64,
+    /// The moving average of the iterates (`--average`), when there is one.
+    #[serde(default)]
+    pub average: Option<AverageState>,
+}
+
+/// The state of the moving average of the iterates: `f32::to_bits` of the (uncorrected) average, and
+/// how many iterates it has seen in this stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AverageState {
+    /// The uncorrected average, as bit patterns.
+    pub bits: Vec<u32>,
+    /// Iterates averaged so far in this stage.
+    pub count: u64,
 }
 
 /// Errors of checkpoint I/O.
@@ -120,7 +137,7 @@ impl Checkpoint {
             reason,
         };
         let c: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
-        if c.format != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&c.format) {
             return Err(invalid(format!(
                 "format {} (this program reads {FORMAT_VERSION})",
                 c.format

@@ -508,13 +508,13 @@ fn remove_pending_temps_where(p: &mut Vec<PathBuf>, which: impl Fn(&Path) -> boo
     });
 }
 
-/// Exits the process with `code` (a second Ctrl-C) after removing the temporary files of the writes
-/// in progress, holding their lock so that no write can create one in between: the destination files
-/// stay as they were, and no `.tmp` is left behind.
-pub fn exit_removing_pending_temps(code: i32) -> ! {
+/// Removes the temporary files of the writes in progress and returns while still holding their lock,
+/// so that no write can create another one before `then` runs (a second Ctrl-C passes
+/// `std::process::exit`): the destination files stay as they were, and no `.tmp` is left behind.
+pub fn remove_pending_temps_then<T>(then: impl FnOnce() -> T) -> T {
     pending_temps(|p| {
         remove_pending_temps_where(p, |_| true);
-        std::process::exit(code)
+        then()
     })
 }
 
@@ -546,6 +546,18 @@ pub fn check_writable_dir(dir: &Path) -> Result<()> {
         .and_then(|mut f| f.write_all(b"probe"))
         .map_err(|e| fail(format!("the folder is not writable: {e}")))?;
     fs::remove_file(&probe).map_err(|e| fail(format!("cannot remove the probe file: {e}")))
+}
+
+/// Checks that the folder of `path` (the current folder for a bare name) accepts new files.
+///
+/// # Errors
+/// [`ImageError::Write`] naming the folder.
+pub fn check_parent_writable(path: &Path) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    check_writable_dir(dir)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use ndarray::Array2;
 use tensor_ops::Gemm;
 use vgg_weights::{LayerKind, VggModel};
 
-use crate::cli::OptimizerKind;
+use crate::spec::OptimizerKind;
 
 /// A run's estimated cost.
 #[derive(Debug, Clone, Copy, PartialEq)]

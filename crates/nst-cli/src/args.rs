@@ -1,0 +1,196 @@
+//! From `nst stylize`'s flags to the engine's [`RunSpec`]: a new run's settings (defaults: the course
+//! program's), or a checkpoint's settings with the few flags a resumed run may change.
+
+use std::path::{Path, PathBuf};
+
+use nst_engine::image_io::Size;
+use nst_engine::network::{DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, parse_layers};
+use nst_engine::spec::{
+    DEFAULT_ITERATIONS, DEFAULT_LEARNING_RATE, DEFAULT_MAX_SIZE, DEFAULT_NOISE_RATIO,
+    DEFAULT_PRINT_EVERY, check_working_size,
+};
+use nst_engine::{DeviceKind, InitKind, ObjectiveSpec, OptimizerKind, PoolingKind, RunSpec};
+
+use crate::cli::StylizeArgs;
+use crate::download::{DEFAULT_DIR, VGG19_FILE_NAME};
+
+/// The specification of a new run from the flags; defaults are the course program's.
+///
+/// # Errors
+/// A message naming the flag for missing or contradicting flags and values out of range.
+pub fn from_args(a: &StylizeArgs) -> Result<RunSpec, String> {
+    let content = a
+        .content
+        .clone()
+        .ok_or("--content is required (or --resume a checkpoint)")?;
+    if a.style.is_empty() {
+        return Err("--style is required (give it once per style image)".into());
+    }
+    let mut s = RunSpec::new(
+        content,
+        a.style.clone(),
+        a.weights.clone().unwrap_or_else(default_weights),
+    );
+    if !a.style_blend.is_empty() {
+        s.style_blend = a.style_blend.clone();
+    }
+    s.objective = objective(a)?;
+    s.optimizer = a.optimizer.unwrap_or(OptimizerKind::Adam);
+    if s.optimizer == OptimizerKind::Lbfgs && a.learning_rate.is_some() {
+        return Err(
+            "--learning-rate applies to --optimizer adam; L-BFGS chooses its steps by line search"
+                .into(),
+        );
+    }
+    s.learning_rate = a.learning_rate.unwrap_or(DEFAULT_LEARNING_RATE);
+    s.init = a.init.unwrap_or(InitKind::Noise);
+    if a.noise_ratio.is_some() && (s.init != InitKind::Noise || a.init_image.is_some()) {
+        return Err("--noise-ratio applies only to --init noise".into());
+    }
+    if a.init.is_some() && a.init_image.is_some() {
+        return Err("--init and --init-image contradict each other: give one".into());
+    }
+    s.noise_ratio = a.noise_ratio.unwrap_or(DEFAULT_NOISE_RATIO);
+    s.init_image = a.init_image.clone();
+    s.size = a
+        .size
+        .as_deref()
+        .map(str::parse::<Size>)
+        .transpose()
+        .map_err(|e| format!("--size: {e}"))?;
+    if let Some(size) = s.size {
+        check_working_size(size)?;
+    }
+    s.max_size = a.max_size.unwrap_or(DEFAULT_MAX_SIZE);
+    check_iterations(a.iterations)?;
+    s.iterations = a.iterations.unwrap_or(DEFAULT_ITERATIONS);
+    s.print_every = a.print_every.unwrap_or(DEFAULT_PRINT_EVERY);
+    s.seed = a.seed.unwrap_or(0);
+    s.upscale = a.upscale;
+    s.pooling = a.pooling.unwrap_or(PoolingKind::Avg);
+    s.preserve_colors = a.preserve_colors;
+    s.device = a.device.unwrap_or(DeviceKind::Cpu);
+    s.out_dir = a.out_dir.clone().unwrap_or_else(|| PathBuf::from("output"));
+    s.output = a
+        .output
+        .clone()
+        .unwrap_or_else(|| s.out_dir.join("result.png"));
+    s.metrics = a.metrics.clone();
+    s.animate = a.animate.clone();
+    s.plot = a.plot.clone();
+    s.checkpoint_every = a.checkpoint_every.unwrap_or(0);
+    s.scales = a.scales.clone().unwrap_or_default();
+    s.scale_iterations = a.scale_iterations;
+    s.style_scale = a.style_scale.clone();
+    s.average = a.average;
+    s.validate()?;
+    Ok(s)
+}
+
+/// The layers and weights of the cost from the flags.
+fn objective(a: &StylizeArgs) -> Result<ObjectiveSpec, String> {
+    let layers = |flag, given: &Option<String>, default| {
+        parse_layers(flag, given.as_deref().unwrap_or(default)).map_err(|e| e.to_string())
+    };
+    Ok(ObjectiveSpec {
+        content_layers: layers(
+            "--content-layers",
+            &a.content_layers,
+            DEFAULT_CONTENT_LAYERS,
+        )?,
+        style_layers: layers("--style-layers", &a.style_layers, DEFAULT_STYLE_LAYERS)?,
+        alpha: a.alpha.unwrap_or(10.0),
+        beta: a.beta.unwrap_or(40.0),
+        tv_weight: a.tv_weight.unwrap_or(0.0),
+    })
+}
+
+/// A checkpoint's settings with the flags a resumed run may change applied (iterations, print
+/// interval, outputs, checkpoints, device, weights path).
+///
+/// # Errors
+/// A message naming the first flag that would change the optimization itself.
+pub fn resumed(mut spec: RunSpec, a: &StylizeArgs) -> Result<RunSpec, String> {
+    let fixed: [(&str, bool); 23] = [
+        ("--content", a.content.is_some()),
+        ("--style", !a.style.is_empty()),
+        ("--style-blend", !a.style_blend.is_empty()),
+        ("--optimizer", a.optimizer.is_some()),
+        ("--learning-rate", a.learning_rate.is_some()),
+        ("--alpha", a.alpha.is_some()),
+        ("--beta", a.beta.is_some()),
+        ("--tv-weight", a.tv_weight.is_some()),
+        ("--noise-ratio", a.noise_ratio.is_some()),
+        ("--init", a.init.is_some()),
+        ("--init-image", a.init_image.is_some()),
+        ("--seed", a.seed.is_some()),
+        ("--max-size", a.max_size.is_some()),
+        ("--size", a.size.is_some()),
+        ("--upscale", a.upscale),
+        ("--pooling", a.pooling.is_some()),
+        ("--content-layers", a.content_layers.is_some()),
+        ("--style-layers", a.style_layers.is_some()),
+        ("--preserve-colors", a.preserve_colors),
+        ("--scales", a.scales.is_some()),
+        ("--scale-iterations", a.scale_iterations.is_some()),
+        ("--style-scale", !a.style_scale.is_empty()),
+        ("--average", a.average.is_some()),
+    ];
+    if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
+        return Err(format!(
+            "{flag} cannot be changed when resuming: the checkpoint's settings are used (start a new run to change it)"
+        ));
+    }
+    check_iterations(a.iterations)?;
+    if let Some(n) = a.iterations {
+        spec.iterations = n;
+    }
+    if let Some(k) = a.print_every {
+        spec.print_every = k;
+    }
+    if let Some(d) = &a.out_dir {
+        spec.out_dir = d.clone();
+        if a.output.is_none() {
+            spec.output = d.join("result.png");
+        }
+    }
+    if let Some(o) = &a.output {
+        spec.output = o.clone();
+    }
+    if a.metrics.is_some() {
+        spec.metrics = a.metrics.clone();
+    }
+    if a.animate.is_some() {
+        spec.animate = a.animate.clone();
+    }
+    if a.plot.is_some() {
+        spec.plot = a.plot.clone();
+    }
+    if let Some(k) = a.checkpoint_every {
+        spec.checkpoint_every = k;
+    }
+    if let Some(d) = a.device {
+        spec.device = d;
+    }
+    if let Some(w) = &a.weights {
+        spec.weights = w.clone();
+    }
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// `--iterations 0` would only write the start image under the result's name: refuse it.
+fn check_iterations(n: Option<usize>) -> Result<(), String> {
+    if n == Some(0) {
+        return Err("--iterations must be at least 1 (--init content writes the content image as the start)".into());
+    }
+    Ok(())
+}
+
+/// `pretrained-model/imagenet-vgg-verydeep-19.mat`.
+pub fn default_weights() -> PathBuf {
+    Path::new(DEFAULT_DIR).join(VGG19_FILE_NAME)
+}
+
+#[cfg(test)]
+mod tests;

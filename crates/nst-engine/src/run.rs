@@ -1,0 +1,204 @@
+//! A run: [`Run::prepare`] checks the specification and the outputs, decodes the images, loads the
+//! model, plans the stages and estimates the memory; [`Run::execute`] owns the only loop (stages,
+//! steps, logging, snapshots, checkpoints, cancellation, divergence) and writes the outputs.
+
+mod inputs;
+mod live;
+mod opt;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tensor_ops::{Backend, Network};
+
+use crate::checkpoint::Checkpoint;
+use crate::estimate::Estimate;
+use crate::events::{Control, EventSink, Summary};
+use crate::image_io::{Picture, Size};
+use crate::objective::{self, StyleObjective};
+use crate::spec::RunSpec;
+use crate::stages::Stage;
+use crate::{Error, Result};
+
+pub(crate) use opt::Opt;
+
+/// Moves an objective once built (for example onto a device emulator in tests).
+pub type Place<'a> = &'a dyn Fn(StyleObjective) -> objective::Result<StyleObjective>;
+
+/// Called with the weights path right before the model is loaded, after the images are decoded (so
+/// that a typo in an image path costs no download): a front end fetches missing weights here.
+pub type BeforeWeights<'a> =
+    &'a mut dyn FnMut(&Path) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// How a run is carried out, beside its specification.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Run even when the estimate exceeds the available memory.
+    pub force: bool,
+    /// The size of the thread pool the caller set up (for the run record; 0: rayon's current pool).
+    pub threads: usize,
+    /// See [`BeforeWeights`].
+    pub before_weights: Option<BeforeWeights<'a>>,
+    /// See [`Place`].
+    pub place: Option<Place<'a>>,
+}
+
+impl std::fmt::Debug for RunOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("force", &self.force)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A prepared run: inputs decoded at the sizes they are needed, the network built, the stages planned.
+pub struct Run<'a> {
+    spec: RunSpec,
+    options: RunOptions<'a>,
+    backend: Backend,
+    inputs: inputs::Inputs,
+    network: Option<Network>,
+    stages: Vec<Stage>,
+    estimate: Estimate,
+    available: Option<u64>,
+    seconds_per_iteration: Option<f64>,
+    resume: Option<(Checkpoint, PathBuf)>,
+    resume_path: Option<PathBuf>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Run<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("stages", &self.stages)
+            .field("estimate", &self.estimate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Run<'a> {
+    /// Prepares `spec`, or the run saved in `resume` (whose settings `spec` must then be, with only
+    /// the changes a resumed run allows); notes go to `sink`.
+    ///
+    /// # Errors
+    /// Every failure before the first iteration: a setting out of range, an output that cannot be
+    /// written, an image or model that cannot be read, a size that does not fit in memory.
+    pub fn prepare(
+        spec: RunSpec,
+        resume: Option<(Checkpoint, PathBuf)>,
+        mut options: RunOptions<'a>,
+        sink: &mut dyn EventSink,
+    ) -> Result<Run<'a>> {
+        let started = Instant::now();
+        spec.validate().map_err(Error::Spec)?;
+        inputs::check_outputs(&spec)?;
+        let backend = inputs::choose_backend(&spec, sink)?;
+        let mut inputs = inputs::Inputs::decode(&spec)?;
+        if let Some(hook) = options.before_weights.as_mut() {
+            hook(&spec.weights).map_err(Error::Prepare)?;
+        }
+        let (model, network) = inputs.load_model(&spec, sink)?;
+        let stages = crate::stages::plan(&spec, inputs.size).map_err(Error::Spec)?;
+        let last = stages.last().expect("a plan has a stage").size;
+        let taps: Vec<&str> = spec.objective.layer_names().collect();
+        let (h, w) = (last.height as usize, last.width as usize);
+        let estimate = crate::estimate::estimate(&model, h, w, spec.optimizer, &taps);
+        let available = crate::estimate::available_memory();
+        inputs::check_memory(&model, &spec, last, estimate, available, options.force)?;
+        let seconds_per_iteration = matches!(backend, Backend::Cpu)
+            .then(|| estimate.flops / crate::estimate::measure_gemm_rate(backend.gemm()));
+        Ok(Run {
+            spec,
+            options,
+            backend,
+            inputs,
+            network: Some(network),
+            stages,
+            estimate,
+            available,
+            seconds_per_iteration,
+            resume_path: resume.as_ref().map(|(_, p)| p.clone()),
+            resume,
+            started,
+        })
+    }
+
+    /// The stages planned.
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// The estimate for the largest stage.
+    pub fn estimate(&self) -> Estimate {
+        self.estimate
+    }
+
+    /// Runs every stage, emitting events to `sink` and polling `control` between iterations, and
+    /// writes the result, the run record and (when cancelled or asked for) a checkpoint.
+    ///
+    /// # Errors
+    /// [`Error::Diverged`] after writing the last good image and the record; any failure of the
+    /// objective, the optimizer, the outputs or the sink.
+    pub fn execute(mut self, sink: &mut dyn EventSink, control: &Control) -> Result<Summary> {
+        let mut live = self.first_stage()?;
+        live.started(&self, sink)?;
+        loop {
+            live.stage_started(&self, sink)?;
+            let end = live.iterate(&self, sink, control)?;
+            if end == live::StageEnd::Done && live.index + 1 < self.stages.len() {
+                live = self.next_stage(live)?;
+            } else {
+                return live.finish(&self, end, sink);
+            }
+        }
+    }
+
+    /// The objective of stage `index`: the content and style targets at that stage's sizes.
+    fn objective(&mut self, index: usize) -> Result<StyleObjective> {
+        let size = self.stages[index].size;
+        let network = self.network.take().expect("the network is not in use");
+        let (content, styles) = self.inputs.targets(&self.spec, size);
+        let style_images: Vec<objective::StyleImage<'_>> = styles
+            .iter()
+            .zip(&self.spec.style_blend)
+            .map(|(t, &weight)| objective::StyleImage {
+                image: t.view(),
+                weight,
+            })
+            .collect();
+        let obj = StyleObjective::new(
+            network,
+            self.backend.clone(),
+            &self.spec.objective,
+            content.view(),
+            &style_images,
+        )
+        .map_err(|source| Error::Targets {
+            size,
+            content: self.spec.content.clone(),
+            source: Box::new(source),
+        })?;
+        match self.options.place {
+            Some(place) => Ok(place(obj)?),
+            None => Ok(obj),
+        }
+    }
+
+    fn threads(&self) -> usize {
+        match self.options.threads {
+            0 => rayon::current_num_threads(),
+            n => n,
+        }
+    }
+
+    /// The content picture at `size`, when its colours are kept.
+    fn colors_at(&self, size: Size) -> Option<Picture> {
+        self.spec
+            .preserve_colors
+            .then(|| self.inputs.content.resized(size.width, size.height))
+    }
+}
+
+#[cfg(test)]
+mod tests;

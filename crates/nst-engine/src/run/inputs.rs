@@ -1,0 +1,241 @@
+//! What a run reads before it iterates: the output checks, the device, the images (decoded once and
+//! kept only at the sizes the stages need), the model and the memory check.
+
+use std::path::Path;
+
+use ndarray::Array3;
+use tensor_ops::{Backend, Network};
+use vgg_weights::{LoadOptions, PoolMethod, VggModel};
+
+use crate::estimate::{self, Estimate, human_bytes};
+use crate::events::{Event, EventSink};
+use crate::image_io::{self, Picture, Size};
+use crate::render::luminance;
+use crate::spec::{DeviceKind, InitKind, PoolingKind, RunSpec};
+use crate::{Error, IMAGENET_MEAN, Result};
+
+/// Everything that can fail cheaply about the outputs fails now, before any long work.
+pub(super) fn check_outputs(spec: &RunSpec) -> Result<()> {
+    image_io::output_format(&spec.output)?;
+    check_parent_writable(&spec.output)?;
+    image_io::check_writable_dir(&spec.out_dir).map_err(|source| Error::OutDir {
+        path: spec.out_dir.clone(),
+        source,
+    })
+}
+
+/// Checks that the folder of `path` accepts new files.
+fn check_parent_writable(path: &Path) -> Result<()> {
+    image_io::check_parent_writable(path).map_err(|source| Error::Unwritable {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The backend for `spec.device`; `auto` falls back to the CPU and says why.
+pub(super) fn choose_backend(spec: &RunSpec, sink: &mut dyn EventSink) -> Result<Backend> {
+    let note = |sink: &mut dyn EventSink, text: String| {
+        sink.event(&Event::Note(text)).map_err(Error::Sink)
+    };
+    match spec.device {
+        DeviceKind::Cpu => Ok(Backend::Cpu),
+        DeviceKind::Cuda => match Backend::cuda() {
+            Ok(b) => {
+                note(sink, format!("device: {}", b.describe()))?;
+                Ok(b)
+            }
+            Err(tensor_ops::Error::NotCompiled { feature }) => Err(Error::Device(format!(
+                "--device cuda: this nst was built without the `{feature}` feature; rebuild with `cargo build --release -p nst-cli --features {feature}` or use --device cpu"
+            ))),
+            Err(other) => Err(Error::Device(format!(
+                "--device cuda: no usable GPU: {other}"
+            ))),
+        },
+        DeviceKind::Auto => match Backend::cuda() {
+            Ok(b) => {
+                note(sink, format!("device: {} (--device auto)", b.describe()))?;
+                Ok(b)
+            }
+            Err(e) => {
+                note(sink, format!("device: cpu (--device auto: {e})"))?;
+                Ok(Backend::Cpu)
+            }
+        },
+    }
+}
+
+/// The decoded inputs: the content at the working size, each style image at the largest size a stage
+/// needs, the start picture, and (once the model is read) its mean pixel.
+pub(super) struct Inputs {
+    /// The content image as decoded (its size only).
+    pub(super) content_size: Size,
+    /// The working size.
+    pub(super) size: Size,
+    /// A note about the working size (e.g. the content is smaller than `max_size`).
+    pub(super) size_note: Option<String>,
+    /// The content at the working size.
+    pub(super) content: Picture,
+    /// The style images at their largest needed size.
+    styles: Vec<Picture>,
+    /// The start picture (`init_image`, or the first style for `init = style`), as decoded.
+    pub(super) init: Option<Picture>,
+    /// The model's mean pixel.
+    pub(super) mean: [f32; 3],
+}
+
+impl Inputs {
+    /// Decodes the images named in `spec`.
+    pub(super) fn decode(spec: &RunSpec) -> Result<Inputs> {
+        let image = |flag, path: &Path| {
+            image_io::load(path).map_err(|source| Error::Image { flag, source })
+        };
+        let content = image("--content", &spec.content)?;
+        let content_size = Size {
+            width: content.width(),
+            height: content.height(),
+        };
+        let (size, size_note) =
+            image_io::working_size(content.width(), content.height(), spec.size_rule())
+                .map_err(Error::Spec)?;
+        // Only working-size copies are kept: a phone photo is hundreds of MB as f32 at full size.
+        let content = content.resized(size.width, size.height);
+        let long = size.width.max(size.height);
+        let styles = spec
+            .styles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let s = image("--style", p)?;
+                let ss = style_size(&s, long, spec.style_scale_of(i));
+                Ok(s.resized(ss.width, ss.height))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let init = match (&spec.init_image, spec.init) {
+            (Some(p), _) => Some(image("--init-image", p)?),
+            // Decoded again rather than taken from `styles`, which holds a copy already scaled for the
+            // Gram targets: one resize from the original, as `init_image` does.
+            (None, InitKind::Style) => Some(image("--style", &spec.styles[0])?),
+            _ => None,
+        };
+        Ok(Inputs {
+            content_size,
+            size,
+            size_note,
+            content,
+            styles,
+            init,
+            mean: IMAGENET_MEAN,
+        })
+    }
+
+    /// Reads the model up to the deepest layer the costs use, keeps its mean pixel and builds the
+    /// network with the pooling `spec` asks for.
+    pub(super) fn load_model(
+        &mut self,
+        spec: &RunSpec,
+        sink: &mut dyn EventSink,
+    ) -> Result<(VggModel, Network)> {
+        let last = crate::network::last_vgg_layer(spec.objective.layer_names());
+        let model = vgg_weights::load(&spec.weights, &LoadOptions { last_layer: last }).map_err(
+            |source| Error::Weights {
+                path: spec.weights.clone(),
+                source,
+            },
+        )?;
+        match model.mean_rgb {
+            Some(m) => self.mean = m,
+            None => sink
+                .event(&Event::Note(
+                    "the model has no mean pixel; using the ImageNet mean (123.68, 116.779, 103.939)".into(),
+                ))
+                .map_err(Error::Sink)?,
+        }
+        if let Some(note) = &self.size_note {
+            sink.event(&Event::Note(note.clone()))
+                .map_err(Error::Sink)?;
+        }
+        let pooling = match spec.pooling {
+            PoolingKind::Avg => Some(PoolMethod::Avg),
+            PoolingKind::Max => Some(PoolMethod::Max),
+            PoolingKind::File => None,
+        };
+        let network =
+            crate::network::build_network(&model, pooling).map_err(|source| Error::Network {
+                path: spec.weights.clone(),
+                source: Box::new(source),
+            })?;
+        Ok((model, network))
+    }
+
+    /// The content tensor at `size` and each style tensor at its size for a stage of long side
+    /// `size`'s, luminance only when `preserve_colors`.
+    pub(super) fn targets(&self, spec: &RunSpec, size: Size) -> (Array3<f32>, Vec<Array3<f32>>) {
+        let long = size.width.max(size.height);
+        let content = self.tensor(spec, &self.content, size);
+        let styles = self
+            .styles
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.tensor(spec, s, style_size(s, long, spec.style_scale_of(i))))
+            .collect();
+        (content, styles)
+    }
+
+    /// `p` resized to `size`, as a mean-subtracted tensor (gray with `preserve_colors`).
+    pub(super) fn tensor(&self, spec: &RunSpec, p: &Picture, size: Size) -> Array3<f32> {
+        let p = p.resized(size.width, size.height);
+        let p = if spec.preserve_colors {
+            luminance(&p)
+        } else {
+            p
+        };
+        p.to_tensor(self.mean)
+    }
+}
+
+/// The size of a style image for a stage of long side `long`: its long side `scale·long`, aspect kept.
+fn style_size(style: &Picture, long: u32, scale: f32) -> Size {
+    let side = ((f64::from(long) * f64::from(scale)).round() as u32).max(1);
+    image_io::scale_long_side(style.width(), style.height(), side)
+}
+
+/// Refuses a run whose estimate exceeds the available memory, with the largest size that would fit,
+/// unless forced; when forced, asks the allocator for the estimate once so that a refusal is an error
+/// now rather than an abort later.
+pub(super) fn check_memory(
+    model: &VggModel,
+    spec: &RunSpec,
+    size: Size,
+    est: Estimate,
+    available: Option<u64>,
+    force: bool,
+) -> Result<()> {
+    let (h, w) = (size.height as usize, size.width as usize);
+    if let Some(avail) = available
+        && est.peak_bytes > avail
+        && !force
+    {
+        let taps: Vec<&str> = spec.objective.layer_names().collect();
+        let hint = match estimate::largest_fitting(model, h, w, spec.optimizer, &taps, avail) {
+            Some((fh, fw)) => format!(
+                "the largest size that would fit is about {fw}x{fh} (--max-size {})",
+                fw.max(fh)
+            ),
+            None => "no useful size would fit".into(),
+        };
+        return Err(Error::TooLarge(format!(
+            "working size {size} needs about {} but only {} is available: {hint}, or pass --force to try anyway",
+            human_bytes(est.peak_bytes),
+            human_bytes(avail)
+        )));
+    }
+    if force {
+        estimate::reserve_check(est.peak_bytes).map_err(|e| {
+            Error::TooLarge(format!(
+                "--force: working size {size} needs about {}, and the system refuses to reserve that much ({e}); choose a smaller --size or --max-size",
+                human_bytes(est.peak_bytes)
+            ))
+        })?;
+    }
+    Ok(())
+}

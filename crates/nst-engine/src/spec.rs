@@ -1,0 +1,473 @@
+//! The run specification: every setting of a style-transfer run, plain and serde-able, with the defaults
+//! of the original TensorFlow course program (400 px, 200 Adam iterations at learning rate 2, α = 10,
+//! β = 40, average pooling, a 60 % noise start). Saved in checkpoints and run records.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::image_io::{MAX_PIXELS, MAX_SIDE, Size, SizeRule};
+use crate::objective::ObjectiveSpec;
+
+/// The default number of iterations (of the first scale).
+pub const DEFAULT_ITERATIONS: usize = 200;
+/// The default print/save interval.
+pub const DEFAULT_PRINT_EVERY: usize = 20;
+/// The default working size (long side).
+pub const DEFAULT_MAX_SIZE: u32 = 400;
+/// The default noise share of the start image.
+pub const DEFAULT_NOISE_RATIO: f32 = 0.6;
+/// The default learning rate of Adam, in pixel units (0–255).
+pub const DEFAULT_LEARNING_RATE: f32 = 2.0;
+/// The smallest long side of `--scales auto`.
+pub const DEFAULT_MIN_SCALE: u32 = 256;
+
+/// Declares a setting with a fixed set of lower-case names: serde, [`FromStr`] and [`fmt::Display`]
+/// use the same names, and `NAMES` lists them (for command-line parsers).
+macro_rules! choice {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every accepted name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!("`{s}` is not one of {}", Self::NAMES.join(", "))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self { $($name::$variant => $text,)+ })
+            }
+        }
+    };
+}
+
+choice! {
+    /// The optimizer.
+    OptimizerKind {
+        /// Adam (Kingma & Ba 2015), the default.
+        Adam => "adam",
+        /// L-BFGS with a line search (as Gatys et al.).
+        Lbfgs => "lbfgs",
+    }
+}
+
+choice! {
+    /// The start image.
+    InitKind {
+        /// `noise_ratio·U(−20, 20) + (1 − noise_ratio)·content` (the default).
+        Noise => "noise",
+        /// The content image.
+        Content => "content",
+        /// `U(−20, 20)` only.
+        Random => "random",
+        /// The (first) style image, resized to the working size.
+        Style => "style",
+    }
+}
+
+choice! {
+    /// Pooling in the network.
+    PoolingKind {
+        /// Average pooling (the default, and Gatys et al.).
+        Avg => "avg",
+        /// Max pooling (as trained).
+        Max => "max",
+        /// Whatever the model file says.
+        File => "file",
+    }
+}
+
+choice! {
+    /// The compute device.
+    DeviceKind {
+        /// The CPU.
+        Cpu => "cpu",
+        /// An NVIDIA GPU through cuBLAS (needs the `cuda` feature).
+        Cuda => "cuda",
+        /// The GPU if compiled in and usable, else the CPU.
+        Auto => "auto",
+    }
+}
+
+/// The scales of a coarse-to-fine run: the long sides of the stages before the final one, which is
+/// always the working size.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scales {
+    /// One stage at the working size (the default).
+    #[default]
+    Single,
+    /// Stages whose long sides step by ×√2 down from the working size's, as long as they are at least
+    /// `min` pixels (`auto` = `auto:256`).
+    Auto {
+        /// The smallest long side.
+        min: u32,
+    },
+    /// These long sides, strictly increasing, then the working size (a last entry equal to the working
+    /// size's long side is that final stage).
+    List(Vec<u32>),
+}
+
+impl FromStr for Scales {
+    type Err = String;
+    /// `single`, `auto`, `auto:MIN` or a comma-separated list of long sides (`256,512`).
+    fn from_str(s: &str) -> Result<Scales, String> {
+        let s = s.trim();
+        let number = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{v}` is not a whole number of pixels"))
+        };
+        match s {
+            "single" | "1" => Ok(Scales::Single),
+            "auto" => Ok(Scales::Auto {
+                min: DEFAULT_MIN_SCALE,
+            }),
+            _ => match s.strip_prefix("auto:") {
+                Some(min) => Ok(Scales::Auto { min: number(min)? }),
+                None => s
+                    .split(',')
+                    .map(number)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Scales::List),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Scales {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scales::Single => f.write_str("single"),
+            Scales::Auto { min } => write!(f, "auto:{min}"),
+            Scales::List(v) => {
+                let v: Vec<String> = v.iter().map(u32::to_string).collect();
+                f.write_str(&v.join(","))
+            }
+        }
+    }
+}
+
+/// Every setting of a run. [`RunSpec::new`] gives the defaults; fields are public so that a front end
+/// fills them from its own flags or forms, then [`RunSpec::validate`] checks them (the engine validates
+/// again before it starts).
+///
+/// Setting names in error messages are the `nst stylize` flags that set them (`--alpha` for
+/// `objective.alpha`), since that is where most people meet them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Content image.
+    pub content: PathBuf,
+    /// Style images.
+    pub styles: Vec<PathBuf>,
+    /// Their blend weights (normalized to sum 1).
+    pub style_blend: Vec<f32>,
+    /// The VGG `.mat` file.
+    pub weights: PathBuf,
+    /// Iterations of the first (or only) stage.
+    pub iterations: usize,
+    /// Print/save interval (0: never), in iterations counted over all stages.
+    pub print_every: usize,
+    /// Optimizer.
+    pub optimizer: OptimizerKind,
+    /// Adam's learning rate.
+    pub learning_rate: f32,
+    /// Layers and weights of the cost.
+    pub objective: ObjectiveSpec,
+    /// Noise share of the start image.
+    pub noise_ratio: f32,
+    /// Start image kind.
+    pub init: InitKind,
+    /// Start image file (overrides `init`).
+    pub init_image: Option<PathBuf>,
+    /// Seed of the start noise.
+    pub seed: u64,
+    /// Longest side of the working size.
+    pub max_size: u32,
+    /// Exact working size (overrides `max_size`).
+    pub size: Option<Size>,
+    /// Allow a working size larger than the content image.
+    pub upscale: bool,
+    /// Pooling override.
+    pub pooling: PoolingKind,
+    /// Luminance-only transfer (YIQ), as Gatys et al. 2016b.
+    pub preserve_colors: bool,
+    /// Device asked for.
+    pub device: DeviceKind,
+    /// Output folder: intermediate images, checkpoint, and by default the result.
+    pub out_dir: PathBuf,
+    /// Final image.
+    pub output: PathBuf,
+    /// Metrics file (JSON lines), written by the front end.
+    pub metrics: Option<PathBuf>,
+    /// Animation (GIF), written by the front end.
+    pub animate: Option<PathBuf>,
+    /// Cost plot, written by the front end.
+    pub plot: Option<PathBuf>,
+    /// Checkpoint interval (0: only when cancelled).
+    pub checkpoint_every: usize,
+    /// Coarse-to-fine stages.
+    #[serde(default)]
+    pub scales: Scales,
+    /// Iterations of every stage after the first ([`RunSpec::later_iterations`] when `None`).
+    #[serde(default)]
+    pub scale_iterations: Option<usize>,
+    /// Each style image's long side as a multiple of the working size's (one value for all, or one per
+    /// style image; empty = 1 for each, the style as large as the content).
+    #[serde(default)]
+    pub style_scale: Vec<f32>,
+    /// Decay of an exponential moving average of the iterates (bias-corrected, restarted at each
+    /// stage), used for the intermediate images and the result; `None`: the iterate itself.
+    #[serde(default)]
+    pub average: Option<f32>,
+}
+
+impl RunSpec {
+    /// The defaults for `content` and `styles` (equal blend), with the weights at `weights`.
+    pub fn new(
+        content: impl Into<PathBuf>,
+        styles: Vec<PathBuf>,
+        weights: impl Into<PathBuf>,
+    ) -> RunSpec {
+        let out_dir = PathBuf::from("output");
+        RunSpec {
+            content: content.into(),
+            style_blend: vec![1.0; styles.len()],
+            styles,
+            weights: weights.into(),
+            iterations: DEFAULT_ITERATIONS,
+            print_every: DEFAULT_PRINT_EVERY,
+            optimizer: OptimizerKind::Adam,
+            learning_rate: DEFAULT_LEARNING_RATE,
+            objective: ObjectiveSpec::course(),
+            noise_ratio: DEFAULT_NOISE_RATIO,
+            init: InitKind::Noise,
+            init_image: None,
+            seed: 0,
+            max_size: DEFAULT_MAX_SIZE,
+            size: None,
+            upscale: false,
+            pooling: PoolingKind::Avg,
+            preserve_colors: false,
+            device: DeviceKind::Cpu,
+            output: out_dir.join("result.png"),
+            out_dir,
+            metrics: None,
+            animate: None,
+            plot: None,
+            checkpoint_every: 0,
+            scales: Scales::Single,
+            scale_iterations: None,
+            style_scale: Vec::new(),
+            average: None,
+        }
+    }
+
+    /// The working-size rule.
+    pub fn size_rule(&self) -> SizeRule {
+        match self.size {
+            Some(size) => SizeRule::Exact {
+                size,
+                upscale: self.upscale,
+            },
+            None => SizeRule::MaxSide {
+                max: self.max_size,
+                upscale: self.upscale,
+            },
+        }
+    }
+
+    /// Iterations of each stage after the first: `scale_iterations`, else a quarter of `iterations`
+    /// (at least 1). A later stage starts from the upsampled result of the one before, so it has only
+    /// detail to add (see `docs/scales.md` in the repository for how this default was chosen).
+    pub fn later_iterations(&self) -> usize {
+        self.scale_iterations
+            .unwrap_or((self.iterations / 4).max(1))
+    }
+
+    /// The style scale of style image `i`.
+    pub fn style_scale_of(&self, i: usize) -> f32 {
+        match self.style_scale.as_slice() {
+            [] => 1.0,
+            [one] => *one,
+            many => many.get(i).copied().unwrap_or(1.0),
+        }
+    }
+
+    /// Checks every setting the run relies on (a spec may come from a hand-edited file).
+    ///
+    /// # Errors
+    /// A message naming the first setting out of range, by its `nst stylize` flag.
+    pub fn validate(&self) -> Result<(), String> {
+        self.validate_styles()?;
+        self.validate_objective()?;
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "--learning-rate must be a finite number > 0, not {}",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.noise_ratio) {
+            return Err(format!(
+                "--noise-ratio must be between 0 and 1, not {}",
+                self.noise_ratio
+            ));
+        }
+        if self.max_size == 0 || self.max_size > MAX_SIDE {
+            return Err(format!(
+                "--max-size must be between 1 and {MAX_SIDE}, not {}",
+                self.max_size
+            ));
+        }
+        if let Some(size) = self.size {
+            check_working_size(size)?;
+        }
+        if self.iterations == 0 || self.scale_iterations == Some(0) {
+            return Err("--iterations and --scale-iterations must be at least 1 (--init content writes the content image as the start)".into());
+        }
+        self.validate_scales()?;
+        if let Some(d) = self.average
+            && !(d.is_finite() && (0.0..1.0).contains(&d))
+        {
+            return Err(format!(
+                "--average must be a decay in [0, 1), e.g. 0.9, not {d}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_styles(&self) -> Result<(), String> {
+        if self.styles.is_empty() {
+            return Err("--style is required (give it once per style image)".into());
+        }
+        if self.style_blend.len() != self.styles.len() {
+            return Err(format!(
+                "--style-blend has {} weights but {} --style images were given",
+                self.style_blend.len(),
+                self.styles.len()
+            ));
+        }
+        if self
+            .style_blend
+            .iter()
+            .any(|w| !(w.is_finite() && *w >= 0.0))
+            || self.style_blend.iter().sum::<f32>() <= 0.0
+        {
+            return Err("--style-blend weights must be finite, ≥ 0 and not all 0".into());
+        }
+        if self.style_scale.len() > 1 && self.style_scale.len() != self.styles.len() {
+            return Err(format!(
+                "--style-scale has {} values for {} --style images: give one for all or one per image",
+                self.style_scale.len(),
+                self.styles.len()
+            ));
+        }
+        if let Some(f) = self
+            .style_scale
+            .iter()
+            .find(|f| !(f.is_finite() && **f > 0.0 && **f <= 16.0))
+        {
+            return Err(format!(
+                "--style-scale must be a number in (0, 16], not {f}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_objective(&self) -> Result<(), String> {
+        let o = &self.objective;
+        for (flag, layers) in [
+            ("--content-layers", &o.content_layers),
+            ("--style-layers", &o.style_layers),
+        ] {
+            if layers.is_empty() {
+                return Err(format!("{flag}: no layer given"));
+            }
+            if let Some(l) = layers
+                .iter()
+                .find(|l| !(l.weight.is_finite() && l.weight >= 0.0))
+            {
+                return Err(format!("{flag}: layer {} has weight {}", l.name, l.weight));
+            }
+        }
+        for (flag, v) in [
+            ("--alpha", o.alpha),
+            ("--beta", o.beta),
+            ("--tv-weight", o.tv_weight),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{flag} must be a finite number ≥ 0, not {v}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_scales(&self) -> Result<(), String> {
+        match &self.scales {
+            Scales::Single => Ok(()),
+            _ if self.size.is_some() => Err(
+                "--scales works with --max-size (the stages keep the content's aspect); --size fixes one exact size: drop one of them".into(),
+            ),
+            Scales::Auto { min } if *min < 16 || *min > MAX_SIDE => Err(format!(
+                "--scales auto:{min}: the smallest scale must be between 16 and {MAX_SIDE} pixels"
+            )),
+            Scales::Auto { .. } => Ok(()),
+            Scales::List(v) => crate::stages::check_list(v),
+        }
+    }
+}
+
+/// A working size within the limits of decoded images (so that no size computation can overflow).
+///
+/// # Errors
+/// A message naming `--size`.
+pub fn check_working_size(size: Size) -> Result<(), String> {
+    if size.width > MAX_SIDE
+        || size.height > MAX_SIDE
+        || u64::from(size.width) * u64::from(size.height) > MAX_PIXELS
+    {
+        return Err(format!(
+            "--size {size} is larger than {MAX_SIDE} pixels on a side or {} MP",
+            MAX_PIXELS / (1024 * 1024)
+        ));
+    }
+    Ok(())
+}
+
+/// The folder a bare image name is looked up in when it is not found where it is named.
+pub const IMAGES_DIR: &str = "images";
+
+/// `path` if it exists; else, for a bare file name, `images/<name>` if that exists (as the original
+/// program did); else `path` unchanged (the error then names it).
+pub fn find_image(path: &Path) -> PathBuf {
+    if path.exists() {
+        return path.to_owned();
+    }
+    let bare = path.components().count() == 1;
+    let candidate = Path::new(IMAGES_DIR).join(path);
+    if bare && candidate.exists() {
+        candidate
+    } else {
+        path.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests;
