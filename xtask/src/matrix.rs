@@ -312,6 +312,23 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
         "--out-dir",
     ]);
     smoke.args([out_dir.display().to_string()]);
+    let example_out =
+        std::env::temp_dir().join(format!("nst-xtask-example-{}", std::process::id()));
+    let mut example = Cmd::cargo([
+        "run",
+        "-p",
+        "nst-engine",
+        "--example",
+        "stylize",
+        "--",
+        "--random-model",
+        "images/louvre_pyramid.jpg",
+        "images/hokusai_great_wave.jpg",
+    ]);
+    example.args([
+        example_out.join("out.png").display().to_string(),
+        "3".into(),
+    ]);
 
     vec![
         Leg {
@@ -356,6 +373,13 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
                 require_prefix: Some(FD_PREFIX),
             },
             skip: None,
+        },
+        Leg {
+            name: "engine example",
+            // The library used alone, as its docs show: a run on a random model, no weights file.
+            cmd: example,
+            kind: LegKind::Status,
+            skip: quick_skip("engine example"),
         },
         Leg {
             name: "doctests",
@@ -698,6 +722,7 @@ mod tests {
                 "clippy",
                 "tests (unit, integ.)",
                 "gradient checks (fd_)",
+                "engine example",
                 "doctests",
                 "doc",
                 "bench build",
@@ -748,6 +773,7 @@ mod tests {
         assert_eq!(
             skipped(&plan),
             [
+                "engine example",
                 "doctests",
                 "doc",
                 "bench build",

@@ -5,8 +5,8 @@
 //! ```
 //!
 //! `MODEL.mat` is a MatConvNet VGG model (`imagenet-vgg-verydeep-19.mat`). With `--random-model` in
-//! its place, a small VGG-19-shaped model with random weights is written next to `OUT.png` first (the
-//! pictures then mean nothing; CI runs the example this way).
+//! its place, VGG-19's first layers with random weights are written next to `OUT.png` first and the
+//! run is 96 px (the pictures then mean nothing; `cargo xtask test` runs the example this way).
 #![allow(
     clippy::print_stdout,
     reason = "an example program prints what it does"
@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The random model stops at relu2_1, so the costs use the layers it has.
         spec.objective.content_layers = parse_layers("--content-layers", "relu2_1")?;
         spec.objective.style_layers = parse_layers("--style-layers", "relu1_1,relu2_1")?;
+        spec.max_size = 96;
     } else {
         spec = RunSpec::new(content, vec![style.into()], model);
     }

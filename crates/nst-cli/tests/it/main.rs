@@ -4,6 +4,7 @@
 mod errors;
 mod inspect;
 mod run;
+mod scales;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
