@@ -296,7 +296,7 @@ impl RunSpec {
 
     /// Iterations of each stage after the first: `scale_iterations`, else a quarter of `iterations`
     /// (at least 1). A later stage starts from the upsampled result of the one before, so it has only
-    /// detail to add (see `docs/scales.md` in the repository for how this default was chosen).
+    /// detail to add.
     pub fn later_iterations(&self) -> usize {
         self.scale_iterations
             .unwrap_or((self.iterations / 4).max(1))
