@@ -191,7 +191,7 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
         .size
         .parse()
         .map_err(|e: String| anyhow!("--size: {e}"))?;
-    nst_engine::spec::check_working_size(size).map_err(|e| anyhow!(e))?;
+    nst_engine::spec::check_working_size(size).map_err(|e| anyhow!("--size {e}"))?;
     if args.iterations == 0 {
         bail!("--iterations must be at least 1 (the median of no iterations is no figure)");
     }

@@ -59,7 +59,7 @@ pub fn from_args(a: &StylizeArgs) -> Result<RunSpec, String> {
         .transpose()
         .map_err(|e| format!("--size: {e}"))?;
     if let Some(size) = s.size {
-        check_working_size(size)?;
+        check_working_size(size).map_err(|e| format!("--size {e}"))?;
     }
     s.max_size = a.max_size.unwrap_or(DEFAULT_MAX_SIZE);
     check_iterations(a.iterations)?;
@@ -106,11 +106,18 @@ fn objective(a: &StylizeArgs) -> Result<ObjectiveSpec, String> {
 }
 
 /// A checkpoint's settings with the flags a resumed run may change applied (iterations, print
-/// interval, outputs, checkpoints, device, weights path).
+/// interval, outputs, checkpoints, device, weights path). Without `--out-dir`, the run continues in
+/// the folder of the checkpoint that was named (`checkpoint_dir`), not in the folder it was written
+/// in, and an output that was inside that folder moves with it: a copied checkpoint never writes
+/// into the run it was copied from.
 ///
 /// # Errors
 /// A message naming the first flag that would change the optimization itself.
-pub fn resumed(mut spec: RunSpec, a: &StylizeArgs) -> Result<RunSpec, String> {
+pub fn resumed(
+    mut spec: RunSpec,
+    a: &StylizeArgs,
+    checkpoint_dir: &Path,
+) -> Result<RunSpec, String> {
     let fixed: [(&str, bool); 23] = [
         ("--content", a.content.is_some()),
         ("--style", !a.style.is_empty()),
@@ -153,6 +160,16 @@ pub fn resumed(mut spec: RunSpec, a: &StylizeArgs) -> Result<RunSpec, String> {
         if a.output.is_none() {
             spec.output = d.join("result.png");
         }
+    } else {
+        let here = if checkpoint_dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            checkpoint_dir
+        };
+        if let Ok(inside) = spec.output.strip_prefix(&spec.out_dir) {
+            spec.output = here.join(inside);
+        }
+        spec.out_dir = here.to_owned();
     }
     if let Some(o) = &a.output {
         spec.output = o.clone();

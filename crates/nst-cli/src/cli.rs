@@ -60,7 +60,7 @@ pub struct StylizeArgs {
     #[arg(long, short = 's', alias = "style_image_filename", value_name = "PATH")]
     pub style: Vec<PathBuf>,
     /// Weights of the style images, comma separated, normalized to sum 1 (default: equal).
-    #[arg(long, value_delimiter = ',', value_name = "W,W,...")]
+    #[arg(long, value_delimiter = ',', value_name = "W,W,...", value_parser = f32_flag)]
     pub style_blend: Vec<f32>,
     /// Final image; the format comes from the extension (png, jpg/jpeg, gif) [default: OUT_DIR/result.png].
     #[arg(long, short = 'o', value_name = "PATH")]
@@ -78,19 +78,19 @@ pub struct StylizeArgs {
     #[arg(long, value_parser = choice::<OptimizerKind>(OptimizerKind::NAMES))]
     pub optimizer: Option<OptimizerKind>,
     /// Adam's learning rate, in pixel units (0–255) [default: 2.0].
-    #[arg(long, alias = "learning_rate", value_name = "LR")]
+    #[arg(long, alias = "learning_rate", value_name = "LR", value_parser = f32_flag)]
     pub learning_rate: Option<f32>,
     /// Weight α of the content cost [default: 10].
-    #[arg(long, alias = "content-weight", value_name = "ALPHA")]
+    #[arg(long, alias = "content-weight", value_name = "ALPHA", value_parser = f32_flag)]
     pub alpha: Option<f32>,
     /// Weight β of the style cost [default: 40].
-    #[arg(long, alias = "style-weight", value_name = "BETA")]
+    #[arg(long, alias = "style-weight", value_name = "BETA", value_parser = f32_flag)]
     pub beta: Option<f32>,
     /// Weight of the total-variation cost (squared differences) [default: 0].
-    #[arg(long, value_name = "W")]
+    #[arg(long, value_name = "W", value_parser = f32_flag)]
     pub tv_weight: Option<f32>,
     /// Share of noise in the start image for `--init noise` [default: 0.6].
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", value_parser = f32_flag)]
     pub noise_ratio: Option<f32>,
     /// Start image: noise (`--noise-ratio` of noise on the content), content, random, style [default: noise].
     #[arg(long, value_parser = choice::<InitKind>(InitKind::NAMES))]
@@ -155,11 +155,11 @@ pub struct StylizeArgs {
     pub scale_iterations: Option<usize>,
     /// The style image's long side as a multiple of the working size's, one value or one per --style
     /// [default: 1].
-    #[arg(long, value_delimiter = ',', value_name = "F,F,...")]
+    #[arg(long, value_delimiter = ',', value_name = "F,F,...", value_parser = f32_flag)]
     pub style_scale: Vec<f32>,
     /// Show and write an exponential moving average of the iterates with this decay (e.g. 0.9),
     /// bias-corrected and restarted at each stage [default: off].
-    #[arg(long, value_name = "DECAY")]
+    #[arg(long, value_name = "DECAY", value_parser = f32_flag)]
     pub average: Option<f32>,
     /// Run even if the working size looks too large for the available memory.
     #[arg(long)]
@@ -242,4 +242,21 @@ pub enum VariantKind {
 
 fn parse_scales(s: &str) -> Result<Scales, String> {
     s.parse()
+}
+
+/// A number for an `f32` setting, refusing one that a 32-bit float cannot hold instead of letting it
+/// become 0 or infinity (`--learning-rate 1e-50` would otherwise be refused as "not > 0, 0").
+fn f32_flag(s: &str) -> Result<f32, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    let single = v as f32;
+    if v.is_finite() && v != 0.0 && (single == 0.0 || single.is_subnormal() || !single.is_finite())
+    {
+        return Err(format!(
+            "`{s}` cannot be held in a 32-bit float (magnitudes from about 1.2e-38 to 3.4e38)"
+        ));
+    }
+    Ok(single)
 }

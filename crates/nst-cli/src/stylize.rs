@@ -72,7 +72,8 @@ fn spec_of(args: &StylizeArgs) -> Result<(RunSpec, Option<(Checkpoint, std::path
     match &args.resume {
         Some(p) => {
             let (c, path) = Checkpoint::load(p)?;
-            let spec = args::resumed(c.settings.clone(), args)
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let spec = args::resumed(c.settings.clone(), args, dir)
                 .map_err(|e| anyhow!("--resume {}: {e}", path.display()))?;
             Ok((spec, Some((c, path))))
         }
@@ -236,15 +237,9 @@ impl FrontEnd {
 
     fn started(&mut self, s: &nst_engine::Started) -> Result<()> {
         let est = &s.estimate;
-        let speed = match s.seconds_per_iteration {
-            Some(secs) => format!(
-                ", about {secs:.2} s per iteration ({:.0} GFLOP)",
-                est.flops / 1e9
-            ),
-            None => format!(", {:.0} GFLOP per iteration on the GPU", est.flops / 1e9),
-        };
+        let flops = format!(", {:.0} GFLOP per iteration", est.flops / 1e9);
         self.line(&format!(
-            "working size {} (content {}), estimated peak memory {}{}{speed}",
+            "working size {} (content {}), estimated peak memory {}{}{flops}",
             s.size,
             s.content_size,
             human_bytes(est.peak_bytes),

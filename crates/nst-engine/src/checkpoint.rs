@@ -7,7 +7,10 @@
 //! far; with `--average`, the moving average of the iterates in the same exact form. Version 1 files
 //! (before stages) are read as stage 0 without an average.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use md5::{Digest as _, Md5};
 
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
@@ -60,6 +63,10 @@ pub struct Checkpoint {
     /// The moving average of the iterates (`--average`), when there is one.
     #[serde(default)]
     pub average: Option<AverageState>,
+    /// MD5 of each other field's JSON, written by [`Checkpoint::save`] and checked by
+    /// [`Checkpoint::load`] (format 2): an edited or damaged field is an error that names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksums: Option<BTreeMap<String, String>>,
 }
 
 /// The state of the moving average of the iterates: `f32::to_bits` of the (uncorrected) average, and
@@ -109,8 +116,11 @@ impl Checkpoint {
     /// # Errors
     /// [`CheckpointError::Write`].
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
-        let json = serde_json::to_vec(self)
+        let mut value = serde_json::to_value(self)
             .expect("a checkpoint serializes (no maps with non-string keys)");
+        let sums = field_checksums(&value);
+        value["checksums"] = serde_json::to_value(sums).expect("a map of strings serializes");
+        let json = serde_json::to_vec(&value).expect("a JSON value serializes");
         write_atomically(path, |f| {
             use std::io::Write as _;
             f.write_all(&json).map_err(|e| e.to_string())
@@ -136,7 +146,10 @@ impl Checkpoint {
             path: file.clone(),
             reason,
         };
-        let c: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let c: Checkpoint =
+            serde_json::from_value(value.clone()).map_err(|e| invalid(e.to_string()))?;
         if !(1..=FORMAT_VERSION).contains(&c.format) {
             return Err(invalid(format!(
                 "format {} (this program reads {FORMAT_VERSION})",
@@ -151,7 +164,95 @@ impl Checkpoint {
                 c.shape
             )));
         }
+        if c.format >= 2 {
+            check_sums(&value, c.checksums.as_ref()).map_err(invalid)?;
+        }
+        c.check_consistency().map_err(invalid)?;
         Ok((c, file))
+    }
+
+    /// The checks a checksum cannot make: finite values, and the optimizer state in agreement with the
+    /// settings and the iteration (so that no edited setting is silently ignored).
+    fn check_consistency(&self) -> Result<(), String> {
+        if let Some(i) = self
+            .image_bits
+            .iter()
+            .position(|b| !f32::from_bits(*b).is_finite())
+        {
+            return Err(format!("`image_bits`: value {i} is not a finite number"));
+        }
+        match (&self.optimizer, self.settings.optimizer) {
+            (OptimizerState::Adam(s), crate::OptimizerKind::Adam) => {
+                if s.config().learning_rate != self.settings.learning_rate {
+                    return Err(format!(
+                        "`settings.learning_rate` is {} but the Adam state was made with {}",
+                        self.settings.learning_rate,
+                        s.config().learning_rate
+                    ));
+                }
+                if s.step() != self.iteration as u64 {
+                    return Err(format!(
+                        "`iteration` is {} but the Adam state has taken {} steps",
+                        self.iteration,
+                        s.step()
+                    ));
+                }
+            }
+            (OptimizerState::Lbfgs(_), crate::OptimizerKind::Lbfgs) => {}
+            (_, kind) => {
+                return Err(format!(
+                    "`settings.optimizer` is {kind} but the optimizer state is of the other kind"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// MD5 of the JSON of every top-level field but `checksums`, in hex.
+fn field_checksums(value: &serde_json::Value) -> BTreeMap<String, String> {
+    let Some(fields) = value.as_object() else {
+        return BTreeMap::new();
+    };
+    fields
+        .iter()
+        .filter(|(k, _)| k.as_str() != "checksums")
+        .map(|(k, v)| {
+            let bytes = serde_json::to_vec(v).expect("a JSON value serializes");
+            let digest = Md5::digest(&bytes);
+            let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
+            (k.clone(), hex)
+        })
+        .collect()
+}
+
+/// Compares the stored checksums with the fields: every field must have its sum, and match it.
+fn check_sums(
+    value: &serde_json::Value,
+    stored: Option<&BTreeMap<String, String>>,
+) -> Result<(), String> {
+    let Some(stored) = stored else {
+        return Err("it has no `checksums` (a format 2 checkpoint always has them)".into());
+    };
+    let now = field_checksums(value);
+    let bad: Vec<&str> = now
+        .iter()
+        .filter(|(k, v)| stored.get(*k) != Some(v))
+        .map(|(k, _)| k.as_str())
+        .chain(
+            stored
+                .keys()
+                .filter(|k| !now.contains_key(*k))
+                .map(String::as_str),
+        )
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the field(s) `{}` do not match their checksums: the file was edited or damaged (start a new run, or resume an intact checkpoint)",
+            bad.join("`, `")
+        ))
     }
 }
 

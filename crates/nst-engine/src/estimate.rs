@@ -5,13 +5,9 @@
 //! per ReLU output, an index per max-pool output), the per-thread im2col tiles of `tensor-ops` (at most
 //! 4 MiB each, or one whole layer when that is smaller), the optimizer's vectors (Adam: `x`, the
 //! gradient, two moments, and our copies; L-BFGS: 10 pairs of vectors), and a fixed 40 MB for the
-//! program itself. It errs on the high side. Time: the convolutions' FLOPs, forward and input-gradient
-//! (about twice the forward), over a GEMM rate measured on the spot.
+//! program itself. It errs on the high side. FLOPs: the convolutions', forward and input-gradient (about
+//! twice the forward). Time is not estimated before a run: the run measures its first iterations.
 
-use std::time::Instant;
-
-use ndarray::Array2;
-use tensor_ops::Gemm;
 use vgg_weights::{LayerKind, VggModel};
 
 use crate::spec::OptimizerKind;
@@ -95,23 +91,6 @@ pub fn estimate(
         peak_bytes: peak,
         flops: 2.0 * flops,
     }
-}
-
-/// GEMM throughput of `gemm` in FLOP/s, measured on a VGG-like product (256 × 1152 by 1152 × 512;
-/// about 0.3 GFLOP, a few tens of milliseconds).
-pub fn measure_gemm_rate(gemm: &dyn Gemm) -> f64 {
-    let (m, k, n) = (256, 1152, 512);
-    let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 17) as f32 * 0.01);
-    let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 11) % 13) as f32 * 0.01);
-    let mut c = Array2::<f32>::zeros((m, n));
-    gemm.gemm(1.0, a.view(), b.view(), 0.0, c.view_mut()); // warm-up
-    let t = Instant::now();
-    let reps = 2;
-    for _ in 0..reps {
-        gemm.gemm(1.0, a.view(), b.view(), 0.0, c.view_mut());
-    }
-    let secs = t.elapsed().as_secs_f64().max(1e-9);
-    2.0 * (m * n * k) as f64 * reps as f64 / secs
 }
 
 /// Memory the run may use: `NST_MEMORY_LIMIT_MB` if set (a cap for shared machines), else what the

@@ -86,8 +86,6 @@ pub struct Started {
     pub estimate: Estimate,
     /// Memory the run may use, when known.
     pub available: Option<u64>,
-    /// Estimated seconds per iteration at the working size (CPU only).
-    pub seconds_per_iteration: Option<f64>,
     /// The device the run uses (`cpu`, or the GPU's description).
     pub device: String,
     /// Seconds spent preparing (decoding, weights, targets).

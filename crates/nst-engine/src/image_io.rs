@@ -155,10 +155,57 @@ impl Picture {
 /// # Errors
 /// See [`ImageError`]; every variant names the file.
 pub fn load(path: &Path) -> Result<Picture> {
-    let meta = fs::metadata(path).map_err(|source| ImageError::Read {
+    let format = sniff(path)?;
+    // The JPEG decoder quietly fills a cut-off file with gray; a cut-off download must not pass as an image.
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(&fs::read(path).map_err(read_err(path))?) {
+        return Err(ImageError::Truncated {
+            path: path.to_owned(),
+        });
+    }
+    let (decoder, _) = open_decoder(path, format)?;
+    let decode_err = |source| ImageError::Decode {
+        path: path.to_owned(),
+        source,
+    };
+    let mut decoder = decoder;
+    let orientation = decoder.orientation().map_err(decode_err)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+    img.apply_orientation(orientation);
+    Ok(Picture {
+        pixels: flatten_on_white(&img),
+    })
+}
+
+/// The size of an image as [`load`] would return it (EXIF orientation applied), read from its header
+/// alone: the working size can be checked before hundreds of megabytes are decoded.
+///
+/// # Errors
+/// As [`load`], except that a truncated JPEG is found only by [`load`].
+pub fn dimensions(path: &Path) -> Result<(u32, u32)> {
+    let format = sniff(path)?;
+    let (mut decoder, (width, height)) = open_decoder(path, format)?;
+    let orientation = decoder.orientation().map_err(|source| ImageError::Decode {
         path: path.to_owned(),
         source,
     })?;
+    use image::metadata::Orientation as O;
+    Ok(match orientation {
+        O::Rotate90 | O::Rotate270 | O::Rotate90FlipH | O::Rotate270FlipH => (height, width),
+        _ => (width, height),
+    })
+}
+
+fn read_err(path: &Path) -> impl Fn(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Read {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The format of `path` from its first bytes, after the checks that need no decoder (exists, is a
+/// file, is not empty).
+fn sniff(path: &Path) -> Result<ImageFormat> {
+    let meta = fs::metadata(path).map_err(read_err(path))?;
     if meta.is_dir() {
         return Err(ImageError::Read {
             path: path.to_owned(),
@@ -170,21 +217,13 @@ pub fn load(path: &Path) -> Result<Picture> {
             path: path.to_owned(),
         });
     }
-    let decode_err = |source| ImageError::Decode {
-        path: path.to_owned(),
-        source,
-    };
-    let read_err = |source| ImageError::Read {
-        path: path.to_owned(),
-        source,
-    };
     let mut head = [0_u8; 32];
     let n = {
         use std::io::Read as _;
-        let mut f = File::open(path).map_err(read_err)?;
+        let mut f = File::open(path).map_err(read_err(path))?;
         let mut n = 0;
         while n < head.len() {
-            match f.read(&mut head[n..]).map_err(read_err)? {
+            match f.read(&mut head[n..]).map_err(read_err(path))? {
                 0 => break,
                 k => n += k,
             }
@@ -192,23 +231,22 @@ pub fn load(path: &Path) -> Result<Picture> {
         n
     };
     // Sniff the format from the bytes: a file's name says nothing about what it holds.
-    let format = match image::guess_format(&head[..n]) {
-        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif)) => f,
-        _ => {
-            return Err(ImageError::NotAnImage {
-                path: path.to_owned(),
-            });
-        }
-    };
-    // The JPEG decoder quietly fills a cut-off file with gray; a cut-off download must not pass as an image.
-    if format == ImageFormat::Jpeg && !jpeg_is_complete(&fs::read(path).map_err(read_err)?) {
-        return Err(ImageError::Truncated {
+    match image::guess_format(&head[..n]) {
+        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif)) => Ok(f),
+        _ => Err(ImageError::NotAnImage {
             path: path.to_owned(),
-        });
+        }),
     }
-    let mut reader = ImageReader::open(path).map_err(read_err)?;
+}
+
+/// A decoder for `path` whose stored size passed the limits, and that size.
+fn open_decoder(path: &Path, format: ImageFormat) -> Result<(impl ImageDecoder, (u32, u32))> {
+    let mut reader = ImageReader::open(path).map_err(read_err(path))?;
     reader.set_format(format);
-    let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    let decoder = reader.into_decoder().map_err(|source| ImageError::Decode {
+        path: path.to_owned(),
+        source,
+    })?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
         return Err(ImageError::ZeroSize {
@@ -224,12 +262,7 @@ pub fn load(path: &Path) -> Result<Picture> {
             height,
         });
     }
-    let orientation = decoder.orientation().map_err(decode_err)?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
-    img.apply_orientation(orientation);
-    Ok(Picture {
-        pixels: flatten_on_white(&img),
-    })
+    Ok((decoder, (width, height)))
 }
 
 /// Whether the JPEG `bytes` reach their end-of-image marker (`FF D9`): walks the marker segments by

@@ -66,6 +66,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod estimate;
 pub mod events;
+pub mod guard;
 pub mod image_io;
 pub mod network;
 pub mod objective;
@@ -107,6 +108,17 @@ pub enum Error {
         /// Why.
         #[source]
         source: image_io::ImageError,
+    },
+    /// Another run holds the output folder.
+    #[error(
+        "the output folder {} is in use by another nst run (process {pid}); wait for it to finish, or choose another --out-dir",
+        dir.display()
+    )]
+    Busy {
+        /// The folder.
+        dir: PathBuf,
+        /// The process that holds it.
+        pid: u32,
     },
     /// The output folder cannot be used.
     #[error("the output folder {} (--out-dir)", path.display())]
@@ -190,7 +202,7 @@ pub enum Error {
     Step(String),
     /// The cost or its gradient became non-finite; the last good image was written.
     #[error(
-        "the cost became non-finite at iteration {at} ({what}); the last good image (iteration {good}) is in {}; lower --learning-rate (now {learning_rate}) or the style/content weights",
+        "the image or its cost became non-finite at iteration {at} ({what}); the last good image (iteration {good}) is in {}; lower --learning-rate (now {learning_rate}) or the weights ({weights}: Adam squares the weighted gradient in 32-bit floats, which overflow past about 1.8e19)",
         output.display()
     )]
     Diverged {
@@ -204,6 +216,8 @@ pub enum Error {
         output: PathBuf,
         /// The learning rate used.
         learning_rate: f32,
+        /// The cost weights, as flags.
+        weights: String,
     },
     /// The front end's preparation hook ([`RunOptions::before_weights`]) failed.
     #[error(transparent)]

@@ -62,10 +62,11 @@ pub struct Run<'a> {
     stages: Vec<Stage>,
     estimate: Estimate,
     available: Option<u64>,
-    seconds_per_iteration: Option<f64>,
     resume: Option<(Checkpoint, PathBuf)>,
     resume_path: Option<PathBuf>,
     started: Instant,
+    /// The output folder, held until the run is dropped.
+    _lock: crate::guard::FolderLock,
 }
 
 impl std::fmt::Debug for Run<'_> {
@@ -93,6 +94,8 @@ impl<'a> Run<'a> {
         let started = Instant::now();
         spec.validate().map_err(Error::Spec)?;
         inputs::check_outputs(&spec)?;
+        crate::guard::check_outputs_are_not_inputs(&spec)?;
+        let lock = crate::guard::FolderLock::acquire(&spec.out_dir)?;
         let backend = inputs::choose_backend(&spec, sink)?;
         let mut inputs = inputs::Inputs::decode(&spec)?;
         if let Some(hook) = options.before_weights.as_mut() {
@@ -100,14 +103,25 @@ impl<'a> Run<'a> {
         }
         let (model, network) = inputs.load_model(&spec, sink)?;
         let stages = crate::stages::plan(&spec, inputs.size).map_err(Error::Spec)?;
+        inputs::check_sizes_fit(&network, &spec, &inputs, &stages)?;
+        if let Some((c, path)) = &resume {
+            let total = stages.last().expect("a plan has a stage").end;
+            if c.iteration >= total {
+                return Err(Error::Resume {
+                    path: path.clone(),
+                    reason: format!(
+                        "the checkpoint is already at iteration {}, not below --iterations {total}: nothing to do (pass a larger --iterations to continue)",
+                        c.iteration
+                    ),
+                });
+            }
+        }
         let last = stages.last().expect("a plan has a stage").size;
         let taps: Vec<&str> = spec.objective.layer_names().collect();
         let (h, w) = (last.height as usize, last.width as usize);
         let estimate = crate::estimate::estimate(&model, h, w, spec.optimizer, &taps);
         let available = crate::estimate::available_memory();
         inputs::check_memory(&model, &spec, last, estimate, available, options.force)?;
-        let seconds_per_iteration = matches!(backend, Backend::Cpu)
-            .then(|| estimate.flops / crate::estimate::measure_gemm_rate(backend.gemm()));
         Ok(Run {
             spec,
             options,
@@ -117,10 +131,10 @@ impl<'a> Run<'a> {
             stages,
             estimate,
             available,
-            seconds_per_iteration,
             resume_path: resume.as_ref().map(|(_, p)| p.clone()),
             resume,
             started,
+            _lock: lock,
         })
     }
 

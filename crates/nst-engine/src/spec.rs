@@ -337,7 +337,7 @@ impl RunSpec {
             ));
         }
         if let Some(size) = self.size {
-            check_working_size(size)?;
+            check_working_size(size).map_err(|e| format!("--size {e}"))?;
         }
         if self.iterations == 0 || self.scale_iterations == Some(0) {
             return Err("--iterations and --scale-iterations must be at least 1 (--init content writes the content image as the start)".into());
@@ -437,14 +437,14 @@ impl RunSpec {
 /// A working size within the limits of decoded images (so that no size computation can overflow).
 ///
 /// # Errors
-/// A message naming `--size`.
+/// A message saying the size and the limits (the caller names the flag).
 pub fn check_working_size(size: Size) -> Result<(), String> {
     if size.width > MAX_SIDE
         || size.height > MAX_SIDE
         || u64::from(size.width) * u64::from(size.height) > MAX_PIXELS
     {
         return Err(format!(
-            "--size {size} is larger than {MAX_SIDE} pixels on a side or {} MP",
+            "{size} is larger than {MAX_SIDE} pixels on a side or {} MP",
             MAX_PIXELS / (1024 * 1024)
         ));
     }

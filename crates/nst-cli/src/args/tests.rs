@@ -1,6 +1,6 @@
 //! From flags to the run specification: the defaults, flag checks, and what a resumed run may change.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::*;
 
@@ -139,6 +139,7 @@ fn resume_takes_only_harmless_flags() {
             checkpoint_every: Some(7),
             ..StylizeArgs::default()
         },
+        Path::new("output"),
     )
     .unwrap();
     assert_eq!(r.iterations, 500);
@@ -151,6 +152,7 @@ fn resume_takes_only_harmless_flags() {
             pooling: Some(PoolingKind::Max),
             ..StylizeArgs::default()
         },
+        Path::new("output"),
     )
     .unwrap_err();
     assert!(err.contains("--pooling"), "{err}");
@@ -182,8 +184,26 @@ fn resumed_settings_out_of_range_are_errors() {
     for (needle, edit) in edits {
         let mut s = good.clone();
         edit(&mut s);
-        let err = resumed(s, &StylizeArgs::default()).unwrap_err();
+        let err = resumed(s, &StylizeArgs::default(), Path::new("output")).unwrap_err();
         assert!(err.contains(needle), "{needle}: {err}");
     }
-    assert!(resumed(good, &StylizeArgs::default()).is_ok());
+    assert!(resumed(good, &StylizeArgs::default(), Path::new("output")).is_ok());
+}
+
+/// A copied checkpoint folder resumes where it is, not where it was written.
+#[test]
+fn resume_without_out_dir_continues_next_to_the_checkpoint() {
+    let s = from_args(&args()).unwrap();
+    assert_eq!(s.out_dir, PathBuf::from("output"));
+    let r = resumed(s.clone(), &StylizeArgs::default(), Path::new("copy/of/run")).unwrap();
+    assert_eq!(r.out_dir, PathBuf::from("copy/of/run"));
+    assert_eq!(r.output, PathBuf::from("copy/of/run/result.png"));
+    let mut elsewhere = s;
+    elsewhere.output = PathBuf::from("pictures/final.png");
+    let r = resumed(elsewhere, &StylizeArgs::default(), Path::new("copy")).unwrap();
+    assert_eq!(
+        r.output,
+        PathBuf::from("pictures/final.png"),
+        "an output outside the folder stays"
+    );
 }

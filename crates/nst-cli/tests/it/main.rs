@@ -2,6 +2,7 @@
 //! the tests write with `vgg_weights::write::write_simplenn`.
 
 mod errors;
+mod hostile;
 mod inspect;
 mod run;
 mod scales;

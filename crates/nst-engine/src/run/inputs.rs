@@ -76,7 +76,7 @@ pub(super) struct Inputs {
     /// The content at the working size.
     pub(super) content: Picture,
     /// The style images at their largest needed size.
-    styles: Vec<Picture>,
+    pub(super) styles: Vec<Picture>,
     /// The start picture (`init_image`, or the first style for `init = style`), as decoded.
     pub(super) init: Option<Picture>,
     /// The model's mean pixel.
@@ -89,14 +89,27 @@ impl Inputs {
         let image = |flag, path: &Path| {
             image_io::load(path).map_err(|source| Error::Image { flag, source })
         };
-        let content = image("--content", &spec.content)?;
+        // The sizes come from the headers, so that a size past the limits is refused before any
+        // decoding or resizing.
+        let (cw, ch) = image_io::dimensions(&spec.content).map_err(|source| Error::Image {
+            flag: "--content",
+            source,
+        })?;
         let content_size = Size {
-            width: content.width(),
-            height: content.height(),
+            width: cw,
+            height: ch,
         };
         let (size, size_note) =
-            image_io::working_size(content.width(), content.height(), spec.size_rule())
-                .map_err(Error::Spec)?;
+            image_io::working_size(cw, ch, spec.size_rule()).map_err(Error::Spec)?;
+        crate::spec::check_working_size(size).map_err(|e| {
+            Error::Spec(format!(
+                "the working size of --content {} ({cw}x{ch}) with --max-size {}{}: {e}; choose a smaller --max-size",
+                spec.content.display(),
+                spec.max_size,
+                if spec.upscale { " --upscale" } else { "" }
+            ))
+        })?;
+        let content = image("--content", &spec.content)?;
         // Only working-size copies are kept: a phone photo is hundreds of MB as f32 at full size.
         let content = content.resized(size.width, size.height);
         let long = size.width.max(size.height);
@@ -105,9 +118,19 @@ impl Inputs {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let s = image("--style", p)?;
-                let ss = style_size(&s, long, spec.style_scale_of(i));
-                Ok(s.resized(ss.width, ss.height))
+                let (w, h) = image_io::dimensions(p).map_err(|source| Error::Image {
+                    flag: "--style",
+                    source,
+                })?;
+                let ss = style_size((w, h), long, spec.style_scale_of(i));
+                crate::spec::check_working_size(ss).map_err(|e| {
+                    Error::Spec(format!(
+                        "--style {} would be resized to {ss} (--style-scale {}): {e}",
+                        p.display(),
+                        spec.style_scale_of(i),
+                    ))
+                })?;
+                Ok(image("--style", p)?.resized(ss.width, ss.height))
             })
             .collect::<Result<Vec<_>>>()?;
         let init = match (&spec.init_image, spec.init) {
@@ -137,9 +160,26 @@ impl Inputs {
     ) -> Result<(VggModel, Network)> {
         let last = crate::network::last_vgg_layer(spec.objective.layer_names());
         let model = vgg_weights::load(&spec.weights, &LoadOptions { last_layer: last }).map_err(
-            |source| Error::Weights {
-                path: spec.weights.clone(),
-                source,
+            |source| match source {
+                // The layer was named by a flag, not by the file: blame the flag.
+                vgg_weights::Error::UnknownLayer {
+                    name, available, ..
+                } => {
+                    let flag = if spec.objective.style_layers.iter().any(|l| l.name == name) {
+                        "--style-layers"
+                    } else {
+                        "--content-layers"
+                    };
+                    Error::Spec(format!(
+                        "{flag}: the model {} has no layer `{name}`; its layers are: {}",
+                        spec.weights.display(),
+                        available.join(", ")
+                    ))
+                }
+                source => Error::Weights {
+                    path: spec.weights.clone(),
+                    source,
+                },
             },
         )?;
         match model.mean_rgb {
@@ -176,7 +216,10 @@ impl Inputs {
             .styles
             .iter()
             .enumerate()
-            .map(|(i, s)| self.tensor(spec, s, style_size(s, long, spec.style_scale_of(i))))
+            .map(|(i, s)| {
+                let ss = style_size((s.width(), s.height()), long, spec.style_scale_of(i));
+                self.tensor(spec, s, ss)
+            })
             .collect();
         (content, styles)
     }
@@ -194,9 +237,9 @@ impl Inputs {
 }
 
 /// The size of a style image for a stage of long side `long`: its long side `scale·long`, aspect kept.
-fn style_size(style: &Picture, long: u32, scale: f32) -> Size {
+fn style_size((width, height): (u32, u32), long: u32, scale: f32) -> Size {
     let side = ((f64::from(long) * f64::from(scale)).round() as u32).max(1);
-    image_io::scale_long_side(style.width(), style.height(), side)
+    image_io::scale_long_side(width, height, side)
 }
 
 /// Refuses a run whose estimate exceeds the available memory, with the largest size that would fit,
@@ -229,7 +272,9 @@ pub(super) fn check_memory(
             human_bytes(avail)
         )));
     }
-    if force {
+    // Forced past the estimate: no probe, since the estimate is what the user overrides. Within it, ask
+    // the allocator once, so that a size it refuses outright is an error now rather than an abort later.
+    if force && available.is_none_or(|a| est.peak_bytes <= a) {
         estimate::reserve_check(est.peak_bytes).map_err(|e| {
             Error::TooLarge(format!(
                 "--force: working size {size} needs about {}, and the system refuses to reserve that much ({e}); choose a smaller --size or --max-size",
@@ -238,4 +283,96 @@ pub(super) fn check_memory(
         })?;
     }
     Ok(())
+}
+
+/// Checks every image of every stage (the content at the stage's size, each style at its size) against
+/// the smallest input the network takes up to its deepest tapped layer, before any target is computed.
+///
+/// # Errors
+/// [`Error::Spec`] naming the image, its flag, the size it would have, and what would work.
+pub(super) fn check_sizes_fit(
+    network: &Network,
+    spec: &RunSpec,
+    inputs: &Inputs,
+    stages: &[crate::Stage],
+) -> Result<()> {
+    let Some(last) = spec
+        .objective
+        .layer_names()
+        .filter_map(|n| network.index_of(n))
+        .max()
+    else {
+        return Ok(()); // an unknown layer is the objective's error, with the list of layers
+    };
+    let fits = |s: Size| {
+        network
+            .shapes(
+                tensor_ops::Shape {
+                    channels: 3,
+                    height: s.height as usize,
+                    width: s.width as usize,
+                },
+                last,
+            )
+            .is_ok()
+    };
+    let min = smallest_square(&fits);
+    let layer = network.layers()[last].name().to_owned();
+    for (k, stage) in stages.iter().enumerate() {
+        let where_ = if stages.len() > 1 {
+            format!(" in stage {} of --scales", k + 1)
+        } else {
+            String::new()
+        };
+        if !fits(stage.size) {
+            return Err(Error::Spec(format!(
+                "--content {}: the working size {}{where_} is too small for the network, which needs at least {min}x{min} pixels up to `{layer}`; use a larger --max-size (with --upscale for a small image){}",
+                spec.content.display(),
+                stage.size,
+                if stages.len() > 1 {
+                    ", or a larger smallest --scales"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let long = stage.size.width.max(stage.size.height);
+        for (i, (p, s)) in spec.styles.iter().zip(&inputs.styles).enumerate() {
+            let ss = style_size((s.width(), s.height()), long, spec.style_scale_of(i));
+            if !fits(ss) {
+                return Err(Error::Spec(format!(
+                    "--style {}: at the working size {}{where_} it is resized to {ss} (its long side {} × the working size's), too small for the network, which needs at least {min}x{min} pixels up to `{layer}`; use a less elongated style image, a larger --style-scale, or a larger --max-size",
+                    p.display(),
+                    stage.size,
+                    spec.style_scale_of(i)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The smallest square side that `fits` (by doubling, then bisection); 0 when none up to 65536 does.
+fn smallest_square(fits: &dyn Fn(Size) -> bool) -> u32 {
+    let square = |n| Size {
+        width: n,
+        height: n,
+    };
+    let mut hi = 1;
+    while !fits(square(hi)) {
+        if hi >= 65_536 {
+            return 0;
+        }
+        hi *= 2;
+    }
+    let mut lo = hi / 2; // does not fit (or 0)
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(square(mid)) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
 }

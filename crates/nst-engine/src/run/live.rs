@@ -263,16 +263,6 @@ impl Live {
     }
 
     pub(super) fn started(&self, run: &Run<'_>, sink: &mut dyn EventSink) -> Result<()> {
-        let total = run.total();
-        if self.book.iteration >= total {
-            emit(
-                sink,
-                Event::Note(format!(
-                    "the checkpoint is at iteration {}, already ≥ --iterations {total}: nothing to do",
-                    self.book.iteration
-                )),
-            )?;
-        }
         emit(
             sink,
             Event::Started(Box::new(Started {
@@ -281,7 +271,6 @@ impl Live {
                 stages: run.stages.clone(),
                 estimate: run.estimate,
                 available: run.available,
-                seconds_per_iteration: run.seconds_per_iteration,
                 device: self.obj.device_name().to_owned(),
                 startup_seconds: self.book.startup,
                 first_iteration: self.book.iteration,
@@ -377,47 +366,112 @@ impl Live {
             .last_breakdown()
             .cloned()
             .expect("a step evaluates the objective");
-        let log_at = |i: usize| {
-            i == run.total() || (run.spec.print_every > 0 && i.is_multiple_of(run.spec.print_every))
-        };
         if self.opt.is_lbfgs() {
-            self.book.iteration += 1;
-            self.last_good.copy_from_slice(&self.x);
-            self.good_it = Some(self.book.iteration);
-            let shape = self.shape();
-            let b = if b.total == report.value {
-                b
-            } else {
-                evaluate(&mut self.obj, &self.x, shape)?
-            };
-            self.push_average(true)?;
-            if log_at(self.book.iteration) {
-                let x = self.x.clone();
-                self.log(run, self.book.iteration, &b, &x, sink)?;
-            }
-            emit_step(sink, self.book.iteration, run.total(), b)?;
+            self.after_lbfgs_step(run, b, report.value, sink)?;
         } else {
-            // Adam evaluated f at the image it started from (iteration `it`).
-            if self.opt.is_device() {
-                if log_at(it) {
-                    self.obj
-                        .device_image(ResidentImage::LastGood, &mut self.last_good)?;
-                }
-            } else {
-                std::mem::swap(&mut self.last_good, &mut self.prev);
+            self.after_adam_step(run, it, b, sink)?;
+        }
+        if self.book.step_times.len() == 3 {
+            self.time_note(run, sink)?;
+        }
+        // A non-finite pixel hides behind the ReLUs (max(NaN, 0) = 0), so the costs stay finite:
+        // check the iterate itself. Device Adam's iterate stays on the device, where the step refuses
+        // non-finite gradients instead.
+        if !self.opt.is_device() {
+            let bad = self.x.iter().filter(|v| !v.is_finite()).count();
+            if bad > 0 {
+                return Ok(Some(StageEnd::Diverged {
+                    at: self.book.iteration,
+                    what: format!("{bad} pixel values of the image are not finite"),
+                }));
             }
-            self.good_it = Some(it);
-            if log_at(it) {
-                let good = std::mem::take(&mut self.last_good);
-                let logged = self.log(run, it, &b, &good, sink);
-                self.last_good = good;
-                logged?;
-            }
-            self.book.iteration += 1;
-            self.push_average(false)?;
-            emit_step(sink, self.book.iteration, run.total(), b)?;
         }
         Ok(report.converged.is_some().then_some(StageEnd::Converged))
+    }
+
+    /// After three steps: the measured time per iteration, and the time the rest of the run needs,
+    /// taking each later stage's iterations as costing in proportion to its pixels.
+    fn time_note(&self, run: &Run<'_>, sink: &mut dyn EventSink) -> Result<()> {
+        let per = median(&self.book.step_times);
+        let pixels = |s: Size| f64::from(s.width) * f64::from(s.height);
+        let here = pixels(self.size);
+        let it = self.book.iteration + 1;
+        let rest: f64 = run.stages[self.index..]
+            .iter()
+            .map(|st| {
+                let n = st.end.saturating_sub(st.start.max(it)) as f64;
+                n * per * pixels(st.size) / here
+            })
+            .sum();
+        emit(
+            sink,
+            Event::Note(format!(
+                "measured {per:.3} s per iteration at {}; about {} to go",
+                self.size,
+                human_duration(rest)
+            )),
+        )
+    }
+
+    fn log_at(run: &Run<'_>, i: usize) -> bool {
+        i == run.total() || (run.spec.print_every > 0 && i.is_multiple_of(run.spec.print_every))
+    }
+
+    /// L-BFGS reports the cost at the new point: log it (re-evaluated when the report is not the last
+    /// evaluation) and keep the point as the last good image.
+    fn after_lbfgs_step(
+        &mut self,
+        run: &Run<'_>,
+        b: Breakdown,
+        value: f64,
+        sink: &mut dyn EventSink,
+    ) -> Result<()> {
+        self.book.iteration += 1;
+        if self.x.iter().all(|v| v.is_finite()) {
+            self.last_good.copy_from_slice(&self.x);
+            self.good_it = Some(self.book.iteration);
+        }
+        let shape = self.shape();
+        let b = if b.total == value {
+            b
+        } else {
+            evaluate(&mut self.obj, &self.x, shape)?
+        };
+        self.push_average(true)?;
+        if Self::log_at(run, self.book.iteration) {
+            let x = self.x.clone();
+            self.log(run, self.book.iteration, &b, &x, sink)?;
+        }
+        emit_step(sink, self.book.iteration, run.total(), b)
+    }
+
+    /// Adam evaluated the cost at the image it started from (iteration `it`): that image is the last
+    /// good one, and the one logged.
+    fn after_adam_step(
+        &mut self,
+        run: &Run<'_>,
+        it: usize,
+        b: Breakdown,
+        sink: &mut dyn EventSink,
+    ) -> Result<()> {
+        if self.opt.is_device() {
+            if Self::log_at(run, it) {
+                self.obj
+                    .device_image(ResidentImage::LastGood, &mut self.last_good)?;
+            }
+        } else {
+            std::mem::swap(&mut self.last_good, &mut self.prev);
+        }
+        self.good_it = Some(it);
+        if Self::log_at(run, it) {
+            let good = std::mem::take(&mut self.last_good);
+            let logged = self.log(run, it, &b, &good, sink);
+            self.last_good = good;
+            logged?;
+        }
+        self.book.iteration += 1;
+        self.push_average(false)?;
+        emit_step(sink, self.book.iteration, run.total(), b)
     }
 
     /// Adds the new iterate to the average (bringing it from the device first, for device Adam).
@@ -482,6 +536,7 @@ impl Live {
                 bits: a.acc.iter().map(|v| v.to_bits()).collect(),
                 count: a.count,
             }),
+            checksums: None,
         };
         let path = run.spec.out_dir.join(checkpoint::FILE_NAME);
         c.save(&path)?;
@@ -537,9 +592,33 @@ impl Live {
         let checkpoint = if ended == Ended::Cancelled || run.spec.checkpoint_every > 0 {
             Some(self.save_checkpoint(run, sink)?)
         } else {
+            self.remove_stale_checkpoint(run, sink)?;
             None
         };
         self.summary(run, ended, it, checkpoint, sink)
+    }
+
+    /// A run that completes without a final checkpoint leaves none behind: one in its folder is from
+    /// an earlier interruption (of this run, now resumed and done, or of a run whose result this one
+    /// replaced) and would resume a picture that is no longer there.
+    fn remove_stale_checkpoint(&self, run: &Run<'_>, sink: &mut dyn EventSink) -> Result<()> {
+        let path = run.spec.out_dir.join(checkpoint::FILE_NAME);
+        if path.is_file() {
+            std::fs::remove_file(&path).map_err(|e| {
+                Error::Spec(format!(
+                    "cannot remove the out-of-date checkpoint {}: {e}",
+                    path.display()
+                ))
+            })?;
+            emit(
+                sink,
+                Event::Note(format!(
+                    "removed the out-of-date checkpoint {}",
+                    path.display()
+                )),
+            )?;
+        }
+        Ok(())
     }
 
     /// A divergence: the last good image is written with the record, then the error is returned.
@@ -557,12 +636,29 @@ impl Live {
         };
         save_rgb8(&self.render_plain(run, good), &run.spec.output)?;
         self.summary(run, Ended::Diverged, good_it, None, sink)?;
+        if self.good_it.is_none() && at == run.stages[0].start && self.index == 0 {
+            let o = &run.spec.objective;
+            return Err(Error::Spec(format!(
+                "the cost of the start image is not finite ({what}): the weights (--alpha {}, --beta {}, --tv-weight {}) make the costs or their gradients overflow 32-bit floats; lower them (the start image is in {})",
+                o.alpha,
+                o.beta,
+                o.tv_weight,
+                run.spec.output.display()
+            )));
+        }
         Err(Error::Diverged {
             at,
             what: what.to_owned(),
             good: good_it,
             output: run.spec.output.clone(),
             learning_rate: run.spec.learning_rate,
+            weights: {
+                let o = &run.spec.objective;
+                format!(
+                    "--alpha {} --beta {} --tv-weight {}",
+                    o.alpha, o.beta, o.tv_weight
+                )
+            },
         })
     }
 
@@ -612,6 +708,17 @@ impl Live {
         };
         emit(sink, Event::Finished(Box::new(summary.clone())))?;
         Ok(summary)
+    }
+}
+
+/// `42 s`, `3.5 min`, `2.1 h`.
+fn human_duration(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 5400.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
     }
 }
 

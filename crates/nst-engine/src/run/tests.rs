@@ -336,6 +336,7 @@ fn events_come_in_order_with_their_content() {
         "step 2",
         "logged 2 stage 0 saved",
         "step 3",
+        "note",
         "step 4",
         "stage 1 32x24",
         "logged 4 stage 1 saved",
