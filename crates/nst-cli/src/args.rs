@@ -118,36 +118,7 @@ pub fn resumed(
     a: &StylizeArgs,
     checkpoint_dir: &Path,
 ) -> Result<RunSpec, String> {
-    let fixed: [(&str, bool); 23] = [
-        ("--content", a.content.is_some()),
-        ("--style", !a.style.is_empty()),
-        ("--style-blend", !a.style_blend.is_empty()),
-        ("--optimizer", a.optimizer.is_some()),
-        ("--learning-rate", a.learning_rate.is_some()),
-        ("--alpha", a.alpha.is_some()),
-        ("--beta", a.beta.is_some()),
-        ("--tv-weight", a.tv_weight.is_some()),
-        ("--noise-ratio", a.noise_ratio.is_some()),
-        ("--init", a.init.is_some()),
-        ("--init-image", a.init_image.is_some()),
-        ("--seed", a.seed.is_some()),
-        ("--max-size", a.max_size.is_some()),
-        ("--size", a.size.is_some()),
-        ("--upscale", a.upscale),
-        ("--pooling", a.pooling.is_some()),
-        ("--content-layers", a.content_layers.is_some()),
-        ("--style-layers", a.style_layers.is_some()),
-        ("--preserve-colors", a.preserve_colors),
-        ("--scales", a.scales.is_some()),
-        ("--scale-iterations", a.scale_iterations.is_some()),
-        ("--style-scale", !a.style_scale.is_empty()),
-        ("--average", a.average.is_some()),
-    ];
-    if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
-        return Err(format!(
-            "{flag} cannot be changed when resuming: the checkpoint's settings are used (start a new run to change it)"
-        ));
-    }
+    refuse_fixed_flags(a)?;
     check_iterations(a.iterations)?;
     if let Some(n) = a.iterations {
         spec.iterations = n;
@@ -194,6 +165,41 @@ pub fn resumed(
     }
     spec.validate()?;
     Ok(spec)
+}
+
+/// A resumed run takes the checkpoint's settings: a flag that would change the optimization is an error.
+fn refuse_fixed_flags(a: &StylizeArgs) -> Result<(), String> {
+    let fixed: [(&str, bool); 23] = [
+        ("--content", a.content.is_some()),
+        ("--style", !a.style.is_empty()),
+        ("--style-blend", !a.style_blend.is_empty()),
+        ("--optimizer", a.optimizer.is_some()),
+        ("--learning-rate", a.learning_rate.is_some()),
+        ("--alpha", a.alpha.is_some()),
+        ("--beta", a.beta.is_some()),
+        ("--tv-weight", a.tv_weight.is_some()),
+        ("--noise-ratio", a.noise_ratio.is_some()),
+        ("--init", a.init.is_some()),
+        ("--init-image", a.init_image.is_some()),
+        ("--seed", a.seed.is_some()),
+        ("--max-size", a.max_size.is_some()),
+        ("--size", a.size.is_some()),
+        ("--upscale", a.upscale),
+        ("--pooling", a.pooling.is_some()),
+        ("--content-layers", a.content_layers.is_some()),
+        ("--style-layers", a.style_layers.is_some()),
+        ("--preserve-colors", a.preserve_colors),
+        ("--scales", a.scales.is_some()),
+        ("--scale-iterations", a.scale_iterations.is_some()),
+        ("--style-scale", !a.style_scale.is_empty()),
+        ("--average", a.average.is_some()),
+    ];
+    if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
+        return Err(format!(
+            "{flag} cannot be changed when resuming: the checkpoint's settings are used (start a new run to change it)"
+        ));
+    }
+    Ok(())
 }
 
 /// `--iterations 0` would only write the start image under the result's name: refuse it.

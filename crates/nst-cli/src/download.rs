@@ -336,32 +336,10 @@ fn download(source: &WeightsSource, dest: &Path, progress: &mut dyn Progress) ->
     progress.start(resumed_from, total.or(source.size));
     if status != 416 {
         let mut reader = response.into_body().into_reader();
-        let mut buf = vec![0_u8; 1 << 16];
-        let mut done = resumed_from;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    progress.finish();
-                    return Err(net_err(format!(
-                        "the connection broke after {done} bytes ({e}); run again to resume"
-                    )));
-                }
-            };
-            file.write_all(&buf[..n]).map_err(io_err(&part))?;
-            done += n as u64;
-            progress.advance(done);
-        }
-        if let Some(total) = total
-            && done < total
-        {
-            progress.finish();
-            return Err(net_err(format!(
-                "the connection closed after {done} of {total} bytes; run again to resume"
-            )));
-        }
+        copy_body(&mut reader, &mut file, resumed_from, total, progress).map_err(|e| match e {
+            Copied::Read(reason) => net_err(reason),
+            Copied::Write(e) => io_err(&part)(e),
+        })?;
     }
     file.sync_all().map_err(io_err(&part))?;
     drop(file);
@@ -386,6 +364,51 @@ fn download(source: &WeightsSource, dest: &Path, progress: &mut dyn Progress) ->
         verified,
         resumed_from,
     })
+}
+
+/// Why copying a response body stopped.
+enum Copied {
+    /// The connection broke or closed early (a message for the user).
+    Read(String),
+    /// The file could not be written.
+    Write(io::Error),
+}
+
+/// Appends the body from `reader` to `file`, reporting progress from `done` bytes on; fails when the
+/// connection breaks or ends before `total`.
+fn copy_body(
+    reader: &mut dyn Read,
+    file: &mut File,
+    mut done: u64,
+    total: Option<u64>,
+    progress: &mut dyn Progress,
+) -> std::result::Result<(), Copied> {
+    let mut buf = vec![0_u8; 1 << 16];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                progress.finish();
+                return Err(Copied::Read(format!(
+                    "the connection broke after {done} bytes ({e}); run again to resume"
+                )));
+            }
+        };
+        file.write_all(&buf[..n]).map_err(Copied::Write)?;
+        done += n as u64;
+        progress.advance(done);
+    }
+    if let Some(total) = total
+        && done < total
+    {
+        progress.finish();
+        return Err(Copied::Read(format!(
+            "the connection closed after {done} of {total} bytes; run again to resume"
+        )));
+    }
+    Ok(())
 }
 
 /// MD5 and SHA-256 of a file, streamed.

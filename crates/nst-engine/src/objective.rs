@@ -203,42 +203,8 @@ impl StyleObjective {
         content: ArrayView3<'_, f32>,
         styles: &[StyleImage<'_>],
     ) -> Result<StyleObjective> {
-        if styles.is_empty() && !spec.style_layers.is_empty() {
-            return Err(Error::InvalidSetting("no style image given".into()));
-        }
-        for (what, v) in [
-            ("--alpha", spec.alpha),
-            ("--beta", spec.beta),
-            ("--tv-weight", spec.tv_weight),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::InvalidSetting(format!(
-                    "{what} must be a finite number ≥ 0 (got {v})"
-                )));
-            }
-        }
-        let index = |flag, name: &str| {
-            network.index_of(name).ok_or_else(|| Error::UnknownLayer {
-                flag,
-                name: name.to_owned(),
-                available: network
-                    .layers()
-                    .iter()
-                    .map(|l| l.name().to_owned())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-        };
-        let content_idx = spec
-            .content_layers
-            .iter()
-            .map(|l| index("--content-layers", &l.name))
-            .collect::<Result<Vec<_>>>()?;
-        let style_idx = spec
-            .style_layers
-            .iter()
-            .map(|l| index("--style-layers", &l.name))
-            .collect::<Result<Vec<_>>>()?;
+        check_inputs(spec, styles)?;
+        let (content_idx, style_idx) = layer_indices(&network, spec)?;
         let mut taps: Vec<usize> = content_idx.iter().chain(&style_idx).copied().collect();
         taps.sort_unstable();
         taps.dedup();
@@ -267,43 +233,19 @@ impl StyleObjective {
                 target,
             })
             .collect();
-
-        let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
-        let blend_ok =
-            total_blend.is_finite() && total_blend > 0.0 && styles.iter().all(|s| s.weight >= 0.0);
-        if !spec.style_layers.is_empty() && !blend_ok {
-            return Err(Error::InvalidSetting(
-                "--style-blend weights must be ≥ 0 with a positive sum".into(),
-            ));
-        }
-        let mut grams: Vec<Vec<(Array2<f32>, f32)>> = vec![Vec::new(); style_idx.len()];
-        for s in styles {
-            if style_idx.is_empty() {
-                break;
-            }
-            let feats = target_features(&mut network, &backend, s.image, &style_idx)?;
-            for (j, f) in feats.iter().enumerate() {
-                let target_positions = shapes[style_idx[j] + 1].plane();
-                let g = nst_costs::gram(f.view(), backend.gemm());
-                let g = nst_costs::rescale_gram(
-                    g.view(),
-                    f.shape()[1] * f.shape()[2],
-                    target_positions,
-                )?;
-                grams[j].push((g, s.weight / total_blend));
-            }
-        }
-        let mut style_terms = Vec::with_capacity(style_idx.len());
-        for ((l, &i), gs) in spec.style_layers.iter().zip(&style_idx).zip(grams) {
-            let views: Vec<_> = gs.iter().map(|(g, w)| (g.view(), *w)).collect();
-            let target_gram = nst_costs::blend_grams(&views)?;
-            style_terms.push(StyleTerm {
+        let grams = style_targets(&mut network, &backend, styles, &style_idx, &shapes)?;
+        let style_terms: Vec<StyleTerm> = spec
+            .style_layers
+            .iter()
+            .zip(&style_idx)
+            .zip(grams)
+            .map(|((l, &i), target_gram)| StyleTerm {
                 slot: slot(i),
                 name: l.name.clone(),
                 weight: l.weight,
                 target_gram,
-            });
-        }
+            })
+            .collect();
         let mut terms_at = vec![0; taps.len()];
         for slot in content_terms
             .iter()
@@ -538,22 +480,56 @@ impl StyleObjective {
             )));
         }
         self.evaluations += 1;
-        if let Some(engine) = &mut self.device {
-            let x = image.as_standard_layout();
-            let x = x.as_slice().expect("standard layout");
-            let values = match grad.as_slice_mut() {
-                Some(g) => engine.evaluate(x, g)?,
-                None => {
-                    let mut g = Array3::zeros(grad.raw_dim());
-                    let values = engine.evaluate(x, g.as_slice_mut().expect("a fresh array"))?;
-                    grad.assign(&g);
-                    values
-                }
-            };
-            return Ok(self.record(values));
+        if self.device.is_some() {
+            return self.evaluate_on_device(image, grad);
         }
         self.network
             .forward_into(image, &self.taps, &mut self.feats)?;
+        self.zero_tap_gradients();
+        let content = self.content_costs()?;
+        let (style, style_layers) = self.style_costs()?;
+        let views: Vec<_> = self.grads.iter().map(|g| g.view()).collect();
+        let grad_image = self.network.backward(&views)?;
+        grad.assign(&grad_image);
+        let tv = self.tv_cost(image, grad)?;
+        let total = f64::from(self.alpha) * content
+            + f64::from(self.beta) * style
+            + f64::from(self.tv_weight) * tv;
+        let b = Breakdown {
+            total,
+            content,
+            style,
+            tv,
+            style_layers,
+        };
+        self.last = Some(b.clone());
+        Ok(b)
+    }
+
+    /// [`StyleObjective::evaluate`] on the device: the image goes up, the gradient and the terms come down.
+    fn evaluate_on_device(
+        &mut self,
+        image: ArrayView3<'_, f32>,
+        mut grad: ArrayViewMut3<'_, f32>,
+    ) -> Result<Breakdown> {
+        let engine = self.engine()?;
+        let x = image.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        let values = match grad.as_slice_mut() {
+            Some(g) => engine.evaluate(x, g)?,
+            None => {
+                let mut g = Array3::zeros(grad.raw_dim());
+                let values = engine.evaluate(x, g.as_slice_mut().expect("a fresh array"))?;
+                grad.assign(&g);
+                values
+            }
+        };
+        Ok(self.record(values))
+    }
+
+    /// Zeroes the gradient at each tap (and the scratch of taps with several terms), sized to the
+    /// features of the last forward pass.
+    fn zero_tap_gradients(&mut self) {
         self.grads
             .resize_with(self.feats.len(), || Array3::zeros((0, 0, 0)));
         self.term_grads
@@ -569,27 +545,30 @@ impl StyleObjective {
                 self.term_grads[slot] = Array3::zeros(f.raw_dim());
             }
         }
-        // A term adds its unit-weight gradient into a zeroed buffer, which is then weighted: in place
-        // when the tap has only this term, else through the tap's scratch. Either way the arithmetic is
-        // that of the allocating `content_loss` / `style_layer_loss` (`0 + w·g`).
+    }
+
+    /// The content cost (layer-weighted), its α-weighted gradients added at the taps.
+    ///
+    /// A term adds its unit-weight gradient into a zeroed buffer, which is then weighted: in place when
+    /// the tap has only this term, else through the tap's scratch. Either way the arithmetic is that
+    /// of the allocating `content_loss` / `style_layer_loss` (`0 + w·g`).
+    fn content_costs(&mut self) -> Result<f64> {
         let mut content = 0.0_f64;
         for term in &self.content {
-            let (value, weight) = {
-                let buf = unit_grad_buffer(
-                    &mut self.grads,
-                    &mut self.term_grads,
-                    &self.terms_at,
-                    term.slot,
-                );
-                let value = nst_costs::content_loss_accumulate(
-                    self.feats[term.slot].view(),
-                    term.target.view(),
-                    ContentNorm::Seed,
-                    buf.view_mut(),
-                )?;
-                (value, self.alpha * term.weight)
-            };
+            let buf = unit_grad_buffer(
+                &mut self.grads,
+                &mut self.term_grads,
+                &self.terms_at,
+                term.slot,
+            );
+            let value = nst_costs::content_loss_accumulate(
+                self.feats[term.slot].view(),
+                term.target.view(),
+                ContentNorm::Seed,
+                buf.view_mut(),
+            )?;
             content += f64::from(term.weight) * value;
+            let weight = self.alpha * term.weight;
             add_weighted(
                 &mut self.grads,
                 &self.term_grads,
@@ -598,25 +577,29 @@ impl StyleObjective {
                 weight,
             );
         }
+        Ok(content)
+    }
+
+    /// The style cost (layer-weighted) and each layer's own, their β-weighted gradients added at the
+    /// taps (as [`StyleObjective::content_costs`]).
+    fn style_costs(&mut self) -> Result<(f64, Vec<(String, f64)>)> {
         let mut style = 0.0_f64;
         let mut style_layers = Vec::with_capacity(self.style.len());
         for term in &self.style {
-            let value = {
-                let buf = unit_grad_buffer(
-                    &mut self.grads,
-                    &mut self.term_grads,
-                    &self.terms_at,
-                    term.slot,
-                );
-                nst_costs::style_layer_loss_accumulate(
-                    self.feats[term.slot].view(),
-                    term.target_gram.view(),
-                    StyleNorm::Seed,
-                    self.backend.gemm(),
-                    &mut self.style_scratch,
-                    buf.view_mut(),
-                )?
-            };
+            let buf = unit_grad_buffer(
+                &mut self.grads,
+                &mut self.term_grads,
+                &self.terms_at,
+                term.slot,
+            );
+            let value = nst_costs::style_layer_loss_accumulate(
+                self.feats[term.slot].view(),
+                term.target_gram.view(),
+                StyleNorm::Seed,
+                self.backend.gemm(),
+                &mut self.style_scratch,
+                buf.view_mut(),
+            )?;
             style += f64::from(term.weight) * value;
             style_layers.push((term.name.clone(), value));
             add_weighted(
@@ -627,36 +610,114 @@ impl StyleObjective {
                 self.beta * term.weight,
             );
         }
-        let views: Vec<_> = self.grads.iter().map(|g| g.view()).collect();
-        let grad_image = self.network.backward(&views)?;
-        grad.assign(&grad_image);
-        let mut tv = 0.0;
-        if self.tv_weight > 0.0 {
-            if self.tv_grad.dim() == image.dim() {
-                self.tv_grad.fill(0.0);
-            } else {
-                self.tv_grad = Array3::zeros(image.raw_dim());
-            }
-            tv = nst_costs::total_variation_accumulate(
-                image,
-                TvKind::Squared,
-                self.tv_grad.view_mut(),
-            )?;
-            grad.scaled_add(self.tv_weight, &self.tv_grad);
-        }
-        let total = f64::from(self.alpha) * content
-            + f64::from(self.beta) * style
-            + f64::from(self.tv_weight) * tv;
-        let b = Breakdown {
-            total,
-            content,
-            style,
-            tv,
-            style_layers,
-        };
-        self.last = Some(b.clone());
-        Ok(b)
+        Ok((style, style_layers))
     }
+
+    /// The TV cost of `image`, its weighted gradient added to `grad` (0 and nothing when unweighted).
+    fn tv_cost(
+        &mut self,
+        image: ArrayView3<'_, f32>,
+        mut grad: ArrayViewMut3<'_, f32>,
+    ) -> Result<f64> {
+        if self.tv_weight <= 0.0 {
+            return Ok(0.0);
+        }
+        if self.tv_grad.dim() == image.dim() {
+            self.tv_grad.fill(0.0);
+        } else {
+            self.tv_grad = Array3::zeros(image.raw_dim());
+        }
+        let tv =
+            nst_costs::total_variation_accumulate(image, TvKind::Squared, self.tv_grad.view_mut())?;
+        grad.scaled_add(self.tv_weight, &self.tv_grad);
+        Ok(tv)
+    }
+}
+
+/// The weights and style images make sense together.
+fn check_inputs(spec: &ObjectiveSpec, styles: &[StyleImage<'_>]) -> Result<()> {
+    if styles.is_empty() && !spec.style_layers.is_empty() {
+        return Err(Error::InvalidSetting("no style image given".into()));
+    }
+    for (what, v) in [
+        ("--alpha", spec.alpha),
+        ("--beta", spec.beta),
+        ("--tv-weight", spec.tv_weight),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(Error::InvalidSetting(format!(
+                "{what} must be a finite number ≥ 0 (got {v})"
+            )));
+        }
+    }
+    let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
+    let blend_ok =
+        total_blend.is_finite() && total_blend > 0.0 && styles.iter().all(|s| s.weight >= 0.0);
+    if !spec.style_layers.is_empty() && !blend_ok {
+        return Err(Error::InvalidSetting(
+            "--style-blend weights must be ≥ 0 with a positive sum".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The network indices of the content and the style layers.
+fn layer_indices(network: &Network, spec: &ObjectiveSpec) -> Result<(Vec<usize>, Vec<usize>)> {
+    let index = |flag, name: &str| {
+        network.index_of(name).ok_or_else(|| Error::UnknownLayer {
+            flag,
+            name: name.to_owned(),
+            available: network
+                .layers()
+                .iter()
+                .map(|l| l.name().to_owned())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    };
+    let of = |flag, layers: &[LayerWeight]| {
+        layers
+            .iter()
+            .map(|l| index(flag, &l.name))
+            .collect::<Result<Vec<_>>>()
+    };
+    Ok((
+        of("--content-layers", &spec.content_layers)?,
+        of("--style-layers", &spec.style_layers)?,
+    ))
+}
+
+/// The blended target Gram matrix of each style layer: each style image's Grams, rescaled to the
+/// generated image's positions (`shapes`), blended by the normalized weights.
+fn style_targets(
+    network: &mut Network,
+    backend: &Backend,
+    styles: &[StyleImage<'_>],
+    style_idx: &[usize],
+    shapes: &[Shape],
+) -> Result<Vec<Array2<f32>>> {
+    if style_idx.is_empty() {
+        return Ok(Vec::new());
+    }
+    let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
+    let mut grams: Vec<Vec<(Array2<f32>, f32)>> = vec![Vec::new(); style_idx.len()];
+    for s in styles {
+        let feats = target_features(network, backend, s.image, style_idx)?;
+        for (j, f) in feats.iter().enumerate() {
+            let target_positions = shapes[style_idx[j] + 1].plane();
+            let g = nst_costs::gram(f.view(), backend.gemm());
+            let g =
+                nst_costs::rescale_gram(g.view(), f.shape()[1] * f.shape()[2], target_positions)?;
+            grams[j].push((g, s.weight / total_blend));
+        }
+    }
+    grams
+        .iter()
+        .map(|gs| {
+            let views: Vec<_> = gs.iter().map(|(g, w)| (g.view(), *w)).collect();
+            Ok(nst_costs::blend_grams(&views)?)
+        })
+        .collect()
 }
 
 /// The outputs of the layers `taps` for `image`, for the targets: on the backend's GPU when it has one

@@ -228,7 +228,50 @@ impl<D: Device> Engine<D> {
             let n = self.net.output_shape(*layer).len();
             dev.zero(g, n)?;
         }
+        self.content_terms()?;
+        self.style_terms()?;
+        let grads: Vec<(usize, &D::Buf)> = self.taps.iter().map(|(l, g)| (*l, g)).collect();
+        self.net.backward(&grads)?;
+        let tv_slot = self.host_acc.len() - 2;
+        self.tv_term(tv_slot)?;
+        if count_non_finite {
+            let n = self.net.input_shape().len();
+            self.net.device().launch(Kernel::CountNonFinite {
+                x: self.net.input_grad(),
+                acc: &mut self.acc,
+                slot: tv_slot + 1,
+                partials: &mut self.partials,
+                n: n as i64,
+            })?;
+        }
+        self.net
+            .device()
+            .download_acc(&self.acc, &mut self.host_acc)?;
+        let mut content = 0.0;
+        for (t, &sum) in self.content.iter().zip(&self.host_acc) {
+            content += f64::from(t.weight) * nst_costs::ContentNorm::Seed.coefficient(t.len) * sum;
+        }
         let n_content = self.content.len();
+        let mut style = 0.0;
+        let mut style_layers = Vec::with_capacity(self.style.len());
+        for (t, &sum) in self.style.iter().zip(&self.host_acc[n_content..]) {
+            let v = nst_costs::StyleNorm::Seed.coefficient(t.channels, t.positions) * sum;
+            style += f64::from(t.weight) * v;
+            style_layers.push(v);
+        }
+        Ok(Values {
+            content,
+            style,
+            style_layers,
+            tv: self.host_acc[tv_slot],
+            // An exact count: at most the image's size, far below 2^53.
+            non_finite_grad: self.host_acc[tv_slot + 1] as usize,
+        })
+    }
+
+    /// Each content term's sum of squares into its slot, and its weighted gradient into its tap.
+    fn content_terms(&mut self) -> Result<()> {
+        let dev = self.net.device();
         for (slot, t) in self.content.iter().enumerate() {
             let (layer, g) = &mut self.taps[t.tap];
             let k = nst_costs::ContentNorm::Seed.coefficient(t.len);
@@ -249,6 +292,14 @@ impl<D: Device> Engine<D> {
                 n: t.len as i64,
             })?;
         }
+        Ok(())
+    }
+
+    /// Each style term's Gram, its sum of squared differences into its slot (after the content slots),
+    /// and its weighted gradient into its tap.
+    fn style_terms(&mut self) -> Result<()> {
+        let dev = self.net.device();
+        let n_content = self.content.len();
         for (j, t) in self.style.iter().enumerate() {
             let (layer, g) = &mut self.taps[t.tap];
             let f = self.net.output(*layer);
@@ -290,9 +341,11 @@ impl<D: Device> Engine<D> {
                 c: g,
             })?;
         }
-        let grads: Vec<(usize, &D::Buf)> = self.taps.iter().map(|(l, g)| (*l, g)).collect();
-        self.net.backward(&grads)?;
-        let tv_slot = self.host_acc.len() - 2;
+        Ok(())
+    }
+
+    /// The squared-TV cost into `tv_slot` and its weighted gradient into the input's.
+    fn tv_term(&mut self, tv_slot: usize) -> Result<()> {
         if self.tv_weight > 0.0 {
             let s = self.net.input_shape();
             let dim = |v: usize| {
@@ -314,38 +367,7 @@ impl<D: Device> Engine<D> {
                 shape,
             })?;
         }
-        if count_non_finite {
-            let n = self.net.input_shape().len();
-            self.net.device().launch(Kernel::CountNonFinite {
-                x: self.net.input_grad(),
-                acc: &mut self.acc,
-                slot: tv_slot + 1,
-                partials: &mut self.partials,
-                n: n as i64,
-            })?;
-        }
-        self.net
-            .device()
-            .download_acc(&self.acc, &mut self.host_acc)?;
-        let mut content = 0.0;
-        for (t, &sum) in self.content.iter().zip(&self.host_acc) {
-            content += f64::from(t.weight) * nst_costs::ContentNorm::Seed.coefficient(t.len) * sum;
-        }
-        let mut style = 0.0;
-        let mut style_layers = Vec::with_capacity(self.style.len());
-        for (t, &sum) in self.style.iter().zip(&self.host_acc[n_content..]) {
-            let v = nst_costs::StyleNorm::Seed.coefficient(t.channels, t.positions) * sum;
-            style += f64::from(t.weight) * v;
-            style_layers.push(v);
-        }
-        Ok(Values {
-            content,
-            style,
-            style_layers,
-            tv: self.host_acc[tv_slot],
-            // An exact count: at most the image's size, far below 2^53.
-            non_finite_grad: self.host_acc[tv_slot + 1] as usize,
-        })
+        Ok(())
     }
 }
 
