@@ -142,8 +142,17 @@ impl Checkpoint {
             path: file.clone(),
             source,
         })?;
+        Ok((Checkpoint::from_bytes(&bytes, &file)?, file))
+    }
+
+    /// Parses and checks a checkpoint's bytes (as [`Checkpoint::load`]); `path` only names the file in
+    /// errors.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Invalid`] for anything that is not an intact checkpoint of ours.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
         let invalid = |reason: String| CheckpointError::Invalid {
-            path: file.clone(),
+            path: path.to_owned(),
             reason,
         };
         let value: serde_json::Value =
@@ -168,7 +177,7 @@ impl Checkpoint {
             check_sums(&value, c.checksums.as_ref()).map_err(invalid)?;
         }
         c.check_consistency().map_err(invalid)?;
-        Ok((c, file))
+        Ok(c)
     }
 
     /// The checks a checksum cannot make: finite values, and the optimizer state in agreement with the
