@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use image::codecs::gif::GifEncoder;
 use image::codecs::jpeg::JpegEncoder;
-use image::imageops::FilterType;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Rgb32FImage, RgbImage};
 use ndarray::{Array3, ArrayView3};
 
@@ -127,13 +126,14 @@ impl Picture {
         self.pixels.height()
     }
 
-    /// Resized to exactly `width × height` (Lanczos3; no-op when the size is already right).
+    /// Resized to exactly `width × height` (Lanczos-3, [`crate::resample::rgb32f`]; a copy when the
+    /// size is already right).
     pub fn resized(&self, width: u32, height: u32) -> Picture {
         if (width, height) == (self.width(), self.height()) {
             return self.clone();
         }
         Picture {
-            pixels: image::imageops::resize(&self.pixels, width, height, FilterType::Lanczos3),
+            pixels: crate::resample::rgb32f(&self.pixels, width, height),
         }
     }
 
@@ -155,6 +155,13 @@ impl Picture {
 /// # Errors
 /// See [`ImageError`]; every variant names the file.
 pub fn load(path: &Path) -> Result<Picture> {
+    Ok(Picture {
+        pixels: flatten_on_white(&decode(path)?),
+    })
+}
+
+/// Decodes `path` with its EXIF orientation applied.
+fn decode(path: &Path) -> Result<DynamicImage> {
     let format = sniff(path)?;
     // The JPEG decoder quietly fills a cut-off file with gray; a cut-off download must not pass as an image.
     if format == ImageFormat::Jpeg && !jpeg_is_complete(&fs::read(path).map_err(read_err(path))?) {
@@ -171,9 +178,27 @@ pub fn load(path: &Path) -> Result<Picture> {
     let orientation = decoder.orientation().map_err(decode_err)?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     img.apply_orientation(orientation);
-    Ok(Picture {
+    Ok(img)
+}
+
+/// Reads an image (as [`load`]) and resizes it to `size` (Lanczos-3): an 8-bit RGB image (most
+/// photos) is resized straight from its 8-bit pixels, so that a large photo never exists as a
+/// full-size float picture.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_at(path: &Path, size: Size) -> Result<Picture> {
+    let img = decode(path)?;
+    if let DynamicImage::ImageRgb8(rgb) = &img {
+        return Ok(Picture {
+            pixels: crate::resample::rgb8_to_rgb32f(rgb, size.width, size.height),
+        });
+    }
+    let full = Picture {
         pixels: flatten_on_white(&img),
-    })
+    };
+    drop(img);
+    Ok(full.resized(size.width, size.height))
 }
 
 /// The size of an image as [`load`] would return it (EXIF orientation applied), read from its header

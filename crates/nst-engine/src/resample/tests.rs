@@ -76,3 +76,34 @@ fn adam_moments_are_resampled_and_rescaled_by_the_area_ratio() {
     let err = adam_state(state, (5, 5), (4, 6)).unwrap_err();
     assert!(err.to_string().contains("not 3×5×5"), "{err}");
 }
+
+#[test]
+fn resizing_from_8_bits_equals_the_float_planes_rule() {
+    let img = image::RgbImage::from_fn(37, 23, |x, y| {
+        image::Rgb([
+            (x * 7 % 256) as u8,
+            (y * 11 % 256) as u8,
+            ((x * y) % 256) as u8,
+        ])
+    });
+    let planes = Array3::from_shape_fn((3, 23, 37), |(c, y, x)| {
+        f32::from(img.get_pixel(x as u32, y as u32)[c]) / 255.0
+    });
+    for (w, h) in [(16, 10), (37, 23), (60, 40)] {
+        let fast = rgb8_to_rgb32f(&img, w, h);
+        let slow = lanczos3(planes.view(), h as usize, w as usize);
+        for (x, y, p) in fast.enumerate_pixels() {
+            for c in 0..3 {
+                let want = slow[[c, y as usize, x as usize]];
+                assert!(
+                    (p[c] - want).abs() < 1e-6,
+                    "{w}x{h} at ({x}, {y}, {c}): {} vs {want}",
+                    p[c]
+                );
+            }
+        }
+        // Through a float picture of the same size first: the same bits.
+        let float = rgb8_to_rgb32f(&img, 37, 23);
+        assert_eq!(rgb32f(&float, w, h), fast, "{w}x{h}");
+    }
+}

@@ -86,8 +86,8 @@ pub(super) struct Inputs {
 impl Inputs {
     /// Decodes the images named in `spec`.
     pub(super) fn decode(spec: &RunSpec) -> Result<Inputs> {
-        let image = |flag, path: &Path| {
-            image_io::load(path).map_err(|source| Error::Image { flag, source })
+        let image_at = |flag, path: &Path, size: Size| {
+            image_io::load_at(path, size).map_err(|source| Error::Image { flag, source })
         };
         // The sizes come from the headers, so that a size past the limits is refused before any
         // decoding or resizing.
@@ -109,9 +109,9 @@ impl Inputs {
                 if spec.upscale { " --upscale" } else { "" }
             ))
         })?;
-        let content = image("--content", &spec.content)?;
-        // Only working-size copies are kept: a phone photo is hundreds of MB as f32 at full size.
-        let content = content.resized(size.width, size.height);
+        // Only working-size copies are kept, decoded straight into that size where the image is 8-bit
+        // RGB: a phone photo is hundreds of MB as f32 at full size.
+        let content = image_at("--content", &spec.content, size)?;
         let long = size.width.max(size.height);
         let styles = spec
             .styles
@@ -130,14 +130,14 @@ impl Inputs {
                         spec.style_scale_of(i),
                     ))
                 })?;
-                Ok(image("--style", p)?.resized(ss.width, ss.height))
+                image_at("--style", p, ss)
             })
             .collect::<Result<Vec<_>>>()?;
         let init = match (&spec.init_image, spec.init) {
-            (Some(p), _) => Some(image("--init-image", p)?),
+            (Some(p), _) => Some(image_at("--init-image", p, size)?),
             // Decoded again rather than taken from `styles`, which holds a copy already scaled for the
             // Gram targets: one resize from the original, as `init_image` does.
-            (None, InitKind::Style) => Some(image("--style", &spec.styles[0])?),
+            (None, InitKind::Style) => Some(image_at("--style", &spec.styles[0], size)?),
             _ => None,
         };
         Ok(Inputs {
