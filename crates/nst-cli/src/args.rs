@@ -83,6 +83,7 @@ pub fn from_args(a: &StylizeArgs) -> Result<RunSpec, String> {
     s.scale_iterations = a.scale_iterations;
     s.style_scale = a.style_scale.clone();
     s.average = a.average;
+    s.bit_depth = a.bit_depth.unwrap_or(8);
     s.validate()?;
     Ok(s)
 }
@@ -162,6 +163,9 @@ pub fn resumed(
     }
     if let Some(w) = &a.weights {
         spec.weights = w.clone();
+    }
+    if let Some(b) = a.bit_depth {
+        spec.bit_depth = b;
     }
     spec.validate()?;
     Ok(spec)

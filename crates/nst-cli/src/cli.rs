@@ -161,6 +161,9 @@ pub struct StylizeArgs {
     /// bias-corrected and restarted at each stage [default: off].
     #[arg(long, value_name = "DECAY", value_parser = f32_flag)]
     pub average: Option<f32>,
+    /// Bits per channel of the result: 8, or 16 for a PNG (the float image rounded once) [default: 8].
+    #[arg(long, value_name = "8|16")]
+    pub bit_depth: Option<u8>,
     /// Run even if the working size looks too large for the available memory.
     #[arg(long)]
     pub force: bool,

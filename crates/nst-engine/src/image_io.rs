@@ -502,13 +502,75 @@ pub fn save_rgb8(img: &RgbImage, path: &Path) -> Result<()> {
                     .encode_frame(frame)
                     .map_err(|e| e.to_string())?;
             }
-            _ => img
-                .write_with_encoder(image::codecs::png::PngEncoder::new(&mut w))
-                .map_err(|e| e.to_string())?,
+            _ => encode_png(
+                &mut w,
+                (img.width(), img.height()),
+                PngPixels::Eight(img.as_raw()),
+                &[],
+            )?,
         }
         w.flush().map_err(|e| e.to_string())?;
         Ok(())
     })
+}
+
+/// The samples of a PNG: 8 or 16 bits per channel, RGB, row-major.
+#[derive(Debug, Clone, Copy)]
+pub enum PngPixels<'a> {
+    /// 8-bit samples.
+    Eight(&'a [u8]),
+    /// 16-bit samples.
+    Sixteen(&'a [u16]),
+}
+
+/// Writes an RGB PNG to `path` atomically, marked as sRGB (perceptual intent, so viewers show the
+/// colours the numbers mean without guessing a profile) and with `text` as UTF-8 text chunks
+/// (`iTXt`, keyword → text).
+///
+/// # Errors
+/// [`ImageError::Write`] naming `path`.
+pub fn save_png(
+    path: &Path,
+    size: (u32, u32),
+    pixels: PngPixels<'_>,
+    text: &[(String, String)],
+) -> Result<()> {
+    write_atomically(path, |file| {
+        let mut w = BufWriter::new(file);
+        encode_png(&mut w, size, pixels, text)?;
+        w.flush().map_err(|e| e.to_string())
+    })
+}
+
+fn encode_png(
+    w: &mut impl std::io::Write,
+    (width, height): (u32, u32),
+    pixels: PngPixels<'_>,
+    text: &[(String, String)],
+) -> Result<(), String> {
+    let mut enc = png::Encoder::new(w, width, height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_source_srgb(png::SrgbRenderingIntent::Perceptual);
+    for (key, value) in text {
+        enc.add_itxt_chunk(key.clone(), value.clone())
+            .map_err(|e| e.to_string())?;
+    }
+    let bytes: std::borrow::Cow<'_, [u8]> = match pixels {
+        PngPixels::Eight(b) => {
+            enc.set_depth(png::BitDepth::Eight);
+            b.into()
+        }
+        PngPixels::Sixteen(v) => {
+            enc.set_depth(png::BitDepth::Sixteen);
+            v.iter()
+                .flat_map(|s| s.to_be_bytes())
+                .collect::<Vec<u8>>()
+                .into()
+        }
+    };
+    let mut writer = enc.write_header().map_err(|e| e.to_string())?;
+    writer.write_image_data(&bytes).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())
 }
 
 /// Runs `write` on a temporary file next to `path`, syncs it and renames it onto `path`; on failure the

@@ -233,6 +233,9 @@ pub struct RunSpec {
     /// style image; empty = 1 for each, the style as large as the content).
     #[serde(default)]
     pub style_scale: Vec<f32>,
+    /// Bits per channel of the result (8, or 16 for a PNG result: the float image is rounded once).
+    #[serde(default = "eight")]
+    pub bit_depth: u8,
     /// Decay of an exponential moving average of the iterates (bias-corrected, restarted at each
     /// stage), used for the intermediate images and the result; `None`: the iterate itself.
     #[serde(default)]
@@ -277,6 +280,7 @@ impl RunSpec {
             scale_iterations: None,
             style_scale: Vec::new(),
             average: None,
+            bit_depth: 8,
         }
     }
 
@@ -343,6 +347,21 @@ impl RunSpec {
             return Err("--iterations and --scale-iterations must be at least 1 (--init content writes the content image as the start)".into());
         }
         self.validate_scales()?;
+        let png = self
+            .output
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+        match self.bit_depth {
+            8 => {}
+            16 if png => {}
+            16 => {
+                return Err(format!(
+                    "--bit-depth 16 needs a PNG result, not {} (--output)",
+                    self.output.display()
+                ));
+            }
+            other => return Err(format!("--bit-depth must be 8 or 16, not {other}")),
+        }
         if let Some(d) = self.average
             && !(d.is_finite() && (0.0..1.0).contains(&d))
         {
@@ -432,6 +451,10 @@ impl RunSpec {
             Scales::List(v) => crate::stages::check_list(v),
         }
     }
+}
+
+fn eight() -> u8 {
+    8
 }
 
 /// A working size within the limits of decoded images (so that no size computation can overflow).

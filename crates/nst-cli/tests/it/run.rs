@@ -524,3 +524,45 @@ fn device_auto_without_a_gpu_build_says_it_uses_the_cpu() {
             .unwrap();
     assert_eq!(record["settings"]["device"], "auto");
 }
+
+/// `--bit-depth 16`: a 16-bit PNG whose values are not an 8-bit picture's, with the run's settings in
+/// a text chunk; refused for a JPEG.
+#[test]
+fn sixteen_bit_results_carry_their_settings() {
+    let dir = temp_dir("bit-depth");
+    let (w, c, s) = fixture(&dir);
+    let mut args = base_args(&w, &c, &s);
+    args.extend(["--iterations", "3", "--bit-depth", "16", "-o", "deep.png"].map(String::from));
+    let out = nst(&dir, &strs(&args));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let img = image::open(dir.join("deep.png")).unwrap();
+    assert_eq!(img.color(), image::ColorType::Rgb16);
+    let samples = img.into_rgb16().into_raw();
+    assert!(
+        samples.iter().any(|v| v % 257 != 0),
+        "some value is not an 8-bit value scaled up"
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(dir.join("deep.png")).unwrap(),
+    ));
+    let reader = decoder.read_info().unwrap();
+    let settings = reader
+        .info()
+        .utf8_text
+        .iter()
+        .find(|t| t.keyword == "nst-settings")
+        .map(|t| t.get_text().unwrap())
+        .unwrap();
+    let v: Value = serde_json::from_str(&settings).unwrap();
+    assert_eq!(v["iterations"], 3);
+    assert_eq!(v["bit_depth"], 16);
+    let mut jpeg = base_args(&w, &c, &s);
+    jpeg.extend(["--bit-depth", "16", "-o", "deep.jpg"].map(String::from));
+    let out = nst(&dir, &strs(&jpeg));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--bit-depth 16 needs a PNG"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -367,3 +367,30 @@ fn pending_temporary_files_can_be_removed_mid_write() {
     assert_eq!(left, ["out.png"], "no temporary file is left");
     assert_eq!(std::fs::read(&dest).unwrap(), b"previous");
 }
+
+/// A 16-bit PNG keeps every value, says it is sRGB and carries its text chunks.
+#[test]
+fn sixteen_bit_png_round_trip_keeps_every_value() {
+    let dir = TempDir::new("png16");
+    let path = dir.path().join("deep.png");
+    let (w, h) = (7_u32, 5_u32);
+    let samples: Vec<u16> = (0..w * h * 3).map(|i| (i * 1021 % 65536) as u16).collect();
+    let text = [(
+        "nst-settings".to_owned(),
+        "{\"iterations\":3, \"path\":\"café.png\"}".to_owned(),
+    )];
+    save_png(&path, (w, h), PngPixels::Sixteen(&samples), &text).unwrap();
+    let back = image::open(&path).unwrap().into_rgb16();
+    assert_eq!(back.dimensions(), (w, h));
+    assert_eq!(back.into_raw(), samples);
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+    let reader = decoder.read_info().unwrap();
+    let info = reader.info();
+    assert!(info.srgb.is_some(), "an sRGB chunk");
+    let chunk = info
+        .utf8_text
+        .iter()
+        .find(|t| t.keyword == "nst-settings")
+        .unwrap();
+    assert_eq!(chunk.get_text().unwrap(), text[0].1);
+}

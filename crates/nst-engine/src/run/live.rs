@@ -13,7 +13,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use super::{Opt, Run};
 use crate::checkpoint::{self, AverageState, Checkpoint};
 use crate::events::{Control, Event, EventSink, Started, Summary};
-use crate::image_io::{Picture, Size, save_rgb8};
+use crate::image_io::{Picture, PngPixels, Size, save_rgb8};
 use crate::objective::{Breakdown, ResidentImage, StyleObjective};
 use crate::record::{Ended, Record, RunRecord, Timings, median};
 use crate::render::Render;
@@ -588,7 +588,7 @@ impl Live {
             self.average = avg;
             logged?;
         }
-        save_rgb8(&self.render_plain(run, &result), &run.spec.output)?;
+        self.write_result(run, &result)?;
         let checkpoint = if ended == Ended::Cancelled || run.spec.checkpoint_every > 0 {
             Some(self.save_checkpoint(run, sink)?)
         } else {
@@ -634,7 +634,7 @@ impl Live {
             Some(i) => (i, &self.last_good),
             None => (self.book.iteration, &self.prev),
         };
-        save_rgb8(&self.render_plain(run, good), &run.spec.output)?;
+        self.write_result(run, good)?;
         self.summary(run, Ended::Diverged, good_it, None, sink)?;
         if self.good_it.is_none() && at == run.stages[0].start && self.index == 0 {
             let o = &run.spec.objective;
@@ -660,6 +660,43 @@ impl Live {
                 )
             },
         })
+    }
+
+    /// Writes `x` (as it is) as the result: a PNG at the bit depth asked for, with the sRGB chunk, the
+    /// program and the run's settings as text chunks, so that the picture says how it was made; JPEG
+    /// and GIF as 8-bit pictures.
+    fn write_result(&self, run: &Run<'_>, x: &[f32]) -> Result<()> {
+        let spec = &run.spec;
+        let is_png = matches!(
+            crate::image_io::output_format(&spec.output)?,
+            image::ImageFormat::Png
+        );
+        if !is_png {
+            return Ok(save_rgb8(&self.render_plain(run, x), &spec.output)?);
+        }
+        let text = [
+            (
+                "Software".to_owned(),
+                format!("nst {}", env!("CARGO_PKG_VERSION")),
+            ),
+            (
+                "nst-settings".to_owned(),
+                serde_json::to_string(spec).expect("settings serialize"),
+            ),
+        ];
+        let size = (self.size.width, self.size.height);
+        if spec.bit_depth == 16 {
+            let render = Render {
+                mean: run.inputs.mean,
+                colors_of: self.colors.as_ref(),
+            };
+            let samples = render.rgb16(x, self.shape());
+            crate::image_io::save_png(&spec.output, size, PngPixels::Sixteen(&samples), &text)?;
+        } else {
+            let img = self.render_plain(run, x);
+            crate::image_io::save_png(&spec.output, size, PngPixels::Eight(img.as_raw()), &text)?;
+        }
+        Ok(())
     }
 
     /// Renders `x` as it is (no average applied again).
