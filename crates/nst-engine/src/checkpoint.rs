@@ -156,7 +156,7 @@ impl Checkpoint {
             reason,
         };
         let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
         let c: Checkpoint =
             serde_json::from_value(value.clone()).map_err(|e| invalid(e.to_string()))?;
         if !(1..=FORMAT_VERSION).contains(&c.format) {
