@@ -84,8 +84,15 @@ pub fn from_args(a: &StylizeArgs) -> Result<RunSpec, String> {
     s.style_scale = a.style_scale.clone();
     s.average = a.average;
     s.bit_depth = a.bit_depth.unwrap_or(8);
+    s.original_colors = original_colors(a);
     s.validate()?;
     Ok(s)
+}
+
+/// `--original-colors` in `--color-space` (YUV by default, as neural-style's `-original_colors`).
+fn original_colors(a: &StylizeArgs) -> Option<nst_engine::color::ColorSpace> {
+    a.original_colors
+        .then(|| a.color_space.unwrap_or(nst_engine::color::ColorSpace::Yuv))
 }
 
 /// The layers and weights of the cost from the flags.
@@ -166,6 +173,9 @@ pub fn resumed(
     }
     if let Some(b) = a.bit_depth {
         spec.bit_depth = b;
+    }
+    if a.original_colors {
+        spec.original_colors = original_colors(a);
     }
     spec.validate()?;
     Ok(spec)

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use nst_engine::color::ColorSpace;
 pub use nst_engine::{DeviceKind, InitKind, OptimizerKind, PoolingKind, Scales};
 
 /// A parser for one of the engine's named settings (`adam`, `lbfgs`, …), listing the names in `--help`.
@@ -161,6 +162,13 @@ pub struct StylizeArgs {
     /// bias-corrected and restarted at each stage [default: off].
     #[arg(long, value_name = "DECAY", value_parser = f32_flag)]
     pub average: Option<f32>,
+    /// Keep the content's colours as a post-process: every written image gets the result's luminance
+    /// with the content's chrominance (in --color-space).
+    #[arg(long)]
+    pub original_colors: bool,
+    /// The colour space of --original-colors [default: yuv, as neural-style's -original_colors].
+    #[arg(long, value_parser = choice::<ColorSpace>(ColorSpace::NAMES), requires = "original_colors")]
+    pub color_space: Option<ColorSpace>,
     /// Bits per channel of the result: 8, or 16 for a PNG (the float image rounded once) [default: 8].
     #[arg(long, value_name = "8|16")]
     pub bit_depth: Option<u8>,

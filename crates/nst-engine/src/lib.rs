@@ -64,6 +64,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod color;
 pub mod estimate;
 pub mod events;
 pub mod guard;

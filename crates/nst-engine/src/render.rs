@@ -1,17 +1,20 @@
 //! From the optimized tensor to the picture that is written: the mean added back, clipped and rounded
-//! to 8 bits; with `preserve_colors`, the result's luminance with the content's chrominance (YIQ).
+//! to 8 (or 16) bits; with `preserve_colors` or `original_colors`, the result's luminance with the
+//! content's chrominance ([`crate::color`]).
 
 use image::RgbImage;
 use ndarray::ArrayView3;
 
+use crate::color::{ColorSpace, with_chrominance};
 use crate::image_io::{Picture, tensor_to_rgb8};
 
 /// How an image is turned into 8-bit RGB.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Render<'a> {
     pub(crate) mean: [f32; 3],
-    /// The content at the image's size, when its colours are kept.
-    pub(crate) colors_of: Option<&'a Picture>,
+    /// The content at the image's size and the space its chrominance is taken in, when its colours
+    /// are kept.
+    pub(crate) colors_of: Option<(ColorSpace, &'a Picture)>,
 }
 
 impl Render<'_> {
@@ -20,7 +23,7 @@ impl Render<'_> {
         let view = ArrayView3::from_shape(shape, x).expect("x has the stage's shape");
         match self.colors_of {
             None => tensor_to_rgb8(view, self.mean),
-            Some(c) => with_chrominance_of(view, self.mean, c),
+            Some((space, c)) => with_chrominance_of(view, self.mean, space, c),
         }
     }
 
@@ -29,17 +32,16 @@ impl Render<'_> {
     pub(crate) fn rgb16(&self, x: &[f32], shape: (usize, usize, usize)) -> Vec<u16> {
         let (_, h, w) = shape;
         let view = ArrayView3::from_shape(shape, x).expect("x has the stage's shape");
-        let colors = self.colors_of.map(|c| c.resized(w as u32, h as u32));
+        let colors = self
+            .colors_of
+            .map(|(space, c)| (space, c.resized(w as u32, h as u32)));
         let mut out = Vec::with_capacity(3 * h * w);
         for yy in 0..h {
             for xx in 0..w {
                 let px = |ch: usize| view[[ch, yy, xx]] + self.mean[ch];
                 let rgb = match &colors {
                     None => [px(0), px(1), px(2)],
-                    Some(c) => recolor(
-                        [px(0), px(1), px(2)],
-                        c.pixels.get_pixel(xx as u32, yy as u32).0,
-                    ),
+                    Some((space, c)) => recolor(*space, [px(0), px(1), px(2)], c, xx, yy),
                 };
                 out.extend(rgb.map(|v| (v.clamp(0.0, 255.0) / 255.0 * 65535.0).round() as u16));
             }
@@ -48,17 +50,14 @@ impl Render<'_> {
     }
 }
 
-/// The luminance (Y of YIQ) of `rgb` (0–255) with the I and Q of `content` (0–1).
-fn recolor(rgb: [f32; 3], content: [f32; 3]) -> [f32; 3] {
-    let y = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
-    let [r, g, b] = content.map(|v| v * 255.0);
-    let i = 0.596 * r - 0.274 * g - 0.322 * b;
-    let q = 0.211 * r - 0.523 * g + 0.312 * b;
-    [
-        y + 0.956 * i + 0.621 * q,
-        y - 0.272 * i - 0.647 * q,
-        y - 1.106 * i + 1.703 * q,
-    ]
+/// The luminance of `rgb` (0–255) with the chrominance of `content`'s pixel `(x, y)`, in `space`.
+fn recolor(space: ColorSpace, rgb: [f32; 3], content: &Picture, x: usize, y: usize) -> [f32; 3] {
+    let c = content
+        .pixels
+        .get_pixel(x as u32, y as u32)
+        .0
+        .map(|v| v * 255.0);
+    with_chrominance(space, rgb, c)
 }
 
 /// Gray picture (Y of YIQ in all three channels), for `preserve_colors`.
@@ -72,13 +71,18 @@ pub(crate) fn luminance(p: &Picture) -> Picture {
     q
 }
 
-/// The luminance (Y of YIQ) of `view` with the I and Q of `content` (resized to the view's size).
-fn with_chrominance_of(view: ArrayView3<'_, f32>, mean: [f32; 3], content: &Picture) -> RgbImage {
+/// The luminance of `view` with the chrominance of `content` (resized to the view's size) in `space`.
+fn with_chrominance_of(
+    view: ArrayView3<'_, f32>,
+    mean: [f32; 3],
+    space: ColorSpace,
+    content: &Picture,
+) -> RgbImage {
     let (_, h, w) = view.dim();
     let c = content.resized(w as u32, h as u32);
     RgbImage::from_fn(w as u32, h as u32, |xx, yy| {
         let px = |ch: usize| view[[ch, yy as usize, xx as usize]] + mean[ch];
-        let out = recolor([px(0), px(1), px(2)], c.pixels.get_pixel(xx, yy).0);
+        let out = recolor(space, [px(0), px(1), px(2)], &c, xx as usize, yy as usize);
         image::Rgb(out.map(|v| v.clamp(0.0, 255.0).round() as u8))
     })
 }

@@ -206,11 +206,14 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The content picture at `size`, when its colours are kept.
-    fn colors_at(&self, size: Size) -> Option<Picture> {
-        self.spec
-            .preserve_colors
-            .then(|| self.inputs.content.resized(size.width, size.height))
+    /// The colour space and the content picture at `size`, when the content's colours are kept.
+    fn colors_at(&self, size: Size) -> Option<(crate::color::ColorSpace, Picture)> {
+        let space = match (self.spec.preserve_colors, self.spec.original_colors) {
+            (true, _) => crate::color::ColorSpace::Yiq,
+            (false, Some(space)) => space,
+            (false, None) => return None,
+        };
+        Some((space, self.inputs.content.resized(size.width, size.height)))
     }
 }
 

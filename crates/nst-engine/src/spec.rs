@@ -233,6 +233,10 @@ pub struct RunSpec {
     /// style image; empty = 1 for each, the style as large as the content).
     #[serde(default)]
     pub style_scale: Vec<f32>,
+    /// Keep the content's colours as a post-process: every written image gets the result's luminance
+    /// with the content's chrominance in this space (the optimization itself is unchanged).
+    #[serde(default)]
+    pub original_colors: Option<crate::color::ColorSpace>,
     /// Bits per channel of the result (8, or 16 for a PNG result: the float image is rounded once).
     #[serde(default = "eight")]
     pub bit_depth: u8,
@@ -280,6 +284,7 @@ impl RunSpec {
             scale_iterations: None,
             style_scale: Vec::new(),
             average: None,
+            original_colors: None,
             bit_depth: 8,
         }
     }
@@ -347,6 +352,11 @@ impl RunSpec {
             return Err("--iterations and --scale-iterations must be at least 1 (--init content writes the content image as the start)".into());
         }
         self.validate_scales()?;
+        if self.preserve_colors && self.original_colors.is_some() {
+            return Err(
+                "--preserve-colors and --original-colors contradict each other: give one".into(),
+            );
+        }
         let png = self
             .output
             .extension()

@@ -566,3 +566,45 @@ fn sixteen_bit_results_carry_their_settings() {
         stderr(&out)
     );
 }
+
+/// `--original-colors`: the written result's chrominance is the content's in the chosen space.
+#[test]
+fn original_colors_give_the_result_the_contents_chrominance() {
+    use nst_engine::color::{ColorSpace, to_space};
+    let dir = temp_dir("original-colors");
+    let (w, c, s) = fixture(&dir);
+    let content = image::open(&c).unwrap().to_rgb8();
+    for space in ["ycbcr", "lab"] {
+        let mut args = base_args(&w, &c, &s);
+        args.extend(
+            [
+                "--iterations",
+                "5",
+                "--original-colors",
+                "--color-space",
+                space,
+            ]
+            .map(String::from),
+        );
+        let out = nst(&dir, &strs(&args));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let result = image::open(dir.join("output/result.png"))
+            .unwrap()
+            .to_rgb8();
+        let sp: ColorSpace = space.parse().unwrap();
+        let (mut worst, mut counted) = (0.0_f32, 0);
+        for (a, b) in result.pixels().zip(content.pixels()) {
+            // Pixels clipped to 0 or 255 cannot carry any chrominance exactly.
+            if a.0.iter().any(|&v| v == 0 || v == 255) {
+                continue;
+            }
+            let [_, a1, a2] = to_space(sp, a.0.map(f32::from));
+            let [_, b1, b2] = to_space(sp, b.0.map(f32::from));
+            worst = worst.max((a1 - b1).abs().max((a2 - b2).abs()));
+            counted += 1;
+        }
+        assert!(counted > 100, "{space}: only {counted} unclipped pixels");
+        // Rounding to 8 bits moves a chroma coordinate by at most a few units.
+        assert!(worst < 3.0, "{space}: chroma differs by {worst}");
+    }
+}

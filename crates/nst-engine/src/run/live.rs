@@ -88,7 +88,7 @@ pub(super) struct Live {
     obj: StyleObjective,
     x: Vec<f32>,
     opt: Opt,
-    colors: Option<Picture>,
+    colors: Option<(crate::color::ColorSpace, Picture)>,
     average: Option<Average>,
     book: Book,
     /// The image the last step started from, and the last image whose cost was finite with its
@@ -249,7 +249,7 @@ impl Live {
     fn render(&self, run: &Run<'_>, x: &[f32]) -> image::RgbImage {
         Render {
             mean: run.inputs.mean,
-            colors_of: self.colors.as_ref(),
+            colors_of: self.colors.as_ref().map(|(s, p)| (*s, p)),
         }
         .rgb8(x, self.shape())
     }
@@ -688,7 +688,7 @@ impl Live {
         if spec.bit_depth == 16 {
             let render = Render {
                 mean: run.inputs.mean,
-                colors_of: self.colors.as_ref(),
+                colors_of: self.colors.as_ref().map(|(s, p)| (*s, p)),
             };
             let samples = render.rgb16(x, self.shape());
             crate::image_io::save_png(&spec.output, size, PngPixels::Sixteen(&samples), &text)?;
@@ -703,7 +703,7 @@ impl Live {
     fn render_plain(&self, run: &Run<'_>, x: &[f32]) -> image::RgbImage {
         Render {
             mean: run.inputs.mean,
-            colors_of: self.colors.as_ref(),
+            colors_of: self.colors.as_ref().map(|(s, p)| (*s, p)),
         }
         .rgb8(x, self.shape())
     }
