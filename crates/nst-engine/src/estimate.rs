@@ -5,7 +5,8 @@
 //! per ReLU output, an index per max-pool output), the per-thread im2col tiles of `tensor-ops` (at most
 //! 4 MiB each, or one whole layer when that is smaller), the optimizer's vectors (Adam: `x`, the
 //! gradient, two moments, and our copies; L-BFGS: 10 pairs of vectors), and a fixed 40 MB for the
-//! program itself. It errs on the high side. FLOPs: the convolutions', forward and input-gradient (about
+//! program itself. Measured against the peak RSS of real runs from 400 to 3200 px it is within a few
+//! per cent, on the high side. FLOPs: the convolutions', forward and input-gradient (about
 //! twice the forward). Time is not estimated before a run: the run measures its first iterations.
 
 use vgg_weights::{LayerKind, VggModel};
@@ -79,11 +80,12 @@ pub fn estimate(
         OptimizerKind::Lbfgs => 26 * image,
     };
     let tiles = (4 << 20) * 2 * rayon::current_num_threads() as u64;
-    // Each tapped output, its gradient, and the costs' temporaries of the same size.
+    // Each tapped output and its gradient (the costs' own temporaries are Gram-sized). With three
+    // copies, as before, the estimate ran 13–27 % above the measured peak (docs/performance.md).
     let peak = weights
         + 4 * max_act * 4
         + kept
-        + 3 * tapped
+        + 2 * tapped
         + im2col.min(tiles)
         + optimizer_bytes
         + 40 * 1024 * 1024;
