@@ -4,12 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use nst_engine::image_io::Size;
-use nst_engine::network::{DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, parse_layers};
-use nst_engine::spec::{
-    DEFAULT_ITERATIONS, DEFAULT_LEARNING_RATE, DEFAULT_MAX_SIZE, DEFAULT_NOISE_RATIO,
-    DEFAULT_PRINT_EVERY, check_working_size,
-};
-use nst_engine::{DeviceKind, InitKind, ObjectiveSpec, OptimizerKind, PoolingKind, RunSpec};
+use nst_engine::network::parse_layers;
+use nst_engine::spec::check_working_size;
+use nst_engine::{InitKind, ObjectiveSpec, OptimizerKind, Preset, RunSpec};
 
 use crate::cli::StylizeArgs;
 use crate::download::{DEFAULT_DIR, VGG19_FILE_NAME};
@@ -31,26 +28,28 @@ pub fn from_args(a: &StylizeArgs) -> Result<RunSpec, String> {
         a.style.clone(),
         a.weights.clone().unwrap_or_else(default_weights),
     );
+    // The preset's settings first; every flag given overrides its value.
+    a.preset.unwrap_or(Preset::Seed).apply(&mut s);
     if !a.style_blend.is_empty() {
         s.style_blend = a.style_blend.clone();
     }
-    s.objective = objective(a)?;
-    s.optimizer = a.optimizer.unwrap_or(OptimizerKind::Adam);
+    override_objective(&mut s.objective, a)?;
+    set(&mut s.optimizer, a.optimizer);
     if s.optimizer == OptimizerKind::Lbfgs && a.learning_rate.is_some() {
         return Err(
             "--learning-rate applies to --optimizer adam; L-BFGS chooses its steps by line search"
                 .into(),
         );
     }
-    s.learning_rate = a.learning_rate.unwrap_or(DEFAULT_LEARNING_RATE);
-    s.init = a.init.unwrap_or(InitKind::Noise);
+    set(&mut s.learning_rate, a.learning_rate);
+    set(&mut s.init, a.init);
     if a.noise_ratio.is_some() && (s.init != InitKind::Noise || a.init_image.is_some()) {
         return Err("--noise-ratio applies only to --init noise".into());
     }
     if a.init.is_some() && a.init_image.is_some() {
         return Err("--init and --init-image contradict each other: give one".into());
     }
-    s.noise_ratio = a.noise_ratio.unwrap_or(DEFAULT_NOISE_RATIO);
+    set(&mut s.noise_ratio, a.noise_ratio);
     s.init_image = a.init_image.clone();
     s.size = a
         .size
@@ -61,15 +60,36 @@ pub fn from_args(a: &StylizeArgs) -> Result<RunSpec, String> {
     if let Some(size) = s.size {
         check_working_size(size).map_err(|e| format!("--size {e}"))?;
     }
-    s.max_size = a.max_size.unwrap_or(DEFAULT_MAX_SIZE);
+    set(&mut s.max_size, a.max_size);
     check_iterations(a.iterations)?;
-    s.iterations = a.iterations.unwrap_or(DEFAULT_ITERATIONS);
-    s.print_every = a.print_every.unwrap_or(DEFAULT_PRINT_EVERY);
-    s.seed = a.seed.unwrap_or(0);
+    set(&mut s.iterations, a.iterations);
+    set(&mut s.print_every, a.print_every);
+    set(&mut s.seed, a.seed);
     s.upscale = a.upscale;
-    s.pooling = a.pooling.unwrap_or(PoolingKind::Avg);
+    set(&mut s.pooling, a.pooling);
     s.preserve_colors = a.preserve_colors;
-    s.device = a.device.unwrap_or(DeviceKind::Cpu);
+    set(&mut s.device, a.device);
+    outputs(&mut s, a);
+    set(&mut s.checkpoint_every, a.checkpoint_every);
+    set(&mut s.scales, a.scales.clone());
+    s.scale_iterations = a.scale_iterations;
+    s.style_scale = a.style_scale.clone();
+    s.average = a.average;
+    set(&mut s.bit_depth, a.bit_depth);
+    s.original_colors = original_colors(a);
+    s.validate()?;
+    Ok(s)
+}
+
+/// `*field = v` when the flag was given.
+fn set<T>(field: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *field = v;
+    }
+}
+
+/// The output folder, the result and the front end's files.
+fn outputs(s: &mut RunSpec, a: &StylizeArgs) {
     s.out_dir = a.out_dir.clone().unwrap_or_else(|| PathBuf::from("output"));
     s.output = a
         .output
@@ -78,15 +98,6 @@ pub fn from_args(a: &StylizeArgs) -> Result<RunSpec, String> {
     s.metrics = a.metrics.clone();
     s.animate = a.animate.clone();
     s.plot = a.plot.clone();
-    s.checkpoint_every = a.checkpoint_every.unwrap_or(0);
-    s.scales = a.scales.clone().unwrap_or_default();
-    s.scale_iterations = a.scale_iterations;
-    s.style_scale = a.style_scale.clone();
-    s.average = a.average;
-    s.bit_depth = a.bit_depth.unwrap_or(8);
-    s.original_colors = original_colors(a);
-    s.validate()?;
-    Ok(s)
 }
 
 /// `--original-colors` in `--color-space` (YUV by default, as neural-style's `-original_colors`).
@@ -95,22 +106,18 @@ fn original_colors(a: &StylizeArgs) -> Option<nst_engine::color::ColorSpace> {
         .then(|| a.color_space.unwrap_or(nst_engine::color::ColorSpace::Yuv))
 }
 
-/// The layers and weights of the cost from the flags.
-fn objective(a: &StylizeArgs) -> Result<ObjectiveSpec, String> {
-    let layers = |flag, given: &Option<String>, default| {
-        parse_layers(flag, given.as_deref().unwrap_or(default)).map_err(|e| e.to_string())
-    };
-    Ok(ObjectiveSpec {
-        content_layers: layers(
-            "--content-layers",
-            &a.content_layers,
-            DEFAULT_CONTENT_LAYERS,
-        )?,
-        style_layers: layers("--style-layers", &a.style_layers, DEFAULT_STYLE_LAYERS)?,
-        alpha: a.alpha.unwrap_or(10.0),
-        beta: a.beta.unwrap_or(40.0),
-        tv_weight: a.tv_weight.unwrap_or(0.0),
-    })
+/// The layers and weights of the cost given by flags, over the preset's.
+fn override_objective(o: &mut ObjectiveSpec, a: &StylizeArgs) -> Result<(), String> {
+    if let Some(text) = &a.content_layers {
+        o.content_layers = parse_layers("--content-layers", text).map_err(|e| e.to_string())?;
+    }
+    if let Some(text) = &a.style_layers {
+        o.style_layers = parse_layers("--style-layers", text).map_err(|e| e.to_string())?;
+    }
+    set(&mut o.alpha, a.alpha);
+    set(&mut o.beta, a.beta);
+    set(&mut o.tv_weight, a.tv_weight);
+    Ok(())
 }
 
 /// A checkpoint's settings with the flags a resumed run may change applied (iterations, print
@@ -183,7 +190,7 @@ pub fn resumed(
 
 /// A resumed run takes the checkpoint's settings: a flag that would change the optimization is an error.
 fn refuse_fixed_flags(a: &StylizeArgs) -> Result<(), String> {
-    let fixed: [(&str, bool); 23] = [
+    let fixed: [(&str, bool); 24] = [
         ("--content", a.content.is_some()),
         ("--style", !a.style.is_empty()),
         ("--style-blend", !a.style_blend.is_empty()),
@@ -207,6 +214,7 @@ fn refuse_fixed_flags(a: &StylizeArgs) -> Result<(), String> {
         ("--scale-iterations", a.scale_iterations.is_some()),
         ("--style-scale", !a.style_scale.is_empty()),
         ("--average", a.average.is_some()),
+        ("--preset", a.preset.is_some()),
     ];
     if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
         return Err(format!(

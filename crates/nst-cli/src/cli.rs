@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use nst_engine::color::ColorSpace;
-pub use nst_engine::{DeviceKind, InitKind, OptimizerKind, PoolingKind, Scales};
+pub use nst_engine::{DeviceKind, InitKind, OptimizerKind, PoolingKind, Preset, Scales};
 
 /// A parser for one of the engine's named settings (`adam`, `lbfgs`, …), listing the names in `--help`.
 fn choice<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
@@ -162,6 +162,12 @@ pub struct StylizeArgs {
     /// bias-corrected and restarted at each stage [default: off].
     #[arg(long, value_name = "DECAY", value_parser = f32_flag)]
     pub average: Option<f32>,
+    /// Start from another tool's recipe (seed, gatys, jcjohnson; docs/presets.md); flags given override it.
+    #[arg(long, value_parser = choice::<Preset>(Preset::NAMES))]
+    pub preset: Option<Preset>,
+    /// Print the resolved settings (JSON) and exit without running.
+    #[arg(long)]
+    pub print_settings: bool,
     /// Keep the content's colours as a post-process: every written image gets the result's luminance
     /// with the content's chrominance (in --color-space).
     #[arg(long)]

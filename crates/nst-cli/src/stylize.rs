@@ -44,6 +44,13 @@ pub(crate) fn run_placed(
     place: Option<Place<'_>>,
 ) -> Result<Ended> {
     let (spec, resume) = spec_of(args)?;
+    if args.print_settings {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&spec).expect("settings serialize")
+        );
+        return Ok(Ended::Completed);
+    }
     check_front_end_outputs(&spec)?;
     let offline = args.offline.unwrap_or(false);
     let mut fetch = |path: &Path| {

@@ -77,6 +77,61 @@ pub struct ObjectiveSpec {
     pub beta: f32,
     /// Weight of the total-variation cost (squared differences, on the image).
     pub tv_weight: f32,
+    /// Normalization of each content layer's cost.
+    #[serde(default)]
+    pub content_norm: ContentNormKind,
+    /// Normalization of each style layer's cost.
+    #[serde(default)]
+    pub style_norm: StyleNormKind,
+}
+
+/// The content cost's normalization `k` in `k·Σ(F − P)²` (see `nst_costs::ContentNorm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContentNormKind {
+    /// `1/(4·C·H·W)`, the course program's (the default).
+    #[default]
+    Course,
+    /// `½`, Gatys et al. 2016, eq. 1.
+    Half,
+    /// `1/(C·H·W)`, the mean squared error (neural-style, the PyTorch tutorial).
+    Mean,
+}
+
+impl ContentNormKind {
+    /// The `nst_costs` normalization.
+    pub fn norm(self) -> ContentNorm {
+        match self {
+            ContentNormKind::Course => ContentNorm::Seed,
+            ContentNormKind::Half => ContentNorm::Half,
+            ContentNormKind::Mean => ContentNorm::Mean,
+        }
+    }
+}
+
+/// The style cost's normalization `k` in `k·Σ(G − A)²` (see `nst_costs::StyleNorm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StyleNormKind {
+    /// `1/(4·C²·(H·W)²)`, Gatys et al. 2016 eq. 4 and the course program's (the default).
+    #[default]
+    Gatys,
+    /// `1/(C·H·W)²`, Johnson et al. 2016.
+    Johnson,
+    /// `1/((C·H·W)²·C²)`: the Gram divided by `C·H·W`, then the mean of the squared differences
+    /// (neural-style, the PyTorch tutorial).
+    MeanGram,
+}
+
+impl StyleNormKind {
+    /// The `nst_costs` normalization.
+    pub fn norm(self) -> StyleNorm {
+        match self {
+            StyleNormKind::Gatys => StyleNorm::Seed,
+            StyleNormKind::Johnson => StyleNorm::Johnson2016,
+            StyleNormKind::MeanGram => StyleNorm::TorchTutorial,
+        }
+    }
 }
 
 impl ObjectiveSpec {
@@ -90,6 +145,8 @@ impl ObjectiveSpec {
             alpha: 10.0,
             beta: 40.0,
             tv_weight: 0.0,
+            content_norm: ContentNormKind::Course,
+            style_norm: StyleNormKind::Gatys,
         }
     }
 
@@ -155,6 +212,8 @@ pub struct StyleObjective {
     alpha: f32,
     beta: f32,
     tv_weight: f32,
+    content_norm: ContentNorm,
+    style_norm: StyleNorm,
     last: Option<Breakdown>,
     evaluations: u64,
     /// Buffers reused by every evaluation, so that the hot loop allocates only what the network's
@@ -266,6 +325,8 @@ impl StyleObjective {
             alpha: spec.alpha,
             beta: spec.beta,
             tv_weight: spec.tv_weight,
+            content_norm: spec.content_norm.norm(),
+            style_norm: spec.style_norm.norm(),
             last: None,
             evaluations: 0,
             feats: Vec::new(),
@@ -321,6 +382,8 @@ impl StyleObjective {
             alpha: self.alpha,
             beta: self.beta,
             tv_weight: self.tv_weight,
+            content_norm: self.content_norm,
+            style_norm: self.style_norm,
         };
         let engine = device::Engine::new(dev, &self.network, self.shape, &targets)?;
         self.device = Some(Box::new(engine));
@@ -564,7 +627,7 @@ impl StyleObjective {
             let value = nst_costs::content_loss_accumulate(
                 self.feats[term.slot].view(),
                 term.target.view(),
-                ContentNorm::Seed,
+                self.content_norm,
                 buf.view_mut(),
             )?;
             content += f64::from(term.weight) * value;
@@ -595,7 +658,7 @@ impl StyleObjective {
             let value = nst_costs::style_layer_loss_accumulate(
                 self.feats[term.slot].view(),
                 term.target_gram.view(),
-                StyleNorm::Seed,
+                self.style_norm,
                 self.backend.gemm(),
                 &mut self.style_scratch,
                 buf.view_mut(),

@@ -106,6 +106,72 @@ choice! {
     }
 }
 
+choice! {
+    /// A recipe of another tool: the settings it starts from (explicit settings override them).
+    Preset {
+        /// The course program this project replaces (the defaults of [`RunSpec::new`]).
+        Seed => "seed",
+        /// Gatys, Ecker & Bethge 2016: L-BFGS from the content image, content `½·Σ(F − P)²` at
+        /// `relu4_2`, style `1/(4·N²·M²)·Σ(G − A)²` at `relu1_1 … relu5_1` weighted 1/5, α/β = 10⁻³,
+        /// average pooling, 500 iterations at 512 px.
+        Gatys => "gatys",
+        /// jcjohnson/neural-style's defaults: content weight 5 at `relu4_2`, style weight 100 at
+        /// `relu1_1 … relu5_1` (1 each), mean-squared-error content and Gram (Gram divided by
+        /// `C·H·W`, then the mean of the squared differences), TV 10⁻³, L-BFGS, 1000 iterations, max
+        /// pooling, random start, 512 px.
+        Jcjohnson => "jcjohnson",
+    }
+}
+
+impl Preset {
+    /// Sets `spec`'s settings to this recipe's (inputs, outputs and the device are left alone).
+    pub fn apply(self, spec: &mut RunSpec) {
+        use crate::network::parse_layers;
+        use crate::objective::{ContentNormKind, StyleNormKind};
+        let layers = |flag, text| parse_layers(flag, text).expect("a valid constant");
+        match self {
+            Preset::Seed => {}
+            Preset::Gatys => {
+                spec.optimizer = OptimizerKind::Lbfgs;
+                spec.init = InitKind::Content;
+                spec.iterations = 500;
+                spec.print_every = 50;
+                spec.max_size = 512;
+                spec.pooling = PoolingKind::Avg;
+                spec.objective = ObjectiveSpec {
+                    content_layers: layers("--content-layers", "relu4_2:1"),
+                    style_layers: layers("--style-layers", crate::network::DEFAULT_STYLE_LAYERS),
+                    alpha: 1.0,
+                    beta: 1.0e3,
+                    tv_weight: 0.0,
+                    content_norm: ContentNormKind::Half,
+                    style_norm: StyleNormKind::Gatys,
+                };
+            }
+            Preset::Jcjohnson => {
+                spec.optimizer = OptimizerKind::Lbfgs;
+                spec.init = InitKind::Random;
+                spec.iterations = 1000;
+                spec.print_every = 50;
+                spec.max_size = 512;
+                spec.pooling = PoolingKind::Max;
+                spec.objective = ObjectiveSpec {
+                    content_layers: layers("--content-layers", "relu4_2:1"),
+                    style_layers: layers(
+                        "--style-layers",
+                        "relu1_1:1,relu2_1:1,relu3_1:1,relu4_1:1,relu5_1:1",
+                    ),
+                    alpha: 5.0,
+                    beta: 100.0,
+                    tv_weight: 1.0e-3,
+                    content_norm: ContentNormKind::Mean,
+                    style_norm: StyleNormKind::MeanGram,
+                };
+            }
+        }
+    }
+}
+
 /// The scales of a coarse-to-fine run: the long sides of the stages before the final one, which is
 /// always the working size.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -608,3 +608,69 @@ fn original_colors_give_the_result_the_contents_chrominance() {
         assert!(worst < 3.0, "{space}: chroma differs by {worst}");
     }
 }
+
+/// `--preset`: each preset's printed settings, a flag that overrides one, and a short run of each on
+/// the tiny model.
+#[test]
+fn presets_print_their_settings_and_run() {
+    let dir = temp_dir("presets");
+    let (w, c, s) = fixture(&dir);
+    let settings = |extra: &[&str]| -> Value {
+        let mut args = base_args(&w, &c, &s);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push("--print-settings".into());
+        let out = nst(&dir, &strs(&args));
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let seed = settings(&[]);
+    assert_eq!(
+        (
+            &seed["optimizer"],
+            &seed["iterations"],
+            &seed["objective"]["beta"]
+        ),
+        (&Value::from("adam"), &Value::from(200), &Value::from(40.0))
+    );
+    let gatys = settings(&["--preset", "gatys"]);
+    assert_eq!(gatys["optimizer"], "lbfgs");
+    assert_eq!(gatys["init"], "content");
+    assert_eq!(gatys["pooling"], "avg");
+    assert_eq!(gatys["objective"]["content_norm"], "half");
+    assert_eq!(
+        (
+            gatys["objective"]["alpha"].as_f64(),
+            gatys["objective"]["beta"].as_f64()
+        ),
+        (Some(1.0), Some(1000.0))
+    );
+    let jc = settings(&["--preset", "jcjohnson", "--iterations", "7"]);
+    assert_eq!(jc["iterations"], 7, "a flag overrides the preset");
+    assert_eq!(jc["pooling"], "max");
+    assert_eq!(jc["objective"]["style_norm"], "mean-gram");
+    assert_eq!(jc["objective"]["tv_weight"].as_f64(), Some(1e-3));
+    assert!(
+        !dir.join("output").exists(),
+        "--print-settings runs nothing"
+    );
+    for preset in ["seed", "gatys", "jcjohnson"] {
+        let mut args = base_args(&w, &c, &s);
+        let out_dir = format!("run-{preset}");
+        args.extend(
+            [
+                "--preset",
+                preset,
+                "--iterations",
+                "2",
+                "--max-size",
+                "40",
+                "--out-dir",
+                &out_dir,
+            ]
+            .map(String::from),
+        );
+        let out = nst(&dir, &strs(&args));
+        assert!(out.status.success(), "{preset}: {}", stderr(&out));
+        assert!(dir.join(&out_dir).join("result.png").exists(), "{preset}");
+    }
+}

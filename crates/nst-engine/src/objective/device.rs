@@ -38,6 +38,8 @@ pub(crate) struct Targets<'a> {
     pub(crate) alpha: f32,
     pub(crate) beta: f32,
     pub(crate) tv_weight: f32,
+    pub(crate) content_norm: nst_costs::ContentNorm,
+    pub(crate) style_norm: nst_costs::StyleNorm,
 }
 
 /// The outputs of the layers `taps` (in that order) of `network` for `image`, computed on `dev` (the
@@ -133,6 +135,8 @@ pub(crate) struct Engine<D: Device> {
     alpha: f32,
     beta: f32,
     tv_weight: f32,
+    content_norm: nst_costs::ContentNorm,
+    style_norm: nst_costs::StyleNorm,
     /// `G − G_S` or `F − F_C` of the term at hand, and the Gram of the style term at hand.
     diff: D::Buf,
     gram: D::Buf,
@@ -215,6 +219,8 @@ impl<D: Device> Engine<D> {
             alpha: targets.alpha,
             beta: targets.beta,
             tv_weight: targets.tv_weight,
+            content_norm: targets.content_norm,
+            style_norm: targets.style_norm,
         })
     }
 
@@ -249,13 +255,13 @@ impl<D: Device> Engine<D> {
             .download_acc(&self.acc, &mut self.host_acc)?;
         let mut content = 0.0;
         for (t, &sum) in self.content.iter().zip(&self.host_acc) {
-            content += f64::from(t.weight) * nst_costs::ContentNorm::Seed.coefficient(t.len) * sum;
+            content += f64::from(t.weight) * self.content_norm.coefficient(t.len) * sum;
         }
         let n_content = self.content.len();
         let mut style = 0.0;
         let mut style_layers = Vec::with_capacity(self.style.len());
         for (t, &sum) in self.style.iter().zip(&self.host_acc[n_content..]) {
-            let v = nst_costs::StyleNorm::Seed.coefficient(t.channels, t.positions) * sum;
+            let v = self.style_norm.coefficient(t.channels, t.positions) * sum;
             style += f64::from(t.weight) * v;
             style_layers.push(v);
         }
@@ -274,7 +280,7 @@ impl<D: Device> Engine<D> {
         let dev = self.net.device();
         for (slot, t) in self.content.iter().enumerate() {
             let (layer, g) = &mut self.taps[t.tap];
-            let k = nst_costs::ContentNorm::Seed.coefficient(t.len);
+            let k = self.content_norm.coefficient(t.len);
             dev.launch(Kernel::SubSumSq {
                 a: self.net.output(*layer),
                 b: &t.target,
@@ -304,7 +310,7 @@ impl<D: Device> Engine<D> {
             let (layer, g) = &mut self.taps[t.tap];
             let f = self.net.output(*layer);
             let (c, p) = (t.channels, t.positions);
-            let k = nst_costs::StyleNorm::Seed.coefficient(c, p);
+            let k = self.style_norm.coefficient(c, p);
             // G = F·Fᵀ, F = [C, P].
             dev.gemm(GemmCall {
                 trans_a: false,

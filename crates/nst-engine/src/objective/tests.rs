@@ -58,6 +58,7 @@ fn spec(content: &str, style: &str, alpha: f32, beta: f32, tv: f32) -> Objective
         alpha,
         beta,
         tv_weight: tv,
+        ..ObjectiveSpec::course()
     }
 }
 
@@ -185,13 +186,22 @@ fn fd_check(pool: PoolMethod, style_size: (usize, usize), blend: bool) {
             weight: 3.0,
         });
     }
-    let s = spec(
-        "relu2_1:0.7,relu2_2",
-        "relu1_1:0.4,relu2_1:0.3,relu2_2:0.3",
-        20.0,
-        2.0e3,
-        0.05,
-    );
+    // The average-pooling check also covers the other normalizations (Mean, Johnson).
+    let (content_norm, style_norm) = match pool {
+        PoolMethod::Avg => (ContentNormKind::Mean, StyleNormKind::Johnson),
+        _ => (ContentNormKind::Course, StyleNormKind::Gatys),
+    };
+    let s = ObjectiveSpec {
+        content_norm,
+        style_norm,
+        ..spec(
+            "relu2_1:0.7,relu2_2",
+            "relu1_1:0.4,relu2_1:0.3,relu2_2:0.3",
+            20.0,
+            2.0e3,
+            0.05,
+        )
+    };
     let mut obj = StyleObjective::new(
         build_network(&m, None).unwrap(),
         Backend::Cpu,
@@ -256,13 +266,22 @@ fn device_matches_cpu<D: tensor_ops::device::Device + 'static>(
             weight: 2.5,
         },
     ];
-    let s = spec(
-        "relu2_1:0.7,relu2_2",
-        "relu1_1:0.4,relu2_1:0.3,conv2_2:0.3",
-        20.0,
-        2.0e3,
-        tv,
-    );
+    // The average-pooling case also uses other normalizations, which the device must apply too.
+    let (content_norm, style_norm) = match pool {
+        PoolMethod::Avg => (ContentNormKind::Half, StyleNormKind::MeanGram),
+        _ => (ContentNormKind::Course, StyleNormKind::Gatys),
+    };
+    let s = ObjectiveSpec {
+        content_norm,
+        style_norm,
+        ..spec(
+            "relu2_1:0.7,relu2_2",
+            "relu1_1:0.4,relu2_1:0.3,conv2_2:0.3",
+            20.0,
+            2.0e3,
+            tv,
+        )
+    };
     let build = || {
         StyleObjective::new(
             build_network(&m, None).unwrap(),
