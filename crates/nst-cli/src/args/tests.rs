@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use nst_engine::{DeviceKind, PoolingKind};
 
 fn args() -> StylizeArgs {
     StylizeArgs {
