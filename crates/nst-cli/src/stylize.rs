@@ -147,6 +147,8 @@ struct FrontEnd {
     optimizer: String,
     tv: bool,
     total: usize,
+    /// `stage k/n WxH` of a multi-stage run, for the progress bar.
+    stage: String,
 }
 
 impl FrontEnd {
@@ -168,6 +170,7 @@ impl FrontEnd {
             },
             tv: o.tv_weight > 0.0,
             total: 0,
+            stage: String::new(),
         }
     }
 
@@ -194,21 +197,24 @@ impl FrontEnd {
                 index,
                 count,
                 stage,
-            } if *count > 1 => self.line(&format!(
-                "stage {}/{count}: {} for iterations {}–{}",
-                index + 1,
-                stage.size,
-                stage.start,
-                stage.end
-            )),
+            } if *count > 1 => {
+                self.stage = format!("stage {}/{count} {}  ", index + 1, stage.size);
+                self.line(&format!(
+                    "stage {}/{count}: {} for iterations {}–{}",
+                    index + 1,
+                    stage.size,
+                    stage.start,
+                    stage.end
+                ));
+            }
             Event::Step {
                 iteration, costs, ..
             } => {
                 if let Some(bar) = &self.bar {
                     bar.set_position(*iteration as u64);
                     bar.set_message(format!(
-                        "total {:.3e}  content {:.3e}  style {:.3e}",
-                        costs.total, costs.content, costs.style
+                        "{}total {:.3e}  content {:.3e}  style {:.3e}",
+                        self.stage, costs.total, costs.content, costs.style
                     ));
                 }
             }
