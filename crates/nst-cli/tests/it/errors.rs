@@ -5,25 +5,12 @@ use std::path::Path;
 use vgg_weights::write::{Compression, write_simplenn};
 use vgg_weights::{Layer, LayerKind, Layout};
 
-use crate::{base_args, fixture, nst, stderr, strs, synthetic_model, temp_dir};
+use crate::{fixture, fixture_args_with, nst, stderr, strs, synthetic_model, temp_dir};
 
 /// Runs with the base flags plus `extra`; asserts the exit code and that stderr contains `needle`.
 #[track_caller]
 fn check(dir: &Path, extra: &[&str], code: i32, needle: &str) -> String {
-    let (w, c, s) = (
-        dir.join("tiny-vgg.mat"),
-        dir.join("content.png"),
-        dir.join("style.jpg"),
-    );
-    // A flag in `extra` replaces the base flag of the same name.
-    let base = base_args(&w, &c, &s);
-    let mut args = vec![base[0].clone()];
-    for pair in base[1..].chunks(2) {
-        if !extra.contains(&pair[0].as_str()) {
-            args.extend_from_slice(pair);
-        }
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let args = fixture_args_with(dir, extra);
     let out = nst(dir, &strs(&args));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(code), "{extra:?}: {err}");

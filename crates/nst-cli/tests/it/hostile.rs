@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use image::{Rgb, RgbImage};
 
-use crate::{base_args, fixture, nst, nst_command, stderr, strs, temp_dir};
+use crate::{fixture, fixture_args_with, nst, nst_command, stderr, strs, temp_dir};
 
 /// Every file under `dir` with its bytes.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -59,22 +59,9 @@ fn refused(dir: &Path, args: &[String], code: i32, needles: &[&str]) -> String {
     err
 }
 
-/// The fixture's base flags plus `extra`; a flag in `extra` replaces the base flag of the same name.
+/// The fixture's base flags plus `extra` (see [`fixture_args_with`]).
 fn with(dir: &Path, extra: &[&str]) -> Vec<String> {
-    let (w, c, s) = (
-        dir.join("tiny-vgg.mat"),
-        dir.join("content.png"),
-        dir.join("style.jpg"),
-    );
-    let base = base_args(&w, &c, &s);
-    let mut args = vec![base[0].clone()];
-    for pair in base[1..].chunks(2) {
-        if !extra.contains(&pair[0].as_str()) {
-            args.extend_from_slice(pair);
-        }
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+    fixture_args_with(dir, extra)
 }
 
 /// Case 1: an output that is an input, by name, through a symbolic link, and for every output flag.

@@ -140,6 +140,25 @@ pub(crate) fn base_args(weights: &Path, content: &Path, style: &Path) -> Vec<Str
     ]
 }
 
+/// The base flags of the fixture in `dir` plus `extra`; a flag in `extra` replaces the base flag of
+/// the same name.
+pub(crate) fn fixture_args_with(dir: &Path, extra: &[&str]) -> Vec<String> {
+    let (w, c, s) = (
+        dir.join("tiny-vgg.mat"),
+        dir.join("content.png"),
+        dir.join("style.jpg"),
+    );
+    let base = base_args(&w, &c, &s);
+    let mut args = vec![base[0].clone()];
+    for pair in base[1..].chunks(2) {
+        if !extra.contains(&pair[0].as_str()) {
+            args.extend_from_slice(pair);
+        }
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// `Vec<String>` → `Vec<&str>`.
 pub(crate) fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
