@@ -4,7 +4,7 @@
 //! Conventions: images are `[3, H, W]` f32, RGB 0–255 minus the model's mean pixel (no clipping inside
 //! the optimization; clipping happens only when an image is written). Costs use the normalizations of the
 //! original course program: content `1/(4·C·H·W)·Σ(F − P)²`, style per layer `1/(4·C²·(H·W)²)·Σ(G − A)²`
-//! ([`ContentNorm::Seed`], [`StyleNorm::Seed`]). A style image whose feature maps have another size than
+//! ([`ContentNorm::QuarterMean`], [`StyleNorm::Gatys2016`]). A style image whose feature maps have another size than
 //! the generated image's has its Gram matrices rescaled to the generated size (`nst_costs::rescale_gram`),
 //! so the style weight means the same whatever the style image's size.
 
@@ -584,7 +584,7 @@ impl StyleObjective {
                 let value = nst_costs::content_loss_accumulate(
                     self.feats[term.slot].view(),
                     term.target.view(),
-                    ContentNorm::Seed,
+                    ContentNorm::QuarterMean,
                     buf.view_mut(),
                 )?;
                 (value, self.alpha * term.weight)
@@ -611,7 +611,7 @@ impl StyleObjective {
                 nst_costs::style_layer_loss_accumulate(
                     self.feats[term.slot].view(),
                     term.target_gram.view(),
-                    StyleNorm::Seed,
+                    StyleNorm::Gatys2016,
                     self.backend.gemm(),
                     &mut self.style_scratch,
                     buf.view_mut(),

@@ -231,7 +231,7 @@ impl<D: Device> Engine<D> {
         let n_content = self.content.len();
         for (slot, t) in self.content.iter().enumerate() {
             let (layer, g) = &mut self.taps[t.tap];
-            let k = nst_costs::ContentNorm::Seed.coefficient(t.len);
+            let k = nst_costs::ContentNorm::QuarterMean.coefficient(t.len);
             dev.launch(Kernel::SubSumSq {
                 a: self.net.output(*layer),
                 b: &t.target,
@@ -253,7 +253,7 @@ impl<D: Device> Engine<D> {
             let (layer, g) = &mut self.taps[t.tap];
             let f = self.net.output(*layer);
             let (c, p) = (t.channels, t.positions);
-            let k = nst_costs::StyleNorm::Seed.coefficient(c, p);
+            let k = nst_costs::StyleNorm::Gatys2016.coefficient(c, p);
             // G = F·Fᵀ, F = [C, P].
             dev.gemm(GemmCall {
                 trans_a: false,
@@ -329,12 +329,13 @@ impl<D: Device> Engine<D> {
             .download_acc(&self.acc, &mut self.host_acc)?;
         let mut content = 0.0;
         for (t, &sum) in self.content.iter().zip(&self.host_acc) {
-            content += f64::from(t.weight) * nst_costs::ContentNorm::Seed.coefficient(t.len) * sum;
+            content +=
+                f64::from(t.weight) * nst_costs::ContentNorm::QuarterMean.coefficient(t.len) * sum;
         }
         let mut style = 0.0;
         let mut style_layers = Vec::with_capacity(self.style.len());
         for (t, &sum) in self.style.iter().zip(&self.host_acc[n_content..]) {
-            let v = nst_costs::StyleNorm::Seed.coefficient(t.channels, t.positions) * sum;
+            let v = nst_costs::StyleNorm::Gatys2016.coefficient(t.channels, t.positions) * sum;
             style += f64::from(t.weight) * v;
             style_layers.push(v);
         }
