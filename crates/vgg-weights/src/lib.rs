@@ -77,6 +77,9 @@ use std::path::Path;
 
 use ndarray::{Array1, Array4};
 
+/// The `ndarray` crate (version 0.17) whose arrays hold the weights of a [`VggModel`].
+pub use ndarray;
+
 pub use error::{Error, Result};
 
 /// What to load.
@@ -96,7 +99,10 @@ impl LoadOptions {
 }
 
 /// Which of the two published file layouts a model came from (or is written as).
+///
+/// Other layouts may be read in later versions, so a `match` needs a `_` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Layout {
     /// MatConvNet beta16: variables `layers`, `normalization` (with `averageImage`), `classes`.
     Beta16,
@@ -147,7 +153,11 @@ pub struct Layer {
 }
 
 /// The kind of a layer, with its parameters.
+///
+/// More kinds may be recognised in later versions (they are [`LayerKind::Other`] now), so a `match`
+/// needs a `_` arm.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum LayerKind {
     /// Convolution.
     Conv(Conv),
@@ -254,7 +264,7 @@ impl Pad {
 /// [`Error::MissingField`], [`Error::WrongClass`], [`Error::WrongShape`], [`Error::NotAChain`] or
 /// [`Error::UnsupportedLayer`] when it is not a simplenn chain of the expected form;
 /// [`Error::UnknownLayer`] when `last_layer` names no layer.
-pub fn load(path: &Path, opts: &LoadOptions) -> Result<VggModel> {
+pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<VggModel> {
     let file = mat::MatFile::open(path)?;
     vgg::from_mat(&file, opts)
 }
