@@ -166,3 +166,8 @@ fn with_contiguous_grad<R>(mut grad: ArrayViewMut3<'_, f32>, f: impl FnOnce(&mut
         r
     }
 }
+
+/// The README's examples, run as doctests so that they keep compiling and passing.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -502,3 +502,8 @@ fn norm2(v: &[f32]) -> f64 {
 fn count_non_finite(v: &[f32]) -> usize {
     v.iter().filter(|g| !g.is_finite()).count()
 }
+
+/// The README's examples, run as doctests so that they keep compiling and passing.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

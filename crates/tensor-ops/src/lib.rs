@@ -83,3 +83,8 @@ pub use network::Network;
 pub use pool::{AvgPool2d, MaxPool2d, PoolGeometry};
 pub use relu::Relu;
 pub use shape::{Padding, Shape};
+
+/// The README's examples, run as doctests so that they keep compiling and passing.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -16,6 +16,10 @@
 //! char, cell and struct arrays) and [`write`](mod@write) a small MAT v5 writer, used by tests and tools to make
 //! synthetic VGG files.
 //!
+//! The arrays are [`ndarray`] 0.17's. The crate re-exports the `ndarray` it is built with as
+//! `vgg_weights::ndarray`; a program on another `ndarray` major version gets "mismatched types" errors
+//! and should depend on `ndarray = "0.17"` or use the re-export.
+//!
 //! It does not read MAT 7.3 (HDF5) or Level-4 files (they are refused with a message that says so),
 //! sparse, object or function-handle arrays (an error for that variable only), DagNN models, or layers
 //! other than conv/relu/pool beyond their name and type. It does no inference.
@@ -285,3 +289,8 @@ pub fn load_bytes(bytes: Vec<u8>, opts: &LoadOptions) -> Result<VggModel> {
 pub fn from_mat_file(file: &mat::MatFile, opts: &LoadOptions) -> Result<VggModel> {
     vgg::from_mat(file, opts)
 }
+
+/// The README's examples, run as doctests so that they keep compiling and passing.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
