@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 
 use crate::cmd::Cmd;
+use crate::packages;
 
 /// What `cargo xtask test` was asked to do beyond the default matrix.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,7 +21,8 @@ pub(crate) struct MatrixOptions {
     pub(crate) gpu: bool,
     /// Run the smoke test on the real VGG-19 weights.
     pub(crate) with_weights: bool,
-    /// Skip the slow legs that rarely break while iterating (doctests, docs, benches, cuda).
+    /// Skip the slow legs that rarely break while iterating (the engine example, doctests, docs,
+    /// benches, packages, the downstream crate, cuda).
     pub(crate) quick: bool,
 }
 
@@ -269,6 +271,9 @@ enum LegKind {
     },
     /// The real-weights smoke test: the weights file must exist and the run must write a file.
     Smoke { weights: PathBuf, out_dir: PathBuf },
+    /// The publishable crates packaged and built from their packages (`packages::check`; `cmd` is
+    /// its first command).
+    Packages,
 }
 
 /// The legs, in order, with the skip decisions made here, visibly, rather than inside tests.
@@ -284,6 +289,14 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
         "--examples",
         "--no-fail-fast",
     ];
+    let mut downstream = Cmd::cargo([
+        "run",
+        "--locked",
+        "--offline",
+        "--manifest-path",
+        "examples/downstream/Cargo.toml",
+    ]);
+    downstream.env("CARGO_TARGET_DIR", "target");
     let mut doc = Cmd::cargo(["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     let mut gpu_tests = Cmd::cargo([
@@ -403,6 +416,21 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
             skip: quick_skip("bench build"),
         },
         Leg {
+            name: "packages",
+            // Every publishable crate packed in publish order, then built and tested from its package.
+            cmd: packages::package_cmd(),
+            kind: LegKind::Packages,
+            skip: quick_skip("packages"),
+        },
+        Leg {
+            name: "downstream crate",
+            // The library crates used from outside the workspace, pinned to the workspace's versions;
+            // it shares `target/` (and so the built dependencies) with the workspace.
+            cmd: downstream,
+            kind: LegKind::Status,
+            skip: quick_skip("downstream crate"),
+        },
+        Leg {
             name: "cuda feature (clippy)",
             // Builds without a GPU or CUDA toolkit: cudarc loads its libraries at run time.
             cmd: Cmd::cargo([
@@ -504,6 +532,7 @@ fn run_leg(leg: Leg, root: &Path, env: &[(String, String)]) -> LegResult {
             })
         }
         LegKind::Smoke { weights, out_dir } => smoke(&cmd, weights, out_dir),
+        LegKind::Packages => packages::check(root, env),
     };
     LegResult {
         name: leg.name,
@@ -726,6 +755,8 @@ mod tests {
                 "doctests",
                 "doc",
                 "bench build",
+                "packages",
+                "downstream crate",
                 "cuda feature (clippy)",
                 "cuda feature (CPU tests)",
                 "cuda tests (GPU)",
@@ -777,6 +808,8 @@ mod tests {
                 "doctests",
                 "doc",
                 "bench build",
+                "packages",
+                "downstream crate",
                 "cuda feature (clippy)",
                 "cuda feature (CPU tests)",
                 "cuda tests (GPU)"
