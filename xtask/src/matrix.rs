@@ -262,6 +262,9 @@ struct Leg {
 enum LegKind {
     /// Passes when the command exits with 0.
     Status,
+    /// Like `Status`, for a command that writes into `dir`: the folder is made before the command
+    /// runs (the command expects it) and removed after.
+    WritesInto { dir: PathBuf },
     /// A cargo test run: passes on exit 0; counts are parsed from its output. With
     /// `require_prefix`, it also fails unless some test whose own name (the last `::` segment)
     /// starts with that prefix ran: libtest's filter matches anywhere in the path, so the count
@@ -391,7 +394,7 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
             name: "engine example",
             // The library used alone, as its docs show: a run on a random model, no weights file.
             cmd: example,
-            kind: LegKind::Status,
+            kind: LegKind::WritesInto { dir: example_out },
             skip: quick_skip("engine example"),
         },
         Leg {
@@ -511,6 +514,7 @@ fn run_leg(leg: Leg, root: &Path, env: &[(String, String)]) -> LegResult {
     let mut counts: Option<TestCounts> = None;
     let result = match &leg.kind {
         LegKind::Status => cmd.run(),
+        LegKind::WritesInto { dir } => run_writing_into(&cmd, dir),
         LegKind::Tests { require_prefix } => {
             let mut n_prefixed = 0_u64;
             let ran = cmd.run_tee(|line| {
@@ -543,6 +547,15 @@ fn run_leg(leg: Leg, root: &Path, env: &[(String, String)]) -> LegResult {
         seconds: Some(started.elapsed().as_secs_f64()),
         counts,
     }
+}
+
+/// Runs `cmd` with `dir` made first and removed after, whatever the outcome.
+fn run_writing_into(cmd: &Cmd, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let result = cmd.run();
+    let removed = std::fs::remove_dir_all(dir);
+    result?;
+    Ok(removed?)
 }
 
 /// The real-weights smoke test: a two-iteration run of the README's first command.
@@ -830,6 +843,17 @@ mod tests {
                 require_prefix: Some("fd_")
             }
         ));
+    }
+
+    #[test]
+    fn a_leg_that_writes_gets_its_folder_and_leaves_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("xtask-writes-into-{}", std::process::id()));
+        let probe = dir.join("probe");
+        run_writing_into(&Cmd::new("touch", [probe.display().to_string()]), &dir).unwrap();
+        assert!(!dir.exists());
+        let err = run_writing_into(&Cmd::new("sh", ["-c", "exit 4"]), &dir).unwrap_err();
+        assert!(err.to_string().contains("exit 4"), "{err}");
+        assert!(!dir.exists());
     }
 
     #[test]
