@@ -16,6 +16,7 @@
 mod cmd;
 mod gpu;
 mod matrix;
+mod packages;
 #[cfg(test)]
 mod tidy;
 
@@ -38,7 +39,8 @@ USAGE:
         Run the whole test matrix and print a summary table; exit non-zero if any leg fails.
         --gpu           run the cuda tests even if no GPU is detected
         --with-weights  run the smoke test on the real VGG-19 weights (fails if the file is missing)
-        --quick         only fmt, clippy and the tests (skip doctests, docs, benches, cuda legs)
+        --quick         only fmt, clippy and the tests (skip the engine example, doctests, docs,
+                        benches, packages, downstream crate, cuda legs)
     cargo xtask gpu-bundle [--out DIR]
         Build, with the cuda feature, the release `nst` and the GPU test binaries into DIR
         (default target/gpu-bundle) with run.sh, which runs the GPU tests and benchmarks on a

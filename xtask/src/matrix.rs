@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 
 use crate::cmd::Cmd;
+use crate::packages;
 
 /// What `cargo xtask test` was asked to do beyond the default matrix.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,7 +21,8 @@ pub(crate) struct MatrixOptions {
     pub(crate) gpu: bool,
     /// Run the smoke test on the real VGG-19 weights.
     pub(crate) with_weights: bool,
-    /// Skip the slow legs that rarely break while iterating (doctests, docs, benches, cuda).
+    /// Skip the slow legs that rarely break while iterating (the engine example, doctests, docs,
+    /// benches, packages, the downstream crate, cuda).
     pub(crate) quick: bool,
 }
 
@@ -260,6 +262,9 @@ struct Leg {
 enum LegKind {
     /// Passes when the command exits with 0.
     Status,
+    /// Like `Status`, for a command that writes into `dir`: the folder is made before the command
+    /// runs (the command expects it) and removed after.
+    WritesInto { dir: PathBuf },
     /// A cargo test run: passes on exit 0; counts are parsed from its output. With
     /// `require_prefix`, it also fails unless some test whose own name (the last `::` segment)
     /// starts with that prefix ran: libtest's filter matches anywhere in the path, so the count
@@ -269,6 +274,9 @@ enum LegKind {
     },
     /// The real-weights smoke test: the weights file must exist and the run must write a file.
     Smoke { weights: PathBuf, out_dir: PathBuf },
+    /// The publishable crates packaged and built from their packages (`packages::check`; `cmd` is
+    /// its first command).
+    Packages,
 }
 
 /// The legs, in order, with the skip decisions made here, visibly, rather than inside tests.
@@ -284,6 +292,14 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
         "--examples",
         "--no-fail-fast",
     ];
+    let mut downstream = Cmd::cargo([
+        "run",
+        "--locked",
+        "--offline",
+        "--manifest-path",
+        "examples/downstream/Cargo.toml",
+    ]);
+    downstream.env("CARGO_TARGET_DIR", "target");
     let mut doc = Cmd::cargo(["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     let mut gpu_tests = Cmd::cargo([
@@ -378,7 +394,7 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
             name: "engine example",
             // The library used alone, as its docs show: a run on a random model, no weights file.
             cmd: example,
-            kind: LegKind::Status,
+            kind: LegKind::WritesInto { dir: example_out },
             skip: quick_skip("engine example"),
         },
         Leg {
@@ -401,6 +417,21 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
             cmd: Cmd::cargo(["bench", "--workspace", "--benches", "--no-run"]),
             kind: LegKind::Status,
             skip: quick_skip("bench build"),
+        },
+        Leg {
+            name: "packages",
+            // Every publishable crate packed in publish order, then built and tested from its package.
+            cmd: packages::package_cmd(),
+            kind: LegKind::Packages,
+            skip: quick_skip("packages"),
+        },
+        Leg {
+            name: "downstream crate",
+            // The library crates used from outside the workspace, pinned to the workspace's versions;
+            // it shares `target/` (and so the built dependencies) with the workspace.
+            cmd: downstream,
+            kind: LegKind::Status,
+            skip: quick_skip("downstream crate"),
         },
         Leg {
             name: "cuda feature (clippy)",
@@ -483,6 +514,7 @@ fn run_leg(leg: Leg, root: &Path, env: &[(String, String)]) -> LegResult {
     let mut counts: Option<TestCounts> = None;
     let result = match &leg.kind {
         LegKind::Status => cmd.run(),
+        LegKind::WritesInto { dir } => run_writing_into(&cmd, dir),
         LegKind::Tests { require_prefix } => {
             let mut n_prefixed = 0_u64;
             let ran = cmd.run_tee(|line| {
@@ -504,6 +536,7 @@ fn run_leg(leg: Leg, root: &Path, env: &[(String, String)]) -> LegResult {
             })
         }
         LegKind::Smoke { weights, out_dir } => smoke(&cmd, weights, out_dir),
+        LegKind::Packages => packages::check(root, env),
     };
     LegResult {
         name: leg.name,
@@ -514,6 +547,15 @@ fn run_leg(leg: Leg, root: &Path, env: &[(String, String)]) -> LegResult {
         seconds: Some(started.elapsed().as_secs_f64()),
         counts,
     }
+}
+
+/// Runs `cmd` with `dir` made first and removed after, whatever the outcome.
+fn run_writing_into(cmd: &Cmd, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let result = cmd.run();
+    let removed = std::fs::remove_dir_all(dir);
+    result?;
+    Ok(removed?)
 }
 
 /// The real-weights smoke test: a two-iteration run of the README's first command.
@@ -726,6 +768,8 @@ mod tests {
                 "doctests",
                 "doc",
                 "bench build",
+                "packages",
+                "downstream crate",
                 "cuda feature (clippy)",
                 "cuda feature (CPU tests)",
                 "cuda tests (GPU)",
@@ -777,6 +821,8 @@ mod tests {
                 "doctests",
                 "doc",
                 "bench build",
+                "packages",
+                "downstream crate",
                 "cuda feature (clippy)",
                 "cuda feature (CPU tests)",
                 "cuda tests (GPU)"
@@ -797,6 +843,17 @@ mod tests {
                 require_prefix: Some("fd_")
             }
         ));
+    }
+
+    #[test]
+    fn a_leg_that_writes_gets_its_folder_and_leaves_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("xtask-writes-into-{}", std::process::id()));
+        let probe = dir.join("probe");
+        run_writing_into(&Cmd::new("touch", [probe.display().to_string()]), &dir).unwrap();
+        assert!(!dir.exists());
+        let err = run_writing_into(&Cmd::new("sh", ["-c", "exit 4"]), &dir).unwrap_err();
+        assert!(err.to_string().contains("exit 4"), "{err}");
+        assert!(!dir.exists());
     }
 
     #[test]

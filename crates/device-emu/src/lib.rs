@@ -11,7 +11,7 @@
 //! [`Emulator::new`] takes the launch shape, so the tests can run the grid-stride loops with grids and
 //! blocks of any size, down to one thread.
 
-use tensor_ops::device::{BLOCK, Device, GemmCall, Kernel, check_gemm, reduction_grid, too_short};
+use tensor_ops::device::{BLOCK, Device, GemmCall, Kernel, reduction_grid};
 use tensor_ops::{Error, Result};
 
 mod ffi {
@@ -108,10 +108,14 @@ unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}
 
-/// Fails with [`too_short`] unless a buffer of `len` elements holds `needed`.
+/// Fails with [`Error::Device`] unless a buffer of `len` elements holds `needed` (the message
+/// `tensor-ops` gives for a short buffer).
 fn need(op: &'static str, len: usize, needed: usize) -> Result<()> {
     if len < needed {
-        return Err(too_short(op, needed, len));
+        return Err(Error::Device {
+            op,
+            message: format!("buffer of {len} elements, {needed} needed"),
+        });
     }
     Ok(())
 }
@@ -252,7 +256,7 @@ impl Device for Emulator {
     }
 
     fn gemm(&self, call: GemmCall<'_, Vec<f32>>) -> Result<()> {
-        check_gemm(self, &call)?;
+        call.check(Vec::len)?;
         let GemmCall {
             trans_a,
             trans_b,
@@ -272,7 +276,7 @@ impl Device for Emulator {
         let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
         let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
         let stride = |v: usize| isize::try_from(v).expect("a buffer's dimension fits isize");
-        // SAFETY: `check_gemm` checked that A, B and C hold m·k, k·n and m·n floats, and these strides
+        // SAFETY: `GemmCall::check` checked that A, B and C hold m·k, k·n and m·n floats, and these strides
         // address exactly those row-major matrices.
         unsafe {
             matrixmultiply::sgemm(

@@ -69,7 +69,7 @@ fn bench_style(cr: &mut Criterion) {
                     style_layer_loss_accumulate(
                         black_box(f.view()),
                         target.view(),
-                        StyleNorm::Seed,
+                        StyleNorm::Gatys2016,
                         &CpuGemm,
                         &mut scratch,
                         grad.view_mut(),
@@ -88,7 +88,7 @@ fn bench_content_and_tv(cr: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
-    // conv4_2, the seed's content layer, at 400×300.
+    // conv4_2, Gatys et al.'s content layer, at 400×300.
     let a = features(512, 37, 50);
     let t = a.mapv(|v| v * 0.5);
     let mut grad = Array3::<f32>::zeros(a.raw_dim());
@@ -97,7 +97,7 @@ fn bench_content_and_tv(cr: &mut Criterion) {
             content_loss_accumulate(
                 black_box(a.view()),
                 t.view(),
-                ContentNorm::Seed,
+                ContentNorm::QuarterMean,
                 grad.view_mut(),
             )
             .unwrap()

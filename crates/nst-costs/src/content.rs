@@ -12,10 +12,11 @@ use crate::{LossAndGrad, Result, check_same_shape, with_contiguous_grad};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ContentNorm {
-    /// `k = 1/(4·C·H·W)`: the seed (the Coursera "Art generation with neural style transfer"
-    /// assignment, `compute_content_cost`). The default.
+    /// `k = 1/(4·C·H·W)`, a quarter of the mean squared error: the neural style transfer
+    /// assignment of the Coursera Deep Learning Specialization ("Art generation with neural style
+    /// transfer", `compute_content_cost`). The default.
     #[default]
-    Seed,
+    QuarterMean,
     /// `k = ½`: Gatys, Ecker & Bethge 2016, eq. 1, `L_content = ½·Σ(F − P)²`.
     Half,
     /// `k = 1/(C·H·W)`: the mean squared error, as `F.mse_loss` in the PyTorch neural-transfer tutorial.
@@ -23,6 +24,14 @@ pub enum ContentNorm {
 }
 
 impl ContentNorm {
+    /// The former name of [`ContentNorm::QuarterMean`].
+    #[deprecated(since = "0.1.0", note = "renamed to `ContentNorm::QuarterMean`")]
+    #[allow(
+        non_upper_case_globals,
+        reason = "the former variant's name, kept as an alias"
+    )]
+    pub const Seed: ContentNorm = ContentNorm::QuarterMean;
+
     /// The factor `k` in `J_c = k·Σ(a_G − a_C)²` for a feature map of `n_elements = C·H·W` values.
     ///
     /// An empty map (`n_elements == 0`) has `k = 0` for the size-dependent norms, so its cost is 0.
@@ -31,7 +40,7 @@ impl ContentNorm {
     /// ```
     /// use approx::assert_relative_eq;
     /// use nst_costs::ContentNorm;
-    /// assert_relative_eq!(ContentNorm::Seed.coefficient(8), 1.0 / 32.0);
+    /// assert_relative_eq!(ContentNorm::QuarterMean.coefficient(8), 1.0 / 32.0);
     /// assert_relative_eq!(ContentNorm::Half.coefficient(8), 0.5);
     /// assert_relative_eq!(ContentNorm::Mean.coefficient(8), 1.0 / 8.0);
     /// ```
@@ -39,12 +48,12 @@ impl ContentNorm {
         if n_elements == 0 {
             return match self {
                 ContentNorm::Half => 0.5,
-                ContentNorm::Seed | ContentNorm::Mean => 0.0,
+                ContentNorm::QuarterMean | ContentNorm::Mean => 0.0,
             };
         }
         let n = n_elements as f64;
         match self {
-            ContentNorm::Seed => 1.0 / (4.0 * n),
+            ContentNorm::QuarterMean => 1.0 / (4.0 * n),
             ContentNorm::Half => 0.5,
             ContentNorm::Mean => 1.0 / n,
         }
@@ -57,9 +66,9 @@ impl ContentNorm {
 /// J_c = k · Σ_{c,i,j} (a_G[c,i,j] − a_C[c,i,j])²        ∂J_c/∂a_G = 2k · (a_G − a_C)
 /// ```
 ///
-/// `k` comes from `norm` ([`ContentNorm::Seed`]: `1/(4·C·H·W)`; Gatys et al. 2016, eq. 1 is
+/// `k` comes from `norm` ([`ContentNorm::QuarterMean`]: `1/(4·C·H·W)`; Gatys et al. 2016, eq. 1 is
 /// [`ContentNorm::Half`]). Both maps are `[C, H, W]`. The value is accumulated in f64 from exact f64
-/// differences; the gradient is computed in f32. Derivation: `docs/gradients.md`.
+/// differences; the gradient is computed in f32. Derivation: [the crate docs](crate#gradients).
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) when the two shapes differ.
@@ -72,7 +81,7 @@ impl ContentNorm {
 ///
 /// let generated = array![[[1.0_f32, 2.0]]]; // C = 1, H = 1, W = 2
 /// let target = array![[[0.0_f32, 0.0]]];
-/// let cost = content_loss(generated.view(), target.view(), ContentNorm::Seed)?;
+/// let cost = content_loss(generated.view(), target.view(), ContentNorm::QuarterMean)?;
 /// assert_abs_diff_eq!(cost.value, (1.0 + 4.0) / 8.0); // 1/(4·1·1·2) · (1² + 2²)
 /// assert_abs_diff_eq!(cost.grad, array![[[0.25, 0.5]]]); // 2/8 · (a_G − a_C)
 /// # Ok::<(), nst_costs::Error>(())

@@ -7,16 +7,37 @@
 //!
 //! | cost | formula (default normalization) | source |
 //! | --- | --- | --- |
-//! | [`content_loss`] | `J_c = 1/(4·C·H·W)·Σ(a_G − a_C)²` | seed (Coursera NST); Gatys et al. 2016 eq. 1 is [`ContentNorm::Half`] |
-//! | [`style_layer_loss`] | `J_s = 1/(4·C²·(H·W)²)·Σ(G_G − G_S)²`, `G = A·Aᵀ` | Gatys et al. 2016 eq. 3–4 (also the seed) |
+//! | [`content_loss`] | `J_c = 1/(4·C·H·W)·Σ(a_G − a_C)²` | [`ContentNorm::QuarterMean`]; Gatys et al. 2016 eq. 1 is [`ContentNorm::Half`] |
+//! | [`style_layer_loss`] | `J_s = 1/(4·C²·(H·W)²)·Σ(G_G − G_S)²`, `G = A·Aᵀ` | [`StyleNorm::Gatys2016`], Gatys et al. 2016 eq. 3–4 |
 //! | [`total_variation`] | `Σ (x[c,i+1,j] − x[c,i,j])² + (x[c,i,j+1] − x[c,i,j])²` | Mahendran & Vedaldi 2015, β = 2 |
 //!
-//! Shapes are `[C, H, W]` row-major f32, as everywhere in the workspace. The derivations of all
-//! gradients are in `docs/gradients.md`.
+//! Feature maps and images are [`ndarray`] arrays of shape `[C, H, W]`, row-major `f32`. The crate
+//! re-exports the `ndarray` it is built with (version 0.17), so `nst_costs::ndarray` always matches
+//! its signatures; a program that uses another `ndarray` major version gets "mismatched types" errors
+//! and should depend on `ndarray = "0.17"` or use the re-export.
 //!
-//! What this crate does not do: it does not know VGG or which layers are used, and it does not weight
-//! or sum the per-layer costs (the pipeline does, e.g. the seed's 0.2 per layer on `conv1_1…conv5_1`).
-//! It depends on `tensor-ops` only for the [`tensor_ops::Gemm`] trait.
+//! What this crate does not do: it does not know which network or which layers are used, and it does
+//! not weight or sum the per-layer costs; that is the caller's objective (Gatys et al. weight five
+//! layers `conv1_1 … conv5_1` equally, 0.2 each). It depends on `tensor-ops` only for the
+//! [`tensor_ops::Gemm`] trait, through which the Gram matrices and the style gradient are computed.
+//!
+//! ## Gradients
+//! A feature map `a` is `[C, H, W]`; `A` is it reshaped to the `C × M` matrix, `M = H·W`.
+//!
+//! - **Content**, `J_c = k·Σ(a_G − a_C)²`: each term depends on one entry, so
+//!   `∂J_c/∂a_G = 2k·(a_G − a_C)`. With `k = ½` this is Gatys et al.'s eq. 2, `∂L/∂F = F − P`
+//!   (their mask `F > 0` is the ReLU's backward pass, not the cost's).
+//! - **Style**, `J_s = k·Σ_{c,d}(G − S)²[c,d]` with `G = A·Aᵀ`: let `D = G − S`, symmetric because
+//!   every Gram (and any blend of Grams) is. Then `dJ_s = 2k·⟨D, dG⟩` and `dG = dA·Aᵀ + A·dAᵀ`, so
+//!   `dJ_s = 2k·(⟨D·A, dA⟩ + ⟨Dᵀ·A, dA⟩) = 4k·⟨D·A, dA⟩`, i.e. `∂J_s/∂A = 4k·(G − S)·A` (Gatys et
+//!   al.'s eq. 6 for `k = 1/(4·C²·M²)`). For a target `S` that is not exactly symmetric the same
+//!   steps give `2k·(D + Dᵀ)·A`, and [`style_layer_loss`] uses the symmetric part of `D`. Dividing both
+//!   Grams by `n` multiplies the sum by `1/n²`, so every [`StyleNorm`] is the same cost up to `k`.
+//! - **Total variation**, `TV = Σ φ(d)` over the differences `d = x[hi] − x[lo]` of vertically and
+//!   horizontally adjacent pixels: each `d` adds `φ'(d)` to `∂TV/∂x[hi]` and `−φ'(d)` to
+//!   `∂TV/∂x[lo]`; `φ` and `φ'` are listed under [`TvKind`].
+//!
+//! Every gradient is checked against central finite differences in the tests of the source repository.
 //!
 //! ## Features
 //! None. Parallelism comes from the [`tensor_ops::Gemm`] backend the caller passes in.
@@ -24,14 +45,14 @@
 //! # Examples
 //! ```
 //! use approx::assert_abs_diff_eq;
-//! use ndarray::Array3;
+//! use nst_costs::ndarray::Array3;
 //! use nst_costs::{StyleNorm, gram, style_layer_loss};
 //! use tensor_ops::CpuGemm;
 //!
 //! let style = Array3::from_shape_fn((4, 5, 6), |(c, i, j)| (c + i * j) as f32 * 0.1);
 //! let target = gram(style.view(), &CpuGemm);
 //! // The style cost of the style image itself is 0, and so is its gradient.
-//! let cost = style_layer_loss(style.view(), target.view(), StyleNorm::Seed, &CpuGemm)?;
+//! let cost = style_layer_loss(style.view(), target.view(), StyleNorm::Gatys2016, &CpuGemm)?;
 //! assert_abs_diff_eq!(cost.value, 0.0);
 //! assert!(cost.grad.iter().all(|&g| g == 0.0));
 //! # Ok::<(), nst_costs::Error>(())
@@ -45,10 +66,13 @@ mod tv;
 
 use ndarray::{Array3, ArrayViewMut3};
 
+/// The `ndarray` crate (version 0.17) whose arrays this crate's functions take and return.
+pub use ndarray;
+
 pub use content::{ContentNorm, content_loss, content_loss_accumulate};
 pub use style::{
-    GRAM_BLOCK, StyleNorm, StyleScratch, blend_grams, gram, gram_into, rescale_gram,
-    style_layer_loss, style_layer_loss_accumulate,
+    StyleNorm, StyleScratch, blend_grams, gram, gram_into, rescale_gram, style_layer_loss,
+    style_layer_loss_accumulate,
 };
 pub use tv::{TvKind, total_variation, total_variation_accumulate};
 
@@ -142,3 +166,8 @@ fn with_contiguous_grad<R>(mut grad: ArrayViewMut3<'_, f32>, f: impl FnOnce(&mut
         r
     }
 }
+
+/// The README's examples, run as doctests so that they keep compiling and passing.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -12,15 +12,16 @@ use crate::{Error, LossAndGrad, Result, check_same_shape};
 /// is the **unnormalized** Gram matrix of the `[C, H·W]` feature matrix `A` (`M = H·W` positions).
 ///
 /// Every variant is the same cost up to the constant `k`; the gradient is `∂J_s/∂A = 4k·(G_G − G_S)·A`
-/// (`docs/gradients.md`). `k` uses the generated map's `C` and `M`; for a style image of another size
+/// ([derivation](crate#gradients)). `k` uses the generated map's `C` and `M`; for a style image of another size
 /// see [`rescale_gram`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum StyleNorm {
-    /// `k = 1/(4·C²·M²)`: Gatys, Ecker & Bethge 2016, eq. 4 (`E_l = 1/(4·N_l²·M_l²)·Σ(G − A)²`), which
-    /// is also the seed (Coursera `compute_layer_style_cost`). The default.
+    /// `k = 1/(4·C²·M²)`: Gatys, Ecker & Bethge 2016, eq. 4 (`E_l = 1/(4·N_l²·M_l²)·Σ(G − A)²`),
+    /// which the Coursera Deep Learning Specialization's neural style transfer assignment also uses
+    /// (`compute_layer_style_cost`). The default.
     #[default]
-    Seed,
+    Gatys2016,
     /// `k = 1/(C·M)²`: Johnson, Alahi & Fei-Fei 2016, §3.2 (Gram divided by `C·H·W`, then the
     /// squared Frobenius distance). Its scale varies less across layers, so one weight fits all.
     Johnson2016,
@@ -30,6 +31,14 @@ pub enum StyleNorm {
 }
 
 impl StyleNorm {
+    /// The former name of [`StyleNorm::Gatys2016`].
+    #[deprecated(since = "0.1.0", note = "renamed to `StyleNorm::Gatys2016`")]
+    #[allow(
+        non_upper_case_globals,
+        reason = "the former variant's name, kept as an alias"
+    )]
+    pub const Seed: StyleNorm = StyleNorm::Gatys2016;
+
     /// The factor `k` in `J_s = k·Σ(G_G − G_S)²` for `n_channels = C` and `n_positions = M = H·W`.
     ///
     /// An empty map (`C·M == 0`) has `k = 0`, so its cost is 0.
@@ -39,7 +48,7 @@ impl StyleNorm {
     /// use approx::assert_relative_eq;
     /// use nst_costs::StyleNorm;
     /// // C = 2, M = 3.
-    /// assert_relative_eq!(StyleNorm::Seed.coefficient(2, 3), 1.0 / (4.0 * 4.0 * 9.0));
+    /// assert_relative_eq!(StyleNorm::Gatys2016.coefficient(2, 3), 1.0 / (4.0 * 4.0 * 9.0));
     /// assert_relative_eq!(StyleNorm::Johnson2016.coefficient(2, 3), 1.0 / 36.0);
     /// assert_relative_eq!(StyleNorm::TorchTutorial.coefficient(2, 3), 1.0 / (36.0 * 4.0));
     /// ```
@@ -50,7 +59,7 @@ impl StyleNorm {
         let c = n_channels as f64;
         let m = n_positions as f64;
         match self {
-            StyleNorm::Seed => 1.0 / (4.0 * c * c * m * m),
+            StyleNorm::Gatys2016 => 1.0 / (4.0 * c * c * m * m),
             StyleNorm::Johnson2016 => 1.0 / (c * m * c * m),
             StyleNorm::TorchTutorial => 1.0 / (c * m * c * m * c * c),
         }
@@ -75,7 +84,7 @@ impl StyleScratch {
 /// (Gatys et al. 2016, eq. 3: `G_ij = Σ_k F_ik·F_jk`). No normalization is applied.
 ///
 /// Computed by GEMMs on `gemm` over the blocks on and above the diagonal only (blocks of
-/// [`GRAM_BLOCK`] rows; for `C = 512` that is 10 of 16 blocks), then mirrored, so the result is
+/// 128 rows; for `C = 512` that is 10 of 16 blocks), then mirrored, so the result is
 /// exactly symmetric whatever the backend. A non-contiguous `features` is copied first.
 ///
 /// # Examples
@@ -128,7 +137,7 @@ pub fn gram_into(
 }
 
 /// Row-block size of the Gram's block-triangular GEMMs.
-pub const GRAM_BLOCK: usize = 128;
+pub(crate) const GRAM_BLOCK: usize = 128;
 
 /// `out ← A·Aᵀ`: GEMMs on the blocks `(i, j)` with `i ≤ j`, then the upper triangle copied down.
 fn gram_upper_mirrored(a: ArrayView2<'_, f32>, gemm: &dyn Gemm, mut out: ArrayViewMut2<'_, f32>) {
@@ -157,12 +166,12 @@ fn gram_upper_mirrored(a: ArrayView2<'_, f32>, gemm: &dyn Gemm, mut out: ArrayVi
 /// ```
 ///
 /// Gatys, Ecker & Bethge 2016, eq. 4 (and its gradient, eq. 6) with `k` from `norm`
-/// ([`StyleNorm::Seed`]: `1/(4·C²·M²)`). `target_gram` is the **unnormalized** `G_S` (from [`gram`],
+/// ([`StyleNorm::Gatys2016`]: `1/(4·C²·M²)`). `target_gram` is the **unnormalized** `G_S` (from [`gram`],
 /// possibly [`blend_grams`]ed or [`rescale_gram`]d). The formula above assumes `G_S` symmetric, as
 /// those are exactly; for a target that is not, the gradient uses the symmetric part of
 /// `G_G − G_S`, which is the exact gradient of the value returned. Both the Gram and the gradient are GEMMs on `gemm`
 /// (`2·C²·M` flops each); the value is accumulated in f64. The weighted sum over layers is the
-/// caller's. Derivation: `docs/gradients.md`.
+/// caller's. Derivation: [the crate docs](crate#gradients).
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] when `target_gram` is not `[C, C]`.
@@ -176,7 +185,7 @@ fn gram_upper_mirrored(a: ArrayView2<'_, f32>, gemm: &dyn Gemm, mut out: ArrayVi
 ///
 /// let a = array![[[1.0_f32, 2.0]]]; // C = 1, M = 2: G_G = [[5]]
 /// let target = array![[3.0_f32]];
-/// let cost = style_layer_loss(a.view(), target.view(), StyleNorm::Seed, &CpuGemm)?;
+/// let cost = style_layer_loss(a.view(), target.view(), StyleNorm::Gatys2016, &CpuGemm)?;
 /// // k = 1/(4·1·4) = 1/16; J = (5 − 3)²/16; ∂J/∂A = 4k·2·A = A/2.
 /// assert_abs_diff_eq!(cost.value, 0.25);
 /// assert_abs_diff_eq!(cost.grad, array![[[0.5, 1.0]]], epsilon = 1e-6);
@@ -221,7 +230,7 @@ pub fn style_layer_loss(
 /// let mut scratch = StyleScratch::new();
 /// let mut grad = Array3::from_elem((1, 1, 2), 10.0_f32);
 /// let value = style_layer_loss_accumulate(
-///     a.view(), target.view(), StyleNorm::Seed, &CpuGemm, &mut scratch, grad.view_mut())?;
+///     a.view(), target.view(), StyleNorm::Gatys2016, &CpuGemm, &mut scratch, grad.view_mut())?;
 /// assert_abs_diff_eq!(value, 0.25);
 /// assert_abs_diff_eq!(grad, array![[[10.5, 11.0]]], epsilon = 1e-6);
 /// # Ok::<(), nst_costs::Error>(())
@@ -345,7 +354,7 @@ pub fn blend_grams(targets: &[(ArrayView2<'_, f32>, f32)]) -> Result<Array2<f32>
 /// divides by the *generated* map's size, so a style image larger than the generated one would look
 /// "stronger" without this. Rescaling compares the per-position Grams `G/M` instead, which do not
 /// depend on the image size for a stationary texture. Use it when the style image's size differs
-/// from the content image's (the CLI allows this), before [`blend_grams`].
+/// from the content image's, before [`blend_grams`].
 ///
 /// # Errors
 /// [`Error::InvalidParameter`] when a position count is 0.

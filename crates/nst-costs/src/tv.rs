@@ -26,7 +26,7 @@ pub enum TvKind {
     },
 }
 
-/// Total variation of an image `[C, H, W]` (any `C`; the pipeline passes the RGB image), with its
+/// Total variation of an image `[C, H, W]` (any `C`, e.g. the three planes of an RGB image), with its
 /// gradient:
 ///
 /// ```text
@@ -35,7 +35,8 @@ pub enum TvKind {
 /// ```
 ///
 /// with `φ` from `kind` (Mahendran & Vedaldi 2015, `R_{V^β}`; terms that would leave the image are
-/// dropped). No normalization: the pipeline weights it. Value in f64. Derivation: `docs/gradients.md`.
+/// dropped). No normalization: the caller weights it. Value in f64. Derivation:
+/// [the crate docs](crate#gradients).
 ///
 /// # Errors
 /// [`Error::InvalidParameter`] when `kind` is [`TvKind::Abs`] with `eps` not finite and positive.

@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => return Err("usage: random_vgg19 OUT.mat [LAST] [SEED]".into()),
     };
     let model = nst_engine::network::random_vgg19(&last, seed);
-    write_simplenn(out.as_ref(), &model, Layout::Beta16, Compression::None)?;
+    write_simplenn(&out, &model, Layout::Beta16, Compression::None)?;
     println!("wrote {out}: {} layers up to {last}", model.layers.len());
     Ok(())
 }

@@ -66,7 +66,7 @@ pub fn time_adam(
     )?;
     let startup_seconds = t0.elapsed().as_secs_f64();
     let mut x = img(9).into_raw_vec_and_offset().0;
-    let adam = Adam::new(AdamConfig::seed()).map_err(Error::Optimizer)?;
+    let adam = Adam::new(AdamConfig::tensorflow_v1(2.0)).map_err(Error::Optimizer)?;
     let mut opt = Opt::adam(adam, &obj);
     let mut seconds = Vec::with_capacity(iterations);
     for i in 0..=iterations {

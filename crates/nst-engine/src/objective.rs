@@ -4,7 +4,7 @@
 //! Conventions: images are `[3, H, W]` f32, RGB 0–255 minus the model's mean pixel (no clipping inside
 //! the optimization; clipping happens only when an image is written). Costs use the normalizations of the
 //! original course program: content `1/(4·C·H·W)·Σ(F − P)²`, style per layer `1/(4·C²·(H·W)²)·Σ(G − A)²`
-//! ([`ContentNorm::Seed`], [`StyleNorm::Seed`]). A style image whose feature maps have another size than
+//! ([`ContentNorm::QuarterMean`], [`StyleNorm::Gatys2016`]). A style image whose feature maps have another size than
 //! the generated image's has its Gram matrices rescaled to the generated size (`nst_costs::rescale_gram`),
 //! so the style weight means the same whatever the style image's size.
 
@@ -102,7 +102,7 @@ impl ContentNormKind {
     /// The `nst_costs` normalization.
     pub fn norm(self) -> ContentNorm {
         match self {
-            ContentNormKind::Course => ContentNorm::Seed,
+            ContentNormKind::Course => ContentNorm::QuarterMean,
             ContentNormKind::Half => ContentNorm::Half,
             ContentNormKind::Mean => ContentNorm::Mean,
         }
@@ -127,7 +127,7 @@ impl StyleNormKind {
     /// The `nst_costs` normalization.
     pub fn norm(self) -> StyleNorm {
         match self {
-            StyleNormKind::Gatys => StyleNorm::Seed,
+            StyleNormKind::Gatys => StyleNorm::Gatys2016,
             StyleNormKind::Johnson => StyleNorm::Johnson2016,
             StyleNormKind::MeanGram => StyleNorm::TorchTutorial,
         }

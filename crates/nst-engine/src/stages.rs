@@ -1,5 +1,5 @@
 //! Coarse-to-fine planning: the stages of a run (size and iterations of each) from
-//! [`Scales`](crate::Scales), and the global iteration at which each stage starts and ends.
+//! [`Scales`], and the global iteration at which each stage starts and ends.
 
 use serde::{Deserialize, Serialize};
 

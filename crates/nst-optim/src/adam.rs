@@ -62,26 +62,36 @@ impl AdamConfig {
         }
     }
 
-    /// The seed's `tf.train.AdamOptimizer(2.0)`: `α = 2.0`, TensorFlow 1's defaults `β₁ = 0.9`,
-    /// `β₂ = 0.999`, `ε̂ = 1e-8`, in TensorFlow's [`AdamForm::EpsilonHat`] form (with the bias
-    /// corrections folded into `αₜ`, and `β₁ᵗ`, `β₂ᵗ` kept as running `f32` products as TF's
-    /// `beta1_power`/`beta2_power` variables are).
+    /// TensorFlow 1's `tf.train.AdamOptimizer(learning_rate)`: its defaults `β₁ = 0.9`, `β₂ = 0.999`,
+    /// `ε̂ = 1e-8`, in TensorFlow's [`AdamForm::EpsilonHat`] form (with the bias corrections folded
+    /// into `αₜ`, and `β₁ᵗ`, `β₂ᵗ` kept as running `f32` products as TF's `beta1_power`/`beta2_power`
+    /// variables are), so that a TensorFlow 1 program's iterates are reproduced.
+    ///
+    /// Neural style transfer on pixels in `0..=255` commonly uses `learning_rate = 2.0`, as the
+    /// neural style transfer assignment of the Coursera Deep Learning Specialization does: its first
+    /// step then moves every pixel by almost exactly 2 (see [`Adam`]).
     ///
     /// # Examples
     /// ```
     /// use nst_optim::{AdamConfig, AdamForm};
-    /// let c = AdamConfig::seed();
+    /// let c = AdamConfig::tensorflow_v1(2.0);
     /// assert_eq!((c.learning_rate, c.beta1, c.beta2, c.epsilon), (2.0, 0.9, 0.999, 1e-8));
     /// assert_eq!(c.form, AdamForm::EpsilonHat);
     /// ```
-    pub fn seed() -> Self {
+    pub fn tensorflow_v1(learning_rate: f32) -> Self {
         AdamConfig {
-            learning_rate: 2.0,
+            learning_rate,
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-8,
             form: AdamForm::EpsilonHat,
         }
+    }
+
+    /// The former name of `AdamConfig::tensorflow_v1(2.0)`.
+    #[deprecated(since = "0.1.0", note = "use `AdamConfig::tensorflow_v1(2.0)`")]
+    pub fn seed() -> Self {
+        Self::tensorflow_v1(2.0)
     }
 
     /// Checks every field's domain.
@@ -92,8 +102,8 @@ impl AdamConfig {
     /// # Examples
     /// ```
     /// use nst_optim::AdamConfig;
-    /// assert!(AdamConfig::seed().validate().is_ok());
-    /// assert!(AdamConfig { beta2: 1.0, ..AdamConfig::seed() }.validate().is_err());
+    /// assert!(AdamConfig::tensorflow_v1(2.0).validate().is_ok());
+    /// assert!(AdamConfig { beta2: 1.0, ..AdamConfig::tensorflow_v1(2.0) }.validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<()> {
         let bad = |name, expected, value: f32| {
@@ -153,7 +163,7 @@ impl Default for AdamConfig {
 ///     }
 /// }
 /// let mut x = [10.0_f32];
-/// let mut adam = Adam::new(AdamConfig::seed())?;
+/// let mut adam = Adam::new(AdamConfig::tensorflow_v1(2.0))?;
 /// adam.step(&mut x, &mut Linear).unwrap();
 /// // First step: m = 0.3, v = 0.009, αₜ = 2·√0.001/0.1, so x moves by ≈ α = 2.
 /// assert_relative_eq!(x[0], 8.0, max_relative = 1e-6);

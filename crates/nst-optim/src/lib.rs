@@ -4,7 +4,7 @@
 //! gradient together (one forward + backward pass in neural style transfer). They never see a tensor.
 //!
 //! - [`Adam`] (Kingma & Ba 2015): [`AdamConfig::kingma_ba_2015`] is Algorithm 1,
-//!   [`AdamConfig::seed`] reproduces TensorFlow 1's `tf.train.AdamOptimizer(2.0)`.
+//!   [`AdamConfig::tensorflow_v1`] reproduces TensorFlow 1's `tf.train.AdamOptimizer`.
 //! - [`Lbfgs`] (Nocedal & Wright 2006, Alg. 7.4–7.5) with a strong-Wolfe line search (Alg. 3.5–3.6).
 //! - [`minimize`] runs either, reporting each iteration to a callback that can stop the run.
 //!
@@ -74,7 +74,8 @@ pub use lbfgs::{Lbfgs, LbfgsConfig, LbfgsState, LineSearchConfig};
 
 /// A differentiable function of a flat `f32` vector, evaluated with its gradient in one call.
 ///
-/// The pipeline implements it (forward and backward through VGG). `value_and_grad` puts `∂f/∂x`
+/// In neural style transfer this is one forward and one backward pass through the network, with the
+/// pixels of the generated image as `x`. `value_and_grad` puts `∂f/∂x`
 /// into `grad` (same length as `x`) and returns `f(x)`. The optimizers in this crate hand `grad`
 /// over **zero-filled**, so an objective may either overwrite it or add its terms into it (as
 /// `nst-costs`' `*_accumulate` functions do); either way no value from an earlier call can leak in.
@@ -112,6 +113,10 @@ pub use lbfgs::{Lbfgs, LbfgsConfig, LbfgsState, LineSearchConfig};
 /// ```
 pub trait Objective {
     /// The objective's own error, propagated as [`OptimError::Objective`].
+    ///
+    /// Any type works. For `?` to turn an [`OptimError`] into `anyhow::Error` or
+    /// `Box<dyn std::error::Error + Send + Sync>`, it must be `Debug + Display + Send + Sync +
+    /// 'static`: a `thiserror` enum, [`std::convert::Infallible`] and `anyhow::Error` all are.
     type Error;
 
     /// `f(x)`, with `∂f/∂x` written (or added) into the zero-filled `grad`.
@@ -202,7 +207,8 @@ pub trait Optimizer {
 #[non_exhaustive]
 pub struct StepReport {
     /// The latest objective value. [`Lbfgs`]: `f` at the returned `x`. [`Adam`]: `f` at the `x` the
-    /// step started from (Adam evaluates once per step, before moving; the seed prints this number).
+    /// step started from (Adam evaluates once per step, before moving, as TensorFlow's training loops
+    /// report it).
     pub value: f64,
     /// Euclidean norm of the gradient at the point where `value` was taken.
     pub grad_norm: f64,
@@ -299,13 +305,61 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Errors while optimizing. `E` is the [`Objective`]'s error. In every case the optimizer leaves `x`
-/// at its last accepted iterate, so a caller can keep the last good image.
+/// at its last accepted iterate, so a caller can keep the last good iterate.
+///
+/// `OptimError<E>` is a [`std::error::Error`] whenever `E` is [`Debug`](std::fmt::Debug) and
+/// [`Display`](std::fmt::Display), so `?` converts it into `anyhow::Error` or
+/// `Box<dyn Error + Send + Sync>` also when `E` is itself `anyhow::Error` (which is not a
+/// `std::error::Error`). The objective's error is part of the message of
+/// [`OptimError::Objective`] (formatted with `{:#}`, which shows an `anyhow::Error`'s whole chain)
+/// rather than its [`source`](std::error::Error::source); match the variant to get the typed error
+/// back, with its own sources.
+///
+/// # Examples
+/// An objective whose error is `anyhow::Error`, inside a function that returns `anyhow::Result`:
+/// ```
+/// use std::ops::ControlFlow;
+/// use anyhow::{Context, bail};
+/// use nst_optim::{Adam, AdamConfig, Objective, OptimError, minimize};
+///
+/// /// f(x) = x², defined only for |x| ≤ 10.
+/// struct Bounded;
+/// impl Objective for Bounded {
+///     type Error = anyhow::Error;
+///     fn value_and_grad(&mut self, x: &[f32], g: &mut [f32]) -> anyhow::Result<f64> {
+///         if x[0].abs() > 10.0 {
+///             bail!("x = {} is out of the domain", x[0]);
+///         }
+///         g[0] = 2.0 * x[0];
+///         Ok(f64::from(x[0]).powi(2))
+///     }
+/// }
+///
+/// fn run(start: f32) -> anyhow::Result<f32> {
+///     let mut x = [start];
+///     let mut adam = Adam::new(AdamConfig { learning_rate: 0.5, ..AdamConfig::kingma_ba_2015() })?;
+///     minimize(&mut adam, &mut x, &mut Bounded, 10, |_| ControlFlow::Continue(()))
+///         .context("minimizing x²")?; // `?` works: OptimError<anyhow::Error> is an Error
+///     Ok(x[0])
+/// }
+///
+/// assert!(run(3.0)?.abs() < 3.0);
+/// let err = run(20.0).unwrap_err();
+/// assert_eq!(
+///     format!("{err:#}"),
+///     "minimizing x²: the objective failed: x = 20 is out of the domain"
+/// );
+/// // The typed cause is still there to match on:
+/// let cause = err.downcast_ref::<OptimError<anyhow::Error>>().unwrap();
+/// assert!(matches!(cause, OptimError::Objective(e) if e.to_string().contains("domain")));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OptimError<E> {
-    /// The objective failed.
-    #[error("the objective failed")]
-    Objective(#[source] E),
+    /// The objective failed; the message ends with the objective's error.
+    #[error("the objective failed: {0:#}")]
+    Objective(E),
     /// The objective returned a non-finite value or gradient at the current iterate.
     #[error(
         "non-finite objective at evaluation {evaluation}: value {value}, {non_finite_grad} non-finite gradient entries"
@@ -448,3 +502,8 @@ fn norm2(v: &[f32]) -> f64 {
 fn count_non_finite(v: &[f32]) -> usize {
     v.iter().filter(|g| !g.is_finite()).count()
 }
+
+/// The README's examples, run as doctests so that they keep compiling and passing.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -4,6 +4,9 @@
 //! ```text
 //! cargo run --release -p tensor-ops --example vgg_pass -- --width 400 --height 300 --pooling max --reps 5
 //! ```
+//!
+//! It needs `tensor-ops`, `ndarray` 0.17 and `rand` 0.9 (for the seeded weights), so it also runs as
+//! a program of your own with those three dependencies.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -13,9 +16,17 @@
 use std::time::Instant;
 
 use ndarray::{Array1, Array3, Array4, ArrayView3};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use tensor_ops::{
     AvgPool2d, Conv2d, ConvAlgorithm, Layer, MaxPool2d, Network, Padding, Relu, Saved, Shape,
 };
+
+/// `n` values drawn uniformly from `[lo, hi)` with a seeded RNG.
+fn uniform_vec(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
 
 /// VGG-19's conv blocks up to `conv5_1`: (block, number of conv layers, output channels).
 const BLOCKS: [(usize, usize, usize); 5] = [
@@ -110,10 +121,10 @@ fn build_convs(algorithm: Option<ConvAlgorithm>) -> Vec<Conv2d> {
             let seed = (block * 10 + i) as u64;
             let w = Array4::from_shape_vec(
                 (c_out, c_in, 3, 3),
-                test_utils::uniform_vec(seed, c_out * k, -bound, bound),
+                uniform_vec(seed, c_out * k, -bound, bound),
             )
             .expect("sized");
-            let b = Array1::from(test_utils::uniform_vec(seed + 1000, c_out, -0.1, 0.1));
+            let b = Array1::from(uniform_vec(seed + 1000, c_out, -0.1, 0.1));
             let conv = Conv2d::new(
                 format!("conv{block}_{i}"),
                 w,
@@ -205,7 +216,7 @@ fn main() {
     let threads = rayon::current_num_threads();
     let image = Array3::from_shape_vec(
         (3, args.height, args.width),
-        test_utils::uniform_vec(7, 3 * args.height * args.width, -120.0, 135.0),
+        uniform_vec(7, 3 * args.height * args.width, -120.0, 135.0),
     )
     .expect("sized");
     let mut net = Network::new(build(args.avg, build_convs(args.algorithm)));
@@ -232,11 +243,8 @@ fn main() {
         .expect("forward");
     for (j, o) in outs.iter().enumerate() {
         grads.push(
-            Array3::from_shape_vec(
-                o.dim(),
-                test_utils::uniform_vec(100 + j as u64, o.len(), -1e-3, 1e-3),
-            )
-            .expect("sized"),
+            Array3::from_shape_vec(o.dim(), uniform_vec(100 + j as u64, o.len(), -1e-3, 1e-3))
+                .expect("sized"),
         );
     }
     let grad_views: Vec<ArrayView3<'_, f32>> = grads.iter().map(|g| g.view()).collect();
@@ -297,11 +305,9 @@ fn main() {
                 .expect("forward")
         });
         let cf = (cpu_seconds() - c0) / args.reps as f64;
-        let dy = Array3::from_shape_vec(
-            out_shape.dim(),
-            test_utils::uniform_vec(3, out_shape.len(), -1.0, 1.0),
-        )
-        .expect("sized");
+        let dy =
+            Array3::from_shape_vec(out_shape.dim(), uniform_vec(3, out_shape.len(), -1.0, 1.0))
+                .expect("sized");
         let mut dx = Array3::zeros(in_shape.dim());
         let c0 = cpu_seconds();
         let tb = time(args.reps, || {

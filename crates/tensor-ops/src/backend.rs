@@ -26,6 +26,7 @@ pub enum Backend {
     /// GPU 0: cuBLAS for the host-side GEMMs ([`Backend::gemm`]) and the device-resident backend
     /// with its kernels compiled ([`Backend::cuda_device`]).
     #[cfg(feature = "cuda")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cuda")))]
     Cuda(crate::CublasGemm, crate::device::cuda::CudaDevice),
 }
 
@@ -60,6 +61,7 @@ impl Backend {
 
     /// The GPU's device-resident backend, for `Backend::Cuda`.
     #[cfg(feature = "cuda")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cuda")))]
     pub fn cuda_device(&self) -> Option<&crate::device::cuda::CudaDevice> {
         match self {
             Backend::Cuda(_, d) => Some(d),

@@ -193,7 +193,7 @@ fn valid_cols(w: usize, w_out: usize, s: usize, pl: usize, kx: usize) -> (usize,
 /// im2col of output rows `[r0, r1)`: `cols[(c·KH + i)·KW + j, (y − r0)·W_out + x] = X[c, y·sy − pt + i, x·sx − pl + j]`.
 ///
 /// `input` is the `[C, H, W]` input in standard layout; `cols` has `K·(r1 − r0)·W_out` elements.
-pub fn im2col(g: &Conv2dGeometry, input: &[f32], r0: usize, r1: usize, cols: &mut [f32]) {
+pub(crate) fn im2col(g: &Conv2dGeometry, input: &[f32], r0: usize, r1: usize, cols: &mut [f32]) {
     let (h, w) = (g.input.height, g.input.width);
     let w_out = g.output.width;
     let [kh, kw] = g.kernel;
@@ -234,7 +234,7 @@ pub fn im2col(g: &Conv2dGeometry, input: &[f32], r0: usize, r1: usize, cols: &mu
 /// col2im of output rows `[r0, r1)`, the adjoint of [`im2col`]: adds each column entry into the input
 /// position it was read from. `grad` holds input rows `[f0, f0 + grad.dim().1)`, which must cover the
 /// rows read by the tile.
-pub fn col2im(
+pub(crate) fn col2im(
     g: &Conv2dGeometry,
     cols: &[f32],
     r0: usize,
@@ -284,7 +284,7 @@ pub fn col2im(
 /// Forward pass: `output = conv(input, weight) + bias` into `output` (`[C_out, H_out, W_out]`, standard layout).
 ///
 /// `weight` is the `[C_out, K]` matrix (row-major `[C_out, C_in, KH, KW]`), `input` the standard-layout input.
-pub fn forward(
+pub(crate) fn forward(
     g: &Conv2dGeometry,
     input: &[f32],
     weight: ArrayView2<'_, f32>,
@@ -322,7 +322,7 @@ pub fn forward(
 /// Tiles whose input footprints overlap are never run at the same time: even-numbered tiles run in
 /// parallel first, then odd-numbered ones (tiles `i` and `i + 2` read disjoint input rows, see
 /// `rows_per_tile`). Every element therefore receives its contributions in a fixed order.
-pub fn backward_input(
+pub(crate) fn backward_input(
     g: &Conv2dGeometry,
     weight: ArrayView2<'_, f32>,
     grad_output: ArrayView3<'_, f32>,
@@ -368,7 +368,7 @@ pub fn backward_input(
 /// Weight and bias gradients `dW = Σ_tiles dY_tile · cols_tileᵀ` (`[C_out, K]`) and `db = Σ_{y,x} dY`.
 ///
 /// Tiles are accumulated in order with the parallel, deterministic [`CpuGemm`].
-pub fn backward_params(
+pub(crate) fn backward_params(
     g: &Conv2dGeometry,
     input: &[f32],
     grad_output: ArrayView3<'_, f32>,

@@ -23,8 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "zlib" => Compression::Zlib,
         other => return Err(format!("unknown storage {other}").into()),
     };
-    let model = vgg_weights::load(&PathBuf::from(input), &LoadOptions::default())?;
-    write_simplenn(&PathBuf::from(output), &model, layout, compression)?;
+    let model = vgg_weights::load(PathBuf::from(input), &LoadOptions::default())?;
+    write_simplenn(PathBuf::from(output), &model, layout, compression)?;
     println!("wrote {output} ({} layers)", model.layers.len());
     Ok(())
 }

@@ -16,6 +16,10 @@
 //! char, cell and struct arrays) and [`write`](mod@write) a small MAT v5 writer, used by tests and tools to make
 //! synthetic VGG files.
 //!
+//! The arrays are [`ndarray`] 0.17's. The crate re-exports the `ndarray` it is built with as
+//! `vgg_weights::ndarray`; a program on another `ndarray` major version gets "mismatched types" errors
+//! and should depend on `ndarray = "0.17"` or use the re-export.
+//!
 //! It does not read MAT 7.3 (HDF5) or Level-4 files (they are refused with a message that says so),
 //! sparse, object or function-handle arrays (an error for that variable only), DagNN models, or layers
 //! other than conv/relu/pool beyond their name and type. It does no inference.
@@ -77,6 +81,9 @@ use std::path::Path;
 
 use ndarray::{Array1, Array4};
 
+/// The `ndarray` crate (version 0.17) whose arrays hold the weights of a [`VggModel`].
+pub use ndarray;
+
 pub use error::{Error, Result};
 
 /// What to load.
@@ -96,7 +103,10 @@ impl LoadOptions {
 }
 
 /// Which of the two published file layouts a model came from (or is written as).
+///
+/// Other layouts may be read in later versions, so a `match` needs a `_` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Layout {
     /// MatConvNet beta16: variables `layers`, `normalization` (with `averageImage`), `classes`.
     Beta16,
@@ -147,7 +157,11 @@ pub struct Layer {
 }
 
 /// The kind of a layer, with its parameters.
+///
+/// More kinds may be recognised in later versions (they are [`LayerKind::Other`] now), so a `match`
+/// needs a `_` arm.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum LayerKind {
     /// Convolution.
     Conv(Conv),
@@ -254,7 +268,7 @@ impl Pad {
 /// [`Error::MissingField`], [`Error::WrongClass`], [`Error::WrongShape`], [`Error::NotAChain`] or
 /// [`Error::UnsupportedLayer`] when it is not a simplenn chain of the expected form;
 /// [`Error::UnknownLayer`] when `last_layer` names no layer.
-pub fn load(path: &Path, opts: &LoadOptions) -> Result<VggModel> {
+pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<VggModel> {
     let file = mat::MatFile::open(path)?;
     vgg::from_mat(&file, opts)
 }
@@ -275,3 +289,8 @@ pub fn load_bytes(bytes: Vec<u8>, opts: &LoadOptions) -> Result<VggModel> {
 pub fn from_mat_file(file: &mat::MatFile, opts: &LoadOptions) -> Result<VggModel> {
     vgg::from_mat(file, opts)
 }
+
+/// The README's examples, run as doctests so that they keep compiling and passing.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

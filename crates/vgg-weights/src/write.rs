@@ -125,7 +125,12 @@ pub fn to_bytes(vars: &[(&str, &Array)], compression: Compression) -> Result<Vec
 ///
 /// # Errors
 /// As [`to_bytes`] (naming `path`), and [`Error::Write`] when the file cannot be written.
-pub fn write_mat(path: &Path, vars: &[(&str, &Array)], compression: Compression) -> Result<()> {
+pub fn write_mat(
+    path: impl AsRef<Path>,
+    vars: &[(&str, &Array)],
+    compression: Compression,
+) -> Result<()> {
+    let path = path.as_ref();
     let bytes = to_bytes_for(path, vars, compression)?;
     write_atomically(path, &bytes)
 }
@@ -142,11 +147,12 @@ pub fn write_mat(path: &Path, vars: &[(&str, &Array)], compression: Compression)
 /// [`Error::InvalidModel`] if a conv layer's bias length differs from its output channels;
 /// [`Error::Write`] when the file cannot be written.
 pub fn write_simplenn(
-    path: &Path,
+    path: impl AsRef<Path>,
     model: &VggModel,
     layout: Layout,
     compression: Compression,
 ) -> Result<()> {
+    let path = path.as_ref();
     let mut layers = Vec::with_capacity(model.layers.len());
     for layer in &model.layers {
         layers.push(layer_struct(path, layer, layout)?);

@@ -113,7 +113,7 @@ fn weights_that_are_not_a_vgg_chain() {
             },
         },
     );
-    write_simplenn(&dir.join("odd.mat"), &m, Layout::Current, Compression::Zlib).unwrap();
+    write_simplenn(dir.join("odd.mat"), &m, Layout::Current, Compression::Zlib).unwrap();
     check(&dir, &["--weights", "odd.mat"], 1, "not a VGG chain");
     std::fs::write(dir.join("junk.mat"), vec![7_u8; 300]).unwrap();
     check(&dir, &["--weights", "junk.mat"], 1, "junk.mat");

@@ -13,7 +13,7 @@ fn hand_values_for_every_norm() {
     let t = array![[[0.0_f32, 2.0]], [[5.0, 0.0]]];
     let d = array![[[1.0_f32, -2.0]], [[0.0, 3.0]]];
     for (norm, k) in [
-        (ContentNorm::Seed, 1.0 / 16.0),
+        (ContentNorm::QuarterMean, 1.0 / 16.0),
         (ContentNorm::Half, 0.5),
         (ContentNorm::Mean, 0.25),
     ] {
@@ -28,7 +28,11 @@ fn zero_at_its_target_with_zero_gradient() {
     let t = Array3::from_shape_fn((3, 4, 5), |(c, i, j)| {
         (c * 20 + i * 5 + j) as f32 * 0.37 - 4.0
     });
-    for norm in [ContentNorm::Seed, ContentNorm::Half, ContentNorm::Mean] {
+    for norm in [
+        ContentNorm::QuarterMean,
+        ContentNorm::Half,
+        ContentNorm::Mean,
+    ] {
         let c = content_loss(t.view(), t.view(), norm).unwrap();
         assert_eq!(c.value, 0.0);
         assert!(c.grad.iter().all(|&x| x == 0.0));
@@ -36,15 +40,22 @@ fn zero_at_its_target_with_zero_gradient() {
 }
 
 #[test]
-fn default_is_the_seed() {
-    assert_eq!(ContentNorm::default(), ContentNorm::Seed);
+fn default_is_quartermean() {
+    assert_eq!(ContentNorm::default(), ContentNorm::QuarterMean);
+}
+
+#[test]
+#[allow(deprecated)]
+fn the_former_name_seed_still_names_the_default() {
+    assert_eq!(ContentNorm::Seed, ContentNorm::QuarterMean);
+    assert!(matches!(ContentNorm::default(), ContentNorm::Seed));
 }
 
 #[test]
 fn non_contiguous_inputs_and_gradient_give_the_same_result() {
     let g = Array3::from_shape_fn((2, 3, 4), |(c, i, j)| (c + 2 * i + 3 * j) as f32 * 0.5);
     let t = Array3::from_shape_fn((2, 3, 4), |(c, i, j)| (3 * c + i + j) as f32 * 0.25);
-    let want = content_loss(g.view(), t.view(), ContentNorm::Seed).unwrap();
+    let want = content_loss(g.view(), t.view(), ContentNorm::QuarterMean).unwrap();
     // Same logical arrays stored transposed.
     let gt = g.view().permuted_axes([2, 1, 0]).to_owned();
     let tt = t.view().permuted_axes([2, 1, 0]).to_owned();
@@ -52,7 +63,7 @@ fn non_contiguous_inputs_and_gradient_give_the_same_result() {
     let value = content_loss_accumulate(
         gt.view().permuted_axes([2, 1, 0]),
         tt.view().permuted_axes([2, 1, 0]),
-        ContentNorm::Seed,
+        ContentNorm::QuarterMean,
         grad_t.view_mut().permuted_axes([2, 1, 0]),
     )
     .unwrap();
@@ -64,7 +75,7 @@ fn non_contiguous_inputs_and_gradient_give_the_same_result() {
 fn shape_mismatch_names_both_shapes() {
     let g = Array3::<f32>::zeros((2, 3, 4));
     let t = Array3::<f32>::zeros((2, 4, 3));
-    let err = content_loss(g.view(), t.view(), ContentNorm::Seed).unwrap_err();
+    let err = content_loss(g.view(), t.view(), ContentNorm::QuarterMean).unwrap_err();
     assert_eq!(
         err,
         Error::ShapeMismatch {
@@ -81,8 +92,13 @@ fn shape_mismatch_names_both_shapes() {
         "{msg}"
     );
     let mut grad = Array3::<f32>::zeros((1, 3, 4));
-    let err = content_loss_accumulate(g.view(), g.view(), ContentNorm::Seed, grad.view_mut())
-        .unwrap_err();
+    let err = content_loss_accumulate(
+        g.view(),
+        g.view(),
+        ContentNorm::QuarterMean,
+        grad.view_mut(),
+    )
+    .unwrap_err();
     assert!(
         matches!(
             err,

@@ -2,6 +2,8 @@
 
 use approx::assert_abs_diff_eq;
 use ndarray::{Array2, Array3, array};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use tensor_ops::CpuGemm;
 
 use super::*;
@@ -20,12 +22,11 @@ fn naive_gram(f: &Array3<f32>) -> Array2<f64> {
     })
 }
 
+/// A `[c, h, w]` map of values drawn uniformly from `[-1, 1)` with a seeded RNG (the unit tests use
+/// `rand` directly, so that they also build from the published package).
 fn features(c: usize, h: usize, w: usize, seed: u64) -> Array3<f32> {
-    Array3::from_shape_vec(
-        (c, h, w),
-        test_utils::uniform_vec(seed, c * h * w, -1.0, 1.0),
-    )
-    .unwrap()
+    let mut rng = SmallRng::seed_from_u64(seed);
+    Array3::from_shape_simple_fn((c, h, w), || rng.random_range(-1.0..1.0))
 }
 
 #[test]
@@ -73,7 +74,7 @@ fn hand_values_for_every_norm() {
     let a = array![[[1.0_f32, 2.0]], [[0.0, 1.0]]];
     let target = array![[4.0_f32, 2.0], [2.0, 0.0]];
     for (norm, k) in [
-        (StyleNorm::Seed, 1.0 / (4.0 * 4.0 * 4.0)),
+        (StyleNorm::Gatys2016, 1.0 / (4.0 * 4.0 * 4.0)),
         (StyleNorm::Johnson2016, 1.0 / 16.0),
         (StyleNorm::TorchTutorial, 1.0 / 64.0),
     ] {
@@ -84,8 +85,15 @@ fn hand_values_for_every_norm() {
 }
 
 #[test]
-fn default_is_the_seed() {
-    assert_eq!(StyleNorm::default(), StyleNorm::Seed);
+fn default_is_gatys2016() {
+    assert_eq!(StyleNorm::default(), StyleNorm::Gatys2016);
+}
+
+#[test]
+#[allow(deprecated)]
+fn the_former_name_seed_still_names_the_default() {
+    assert_eq!(StyleNorm::Seed, StyleNorm::Gatys2016);
+    assert!(matches!(StyleNorm::default(), StyleNorm::Seed));
 }
 
 #[test]
@@ -93,7 +101,7 @@ fn zero_at_its_own_gram_with_zero_gradient() {
     let f = features(5, 6, 7, 3);
     let g = gram(f.view(), &CpuGemm);
     for norm in [
-        StyleNorm::Seed,
+        StyleNorm::Gatys2016,
         StyleNorm::Johnson2016,
         StyleNorm::TorchTutorial,
     ] {
@@ -107,7 +115,7 @@ fn zero_at_its_own_gram_with_zero_gradient() {
 fn accumulate_adds_and_handles_non_standard_layouts() {
     let f = features(4, 3, 5, 4);
     let target = gram(features(4, 3, 5, 5).view(), &CpuGemm);
-    let want = style_layer_loss(f.view(), target.view(), StyleNorm::Seed, &CpuGemm).unwrap();
+    let want = style_layer_loss(f.view(), target.view(), StyleNorm::Gatys2016, &CpuGemm).unwrap();
 
     // Standard layout, accumulating onto ones, scratch reused twice.
     let mut scratch = StyleScratch::new();
@@ -117,7 +125,7 @@ fn accumulate_adds_and_handles_non_standard_layouts() {
         let v = style_layer_loss_accumulate(
             f.view(),
             target.view(),
-            StyleNorm::Seed,
+            StyleNorm::Gatys2016,
             &CpuGemm,
             &mut scratch,
             grad.view_mut(),
@@ -133,7 +141,7 @@ fn accumulate_adds_and_handles_non_standard_layouts() {
     let v = style_layer_loss_accumulate(
         f_t.view().permuted_axes([2, 1, 0]),
         target.view(),
-        StyleNorm::Seed,
+        StyleNorm::Gatys2016,
         &CpuGemm,
         &mut scratch,
         grad_t.view_mut().permuted_axes([2, 1, 0]),
@@ -151,7 +159,8 @@ fn accumulate_adds_and_handles_non_standard_layouts() {
 fn style_shape_errors_name_both_shapes() {
     let f = features(3, 2, 2, 6);
     let bad_target = Array2::<f32>::zeros((2, 2));
-    let err = style_layer_loss(f.view(), bad_target.view(), StyleNorm::Seed, &CpuGemm).unwrap_err();
+    let err =
+        style_layer_loss(f.view(), bad_target.view(), StyleNorm::Gatys2016, &CpuGemm).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("[2, 2]") && msg.contains("[3, 3]"), "{msg}");
     let target = gram(f.view(), &CpuGemm);
@@ -159,7 +168,7 @@ fn style_shape_errors_name_both_shapes() {
     let err = style_layer_loss_accumulate(
         f.view(),
         target.view(),
-        StyleNorm::Seed,
+        StyleNorm::Gatys2016,
         &CpuGemm,
         &mut StyleScratch::new(),
         grad.view_mut(),
@@ -220,8 +229,13 @@ fn rescale_matches_a_stationary_texture_at_another_size() {
     );
     // The style cost of the small texture against the rescaled big target is then 0.
     let target = rescale_gram(g_big.view(), 48, 8).unwrap();
-    let cost =
-        style_layer_loss(tex(4, 2).view(), target.view(), StyleNorm::Seed, &CpuGemm).unwrap();
+    let cost = style_layer_loss(
+        tex(4, 2).view(),
+        target.view(),
+        StyleNorm::Gatys2016,
+        &CpuGemm,
+    )
+    .unwrap();
     assert_abs_diff_eq!(cost.value, 0.0, epsilon = 1e-12);
 }
 
@@ -249,7 +263,8 @@ fn empty_maps_cost_zero() {
         let f = Array3::<f32>::zeros(shape);
         let target = Array2::<f32>::zeros((shape.0, shape.0));
         assert_eq!(gram(f.view(), &CpuGemm).dim(), (shape.0, shape.0));
-        let cost = style_layer_loss(f.view(), target.view(), StyleNorm::Seed, &CpuGemm).unwrap();
+        let cost =
+            style_layer_loss(f.view(), target.view(), StyleNorm::Gatys2016, &CpuGemm).unwrap();
         assert_eq!(cost.value, 0.0);
         assert_eq!(cost.grad.dim(), shape);
     }
@@ -276,14 +291,15 @@ fn empty_strided_views_cost_zero_without_panicking() {
         let style = style_layer_loss_accumulate(
             v,
             target.view(),
-            StyleNorm::Seed,
+            StyleNorm::Gatys2016,
             &CpuGemm,
             &mut scratch,
             gv.view_mut(),
         )
         .unwrap();
         let content =
-            crate::content_loss_accumulate(v, v, crate::ContentNorm::Seed, gv.view_mut()).unwrap();
+            crate::content_loss_accumulate(v, v, crate::ContentNorm::QuarterMean, gv.view_mut())
+                .unwrap();
         let tv =
             crate::total_variation_accumulate(v, crate::TvKind::Squared, gv.view_mut()).unwrap();
         assert_eq!((style, content, tv), (0.0, 0.0, 0.0));

@@ -46,7 +46,11 @@ fn check(x: &Array3<f32>, grad: &Array3<f32>, mut cost: impl FnMut(ArrayView3<'_
 fn fd_content_loss_every_norm() {
     let x = random((3, 4, 5), 1);
     let target = random((3, 4, 5), 2);
-    for norm in [ContentNorm::Seed, ContentNorm::Half, ContentNorm::Mean] {
+    for norm in [
+        ContentNorm::QuarterMean,
+        ContentNorm::Half,
+        ContentNorm::Mean,
+    ] {
         let c = content_loss(x.view(), target.view(), norm).unwrap();
         check(&x, &c.grad, |v| {
             content_loss(v, target.view(), norm).unwrap().value
@@ -59,7 +63,7 @@ fn fd_style_layer_loss_every_norm() {
     let x = random((4, 5, 6), 3);
     let target = gram(random((4, 5, 6), 4).view(), &CpuGemm);
     for norm in [
-        StyleNorm::Seed,
+        StyleNorm::Gatys2016,
         StyleNorm::Johnson2016,
         StyleNorm::TorchTutorial,
     ] {
@@ -81,9 +85,9 @@ fn fd_style_layer_loss_wide_layer_against_blended_rescaled_targets() {
     let big = gram(random((16, 12, 11), 7).mapv(|v| v * 0.5).view(), &CpuGemm);
     let big = rescale_gram(big.view(), 12 * 11, 9 * 7).unwrap();
     let target: Array2<f32> = blend_grams(&[(same.view(), 0.3), (big.view(), 0.7)]).unwrap();
-    let c = style_layer_loss(x.view(), target.view(), StyleNorm::Seed, &CpuGemm).unwrap();
+    let c = style_layer_loss(x.view(), target.view(), StyleNorm::Gatys2016, &CpuGemm).unwrap();
     check(&x, &c.grad, |v| {
-        style_layer_loss(v, target.view(), StyleNorm::Seed, &CpuGemm)
+        style_layer_loss(v, target.view(), StyleNorm::Gatys2016, &CpuGemm)
             .unwrap()
             .value
     });
@@ -152,9 +156,9 @@ fn fd_style_layer_loss_against_an_asymmetric_target() {
     let noise = Array2::from_shape_vec((4, 4), uniform_vec(14, 16, -2.0, 2.0)).unwrap();
     let target = &g + &noise;
     assert_ne!(target, target.t());
-    let c = style_layer_loss(x.view(), target.view(), StyleNorm::Seed, &CpuGemm).unwrap();
+    let c = style_layer_loss(x.view(), target.view(), StyleNorm::Gatys2016, &CpuGemm).unwrap();
     check(&x, &c.grad, |v| {
-        style_layer_loss(v, target.view(), StyleNorm::Seed, &CpuGemm)
+        style_layer_loss(v, target.view(), StyleNorm::Gatys2016, &CpuGemm)
             .unwrap()
             .value
     });

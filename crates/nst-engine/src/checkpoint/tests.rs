@@ -14,7 +14,7 @@ fn checkpoint() -> Checkpoint {
         shape: [3, 1, 2],
         image_bits: image.iter().map(|v| v.to_bits()).collect(),
         optimizer: OptimizerState::Adam(nst_optim::Optimizer::state(
-            &nst_optim::Adam::new(nst_optim::AdamConfig::seed()).unwrap(),
+            &nst_optim::Adam::new(nst_optim::AdamConfig::tensorflow_v1(2.0)).unwrap(),
         )),
         rng: Xoshiro256PlusPlus::seed_from_u64(3),
         history: Vec::new(),

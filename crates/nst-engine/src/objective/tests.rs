@@ -424,7 +424,7 @@ fn device_adam_takes_the_host_adam_steps() {
         let config = AdamConfig {
             learning_rate: 0.5,
             form,
-            ..AdamConfig::seed()
+            ..AdamConfig::tensorflow_v1(2.0)
         };
         let x0 = image(34, h, w).into_raw_vec_and_offset().0;
         let n = x0.len();
@@ -523,7 +523,7 @@ fn device_adam_needs_a_device_and_a_loaded_iterate() {
             .contains("not on a device")
     );
     let mut dev = cpu.on_device(device_emu::Emulator::default()).unwrap();
-    let scalars = nst_optim::Adam::new(nst_optim::AdamConfig::seed())
+    let scalars = nst_optim::Adam::new(nst_optim::AdamConfig::tensorflow_v1(2.0))
         .unwrap()
         .next_step_scalars();
     assert!(

@@ -60,7 +60,7 @@ fn adam_moments_are_resampled_and_rescaled_by_the_area_ratio() {
             Ok(x.iter().map(|v| f64::from(v * v) / 2.0).sum())
         }
     }
-    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    let mut adam = Adam::new(AdamConfig::tensorflow_v1(2.0)).unwrap();
     let mut x = vec![3.0_f32; 3 * 2 * 3];
     adam.step(&mut x, &mut Quadratic).unwrap();
     let state = adam.state();

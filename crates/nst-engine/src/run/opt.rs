@@ -29,7 +29,7 @@ impl Opt {
             OptimizerKind::Adam => Opt::adam(
                 Adam::new(AdamConfig {
                     learning_rate: spec.learning_rate,
-                    ..AdamConfig::seed()
+                    ..AdamConfig::tensorflow_v1(2.0)
                 })
                 .map_err(Error::Optimizer)?,
                 obj,

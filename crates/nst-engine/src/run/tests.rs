@@ -19,13 +19,7 @@ use crate::testing::TempDir;
 /// Writes the tiny VGG's weights, a content image (`w × h`) and a style image into `dir`.
 fn fixture(dir: &Path, (w, h): (u32, u32)) {
     let model = crate::objective::tests::tiny_model(1, 4, PoolMethod::Max);
-    write_simplenn(
-        &dir.join("w.mat"),
-        &model,
-        Layout::Beta16,
-        Compression::None,
-    )
-    .unwrap();
+    write_simplenn(dir.join("w.mat"), &model, Layout::Beta16, Compression::None).unwrap();
     RgbImage::from_fn(w, h, |x, y| Rgb([(x * 7) as u8, (y * 9) as u8, 90]))
         .save(dir.join("c.png"))
         .unwrap();

@@ -14,7 +14,7 @@ impl Objective for Constant {
 
 #[test]
 fn beta_powers_are_running_f32_products() {
-    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    let mut adam = Adam::new(AdamConfig::tensorflow_v1(2.0)).unwrap();
     let mut x = [0.0_f32; 3];
     let mut want1 = 1.0_f32;
     let mut want2 = 1.0_f32;
@@ -31,7 +31,7 @@ fn beta_powers_are_running_f32_products() {
 
 #[test]
 fn state_json_holds_exact_strings_and_bits() {
-    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    let mut adam = Adam::new(AdamConfig::tensorflow_v1(2.0)).unwrap();
     let mut x = [0.0_f32; 2];
     adam.step(&mut x, &mut Constant(0.1)).unwrap();
     let json = serde_json::to_value(adam.state()).unwrap();
@@ -49,14 +49,20 @@ fn config_reads_plain_numbers_too() {
         r#"{"learning_rate": 2, "beta1": 0.9, "beta2": "0.999", "epsilon": 1e-8, "form": "EpsilonHat"}"#,
     )
     .unwrap();
-    assert_eq!(cfg, AdamConfig::seed());
+    assert_eq!(cfg, AdamConfig::tensorflow_v1(2.0));
+}
+
+#[test]
+#[allow(deprecated)]
+fn the_former_name_seed_is_tensorflow_v1_at_learning_rate_2() {
+    assert_eq!(AdamConfig::seed(), AdamConfig::tensorflow_v1(2.0));
 }
 
 /// `step_external` refuses a step with a non-finite cost or gradient entry as `step` does, and leaves the
 /// state as it was; a finite step advances it exactly as `step` would.
 #[test]
 fn step_external_refuses_non_finite_steps_and_keeps_the_state() {
-    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    let mut adam = Adam::new(AdamConfig::tensorflow_v1(2.0)).unwrap();
     let before = adam.state();
     let err = adam
         .step_external(4, |_| Ok::<_, std::convert::Infallible>((1.0, 3)))

@@ -55,7 +55,7 @@ fn first_steps_match_a_hand_computation() {
             [0.92, 0.8408882995653922, 0.7628760716160647],
             2e-6,
         ),
-        // The seed's settings: the first step is ≈ −α·sign(g), i.e. 1 → −1. By step 3, f32's
+        // TensorFlow 1's settings with α = 2: the first step is ≈ −α·sign(g), i.e. 1 → −1. By step 3, f32's
         // `1 − β₂ᵗ` (= 1 − 0.997003, a cancellation worth ~2e-5 relative) shows: hence 1e-4.
         (
             AdamForm::EpsilonHat,
@@ -74,7 +74,7 @@ fn first_steps_match_a_hand_computation() {
             learning_rate,
             epsilon,
             form,
-            ..AdamConfig::seed()
+            ..AdamConfig::tensorflow_v1(2.0)
         };
         let mut adam = Adam::new(cfg).unwrap();
         let mut x = [1.0_f32];
@@ -89,7 +89,7 @@ fn first_steps_match_a_hand_computation() {
 
 #[test]
 fn reports_the_value_where_it_evaluated() {
-    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    let mut adam = Adam::new(AdamConfig::tensorflow_v1(2.0)).unwrap();
     let mut x = [3.0_f32];
     let r = adam.step(&mut x, &mut Square).unwrap();
     assert_eq!(r.value, 9.0);
@@ -123,7 +123,7 @@ fn every_default_is_as_documented() {
     assert_eq!(k.beta2, 0.999);
     assert_eq!(k.epsilon, 1e-8);
     assert_eq!(k.form, AdamForm::Algorithm1);
-    let s = AdamConfig::seed();
+    let s = AdamConfig::tensorflow_v1(2.0);
     assert_eq!(s.learning_rate, 2.0);
     assert_eq!(s.beta1, 0.9);
     assert_eq!(s.beta2, 0.999);
@@ -134,7 +134,7 @@ fn every_default_is_as_documented() {
 
 #[test]
 fn invalid_configs_are_errors() {
-    let s = AdamConfig::seed();
+    let s = AdamConfig::tensorflow_v1(2.0);
     let cases = [
         (
             AdamConfig {
@@ -190,7 +190,7 @@ impl Objective for NanAfterFirst {
 
 #[test]
 fn non_finite_gradient_is_an_error_and_keeps_x() {
-    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    let mut adam = Adam::new(AdamConfig::tensorflow_v1(2.0)).unwrap();
     let mut x = [1.0_f32];
     let mut obj = NanAfterFirst(0);
     adam.step(&mut x, &mut obj).unwrap();
@@ -213,7 +213,7 @@ fn non_finite_gradient_is_an_error_and_keeps_x() {
 
 #[test]
 fn length_change_is_an_error() {
-    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    let mut adam = Adam::new(AdamConfig::tensorflow_v1(2.0)).unwrap();
     let mut x = [1.0_f32];
     adam.step(&mut x, &mut Square).unwrap();
     let mut y = [1.0_f32, 2.0];
@@ -243,8 +243,8 @@ impl Objective for SumOfSquares {
     }
 }
 
-/// The seed form is TensorFlow 1's `ApplyAdam` CPU kernel to the bit: six steps of
-/// `AdamConfig::seed()` against that kernel's expressions evaluated in float32 by NumPy 2.4:
+/// The `EpsilonHat` form is TensorFlow 1's `ApplyAdam` CPU kernel to the bit: six steps of
+/// `AdamConfig::tensorflow_v1(2.0)` against that kernel's expressions evaluated in float32 by NumPy 2.4:
 ///
 /// ```text
 /// import numpy as np
@@ -272,7 +272,7 @@ fn seed_form_matches_tensorflow_apply_adam_bit_for_bit() {
         [0x3f4a0df7, 0xbf804033, 0x0, 0x437001e0],
         [0x3f095d3c, 0xbec53dc2, 0x0, 0x436e0330],
     ];
-    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    let mut adam = Adam::new(AdamConfig::tensorflow_v1(2.0)).unwrap();
     let mut x = [1.0_f32, -0.3, 0.0, 250.0];
     for (t, w) in want.iter().enumerate() {
         adam.step(&mut x, &mut SumOfSquares).unwrap();

@@ -275,6 +275,12 @@ struct Failing;
 #[derive(Debug, PartialEq)]
 struct Boom(u32);
 
+impl std::fmt::Display for Boom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "boom {}", self.0)
+    }
+}
+
 impl Objective for Failing {
     type Error = Boom;
     fn value_and_grad(&mut self, _x: &[f32], _grad: &mut [f32]) -> Result<f64, Boom> {
@@ -290,6 +296,33 @@ fn objective_errors_propagate() {
         Err(OptimError::Objective(Boom(7))) => {}
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn objective_errors_show_their_cause_and_convert_with_the_question_mark() {
+    let mut x = vec![1.0_f32];
+    let mut opt = Lbfgs::new(LbfgsConfig::default()).unwrap();
+    let err = opt.step(&mut x, &mut Failing).unwrap_err();
+    assert_eq!(err.to_string(), "the objective failed: boom 7");
+
+    fn boxed(e: OptimError<Boom>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Err(e)?
+    }
+    assert_eq!(
+        boxed(err).unwrap_err().to_string(),
+        "the objective failed: boom 7"
+    );
+
+    // An anyhow::Error objective error: `{:#}` of the optimizer's error shows the whole chain.
+    fn with_anyhow(e: OptimError<anyhow::Error>) -> anyhow::Result<()> {
+        Err(e)?
+    }
+    let cause = anyhow::anyhow!("no memory").context("evaluating the network");
+    let err = with_anyhow(OptimError::Objective(cause)).unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        "the objective failed: evaluating the network: no memory"
+    );
 }
 
 #[test]
@@ -596,7 +629,7 @@ fn an_empty_parameter_vector_is_handled() {
         report.stop,
         StopReason::Converged(nst_optim::Convergence::Gradient)
     );
-    let mut adam = nst_optim::Adam::new(nst_optim::AdamConfig::seed()).unwrap();
+    let mut adam = nst_optim::Adam::new(nst_optim::AdamConfig::tensorflow_v1(2.0)).unwrap();
     let report = minimize(&mut adam, &mut x, &mut Rosenbrock, 3, |_| {
         ControlFlow::Continue(())
     })

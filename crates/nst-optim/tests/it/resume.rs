@@ -103,7 +103,7 @@ where
 fn adam_resumes_bit_identically() {
     let cfg = AdamConfig {
         learning_rate: 0.01,
-        ..AdamConfig::seed()
+        ..AdamConfig::tensorflow_v1(2.0)
     };
     for split in [1, 7, 20] {
         check_resume(|| Adam::new(cfg).unwrap(), &rosenbrock_start(6), split, 40);
@@ -185,7 +185,7 @@ fn tampered_states_are_rejected() {
         "{err:?}"
     );
 
-    let mut adam = Adam::new(AdamConfig::seed()).unwrap();
+    let mut adam = Adam::new(AdamConfig::tensorflow_v1(2.0)).unwrap();
     adam.step(&mut x, &mut Rosenbrock).unwrap();
     let good: serde_json::Value = serde_json::to_value(adam.state()).unwrap();
     // Vectors may also be written as u32 bit patterns, which makes tampering easy here.
@@ -288,7 +288,7 @@ fn an_objective_that_adds_into_grad_gives_the_same_iterates() {
     check(|| Lbfgs::new(cfg).unwrap());
     let cfg = AdamConfig {
         learning_rate: 0.01,
-        ..AdamConfig::seed()
+        ..AdamConfig::tensorflow_v1(2.0)
     };
     check(|| Adam::new(cfg).unwrap());
 }

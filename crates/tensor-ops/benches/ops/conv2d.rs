@@ -22,14 +22,14 @@ fn conv2d(c: &mut Criterion) {
             let k = c_in * 9;
             let w = Array4::from_shape_vec(
                 (c_out, c_in, 3, 3),
-                test_utils::uniform_vec(1, c_out * k, -0.1, 0.1),
+                crate::uniform_vec(1, c_out * k, -0.1, 0.1),
             )
             .expect("sized");
             let layer = Conv2d::new(name, w, Array1::zeros(c_out), [1, 1], Padding::uniform(1))
                 .expect("valid layer");
             let x = Array3::from_shape_vec(
                 (c_in, side, side),
-                test_utils::uniform_vec(2, c_in * side * side, -1.0, 1.0),
+                crate::uniform_vec(2, c_in * side * side, -1.0, 1.0),
             )
             .expect("sized");
             let out_shape = layer.output_shape(Shape::of(&x)).expect("fits");

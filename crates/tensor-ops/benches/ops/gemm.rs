@@ -16,10 +16,10 @@ fn gemm(c: &mut Criterion) {
         ("conv5_1_512x4608x256", 512, 4608, 256),
         ("gram1_1_64x65536x64", 64, 65536, 64),
     ] {
-        let a = Array2::from_shape_vec((m, k), test_utils::uniform_vec(1, m * k, -1.0, 1.0))
-            .expect("sized");
-        let b = Array2::from_shape_vec((k, n), test_utils::uniform_vec(2, k * n, -1.0, 1.0))
-            .expect("sized");
+        let a =
+            Array2::from_shape_vec((m, k), crate::uniform_vec(1, m * k, -1.0, 1.0)).expect("sized");
+        let b =
+            Array2::from_shape_vec((k, n), crate::uniform_vec(2, k * n, -1.0, 1.0)).expect("sized");
         let mut out = Array2::<f32>::zeros((m, n));
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
         group.bench_function(format!("cpu/{name}"), |bench| {

@@ -8,7 +8,7 @@ use tensor_ops::{AvgPool2d, Layer, MaxPool2d, Padding, Saved};
 
 fn pool(c: &mut Criterion) {
     let dim = (64, 256, 256);
-    let x = Array3::from_shape_vec(dim, test_utils::uniform_vec(1, 64 * 256 * 256, -1.0, 1.0))
+    let x = Array3::from_shape_vec(dim, crate::uniform_vec(1, 64 * 256 * 256, -1.0, 1.0))
         .expect("sized");
     let layers: [(&str, Box<dyn Layer>); 2] = [
         (

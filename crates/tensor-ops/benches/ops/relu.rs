@@ -10,7 +10,7 @@ fn relu(c: &mut Criterion) {
     let mut group = c.benchmark_group("relu");
     group.sample_size(10);
     let dim = (64, 256, 256);
-    let x = Array3::from_shape_vec(dim, test_utils::uniform_vec(1, 64 * 256 * 256, -1.0, 1.0))
+    let x = Array3::from_shape_vec(dim, crate::uniform_vec(1, 64 * 256 * 256, -1.0, 1.0))
         .expect("sized");
     let layer = Relu::new("relu1_1");
     let mut y = Array3::zeros(dim);

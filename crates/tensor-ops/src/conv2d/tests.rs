@@ -115,3 +115,54 @@ fn a_row_tile_is_a_strided_matrix() {
     mm[[1, 4]] = -1.0;
     assert_eq!(t[[1, 3, 4]], -1.0);
 }
+
+/// `n` values drawn uniformly from `[-1, 1)` with a seeded RNG.
+fn uniform(seed: u64, n: usize) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// `⟨a, b⟩` accumulated in f64.
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 192,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// col2im is the adjoint of im2col: `⟨im2col x, c⟩ = ⟨x, col2im c⟩` for every geometry.
+    #[test]
+    fn im2col_col2im_adjoint(
+        (c_in, h, w) in (1..=4_usize, 1..=9_usize, 1..=9_usize),
+        k in proptest::sample::select(vec![1_usize, 3, 5]),
+        s in 1..=2_usize,
+        p in [0..=1_usize, 0..=1, 0..=1, 0..=1],
+        seed in 0..1000_u64,
+    ) {
+        let pad = Padding { top: p[0], bottom: p[1], left: p[2], right: p[3] };
+        proptest::prop_assume!(h + p[0] + p[1] >= k && w + p[2] + p[3] >= k);
+        let g = Conv2dGeometry::new(Shape::new(c_in, h, w), [2, c_in, k, k], [s, s], pad).unwrap();
+        let out = g.output();
+        let x = uniform(seed, c_in * h * w);
+        let n = out.plane();
+        let mut cols = vec![0.0; g.k() * n];
+        im2col(&g, &x, 0, out.height, &mut cols);
+        let c = uniform(seed + 1, g.k() * n);
+        let mut back = ndarray::Array3::zeros((c_in, h, w));
+        col2im(&g, &c, 0, out.height, 0, back.view_mut());
+        let lhs = dot(&cols, &c);
+        let rhs = dot(&x, back.as_slice().unwrap());
+        proptest::prop_assert!(
+            (lhs - rhs).abs() <= 1e-5 * (1.0 + lhs.abs()),
+            "⟨im2col x, c⟩ = {lhs}, ⟨x, col2im c⟩ = {rhs}"
+        );
+    }
+}

@@ -19,7 +19,7 @@ use cudarc::nvrtc::{CompileError, CompileOptions};
 
 use super::{
     AdamScalars, BLOCK, ConvDims, Device, GemmCall, KERNEL_SOURCE, Kernel, MAX_REDUCTION_BLOCKS,
-    check_gemm, check_lens, device_error, reduction_grid,
+    check_lens, device_error, reduction_grid,
 };
 use crate::{Error, Result};
 
@@ -450,7 +450,7 @@ impl Device for CudaDevice {
                 .map_err(|_| device_error("cublasSgemm", format!("dimension {v} exceeds i32")))
         };
         let (mi, ni, ki) = (dim(call.m)?, dim(call.n)?, dim(call.k)?);
-        check_gemm(self, &call)?;
+        call.check(|b| self.len(b))?;
         let GemmCall {
             trans_a,
             trans_b,
@@ -482,7 +482,7 @@ impl Device for CudaDevice {
             .context()
             .bind_to_thread()
             .map_err(driver("cublasSgemm"))?;
-        // SAFETY: `check_gemm` saw k·n floats in B, m·k in A and m·n in C. Read column-major, B is
+        // SAFETY: `GemmCall::check` saw k·n floats in B, m·k in A and m·n in C. Read column-major, B is
         // n×k (ld n) or, stored transposed, k×n (ld k); A is k×m (ld k) or m×k (ld m); C is n×m (ld n):
         // every element this sgemm touches lies inside its buffer, and the leading dimensions are at
         // least the row counts cuBLAS requires.

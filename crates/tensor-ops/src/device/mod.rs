@@ -7,9 +7,9 @@
 //! implementation:
 //!
 //! - `CudaDevice` (feature `cuda`): cuBLAS for the GEMMs, the kernels compiled by NVRTC at start-up;
-//! - the emulator of the test crate `device-emu`, which compiles [`KERNEL_SOURCE`] as C++ and runs every
-//!   GPU thread of a launch on the CPU, so that the kernels and this module are tested against the CPU
-//!   layers on machines without a GPU (CI among them).
+//! - a CPU emulator (the test crate `device-emu` of the source repository), which compiles
+//!   [`KERNEL_SOURCE`] as C++ and runs every GPU thread of a launch on the CPU, so that the kernels and
+//!   this module are tested against the CPU layers on machines without a GPU.
 //!
 //! Kernels are grid-stride loops, correct for any grid and block size, except the reductions
 //! ([`Kernel::needs_full_block`]), which need blocks of exactly [`BLOCK`] threads. No two threads write
@@ -18,10 +18,26 @@
 //! `nst_finish_sum` (one block), which adds them in a fixed order into the accumulator. So every result
 //! is the same from run to run on one device; across devices (or emulator launch shapes) the costs
 //! differ in their last bits, as the grid of a reduction does.
+//!
+//! ## The API, by audience
+//! - Running layers on a device: [`DeviceNetwork`] over any [`Device`], and `cuda::CudaDevice`.
+//! - Computing on device buffers next to the network (costs, an optimizer step): [`Device::launch`] of a
+//!   [`Kernel`] (with [`ConvDims`] and [`AdamScalars`] arguments), [`Device::gemm`] of a [`GemmCall`].
+//!   Besides the layers' kernels, the set holds a few numeric primitives (squared differences with their
+//!   sum, a non-finite count, a squared total-variation stencil, an Adam update); their weights and
+//!   schedules come from the caller.
+//! - Implementing a [`Device`]: compile [`KERNEL_SOURCE`] (every function in [`Kernel::FUNCTIONS`]),
+//!   call [`Kernel::check`] and [`GemmCall::check`] before every launch and GEMM, size grids from
+//!   [`Kernel::work`], and launch the reductions ([`Kernel::needs_full_block`]) on the grid
+//!   [`reduction_grid`] gives, followed by `nst_finish_sum`.
+//!
+//! All of these are supported API. The kernels and their argument structs change together with
+//! [`KERNEL_SOURCE`], so a new kernel adds a variant to the `#[non_exhaustive]` [`Kernel`].
 
 mod network;
 
 #[cfg(feature = "cuda")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cuda")))]
 pub mod cuda;
 
 pub use network::DeviceNetwork;
@@ -522,6 +538,35 @@ pub struct GemmCall<'a, B> {
     pub c: &'a mut B,
 }
 
+impl<B> GemmCall<'_, B> {
+    /// Checks, before the GEMM is queued, that A, B and C hold the `m·k`, `k·n` and `m·n` floats the
+    /// call reads and writes (`len` gives a buffer's length). Every [`Device`] implementation calls it.
+    ///
+    /// # Errors
+    /// [`Error::Device`] naming the operation when a buffer is too short.
+    ///
+    /// # Examples
+    /// ```
+    /// use tensor_ops::device::GemmCall;
+    /// let (a, b, mut c) = (vec![0.0_f32; 6], vec![0.0_f32; 12], vec![0.0_f32; 8]);
+    /// let call = GemmCall { trans_a: false, trans_b: false, m: 2, n: 4, k: 3, alpha: 1.0, a: &a, b: &b, beta: 0.0, c: &mut c };
+    /// assert!(call.check(Vec::len).is_ok());
+    /// let short = GemmCall { k: 4, ..call }; // A would need 8 floats
+    /// assert!(short.check(Vec::len).is_err());
+    /// ```
+    pub fn check(&self, len: impl Fn(&B) -> usize) -> Result<()> {
+        let (m, n, k) = (self.m as u64, self.n as u64, self.k as u64);
+        check_lens(
+            "gemm",
+            &[
+                (len(self.a), m.saturating_mul(k)),
+                (len(self.b), k.saturating_mul(n)),
+                (len(self.c), m.saturating_mul(n)),
+            ],
+        )
+    }
+}
+
 /// What a device-resident backend provides: f32 buffers, f64 accumulators, copies, a GEMM and the
 /// kernels of [`KERNEL_SOURCE`]. Work is queued in order on one stream; `download*` waits for it.
 ///
@@ -667,29 +712,11 @@ fn check_dims(op: &'static str, d: &ConvDims, pool: bool) -> Result<(u64, u64)> 
 }
 
 /// The error for a buffer shorter than an operation needs.
-pub fn too_short(op: &'static str, needed: usize, len: usize) -> Error {
+fn too_short(op: &'static str, needed: usize, len: usize) -> Error {
     Error::Device {
         op,
         message: format!("buffer of {len} elements, {needed} needed"),
     }
-}
-
-/// Checks a [`GemmCall`]'s buffers against its dimensions (for [`Device`] implementations).
-///
-/// # Errors
-/// [`Error::Device`] naming the operand that is too short.
-pub fn check_gemm<D: Device + ?Sized>(dev: &D, call: &GemmCall<'_, D::Buf>) -> Result<()> {
-    let (m, n, k) = (call.m, call.n, call.k);
-    for (needed, len) in [
-        (m * k, dev.len(call.a)),
-        (k * n, dev.len(call.b)),
-        (m * n, dev.len(call.c)),
-    ] {
-        if len < needed {
-            return Err(too_short("gemm", needed, len));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

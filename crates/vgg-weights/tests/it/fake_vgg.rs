@@ -101,9 +101,9 @@ fn four_fake_layouts_load_with_exact_axis_order() {
         ("fake_vgg19_meta_plain.mat", Layout::Current),
         ("fake_vgg19_meta_zlib.mat", Layout::Current),
     ] {
-        let model = load(&data(file), &LoadOptions::default()).unwrap();
+        let model = load(data(file), &LoadOptions::default()).unwrap();
         check_fake(&model, layout, 43);
-        let upto = load(&data(file), &LoadOptions::up_to("conv5_1")).unwrap();
+        let upto = load(data(file), &LoadOptions::up_to("conv5_1")).unwrap();
         check_fake(&upto, layout, 29);
         assert_eq!(upto.layers.last().unwrap().name, "conv5_1");
     }

@@ -12,7 +12,7 @@ use crate::data;
 fn octave_files_load_with_exact_axis_order() {
     // mk.m: W = single(reshape(0:71, [3 3 2 4])), so W(y, x, c, k) = y + 3x + 9c + 18k (0-based).
     for file in ["octave_v6.mat", "octave_v7.mat"] {
-        let model = load(&data(file), &LoadOptions::default()).unwrap();
+        let model = load(data(file), &LoadOptions::default()).unwrap();
         assert_eq!(model.layout, Layout::Beta16);
         assert_eq!(model.mean_rgb, Some([123.68, 116.779, 103.939]));
         assert_eq!(model.layers.len(), 2);
