@@ -130,6 +130,10 @@ pub struct VggModel {
     /// The file layout it was read from.
     pub layout: Layout,
     /// The mean pixel (R, G, B), subtracted from images before the first layer; `None` if the file has none.
+    ///
+    /// The network expects RGB images with values in 0–255 and this mean pixel subtracted from each
+    /// pixel (MatConvNet's `normalization.averageImage`; for the ImageNet VGG files
+    /// `[123.68, 116.779, 103.939]`), as `[3, H, W]` `f32` for `tensor-ops`.
     pub mean_rgb: Option<[f32; 3]>,
     /// The layers, in order (up to [`LoadOptions::last_layer`]).
     pub layers: Vec<Layer>,
