@@ -1,8 +1,9 @@
-//! Neural style transfer losses with exact gradients: content, Gram/style and total variation.
+//! Neural style transfer losses with exact gradients: content, Gram/style and total variation, plus
+//! colour matching.
 //!
 //! Every cost returns its value (accumulated in `f64`) and its gradient with respect to its input in
 //! one call, as a [`LossAndGrad`]. Each has an allocating form (`content_loss`, `style_layer_loss`,
-//! `total_variation`) and a hot-path form that **adds** the gradient into a caller-provided buffer
+//! `total_variation`, …) and a hot-path form that **adds** the gradient into a caller-provided buffer
 //! and allocates nothing in steady state (`*_accumulate`).
 //!
 //! | cost | formula (default normalization) | source |
@@ -10,6 +11,12 @@
 //! | [`content_loss`] | `J_c = 1/(4·C·H·W)·Σ(a_G − a_C)²` | seed (Coursera NST); Gatys et al. 2016 eq. 1 is [`ContentNorm::Half`] |
 //! | [`style_layer_loss`] | `J_s = 1/(4·C²·(H·W)²)·Σ(G_G − G_S)²`, `G = A·Aᵀ` | Gatys et al. 2016 eq. 3–4 (also the seed) |
 //! | [`total_variation`] | `Σ (x[c,i+1,j] − x[c,i,j])² + (x[c,i,j+1] − x[c,i,j])²` | Mahendran & Vedaldi 2015, β = 2 |
+//!
+//! Around them:
+//! - [`gram`], [`gram_into`], [`blend_grams`] and [`rescale_gram`] make Gram targets.
+//! - [`color`]: mean and covariance of RGB pixels and the affine map that matches them
+//!   ([`color::ColorMap`]; Cholesky, PCA/image-analogies or symmetric), for colour preservation
+//!   (Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer").
 //!
 //! Shapes are `[C, H, W]` row-major f32, as everywhere in the workspace. The derivations of all
 //! gradients are in `docs/gradients.md`.
@@ -19,7 +26,8 @@
 //! It depends on `tensor-ops` only for the [`tensor_ops::Gemm`] trait.
 //!
 //! ## Features
-//! None. Parallelism comes from the [`tensor_ops::Gemm`] backend the caller passes in.
+//! None. Parallelism comes from the [`tensor_ops::Gemm`] backend the caller passes in; [`color`]
+//! works in f64 through `ndarray`'s own (single-threaded) products.
 //!
 //! # Examples
 //! ```
@@ -39,7 +47,9 @@
 
 #![warn(missing_docs)]
 
+pub mod color;
 mod content;
+mod linalg;
 mod style;
 mod tv;
 
@@ -94,6 +104,32 @@ pub enum Error {
         expected: &'static str,
         /// The value given.
         value: f64,
+    },
+    /// An input holds a NaN or an infinity where finite numbers are needed.
+    #[error("{op}: {what} holds a NaN or an infinity")]
+    NonFinite {
+        /// The function that was called.
+        op: &'static str,
+        /// What holds it.
+        what: &'static str,
+    },
+    /// An input that needs at least one element (pixel, position) has none.
+    #[error("{op}: {what} is empty")]
+    EmptyInput {
+        /// The function that was called.
+        op: &'static str,
+        /// What is empty.
+        what: &'static str,
+    },
+    /// The Jacobi eigen solver did not converge (not seen in practice on finite input).
+    #[error("{op}: the eigen solver did not converge on a {size}×{size} matrix in {sweeps} sweeps")]
+    NoConvergence {
+        /// The function that was called.
+        op: &'static str,
+        /// The matrix's order.
+        size: usize,
+        /// The sweeps done.
+        sweeps: usize,
     },
 }
 
