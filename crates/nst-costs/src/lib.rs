@@ -1,5 +1,5 @@
-//! Neural style transfer losses with exact gradients: content, Gram/style and total variation, plus
-//! colour matching.
+//! Neural style transfer losses with exact gradients: content, Gram/style (plain and guided) and total
+//! variation, plus colour matching.
 //!
 //! Every cost returns its value (accumulated in `f64`) and its gradient with respect to its input in
 //! one call, as a [`LossAndGrad`]. Each has an allocating form (`content_loss`, `style_layer_loss`,
@@ -10,10 +10,12 @@
 //! | --- | --- | --- |
 //! | [`content_loss`] | `J_c = 1/(4·C·H·W)·Σ(a_G − a_C)²` | seed (Coursera NST); Gatys et al. 2016 eq. 1 is [`ContentNorm::Half`] |
 //! | [`style_layer_loss`] | `J_s = 1/(4·C²·(H·W)²)·Σ(G_G − G_S)²`, `G = A·Aᵀ` | Gatys et al. 2016 eq. 3–4 (also the seed) |
+//! | [`guided_style_loss`] | `1/(4·C²)·Σ(Ĝ_G − Ĝ_S)²`, `Ĝ = (A∘m)·(A∘m)ᵀ/Σm²` ([`guided_gram`]) | Gatys et al. 2017, spatial control |
 //! | [`total_variation`] | `Σ (x[c,i+1,j] − x[c,i,j])² + (x[c,i,j+1] − x[c,i,j])²` | Mahendran & Vedaldi 2015, β = 2 |
 //!
 //! Around them:
-//! - [`gram`], [`gram_into`], [`blend_grams`] and [`rescale_gram`] make Gram targets.
+//! - [`gram`], [`gram_into`], [`blend_grams`] and [`rescale_gram`] make Gram targets;
+//!   [`downsample_mask`] brings a region mask to a layer's grid for [`guided_gram`].
 //! - [`color`]: mean and covariance of RGB pixels and the affine map that matches them
 //!   ([`color::ColorMap`]; Cholesky, PCA/image-analogies or symmetric), for colour preservation
 //!   (Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer").
@@ -49,6 +51,7 @@
 
 pub mod color;
 mod content;
+mod guided;
 mod linalg;
 mod style;
 mod tv;
@@ -56,6 +59,7 @@ mod tv;
 use ndarray::{Array3, ArrayViewMut3};
 
 pub use content::{ContentNorm, content_loss, content_loss_accumulate};
+pub use guided::{downsample_mask, guided_gram, guided_style_loss, guided_style_loss_accumulate};
 pub use style::{
     GRAM_BLOCK, StyleNorm, StyleScratch, blend_grams, gram, gram_into, rescale_gram,
     style_layer_loss, style_layer_loss_accumulate,
@@ -112,6 +116,26 @@ pub enum Error {
         op: &'static str,
         /// What holds it.
         what: &'static str,
+    },
+    /// A mask value is outside `[0, 1]` (or is NaN).
+    #[error("{op}: mask value {value} at flat index {index} is not in [0, 1]")]
+    InvalidMask {
+        /// The function that was called.
+        op: &'static str,
+        /// Row-major index of the value in the mask.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+    /// A mask is too small to go through the requested number of 2×2 poolings.
+    #[error("downsample_mask: a {height}×{width} mask cannot go through {n_pools} 2×2 poolings")]
+    MaskTooSmall {
+        /// The mask's height.
+        height: usize,
+        /// The mask's width.
+        width: usize,
+        /// The poolings asked for.
+        n_pools: usize,
     },
     /// An input that needs at least one element (pixel, position) has none.
     #[error("{op}: {what} is empty")]

@@ -2,8 +2,8 @@
 
 use ndarray::{Array2, Array3, ArrayView3};
 use nst_costs::{
-    ContentNorm, StyleNorm, TvKind, blend_grams, content_loss, gram, rescale_gram,
-    style_layer_loss, total_variation,
+    ContentNorm, StyleNorm, TvKind, blend_grams, content_loss, gram, guided_gram,
+    guided_style_loss, rescale_gram, style_layer_loss, total_variation,
 };
 use tensor_ops::CpuGemm;
 use test_utils::{GradCheck, check_grad, uniform_vec};
@@ -155,6 +155,57 @@ fn fd_style_layer_loss_against_an_asymmetric_target() {
     let c = style_layer_loss(x.view(), target.view(), StyleNorm::Seed, &CpuGemm).unwrap();
     check(&x, &c.grad, |v| {
         style_layer_loss(v, target.view(), StyleNorm::Seed, &CpuGemm)
+            .unwrap()
+            .value
+    });
+}
+
+fn random_mask(h: usize, w: usize, seed: u64) -> Array2<f32> {
+    Array2::from_shape_vec((h, w), uniform_vec(seed, h * w, 0.0, 1.0)).unwrap()
+}
+
+#[test]
+fn fd_guided_style_loss_soft_mask_every_norm() {
+    let x = random((4, 5, 6), 20);
+    let mask = random_mask(5, 6, 21);
+    // The target: another image of another size under its own mask.
+    let target = guided_gram(
+        random((4, 7, 3), 22).view(),
+        random_mask(7, 3, 23).view(),
+        &CpuGemm,
+    )
+    .unwrap();
+    for norm in [
+        StyleNorm::Seed,
+        StyleNorm::Johnson2016,
+        StyleNorm::TorchTutorial,
+    ] {
+        let c = guided_style_loss(x.view(), mask.view(), target.view(), norm, &CpuGemm).unwrap();
+        check(&x, &c.grad, |v| {
+            guided_style_loss(v, mask.view(), target.view(), norm, &CpuGemm)
+                .unwrap()
+                .value
+        });
+    }
+}
+
+#[test]
+fn fd_guided_style_loss_half_mask_wide_layer() {
+    // 16 channels on 9×7 positions, the left four columns selected; the checked coordinates on the
+    // right, outside the region, must have a zero gradient both ways.
+    let x = random((16, 9, 7), 24);
+    let mask = Array2::from_shape_fn((9, 7), |(_, j)| if j < 4 { 1.0 } else { 0.0 });
+    let target = guided_gram(random((16, 9, 7), 25).view(), mask.view(), &CpuGemm).unwrap();
+    let c = guided_style_loss(
+        x.view(),
+        mask.view(),
+        target.view(),
+        StyleNorm::Seed,
+        &CpuGemm,
+    )
+    .unwrap();
+    check(&x, &c.grad, |v| {
+        guided_style_loss(v, mask.view(), target.view(), StyleNorm::Seed, &CpuGemm)
             .unwrap()
             .value
     });
