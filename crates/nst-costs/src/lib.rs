@@ -1,5 +1,5 @@
-//! Neural style transfer losses with exact gradients: content, Gram/style (plain and guided) and total
-//! variation, plus colour matching.
+//! Neural style transfer losses with exact gradients: content, Gram/style (plain, guided, mean–covariance,
+//! 2-Wasserstein) and total variation, plus colour matching.
 //!
 //! Every cost returns its value (accumulated in `f64`) and its gradient with respect to its input in
 //! one call, as a [`LossAndGrad`]. Each has an allocating form (`content_loss`, `style_layer_loss`,
@@ -11,9 +11,13 @@
 //! | [`content_loss`] | `J_c = 1/(4·C·H·W)·Σ(a_G − a_C)²` | seed (Coursera NST); Gatys et al. 2016 eq. 1 is [`ContentNorm::Half`] |
 //! | [`style_layer_loss`] | `J_s = 1/(4·C²·(H·W)²)·Σ(G_G − G_S)²`, `G = A·Aᵀ` | Gatys et al. 2016 eq. 3–4 (also the seed) |
 //! | [`guided_style_loss`] | `1/(4·C²)·Σ(Ĝ_G − Ĝ_S)²`, `Ĝ = (A∘m)·(A∘m)ᵀ/Σm²` ([`guided_gram`]) | Gatys et al. 2017, spatial control |
+//! | [`mean_cov_loss`] | `‖μ_G − μ_S‖²/C + ‖Σ_G − Σ_S‖²_F/C²` ([`FeatureStats`]) | per-entry means, as Li et al. 2017 |
+//! | [`w2_loss`] | `(‖μ_G − μ_S‖² + tr Σ_G + tr Σ_S − 2·tr(Σ_S^{1/2}·Σ_G·Σ_S^{1/2})^{1/2})/C` ([`W2Target`]) | Gaussian 2-Wasserstein (Dowson & Landau 1982) |
 //! | [`total_variation`] | `Σ (x[c,i+1,j] − x[c,i,j])² + (x[c,i,j+1] − x[c,i,j])²` | Mahendran & Vedaldi 2015, β = 2 |
 //!
 //! Around them:
+//! - [`StyleLoss`] selects Gram, mean–covariance or W2 at run time; [`StyleTarget::from_features`]
+//!   builds the matching target and [`style_loss`] / [`style_loss_accumulate`] dispatch.
 //! - [`gram`], [`gram_into`], [`blend_grams`] and [`rescale_gram`] make Gram targets;
 //!   [`downsample_mask`] brings a region mask to a layer's grid for [`guided_gram`].
 //! - [`color`]: mean and covariance of RGB pixels and the affine map that matches them
@@ -28,8 +32,9 @@
 //! It depends on `tensor-ops` only for the [`tensor_ops::Gemm`] trait.
 //!
 //! ## Features
-//! None. Parallelism comes from the [`tensor_ops::Gemm`] backend the caller passes in; [`color`]
-//! works in f64 through `ndarray`'s own (single-threaded) products.
+//! None. Parallelism comes from the [`tensor_ops::Gemm`] backend the caller passes in; the
+//! mean–covariance and W2 costs and [`color`] work in f64 through `ndarray`'s own (single-threaded)
+//! products instead.
 //!
 //! # Examples
 //! ```
@@ -53,6 +58,8 @@ pub mod color;
 mod content;
 mod guided;
 mod linalg;
+mod moments;
+mod select;
 mod style;
 mod tv;
 
@@ -60,6 +67,10 @@ use ndarray::{Array3, ArrayViewMut3};
 
 pub use content::{ContentNorm, content_loss, content_loss_accumulate};
 pub use guided::{downsample_mask, guided_gram, guided_style_loss, guided_style_loss_accumulate};
+pub use moments::{
+    FeatureStats, W2Target, mean_cov_loss, mean_cov_loss_accumulate, w2_loss, w2_loss_accumulate,
+};
+pub use select::{StyleLoss, StyleTarget, style_loss, style_loss_accumulate};
 pub use style::{
     GRAM_BLOCK, StyleNorm, StyleScratch, blend_grams, gram, gram_into, rescale_gram,
     style_layer_loss, style_layer_loss_accumulate,

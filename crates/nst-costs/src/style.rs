@@ -57,9 +57,11 @@ impl StyleNorm {
     }
 }
 
-/// Reusable buffers of [`style_layer_loss_accumulate`] and
-/// [`guided_style_loss_accumulate`](crate::guided_style_loss_accumulate), so the hot path allocates
-/// only when the shape changes.
+/// Reusable buffers of [`style_layer_loss_accumulate`] and the other `*_accumulate` style costs
+/// ([`guided_style_loss_accumulate`](crate::guided_style_loss_accumulate),
+/// [`mean_cov_loss_accumulate`](crate::mean_cov_loss_accumulate),
+/// [`w2_loss_accumulate`](crate::w2_loss_accumulate)), so the hot path allocates only when the
+/// shape changes.
 #[derive(Debug, Clone, Default)]
 pub struct StyleScratch {
     /// `[C, C]`: the Gram, then `G − S` (or a covariance, then its gradient).
@@ -67,6 +69,8 @@ pub struct StyleScratch {
     /// At least `C·H·W` values: the masked features `[C, H·W]` of the guided cost. A `Vec` that only
     /// grows, so alternating between layers of different sizes does not reallocate.
     pub(crate) features: Vec<f32>,
+    /// f64 blocks of centered features and of products, for the moment-based costs.
+    pub(crate) blocks: [Vec<f64>; 2],
 }
 
 impl StyleScratch {
