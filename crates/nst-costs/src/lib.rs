@@ -20,6 +20,7 @@
 //!   builds the matching target and [`style_loss`] / [`style_loss_accumulate`] dispatch.
 //! - [`gram`], [`gram_into`], [`blend_grams`] and [`rescale_gram`] make Gram targets;
 //!   [`downsample_mask`] brings a region mask to a layer's grid for [`guided_gram`].
+//! - [`normalize_gradient`] scales one cost's gradient to unit L1 norm (`--normalize-gradients`).
 //! - [`color`]: mean and covariance of RGB pixels and the affine map that matches them
 //!   ([`color::ColorMap`]; Cholesky, PCA/image-analogies or symmetric), for colour preservation
 //!   (Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer").
@@ -59,6 +60,7 @@ mod content;
 mod guided;
 mod linalg;
 mod moments;
+mod normalize;
 mod select;
 mod style;
 mod tv;
@@ -70,6 +72,7 @@ pub use guided::{downsample_mask, guided_gram, guided_style_loss, guided_style_l
 pub use moments::{
     FeatureStats, W2Target, mean_cov_loss, mean_cov_loss_accumulate, w2_loss, w2_loss_accumulate,
 };
+pub use normalize::{NORMALIZE_GRADIENT_EPS, normalize_gradient};
 pub use select::{StyleLoss, StyleTarget, style_loss, style_loss_accumulate};
 pub use style::{
     GRAM_BLOCK, StyleNorm, StyleScratch, blend_grams, gram, gram_into, rescale_gram,
