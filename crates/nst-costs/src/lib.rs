@@ -159,15 +159,17 @@ pub enum Error {
         /// What is empty.
         what: &'static str,
     },
-    /// The Jacobi eigen solver did not converge (not seen in practice on finite input).
-    #[error("{op}: the eigen solver did not converge on a {size}×{size} matrix in {sweeps} sweeps")]
+    /// The symmetric eigen solver did not converge (not seen in practice on finite input).
+    #[error(
+        "{op}: the eigen solver did not converge on a {size}×{size} matrix in {iterations} iterations"
+    )]
     NoConvergence {
         /// The function that was called.
         op: &'static str,
         /// The matrix's order.
         size: usize,
-        /// The sweeps done.
-        sweeps: usize,
+        /// The iterations done: Jacobi sweeps, or QL iterations for one eigenvalue.
+        iterations: usize,
     },
 }
 

@@ -169,7 +169,7 @@ impl W2Target {
     pub const FLOOR_RELATIVE: f64 = 1e-8;
 
     /// The target for style statistics `stats`. `Σ_S^{1/2} = U·max(Λ, 0)^{1/2}·Uᵀ` from the
-    /// symmetric eigen decomposition `sym(Σ_S) = U·Λ·Uᵀ` (Jacobi, f64), with the rounding-level
+    /// symmetric eigen decomposition `sym(Σ_S) = U·Λ·Uᵀ` (in f64), with the rounding-level
     /// negative eigenvalues of a singular covariance clamped to 0.
     ///
     /// # Errors
@@ -243,8 +243,9 @@ impl W2Target {
 /// `C` puts layers of 64 and 512 channels on one scale; for uncorrelated channels `J` is the mean
 /// over channels of `(μ_G − μ_S)² + (σ_G − σ_S)²`, the statistics loss of Li et al. 2017.
 ///
-/// **Eigenvalue floor.** `tr X^{1/2}` and `X^{-1/2}` for `X = R·Σ_G·R` come from its Jacobi eigen
-/// decomposition `V·Λ·Vᵀ` in f64, with the square root applied to each eigenvalue as the C¹ function
+/// **Eigenvalue floor.** `tr X^{1/2}` and `X^{-1/2}` for `X = R·Σ_G·R` come from its eigen
+/// decomposition `V·Λ·Vᵀ` in f64 (cyclic Jacobi up to 32 channels, Householder tridiagonalization
+/// and implicit QL above), with the square root applied to each eigenvalue as the C¹ function
 ///
 /// ```text
 /// φ(λ) = √λ                    for λ ≥ ε
@@ -262,11 +263,10 @@ impl W2Target {
 /// `docs/gradients.md`.
 ///
 /// Cost per call: two f64 products of `2·C²·M` flops (the covariance and the gradient, through
-/// `ndarray`, single-threaded), three f64 `C × C` products and a cyclic Jacobi decomposition of a
-/// `C × C` matrix (about 13 sweeps of `C²/2` rotations of `O(C)` each at `C = 512`), which
-/// dominates at VGG-19's deep layers: measured on the 2-core development machine at 400×300,
-/// 0.2 s per call at `conv1_1` and `conv2_1`, 0.6 s at `conv3_1` (256 channels), 7 s at `conv4_1`
-/// and `conv5_1` (512 channels).
+/// `ndarray`, single-threaded), three f64 `C × C` products and the eigen decomposition of a
+/// `C × C` matrix, which dominates at VGG-19's deep layers: measured on the 2-core development
+/// machine at 400×300, 0.1–0.15 s per call at `conv1_1` to `conv3_1` and 0.35–0.45 s at `conv4_1`
+/// and `conv5_1` (512 channels), against 0.02–0.15 s for the Gram cost.
 ///
 /// # Errors
 /// As [`mean_cov_loss`]; [`Error::NoConvergence`] if the eigen solver fails (not seen in practice).

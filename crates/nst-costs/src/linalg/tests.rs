@@ -1,7 +1,7 @@
 //! Unit tests of the Jacobi eigen solver, spectral functions and Cholesky: hand values and identities.
 
 use approx::assert_abs_diff_eq;
-use ndarray::{Array2, array};
+use ndarray::{Array1, Array2, array};
 
 use super::*;
 
@@ -10,20 +10,33 @@ fn random_matrix(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
     Array2::from_shape_vec((rows, cols), v.into_iter().map(f64::from).collect()).unwrap()
 }
 
-/// Checks `V·diag(λ)·Vᵀ = sym(S)`, `VᵀV = I` and ascending eigenvalues, to `tol` relative to ‖S‖.
+/// Both solvers on `s`: Jacobi, then Householder + QL.
+fn both(s: &Array2<f64>) -> [SymEigen; 2] {
+    let n = s.nrows();
+    [
+        jacobi("test", symmetric_part(s.view()), n).unwrap(),
+        tridiagonal_ql("test", symmetric_part(s.view()), n).unwrap(),
+    ]
+}
+
+/// Checks, for both solvers, `V·diag(λ)·Vᵀ = sym(S)`, `VᵀV = I` and ascending eigenvalues, to
+/// `tol` relative to ‖S‖, and that the two agree on the eigenvalues; returns Jacobi's result.
 #[track_caller]
 fn check_decomposition(s: &Array2<f64>, tol: f64) -> SymEigen {
-    let eig = sym_eigen("test", s.view()).unwrap();
     let n = s.nrows();
     let norm = s.iter().map(|x| x * x).sum::<f64>().sqrt().max(1.0);
     let mut sym = s.clone();
     symmetrize(&mut sym);
-    let back = spectral(&eig, |l| l);
-    assert_abs_diff_eq!(back, sym, epsilon = tol * norm);
-    let gram = eig.vectors.t().dot(&eig.vectors);
-    assert_abs_diff_eq!(gram, Array2::eye(n), epsilon = tol);
-    assert!(eig.values.windows(2).into_iter().all(|w| w[0] <= w[1]));
-    eig
+    let [jacobi, ql] = both(s);
+    for eig in [&jacobi, &ql] {
+        let back = spectral(eig, |l| l);
+        assert_abs_diff_eq!(back, sym, epsilon = tol * norm);
+        let gram = eig.vectors.t().dot(&eig.vectors);
+        assert_abs_diff_eq!(gram, Array2::eye(n), epsilon = tol);
+        assert!(eig.values.windows(2).into_iter().all(|w| w[0] <= w[1]));
+    }
+    assert_abs_diff_eq!(jacobi.values, ql.values, epsilon = tol * norm);
+    jacobi
 }
 
 #[test]
@@ -58,22 +71,39 @@ fn random_dense_rank_deficient_and_repeated_spectra() {
         let b = random_matrix(n, n, seed);
         check_decomposition(&(&b + &b.t()), 1e-13);
     }
-    // B·Bᵀ of rank 5 in 30 dimensions: 25 eigenvalues are 0 to rounding.
-    let b = random_matrix(30, 5, 6);
-    let eig = check_decomposition(&b.dot(&b.t()), 1e-13);
-    assert!(eig.values.iter().take(25).all(|l| l.abs() < 1e-13));
-    assert!(eig.values.iter().skip(25).all(|&l| l > 1e-3));
+    // B·Bᵀ of rank 5 in 30 dimensions, and of rank 40 in 120: the rest are 0 to rounding.
+    for (n, rank, seed) in [(30, 5, 6), (120, 40, 7)] {
+        let b = random_matrix(n, rank, seed);
+        let s = b.dot(&b.t());
+        check_decomposition(&s, 1e-13);
+        for eig in both(&s) {
+            let zeros = n - rank;
+            assert!(eig.values.iter().take(zeros).all(|l| l.abs() < 1e-12));
+            assert!(eig.values.iter().skip(zeros).all(|&l| l > 1e-3));
+        }
+    }
+    // A covariance-like spectrum decaying over ten orders of magnitude, in 64 dimensions.
+    let q = both(&{
+        let b = random_matrix(64, 64, 8);
+        &b + &b.t()
+    })[0]
+        .vectors
+        .clone();
+    let spectrum = Array1::from_iter((0..64).map(|i| 10f64.powf(-10.0 * i as f64 / 63.0)));
+    check_decomposition(&(&q * &spectrum).dot(&q.t()), 1e-13);
     // Repeated eigenvalues, and the empty and zero matrices.
-    check_decomposition(&(Array2::eye(5) * 2.0), 0.0);
+    check_decomposition(&(Array2::eye(5) * 2.0), 1e-15);
     check_decomposition(&Array2::zeros((0, 0)), 0.0);
     check_decomposition(&Array2::zeros((4, 4)), 0.0);
 }
 
 #[test]
-fn graded_matrix_keeps_its_tiny_eigenvalue() {
-    // Eigenvalues 1e-12 and about 1: the small one is found to about its own relative accuracy.
+fn graded_matrix_keeps_its_tiny_eigenvalue_under_jacobi() {
+    // Eigenvalues 1e-12 and about 1: Jacobi finds the small one to about its own relative accuracy
+    // (QL only to about ε·‖S‖ absolute, enough for the W2 floor).
     let s = array![[1.0, 1e-7], [1e-7, 1e-12 + 1e-14]];
-    let eig = check_decomposition(&s, 1e-15);
+    check_decomposition(&s, 1e-15);
+    let eig = jacobi("test", symmetric_part(s.view()), 2).unwrap();
     let det = s[[0, 0]] * s[[1, 1]] - s[[0, 1]] * s[[1, 0]];
     assert_abs_diff_eq!(eig.values[0] * eig.values[1], det, epsilon = 1e-26);
 }
@@ -110,4 +140,17 @@ fn cholesky_and_triangular_inverse() {
     assert!(cholesky(array![[1.0, 2.0], [2.0, 1.0]].view()).is_none());
     assert!(cholesky(array![[0.0]].view()).is_none());
     assert!(cholesky(array![[f64::NAN]].view()).is_none());
+}
+
+#[test]
+fn sym_eigen_uses_jacobi_up_to_its_order_and_ql_above() {
+    for n in [JACOBI_MAX_ORDER, JACOBI_MAX_ORDER + 1, 100] {
+        let b = random_matrix(n, n, 20 + n as u64);
+        let s = &b + &b.t();
+        let eig = sym_eigen("test", s.view()).unwrap();
+        let [jacobi, ql] = both(&s);
+        let want = if n <= JACOBI_MAX_ORDER { jacobi } else { ql };
+        assert_eq!(eig.values, want.values);
+        assert_eq!(eig.vectors, want.vectors);
+    }
 }

@@ -241,16 +241,18 @@ fn fd_w2_loss() {
 
 #[test]
 fn fd_w2_loss_wide_layer_relu_like_features() {
-    // 12 channels on 9×7 positions, non-negative like ReLU outputs, against a correlated style.
-    let x = random((12, 9, 7), 32).mapv(|v| v.abs() + 0.05);
-    let mix = Array2::from_shape_vec((12, 12), uniform_vec(33, 144, -0.5, 0.5)).unwrap();
-    let base = random((12, 8, 8), 34);
-    let style = Array3::from_shape_fn((12, 8, 8), |(c, i, j)| {
-        (0..12).map(|k| mix[[c, k]] * base[[k, i, j]]).sum::<f32>()
+    // 40 channels (above the Jacobi order, so the eigen decomposition is Householder + QL) on
+    // 10×8 positions, non-negative like ReLU outputs, against a correlated style.
+    let c = 40;
+    let x = random((c, 10, 8), 32).mapv(|v| v.abs() + 0.05);
+    let mix = Array2::from_shape_vec((c, c), uniform_vec(33, c * c, -0.5, 0.5)).unwrap();
+    let base = random((c, 9, 9), 34);
+    let style = Array3::from_shape_fn((c, 9, 9), |(k, i, j)| {
+        (0..c).map(|l| mix[[k, l]] * base[[l, i, j]]).sum::<f32>()
     });
     let target = W2Target::from_features(style.view()).unwrap();
-    let c = w2_loss(x.view(), &target).unwrap();
-    check(&x, &c.grad, |v| w2_loss(v, &target).unwrap().value);
+    let cost = w2_loss(x.view(), &target).unwrap();
+    check(&x, &cost.grad, |v| w2_loss(v, &target).unwrap().value);
 }
 
 #[test]
