@@ -1,15 +1,29 @@
-//! Neural style transfer losses with exact gradients: content, Gram/style and total variation.
+//! Neural style transfer losses with exact gradients: content, Gram/style (plain, guided, mean–covariance,
+//! 2-Wasserstein) and total variation, plus colour matching.
 //!
 //! Every cost returns its value (accumulated in `f64`) and its gradient with respect to its input in
 //! one call, as a [`LossAndGrad`]. Each has an allocating form (`content_loss`, `style_layer_loss`,
-//! `total_variation`) and a hot-path form that **adds** the gradient into a caller-provided buffer
+//! `total_variation`, …) and a hot-path form that **adds** the gradient into a caller-provided buffer
 //! and allocates nothing in steady state (`*_accumulate`).
 //!
 //! | cost | formula (default normalization) | source |
 //! | --- | --- | --- |
 //! | [`content_loss`] | `J_c = 1/(4·C·H·W)·Σ(a_G − a_C)²` | [`ContentNorm::QuarterMean`]; Gatys et al. 2016 eq. 1 is [`ContentNorm::Half`] |
 //! | [`style_layer_loss`] | `J_s = 1/(4·C²·(H·W)²)·Σ(G_G − G_S)²`, `G = A·Aᵀ` | [`StyleNorm::Gatys2016`], Gatys et al. 2016 eq. 3–4 |
+//! | [`guided_style_loss`] | `1/(4·C²)·Σ(Ĝ_G − Ĝ_S)²`, `Ĝ = (A∘m)·(A∘m)ᵀ/Σm²` ([`guided_gram`]) | Gatys et al. 2017, spatial control |
+//! | [`mean_cov_loss`] | `‖μ_G − μ_S‖²/C + ‖Σ_G − Σ_S‖²_F/C²` ([`FeatureStats`]) | per-entry means, as Li et al. 2017 |
+//! | [`w2_loss`] | `(‖μ_G − μ_S‖² + tr Σ_G + tr Σ_S − 2·tr(Σ_S^{1/2}·Σ_G·Σ_S^{1/2})^{1/2})/C` ([`W2Target`]) | Gaussian 2-Wasserstein (Dowson & Landau 1982) |
 //! | [`total_variation`] | `Σ (x[c,i+1,j] − x[c,i,j])² + (x[c,i,j+1] − x[c,i,j])²` | Mahendran & Vedaldi 2015, β = 2 |
+//!
+//! Around them:
+//! - [`StyleLoss`] selects Gram, mean–covariance or W2 at run time; [`StyleTarget::from_features`]
+//!   builds the matching target and [`style_loss`] / [`style_loss_accumulate`] dispatch.
+//! - [`gram`], [`gram_into`], [`blend_grams`] and [`rescale_gram`] make Gram targets;
+//!   [`downsample_mask`] brings a region mask to a layer's grid for [`guided_gram`].
+//! - [`normalize_gradient`] scales one cost's gradient to unit L1 norm (`--normalize-gradients`).
+//! - [`color`]: mean and covariance of RGB pixels and the affine map that matches them
+//!   ([`color::ColorMap`]; Cholesky, PCA/image-analogies or symmetric), for colour preservation
+//!   (Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer").
 //!
 //! Feature maps and images are [`ndarray`] arrays of shape `[C, H, W]`, row-major `f32`. The crate
 //! re-exports the `ndarray` it is built with (version 0.17), so `nst_costs::ndarray` always matches
@@ -40,7 +54,9 @@
 //! Every gradient is checked against central finite differences in the tests of the source repository.
 //!
 //! ## Features
-//! None. Parallelism comes from the [`tensor_ops::Gemm`] backend the caller passes in.
+//! None. Parallelism comes from the [`tensor_ops::Gemm`] backend the caller passes in; the
+//! mean–covariance and W2 costs and [`color`] work in f64 through `ndarray`'s own (single-threaded)
+//! products instead.
 //!
 //! # Examples
 //! ```
@@ -60,7 +76,13 @@
 
 #![warn(missing_docs)]
 
+pub mod color;
 mod content;
+mod guided;
+mod linalg;
+mod moments;
+mod normalize;
+mod select;
 mod style;
 mod tv;
 
@@ -70,6 +92,12 @@ use ndarray::{Array3, ArrayViewMut3};
 pub use ndarray;
 
 pub use content::{ContentNorm, content_loss, content_loss_accumulate};
+pub use guided::{downsample_mask, guided_gram, guided_style_loss, guided_style_loss_accumulate};
+pub use moments::{
+    FeatureStats, W2Target, mean_cov_loss, mean_cov_loss_accumulate, w2_loss, w2_loss_accumulate,
+};
+pub use normalize::{NORMALIZE_GRADIENT_EPS, normalize_gradient};
+pub use select::{StyleLoss, StyleTarget, style_loss, style_loss_accumulate};
 pub use style::{
     StyleNorm, StyleScratch, blend_grams, gram, gram_into, rescale_gram, style_layer_loss,
     style_layer_loss_accumulate,
@@ -118,6 +146,54 @@ pub enum Error {
         expected: &'static str,
         /// The value given.
         value: f64,
+    },
+    /// An input holds a NaN or an infinity where finite numbers are needed.
+    #[error("{op}: {what} holds a NaN or an infinity")]
+    NonFinite {
+        /// The function that was called.
+        op: &'static str,
+        /// What holds it.
+        what: &'static str,
+    },
+    /// A mask value is outside `[0, 1]` (or is NaN).
+    #[error("{op}: mask value {value} at flat index {index} is not in [0, 1]")]
+    InvalidMask {
+        /// The function that was called.
+        op: &'static str,
+        /// Row-major index of the value in the mask.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+    /// A mask is too small to go through the requested number of 2×2 poolings.
+    #[error("downsample_mask: a {height}×{width} mask cannot go through {n_pools} 2×2 poolings")]
+    MaskTooSmall {
+        /// The mask's height.
+        height: usize,
+        /// The mask's width.
+        width: usize,
+        /// The poolings asked for.
+        n_pools: usize,
+    },
+    /// An input that needs at least one element (pixel, position) has none.
+    #[error("{op}: {what} is empty")]
+    EmptyInput {
+        /// The function that was called.
+        op: &'static str,
+        /// What is empty.
+        what: &'static str,
+    },
+    /// The symmetric eigen solver did not converge (not seen in practice on finite input).
+    #[error(
+        "{op}: the eigen solver did not converge on a {size}×{size} matrix in {iterations} iterations"
+    )]
+    NoConvergence {
+        /// The function that was called.
+        op: &'static str,
+        /// The matrix's order.
+        size: usize,
+        /// The iterations done: Jacobi sweeps, or QL iterations for one eigenvalue.
+        iterations: usize,
     },
 }
 

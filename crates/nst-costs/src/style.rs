@@ -66,11 +66,20 @@ impl StyleNorm {
     }
 }
 
-/// Reusable buffers of [`style_layer_loss_accumulate`], so the hot path allocates only when the
-/// channel count changes.
+/// Reusable buffers of [`style_layer_loss_accumulate`] and the other `*_accumulate` style costs
+/// ([`guided_style_loss_accumulate`](crate::guided_style_loss_accumulate),
+/// [`mean_cov_loss_accumulate`](crate::mean_cov_loss_accumulate),
+/// [`w2_loss_accumulate`](crate::w2_loss_accumulate)), so the hot path allocates only when the
+/// shape changes.
 #[derive(Debug, Clone, Default)]
 pub struct StyleScratch {
-    gram: Array2<f32>,
+    /// `[C, C]`: the Gram, then `G − S` (or a covariance, then its gradient).
+    pub(crate) gram: Array2<f32>,
+    /// At least `C·H·W` values: the masked features `[C, H·W]` of the guided cost. A `Vec` that only
+    /// grows, so alternating between layers of different sizes does not reallocate.
+    pub(crate) features: Vec<f32>,
+    /// f64 blocks of centered features and of products, for the moment-based costs.
+    pub(crate) blocks: [Vec<f64>; 2],
 }
 
 impl StyleScratch {
@@ -136,11 +145,29 @@ pub fn gram_into(
     Ok(())
 }
 
+/// A `[rows, cols]` view of the front of `buffer`, grown (never shrunk) to fit; its contents are
+/// stale, so callers overwrite it.
+pub(crate) fn matrix_buffer<T: Clone + Default>(
+    buffer: &mut Vec<T>,
+    rows: usize,
+    cols: usize,
+) -> ArrayViewMut2<'_, T> {
+    let len = rows * cols;
+    if buffer.len() < len {
+        buffer.resize(len, T::default());
+    }
+    ArrayViewMut2::from_shape((rows, cols), &mut buffer[..len]).expect("the length is rows·cols")
+}
+
 /// Row-block size of the Gram's block-triangular GEMMs.
 pub(crate) const GRAM_BLOCK: usize = 128;
 
 /// `out ← A·Aᵀ`: GEMMs on the blocks `(i, j)` with `i ≤ j`, then the upper triangle copied down.
-fn gram_upper_mirrored(a: ArrayView2<'_, f32>, gemm: &dyn Gemm, mut out: ArrayViewMut2<'_, f32>) {
+pub(crate) fn gram_upper_mirrored(
+    a: ArrayView2<'_, f32>,
+    gemm: &dyn Gemm,
+    mut out: ArrayViewMut2<'_, f32>,
+) {
     let n = a.nrows();
     // Zero first so the result never depends on the backend's handling of β = 0 on stale contents.
     out.fill(0.0);
@@ -241,7 +268,7 @@ pub fn style_layer_loss_accumulate(
     norm: StyleNorm,
     gemm: &dyn Gemm,
     scratch: &mut StyleScratch,
-    mut grad: ArrayViewMut3<'_, f32>,
+    grad: ArrayViewMut3<'_, f32>,
 ) -> Result<f64> {
     const OP: &str = "style_layer_loss";
     let n_channels = generated.shape()[0];
@@ -275,21 +302,30 @@ pub fn style_layer_loss_accumulate(
         });
     symmetrize(diff.view_mut());
 
-    let alpha = (4.0 * k) as f32;
-    if let Ok(grad2) = grad
-        .view_mut()
-        .into_shape_with_order((n_channels, n_positions))
-    {
-        gemm.gemm(alpha, diff.view(), a, 1.0, grad2);
+    gemm_add_into(gemm, (4.0 * k) as f32, diff.view(), a, grad);
+    Ok(k * sum_sq)
+}
+
+/// `grad += α·L·R` for `grad` `[C, H, W]` seen as the `[C, H·W]` matrix `L·R`: one GEMM with
+/// `β = 1` straight into `grad` when its layout allows, else through a temporary.
+pub(crate) fn gemm_add_into(
+    gemm: &dyn Gemm,
+    alpha: f32,
+    lhs: ArrayView2<'_, f32>,
+    rhs: ArrayView2<'_, f32>,
+    mut grad: ArrayViewMut3<'_, f32>,
+) {
+    let shape = (lhs.nrows(), rhs.ncols());
+    if let Ok(grad2) = grad.view_mut().into_shape_with_order(shape) {
+        gemm.gemm(alpha, lhs, rhs, 1.0, grad2);
     } else {
-        let mut tmp = Array2::<f32>::zeros((n_channels, n_positions));
-        gemm.gemm(alpha, diff.view(), a, 0.0, tmp.view_mut());
+        let mut tmp = Array2::<f32>::zeros(shape);
+        gemm.gemm(alpha, lhs, rhs, 0.0, tmp.view_mut());
         let tmp = tmp
             .into_shape_with_order(grad.raw_dim())
             .expect("same number of elements");
         grad += &tmp;
     }
-    Ok(k * sum_sq)
 }
 
 /// Weighted blend of several style targets' Gram matrices: `G = Σ_i w_i·G_i / Σ_i w_i`.
@@ -401,7 +437,7 @@ pub fn rescale_gram(
 /// Targets made by [`gram`], [`blend_grams`] and [`rescale_gram`] are exactly symmetric, so this is
 /// then a no-op (bit for bit); for any other target (e.g. a Gram computed elsewhere, or loaded from
 /// a file) it keeps the gradient exact for the value returned.
-fn symmetrize(mut d: ArrayViewMut2<'_, f32>) {
+pub(crate) fn symmetrize(mut d: ArrayViewMut2<'_, f32>) {
     let n = d.nrows();
     for i in 0..n {
         for j in i + 1..n {
@@ -416,7 +452,7 @@ fn symmetrize(mut d: ArrayViewMut2<'_, f32>) {
 }
 
 /// A standard-layout `[C, H, W]` view as its `[C, H·W]` matrix.
-fn as_matrix(features: ArrayView3<'_, f32>) -> ArrayView2<'_, f32> {
+pub(crate) fn as_matrix(features: ArrayView3<'_, f32>) -> ArrayView2<'_, f32> {
     let (c, h, w) = features.dim();
     features
         .into_shape_with_order((c, h * w))

@@ -2,8 +2,9 @@
 
 use ndarray::{Array2, Array3, ArrayView3};
 use nst_costs::{
-    ContentNorm, StyleNorm, TvKind, blend_grams, content_loss, gram, rescale_gram,
-    style_layer_loss, total_variation,
+    ContentNorm, FeatureStats, StyleLoss, StyleNorm, StyleTarget, TvKind, W2Target, blend_grams,
+    content_loss, gram, guided_gram, guided_style_loss, mean_cov_loss, rescale_gram,
+    style_layer_loss, style_loss, total_variation, w2_loss,
 };
 use tensor_ops::CpuGemm;
 use test_utils::{GradCheck, check_grad, uniform_vec};
@@ -162,4 +163,167 @@ fn fd_style_layer_loss_against_an_asymmetric_target() {
             .unwrap()
             .value
     });
+}
+
+fn random_mask(h: usize, w: usize, seed: u64) -> Array2<f32> {
+    Array2::from_shape_vec((h, w), uniform_vec(seed, h * w, 0.0, 1.0)).unwrap()
+}
+
+#[test]
+fn fd_guided_style_loss_soft_mask_every_norm() {
+    let x = random((4, 5, 6), 20);
+    let mask = random_mask(5, 6, 21);
+    // The target: another image of another size under its own mask.
+    let target = guided_gram(
+        random((4, 7, 3), 22).view(),
+        random_mask(7, 3, 23).view(),
+        &CpuGemm,
+    )
+    .unwrap();
+    for norm in [
+        StyleNorm::Gatys2016,
+        StyleNorm::Johnson2016,
+        StyleNorm::TorchTutorial,
+    ] {
+        let c = guided_style_loss(x.view(), mask.view(), target.view(), norm, &CpuGemm).unwrap();
+        check(&x, &c.grad, |v| {
+            guided_style_loss(v, mask.view(), target.view(), norm, &CpuGemm)
+                .unwrap()
+                .value
+        });
+    }
+}
+
+#[test]
+fn fd_guided_style_loss_half_mask_wide_layer() {
+    // 16 channels on 9×7 positions, the left four columns selected; the checked coordinates on the
+    // right, outside the region, must have a zero gradient both ways.
+    let x = random((16, 9, 7), 24);
+    let mask = Array2::from_shape_fn((9, 7), |(_, j)| if j < 4 { 1.0 } else { 0.0 });
+    let target = guided_gram(random((16, 9, 7), 25).view(), mask.view(), &CpuGemm).unwrap();
+    let c = guided_style_loss(
+        x.view(),
+        mask.view(),
+        target.view(),
+        StyleNorm::Gatys2016,
+        &CpuGemm,
+    )
+    .unwrap();
+    check(&x, &c.grad, |v| {
+        guided_style_loss(
+            v,
+            mask.view(),
+            target.view(),
+            StyleNorm::Gatys2016,
+            &CpuGemm,
+        )
+        .unwrap()
+        .value
+    });
+}
+
+#[test]
+fn fd_mean_cov_loss() {
+    let x = random((4, 5, 6), 26);
+    let target =
+        FeatureStats::from_features(random((4, 6, 3), 27).mapv(|v| 2.0 * v + 0.5).view()).unwrap();
+    let c = mean_cov_loss(x.view(), &target).unwrap();
+    check(&x, &c.grad, |v| mean_cov_loss(v, &target).unwrap().value);
+}
+
+#[test]
+fn fd_mean_cov_loss_against_an_asymmetric_target() {
+    let x = random((3, 4, 5), 28);
+    let mut target = FeatureStats::from_features(random((3, 4, 5), 29).view()).unwrap();
+    target.cov[[0, 2]] += 0.3;
+    let c = mean_cov_loss(x.view(), &target).unwrap();
+    check(&x, &c.grad, |v| mean_cov_loss(v, &target).unwrap().value);
+}
+
+#[test]
+fn fd_w2_loss() {
+    let x = random((4, 5, 6), 30);
+    let target =
+        W2Target::from_features(random((4, 6, 3), 31).mapv(|v| 2.0 * v + 0.5).view()).unwrap();
+    let c = w2_loss(x.view(), &target).unwrap();
+    check(&x, &c.grad, |v| w2_loss(v, &target).unwrap().value);
+}
+
+#[test]
+fn fd_w2_loss_wide_layer_relu_like_features() {
+    // 40 channels (above the Jacobi order, so the eigen decomposition is Householder + QL) on
+    // 10×8 positions, non-negative like ReLU outputs, against a correlated style.
+    let c = 40;
+    let x = random((c, 10, 8), 32).mapv(|v| v.abs() + 0.05);
+    let mix = Array2::from_shape_vec((c, c), uniform_vec(33, c * c, -0.5, 0.5)).unwrap();
+    let base = random((c, 9, 9), 34);
+    let style = Array3::from_shape_fn((c, 9, 9), |(k, i, j)| {
+        (0..c).map(|l| mix[[k, l]] * base[[l, i, j]]).sum::<f32>()
+    });
+    let target = W2Target::from_features(style.view()).unwrap();
+    let cost = w2_loss(x.view(), &target).unwrap();
+    check(&x, &cost.grad, |v| w2_loss(v, &target).unwrap().value);
+}
+
+#[test]
+fn fd_w2_loss_against_a_singular_style() {
+    // A style of three positions has Σ_S of rank 2 in 6 channels, so R = Σ_S^{1/2} is singular and
+    // X = R·Σ_G·R has four eigenvalues at 0 whatever the generated features; they stay below the
+    // floor under every perturbation, so the cost is smooth there and central differences apply.
+    let x = random((6, 4, 5), 35);
+    let target = W2Target::from_features(random((6, 1, 3), 36).view()).unwrap();
+    let c = w2_loss(x.view(), &target).unwrap();
+    check(&x, &c.grad, |v| w2_loss(v, &target).unwrap().value);
+}
+
+#[test]
+fn fd_w2_loss_rank_deficient_features_along_their_span() {
+    // Six channels on four positions: Σ_G has rank 3. W₂ has a square-root kink across the rank
+    // (moving off it raises a zero eigenvalue of X to about h², and √(h²) = |h|), so a step of one
+    // coordinate cannot check it. Directions `D = K·(A − μ·1ᵀ) + d·1ᵀ` keep the centered features in
+    // the same rank, so there the cost is smooth: check ⟨∂J/∂A, D⟩ against central differences.
+    let (c, m) = (6, 4);
+    let x = random((c, 2, 2), 37);
+    let target = W2Target::from_features(random((c, 5, 4), 38).view()).unwrap();
+    let cost = w2_loss(x.view(), &target).unwrap();
+    let a = x.to_shape((c, m)).unwrap().to_owned();
+    let mean = a.mean_axis(ndarray::Axis(1)).unwrap();
+    let centered = &a - &mean.view().insert_axis(ndarray::Axis(1));
+    let value = |v: &Array2<f32>| {
+        let v3 = v.to_shape((c, 2, 2)).unwrap();
+        w2_loss(v3.view(), &target).unwrap().value
+    };
+    let grad = cost.grad.to_shape((c, m)).unwrap().to_owned();
+    for seed in 0..8 {
+        let k = Array2::from_shape_vec((c, c), uniform_vec(40 + seed, c * c, -1.0, 1.0)).unwrap();
+        let shift = Array2::from_shape_vec((c, 1), uniform_vec(60 + seed, c, -1.0, 1.0)).unwrap();
+        let d = k.dot(&centered) + &shift;
+        let h = 1e-2_f32;
+        let numeric = (value(&(&a + &(&d * h))) - value(&(&a - &(&d * h)))) / (2.0 * f64::from(h));
+        let analytic: f64 = grad
+            .iter()
+            .zip(&d)
+            .map(|(&g, &d)| f64::from(g) * f64::from(d))
+            .sum();
+
+        assert!(
+            approx::relative_eq!(analytic, numeric, epsilon = 1e-4, max_relative = 1e-2),
+            "direction {seed}: analytic {analytic:e}, numeric {numeric:e}"
+        );
+    }
+}
+
+#[test]
+fn fd_style_loss_every_kind() {
+    let x = random((3, 4, 5), 38);
+    let style = random((3, 5, 4), 39);
+    for kind in [StyleLoss::Gram, StyleLoss::MeanCov, StyleLoss::W2] {
+        let target = StyleTarget::from_features(kind, style.view(), &CpuGemm).unwrap();
+        let c = style_loss(x.view(), &target, StyleNorm::Gatys2016, &CpuGemm).unwrap();
+        check(&x, &c.grad, |v| {
+            style_loss(v, &target, StyleNorm::Gatys2016, &CpuGemm)
+                .unwrap()
+                .value
+        });
+    }
 }
