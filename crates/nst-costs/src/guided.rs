@@ -22,7 +22,7 @@ use crate::{Error, LossAndGrad, Result, StyleNorm, StyleScratch, check_same_shap
 /// per-position outer products. A region covering half of the image then has statistics on the same
 /// scale as a whole image (for a binary mask, `Ĝ` is the plain Gram of the masked positions divided
 /// by their count), and the style image's region and the generated image's region may differ in size.
-/// With an all-ones mask, `Ĝ = G/M`. Why `Σ m²` and not the position count: `docs/gradients.md`.
+/// With an all-ones mask, `Ĝ = G/M`. Dividing by `Σ m²` rather than the position count keeps a masked region's statistics those of its own features, whatever its area.
 ///
 /// `mask` must already be on the layer's `[H, W]` grid ([`downsample_mask`]). The product runs
 /// on `gemm`, over the block triangle as [`gram`](crate::gram).
@@ -77,7 +77,7 @@ pub fn guided_gram(
 /// [`style_layer_loss`](crate::style_layer_loss) against the style Gram brought to this size by
 /// [`rescale_gram`](crate::rescale_gram) (tested). For several regions, call it once per region and
 /// add the costs. A region absent from the generated image's mask (`s = 0`) costs 0 and adds
-/// nothing to the gradient. Derivation: `docs/gradients.md`.
+/// nothing to the gradient. The gradient follows as for the plain Gram cost, with the mask applied twice.
 ///
 /// # Errors
 /// As [`guided_gram`]; [`Error::ShapeMismatch`] when `target` is not `[C, C]`.

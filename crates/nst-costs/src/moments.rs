@@ -97,7 +97,7 @@ impl FeatureStats {
 /// which averages over the `C` channels); the covariance term is
 /// [`StyleNorm::Johnson2016`](crate::StyleNorm::Johnson2016)'s Gram cost of the centered features.
 /// `sym(D) = (D + Dᵀ)/2` keeps the gradient exact for a target `Σ_S` that is not exactly symmetric.
-/// Derivation: `docs/gradients.md`.
+/// The gradient is derived in the repository's gradient notes (mean–covariance section).
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] when the target is not `[C]`/`[C, C]`; [`Error::NonFinite`] for a NaN or
@@ -259,8 +259,7 @@ impl W2Target {
 /// the value returned; the value
 /// differs from the true `W₂²/C` only where `X` has eigenvalues strictly between 0 and `ε` (singular
 /// or near-singular covariances: fewer positions than channels, dead channels), by less than
-/// `0.2·√ε` each. Rounding may leave `J` a little below 0 near the target. Derivation:
-/// `docs/gradients.md`.
+/// `0.2·√ε` each. Rounding may leave `J` a little below 0 near the target.
 ///
 /// Cost per call: two f64 products of `2·C²·M` flops (the covariance and the gradient, through
 /// `ndarray`, single-threaded), three f64 `C × C` products and the eigen decomposition of a
