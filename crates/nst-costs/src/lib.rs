@@ -84,6 +84,8 @@ mod moments;
 mod normalize;
 mod select;
 mod style;
+#[cfg(test)]
+mod testing;
 mod tv;
 
 use ndarray::{Array3, ArrayViewMut3};

@@ -9,7 +9,7 @@ const METHODS: [ColorMatch; 3] = [ColorMatch::Cholesky, ColorMatch::Pca, ColorMa
 
 /// `n` pixels `M·u + offset` with `u` uniform in `[0, 1)³`: correlated colours.
 fn pixels(n: usize, seed: u64, mix: [[f32; 3]; 3], offset: [f32; 3]) -> Vec<[f32; 3]> {
-    let u = test_utils::uniform_vec(seed, 3 * n, 0.0, 1.0);
+    let u = crate::testing::uniform_vec(seed, 3 * n, 0.0, 1.0);
     u.chunks(3)
         .map(|u| std::array::from_fn(|c| offset[c] + (0..3).map(|k| mix[c][k] * u[k]).sum::<f32>()))
         .collect()

@@ -10,7 +10,7 @@ use crate::{gram, rescale_gram, style_layer_loss};
 fn features(c: usize, h: usize, w: usize, seed: u64) -> Array3<f32> {
     Array3::from_shape_vec(
         (c, h, w),
-        test_utils::uniform_vec(seed, c * h * w, -1.0, 1.0),
+        crate::testing::uniform_vec(seed, c * h * w, -1.0, 1.0),
     )
     .unwrap()
 }
@@ -116,7 +116,8 @@ fn all_ones_mask_is_the_plain_style_loss_against_a_rescaled_gram() {
 fn soft_mask_gram_matches_a_naive_weighted_mean() {
     let (c, h, w) = (3, 5, 4);
     let f = features(c, h, w, 8);
-    let mask = Array2::from_shape_vec((h, w), test_utils::uniform_vec(9, h * w, 0.0, 1.0)).unwrap();
+    let mask =
+        Array2::from_shape_vec((h, w), crate::testing::uniform_vec(9, h * w, 0.0, 1.0)).unwrap();
     let g = guided_gram(f.view(), mask.view(), &CpuGemm).unwrap();
     let energy: f64 = mask.iter().map(|&m| f64::from(m).powi(2)).sum();
     let naive = Array2::from_shape_fn((c, c), |(a, b)| {
@@ -136,7 +137,8 @@ fn soft_mask_gram_matches_a_naive_weighted_mean() {
 #[test]
 fn accumulate_adds_reuses_scratch_across_shapes_and_handles_non_standard_layouts() {
     let f = features(4, 3, 5, 10);
-    let mask = Array2::from_shape_vec((3, 5), test_utils::uniform_vec(11, 15, 0.0, 1.0)).unwrap();
+    let mask =
+        Array2::from_shape_vec((3, 5), crate::testing::uniform_vec(11, 15, 0.0, 1.0)).unwrap();
     let target = guided_gram(features(4, 3, 5, 12).view(), mask.view(), &CpuGemm).unwrap();
     let norm = StyleNorm::Gatys2016;
     let want = guided_style_loss(f.view(), mask.view(), target.view(), norm, &CpuGemm).unwrap();
@@ -205,7 +207,8 @@ fn downsample_mask_by_hand() {
 fn downsample_mask_matches_tensor_ops_average_pooling() {
     use tensor_ops::{AvgPool2d, Layer, Padding};
     let (h, w) = (13, 10);
-    let m = Array2::from_shape_vec((h, w), test_utils::uniform_vec(14, h * w, 0.0, 1.0)).unwrap();
+    let m =
+        Array2::from_shape_vec((h, w), crate::testing::uniform_vec(14, h * w, 0.0, 1.0)).unwrap();
     let pool = AvgPool2d::new("pool", [2, 2], [2, 2], Padding::ZERO).unwrap();
     let mut x = m.clone().insert_axis(ndarray::Axis(0));
     for n in 1..=3 {
@@ -220,7 +223,8 @@ fn downsample_mask_matches_tensor_ops_average_pooling() {
 
 #[test]
 fn downsampled_complementary_masks_stay_complementary() {
-    let m = Array2::from_shape_vec((17, 12), test_utils::uniform_vec(15, 204, 0.0, 1.0)).unwrap();
+    let m =
+        Array2::from_shape_vec((17, 12), crate::testing::uniform_vec(15, 204, 0.0, 1.0)).unwrap();
     let a = downsample_mask(m.view(), 2).unwrap();
     let b = downsample_mask(m.mapv(|v| 1.0 - v).view(), 2).unwrap();
     assert_eq!(a.dim(), (4, 3));

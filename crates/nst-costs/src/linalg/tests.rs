@@ -6,7 +6,7 @@ use ndarray::{Array1, Array2, array};
 use super::*;
 
 fn random_matrix(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
-    let v = test_utils::uniform_vec(seed, rows * cols, -1.0, 1.0);
+    let v = crate::testing::uniform_vec(seed, rows * cols, -1.0, 1.0);
     Array2::from_shape_vec((rows, cols), v.into_iter().map(f64::from).collect()).unwrap()
 }
 

@@ -10,7 +10,7 @@ use crate::{StyleLoss, StyleNorm, StyleTarget, gram, rescale_gram, style_layer_l
 fn features(c: usize, h: usize, w: usize, seed: u64) -> Array3<f32> {
     Array3::from_shape_vec(
         (c, h, w),
-        test_utils::uniform_vec(seed, c * h * w, -1.0, 1.0),
+        crate::testing::uniform_vec(seed, c * h * w, -1.0, 1.0),
     )
     .unwrap()
 }
