@@ -238,6 +238,32 @@ impl fmt::Debug for StyleObjective {
     }
 }
 
+/// Where [`StyleObjective::build`] gets the style targets.
+enum StyleTargets<'i, 'a> {
+    /// Computed from these images.
+    Images(&'i [StyleImage<'a>]),
+    /// Given.
+    Grams(Vec<Array2<f32>>),
+}
+
+impl StyleTargets<'_, '_> {
+    /// The target of each style layer (`style_idx`), computed or checked.
+    fn grams(
+        self,
+        network: &mut Network,
+        backend: &Backend,
+        style_idx: &[usize],
+        shapes: &[Shape],
+    ) -> Result<Vec<Array2<f32>>> {
+        match self {
+            StyleTargets::Images(styles) => {
+                style_targets(network, backend, styles, style_idx, shapes)
+            }
+            StyleTargets::Grams(grams) => check_grams(grams, style_idx, shapes),
+        }
+    }
+}
+
 /// A style image (mean subtracted) and its blend weight.
 #[derive(Debug, Clone, Copy)]
 pub struct StyleImage<'a> {
@@ -256,13 +282,52 @@ impl StyleObjective {
     /// image or weights that do not make sense; [`Error::Ops`] when an image is too small for the network
     /// (e.g. 8 pixels through 4 poolings).
     pub fn new(
-        mut network: Network,
+        network: Network,
         backend: Backend,
         spec: &ObjectiveSpec,
         content: ArrayView3<'_, f32>,
         styles: &[StyleImage<'_>],
     ) -> Result<StyleObjective> {
         check_inputs(spec, styles)?;
+        StyleObjective::build(
+            network,
+            backend,
+            spec,
+            content,
+            StyleTargets::Images(styles),
+        )
+    }
+
+    /// [`StyleObjective::new`] with the style targets given instead of computed: `grams` as
+    /// [`StyleObjective::style_grams`] returned them for the same network, style layers, style images
+    /// and generated size (the frames of a video share their style targets).
+    ///
+    /// # Errors
+    /// As [`StyleObjective::new`]; [`Error::InvalidSetting`] when `grams` do not fit the style layers.
+    pub fn with_style_grams(
+        network: Network,
+        backend: Backend,
+        spec: &ObjectiveSpec,
+        content: ArrayView3<'_, f32>,
+        grams: Vec<Array2<f32>>,
+    ) -> Result<StyleObjective> {
+        check_weights(spec)?;
+        StyleObjective::build(network, backend, spec, content, StyleTargets::Grams(grams))
+    }
+
+    /// The style target (the blended Gram matrix, rescaled to the generated size) of each style
+    /// layer, in the order of the specification's style layers.
+    pub fn style_grams(&self) -> Vec<Array2<f32>> {
+        self.style.iter().map(|t| t.target_gram.clone()).collect()
+    }
+
+    fn build(
+        mut network: Network,
+        backend: Backend,
+        spec: &ObjectiveSpec,
+        content: ArrayView3<'_, f32>,
+        style: StyleTargets<'_, '_>,
+    ) -> Result<StyleObjective> {
         let (content_idx, style_idx) = layer_indices(&network, spec)?;
         let mut taps: Vec<usize> = content_idx.iter().chain(&style_idx).copied().collect();
         taps.sort_unstable();
@@ -292,7 +357,7 @@ impl StyleObjective {
                 target,
             })
             .collect();
-        let grams = style_targets(&mut network, &backend, styles, &style_idx, &shapes)?;
+        let grams = style.grams(&mut network, &backend, &style_idx, &shapes)?;
         let style_terms: Vec<StyleTerm> = spec
             .style_layers
             .iter()
@@ -306,11 +371,8 @@ impl StyleObjective {
             })
             .collect();
         let mut terms_at = vec![0; taps.len()];
-        for slot in content_terms
-            .iter()
-            .map(|t| t.slot)
-            .chain(style_terms.iter().map(|t| t.slot))
-        {
+        let term_slots = content_terms.iter().map(|t| t.slot);
+        for slot in term_slots.chain(style_terms.iter().map(|t| t.slot)) {
             terms_at[slot] += 1;
         }
         let objective = StyleObjective {
@@ -702,6 +764,20 @@ fn check_inputs(spec: &ObjectiveSpec, styles: &[StyleImage<'_>]) -> Result<()> {
     if styles.is_empty() && !spec.style_layers.is_empty() {
         return Err(Error::InvalidSetting("no style image given".into()));
     }
+    check_weights(spec)?;
+    let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
+    let blend_ok =
+        total_blend.is_finite() && total_blend > 0.0 && styles.iter().all(|s| s.weight >= 0.0);
+    if !spec.style_layers.is_empty() && !blend_ok {
+        return Err(Error::InvalidSetting(
+            "--style-blend weights must be ≥ 0 with a positive sum".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The cost weights: finite and ≥ 0.
+fn check_weights(spec: &ObjectiveSpec) -> Result<()> {
     for (what, v) in [
         ("--alpha", spec.alpha),
         ("--beta", spec.beta),
@@ -712,14 +788,6 @@ fn check_inputs(spec: &ObjectiveSpec, styles: &[StyleImage<'_>]) -> Result<()> {
                 "{what} must be a finite number ≥ 0 (got {v})"
             )));
         }
-    }
-    let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
-    let blend_ok =
-        total_blend.is_finite() && total_blend > 0.0 && styles.iter().all(|s| s.weight >= 0.0);
-    if !spec.style_layers.is_empty() && !blend_ok {
-        return Err(Error::InvalidSetting(
-            "--style-blend weights must be ≥ 0 with a positive sum".into(),
-        ));
     }
     Ok(())
 }
@@ -781,6 +849,31 @@ fn style_targets(
             Ok(nst_costs::blend_grams(&views)?)
         })
         .collect()
+}
+
+/// Given style targets, checked against the style layers: one `C × C` matrix per layer.
+fn check_grams(
+    grams: Vec<Array2<f32>>,
+    style_idx: &[usize],
+    shapes: &[Shape],
+) -> Result<Vec<Array2<f32>>> {
+    if grams.len() != style_idx.len() {
+        return Err(Error::InvalidSetting(format!(
+            "{} style targets given for {} style layers",
+            grams.len(),
+            style_idx.len()
+        )));
+    }
+    for (g, &i) in grams.iter().zip(style_idx) {
+        let c = shapes[i + 1].channels;
+        if g.dim() != (c, c) {
+            return Err(Error::InvalidSetting(format!(
+                "a style target is {:?} but its layer has {c} channels",
+                g.dim()
+            )));
+        }
+    }
+    Ok(grams)
 }
 
 /// The outputs of the layers `taps` for `image`, for the targets: on the backend's GPU when it has one
