@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `nst` binary on tiny images with small synthetic VGG-shaped weights that
 //! the tests write with `vgg_weights::write::write_simplenn`.
 
+mod batch;
 mod corpus;
 mod errors;
 mod hostile;
