@@ -91,7 +91,9 @@ pub use image_io::{Picture, Size};
 pub use objective::{Breakdown, ObjectiveSpec, StyleObjective};
 pub use record::{Ended, Record};
 pub use run::{BeforeWeights, Place, Run, RunOptions};
-pub use spec::{DeviceKind, InitKind, OptimizerKind, PoolingKind, Preset, RunSpec, Scales};
+pub use spec::{
+    DeviceKind, InitKind, OptimizerKind, PoolingKind, Preset, RunSpec, Scales, Temporal,
+};
 pub use stages::Stage;
 
 /// The ImageNet mean pixel (RGB), used when a model file has none.

@@ -216,6 +216,13 @@ impl<'a> Run<'a> {
         {
             c.put(key, obj.style_grams());
         }
+        let mut obj = obj;
+        if let (Some((target, mask)), Some(t)) = (
+            self.inputs.temporal(&self.spec, size),
+            self.spec.temporal.as_ref(),
+        ) {
+            obj.set_temporal(target, mask, t.weight)?;
+        }
         match self.options.place {
             Some(place) => Ok(place(obj)?),
             None => Ok(obj),

@@ -340,6 +340,21 @@ impl Expander<'_> {
                 if f.warm_start || f.temporal_weight > 0.0 {
                     inputs.previous = Some(prev.id.clone());
                 }
+                if f.temporal_weight > 0.0 {
+                    spec.temporal = Some(nst_engine::Temporal {
+                        previous: prev.spec.output.clone(),
+                        previous_content: prev.spec.content.clone(),
+                        weight: f.temporal_weight,
+                        threshold: f.temporal_threshold,
+                    });
+                    let before = self.hashes.file(&prev.spec.content).map_err(|e| {
+                        self.err(
+                            entry,
+                            format!("frames {}: {e}", prev.spec.content.display()),
+                        )
+                    })?;
+                    inputs.temporal = Some((f.temporal_weight, f.temporal_threshold, before));
+                }
             }
             let id = job_id(&spec, &inputs);
             self.place(&mut spec, &id);

@@ -118,13 +118,7 @@ fn a_sweep_runs_each_job_once_then_skips_them_and_reports_them() {
             assert!(folder.join(f).is_file(), "{f} in {}", folder.display());
         }
         assert_eq!(folder.file_name().unwrap(), job["id"].as_str().unwrap());
-        assert_eq!(
-            job_json(&dir, job)["attempts"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(job_json(&dir, job)["attempts"].as_array().unwrap().len(), 1);
         assert!(job["final"]["total"].as_f64().unwrap() > 0.0, "{job}");
     }
     let sheet = image::open(dir.join("batch-out/contact-sheet.png")).unwrap();
@@ -370,7 +364,7 @@ fn video_frames_start_from_the_previous_result_and_report_flicker() {
     let dir = temp_dir("batch-video");
     let w = setup(
         &dir,
-        "[defaults]\niterations = 5\nprint_every = 0\n[[job]]\nname = \"walk\"\nframes = \"clip/*.png\"\nstyle = \"style.jpg\"\nsegment_frames = 3\n",
+        "[defaults]\niterations = 5\nprint_every = 0\n[[job]]\nname = \"walk\"\nframes = \"clip/*.png\"\nstyle = \"style.jpg\"\nsegment_frames = 3\n[[job]]\nname = \"calm\"\nframes = \"clip/*.png\"\nstyle = \"style.jpg\"\ntemporal_weight = 50\ntemporal_threshold = 255\n",
     );
     frames(&dir);
     let out = batch(&dir, &w, &["run"]);
@@ -398,6 +392,25 @@ fn video_frames_start_from_the_previous_result_and_report_flicker() {
         Value::Null,
         "frame 4 starts a segment"
     );
+    // The second video holds each frame close to the previous result where the input did not change.
+    let t = &run_record(5)["settings"]["temporal"];
+    let prev = Path::new(jobs[4]["folder"].as_str().unwrap()).join("result.png");
+    assert_eq!(t["previous"].as_str(), prev.to_str(), "{t}");
+    assert_eq!(
+        (t["weight"].as_f64(), t["threshold"].as_f64()),
+        (Some(50.0), Some(255.0))
+    );
+    assert_eq!(
+        run_record(4)["settings"]["temporal"],
+        Value::Null,
+        "the first frame has none"
+    );
+    assert!(
+        jobs[5]["final"]["temporal"].as_f64().unwrap() > 0.0,
+        "{}",
+        jobs[5]
+    );
+    assert!(dir.join("batch-out/calm/0004.png").is_file());
     let f = &v["videos"][0]["flicker"];
     assert_eq!(f["pairs"], 3);
     assert!(

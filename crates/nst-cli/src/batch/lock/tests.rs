@@ -68,17 +68,25 @@ fn stale_locks_are_taken_over_and_live_ones_are_not() {
         }
         other => panic!("{other:?}"),
     }
-    // The same host with a live process (this one): held.
+    // The same host with a live process (this one) and a fresh heartbeat: held; with a heartbeat
+    // that stopped, taken over (the process id may have been reused by another program).
+    plant(
+        dir.path(),
+        &here,
+        std::process::id(),
+        Duration::from_secs(5),
+    );
+    assert!(matches!(
+        try_lock(dir.path(), &cfg).unwrap(),
+        Attempt::Held(Some(_))
+    ));
     plant(
         dir.path(),
         &here,
         std::process::id(),
         Duration::from_secs(3600),
     );
-    assert!(matches!(
-        try_lock(dir.path(), &cfg).unwrap(),
-        Attempt::Held(Some(_))
-    ));
+    drop(acquired(try_lock(dir.path(), &cfg).unwrap()));
     // Another host whose heartbeat stopped: taken over.
     plant(dir.path(), "node-7", 42, Duration::from_secs(120));
     let lock = acquired(try_lock(dir.path(), &cfg).unwrap());
