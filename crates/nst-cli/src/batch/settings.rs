@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::cli::{DeviceKind, InitKind, OptimizerKind, PoolingKind, Scales, StylizeArgs};
+use crate::cli::{
+    ColorSpace, DeviceKind, InitKind, OptimizerKind, PoolingKind, Preset, Scales, StylizeArgs,
+};
 
 /// The settings a batch job may give (every one optional; the defaults are `nst stylize`'s).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -63,6 +65,14 @@ pub struct Settings {
     pub style_blend: Option<Vec<f32>>,
     /// `--average`.
     pub average: Option<f32>,
+    /// `--preset`.
+    pub preset: Option<String>,
+    /// `--original-colors`.
+    pub original_colors: Option<bool>,
+    /// `--color-space`.
+    pub color_space: Option<String>,
+    /// `--bit-depth`.
+    pub bit_depth: Option<u8>,
 }
 
 /// One number or a list of numbers.
@@ -167,6 +177,10 @@ impl Settings {
                 Some(OneOrMany::Many(v)) => v.clone(),
             },
             average: self.average,
+            preset: choice::<Preset>("preset", &self.preset)?,
+            original_colors: self.original_colors.unwrap_or(false),
+            color_space: choice::<ColorSpace>("color_space", &self.color_space)?,
+            bit_depth: self.bit_depth,
             ..StylizeArgs::default()
         })
     }
