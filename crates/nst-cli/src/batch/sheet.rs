@@ -117,7 +117,7 @@ fn fill(img: &mut RgbImage, (x0, y0): (u32, u32), side: u32, color: Rgb<u8>) {
 fn draw_texts(img: &mut RgbImage, texts: &[(String, i32, i32, u32)]) -> Result<()> {
     crate::metrics::register_font_once();
     let (w, h) = img.dimensions();
-    let area = BitMapBackend::with_buffer(&mut **img, (w, h)).into_drawing_area();
+    let area = BitMapBackend::with_buffer(img, (w, h)).into_drawing_area();
     for (text, x, y, size) in texts {
         let size = if *size == 0 { FONT } else { f64::from(*size) };
         let style = ("sans-serif", size).into_font().color(&BLACK);
