@@ -8,6 +8,7 @@ mod hostile;
 mod inspect;
 mod run;
 mod scales;
+mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
