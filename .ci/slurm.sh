@@ -45,7 +45,8 @@ start_munge() {
         chmod 0400 /etc/munge/munge.key
     fi
     if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
-        runuser -u munge -- /usr/sbin/munged --pid-file="$S/munged.pid"
+        # The pid file goes where the munge user may write.
+        runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/nst-ci-munged.pid
         touch "$S/munged.ours"
     fi
     for _ in $(seq 100); do
@@ -127,9 +128,11 @@ down() {
             rm -f "$S/$d.pid"
         fi
     done
-    if [ -e "$S/munged.ours" ] && [ -s "$S/munged.pid" ]; then
-        kill "$(cat "$S/munged.pid")" 2>/dev/null || true
-        rm -f "$S/munged.ours" "$S/munged.pid"
+    if [ -e "$S/munged.ours" ]; then
+        if [ -s /run/munge/nst-ci-munged.pid ]; then
+            kill "$(cat /run/munge/nst-ci-munged.pid)" 2>/dev/null || true
+        fi
+        rm -f "$S/munged.ours"
     fi
 }
 
