@@ -244,7 +244,11 @@ impl JobLock {
             let tick = Duration::from_millis(100);
             let mut since_beat = Duration::ZERO;
             while !stop2.load(Ordering::SeqCst) {
-                std::thread::sleep(tick);
+                // Parked rather than asleep, so that dropping the lock wakes it at once.
+                std::thread::park_timeout(tick);
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
                 if batch.is_cancelled() {
                     job.cancel();
                 }
@@ -283,6 +287,7 @@ impl Drop for JobLock {
     fn drop(&mut self) {
         if let Some((stop, handle)) = self.watch.take() {
             stop.store(true, Ordering::SeqCst);
+            handle.thread().unpark();
             let _ = handle.join();
         }
         let still_ours = fs::read_to_string(&self.path)
