@@ -30,36 +30,54 @@ pub fn render(plan: &Plan, statuses: &[Status], cell: u32) -> Result<RgbImage> {
     let n = plan.jobs.len().max(1);
     let columns = (n as f64).sqrt().ceil() as u32;
     let rows = (n as u32).div_ceil(columns);
+    let thumbs: Vec<Option<RgbImage>> = plan
+        .jobs
+        .iter()
+        .zip(statuses)
+        .map(|(j, s)| {
+            (*s == Status::Done)
+                .then(|| thumbnail(&j.spec.output, cell))
+                .transpose()
+        })
+        .collect::<Result<_>>()?;
+    // As tall as the tallest picture (landscape results leave no band under them).
+    let pic_h = thumbs
+        .iter()
+        .flatten()
+        .map(RgbImage::height)
+        .max()
+        .unwrap_or(cell);
     let captions: Vec<Vec<String>> = plan.jobs.iter().map(|j| caption(&j.label)).collect();
     let lines = captions.iter().map(Vec::len).max().unwrap_or(1).max(1) as u32;
-    let (cw, ch) = (cell + PAD, cell + lines * LINE + PAD);
+    let (cw, ch) = (cell + PAD, pic_h + lines * LINE + PAD);
     let (width, height) = (columns * cw + PAD, TITLE + rows * ch + PAD);
     let mut sheet = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
-    let mut texts: Vec<(String, i32, i32, u32)> = Vec::new();
     let title = plan
         .file
         .file_name()
         .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-    texts.push((
+    let mut texts = vec![(
         format!("{title}: {} jobs", plan.jobs.len()),
         PAD as i32,
         8,
         16,
-    ));
-    for (k, (job, status)) in plan.jobs.iter().zip(statuses).enumerate() {
+    )];
+    for (k, (thumb, status)) in thumbs.iter().zip(statuses).enumerate() {
         let (col, row) = (k as u32 % columns, k as u32 / columns);
         let (x0, y0) = (PAD + col * cw, TITLE + row * ch);
-        if *status == Status::Done {
-            let thumb = thumbnail(&job.spec.output, cell)?;
-            let (dx, dy) = ((cell - thumb.width()) / 2, (cell - thumb.height()) / 2);
-            image::imageops::replace(&mut sheet, &thumb, i64::from(x0 + dx), i64::from(y0 + dy));
-        } else {
-            fill(&mut sheet, (x0, y0), cell, Rgb([225, 225, 225]));
-            let y = (y0 + cell / 2) as i32 - 8;
-            texts.push((status.word().to_owned(), (x0 + 8) as i32, y, 14));
+        match thumb {
+            Some(t) => {
+                let (dx, dy) = ((cell - t.width()) / 2, (pic_h - t.height()) / 2);
+                image::imageops::replace(&mut sheet, t, i64::from(x0 + dx), i64::from(y0 + dy));
+            }
+            None => {
+                fill(&mut sheet, (x0, y0), (cell, pic_h), Rgb([225, 225, 225]));
+                let y = (y0 + pic_h / 2) as i32 - 8;
+                texts.push((status.word().to_owned(), (x0 + 8) as i32, y, 14));
+            }
         }
         for (i, line) in captions[k].iter().enumerate() {
-            let y = (y0 + cell + 2 + i as u32 * LINE) as i32;
+            let y = (y0 + pic_h + 2 + i as u32 * LINE) as i32;
             texts.push((line.clone(), x0 as i32, y, 0));
         }
     }
@@ -105,9 +123,9 @@ fn thumbnail(path: &Path, cell: u32) -> Result<RgbImage> {
     ))
 }
 
-fn fill(img: &mut RgbImage, (x0, y0): (u32, u32), side: u32, color: Rgb<u8>) {
-    for y in y0..(y0 + side).min(img.height()) {
-        for x in x0..(x0 + side).min(img.width()) {
+fn fill(img: &mut RgbImage, (x0, y0): (u32, u32), (w, h): (u32, u32), color: Rgb<u8>) {
+    for y in y0..(y0 + h).min(img.height()) {
+        for x in x0..(x0 + w).min(img.width()) {
             img.put_pixel(x, y, color);
         }
     }
