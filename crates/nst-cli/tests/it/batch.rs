@@ -3,14 +3,13 @@
 //! resumed to the same image as an uninterrupted one; two workers on one folder running each job once;
 //! shards; a video's frames warm-started, sequenced and measured for flicker; errors naming the file.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 
 use image::{Rgb, RgbImage};
 use serde_json::Value;
 
-use crate::{fixture, nst, nst_command, stderr, temp_dir};
+use crate::{fixture, interrupt_when, nst, nst_command, stderr, temp_dir};
 
 /// Writes `batch.toml` in `dir` (after the fixture) and returns the common arguments.
 fn setup(dir: &Path, batch: &str) -> PathBuf {
@@ -157,13 +156,14 @@ fn a_sweep_runs_each_job_once_then_skips_them_and_reports_them() {
 #[test]
 fn a_failing_job_is_recorded_and_the_others_finish() {
     let dir = temp_dir("batch-failure");
-    let batch_toml = "[defaults]\niterations = 4\n[[job]]\ncontents = [\"content.png\", \"broken.png\", \"content2.png\"]\nstyle = \"style.jpg\"\n";
+    // A picture that is not one, and a learning rate that makes the run diverge.
+    let batch_toml = "[defaults]\niterations = 4\n[[job]]\ncontents = [\"content.png\", \"broken.png\", \"content2.png\"]\nstyle = \"style.jpg\"\n[[job]]\ncontent = \"content.png\"\nstyle = \"style.jpg\"\nlearning_rate = 1e30\n";
     let w = setup(&dir, batch_toml);
     std::fs::write(dir.join("broken.png"), "this is not a picture").unwrap();
     let out = batch(&dir, &w, &["run"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("1 of this worker's 3 jobs failed"),
+        stderr(&out).contains("2 of this worker's 4 jobs failed"),
         "{}",
         stderr(&out)
     );
@@ -175,12 +175,14 @@ fn a_failing_job_is_recorded_and_the_others_finish() {
         .iter()
         .map(|j| j["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["done", "failed", "done"]);
+    assert_eq!(statuses, ["done", "failed", "done", "failed"]);
     let error = v["jobs"][1]["error"].as_str().unwrap();
     assert!(
         error.contains("broken.png") && error.contains("--content"),
         "{error}"
     );
+    let diverged = v["jobs"][3]["error"].as_str().unwrap();
+    assert!(diverged.contains("non-finite"), "{diverged}");
     let text = stdout(&batch(&dir, &w, &["status"]));
     assert!(
         text.contains("failed: ") && text.contains("broken.png"),
@@ -207,24 +209,6 @@ fn a_failing_job_is_recorded_and_the_others_finish() {
     );
 }
 
-/// Runs until the first logged iteration, then SIGINT: exit 130, the job interrupted.
-fn interrupt(mut child: Child) -> String {
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains(" iteration    5/") {
-            break;
-        }
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
-    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest:?}");
-    rest.join("\n")
-}
-
 #[test]
 fn an_interrupted_job_resumes_to_the_image_of_an_uninterrupted_run() {
     let dir = temp_dir("batch-resume");
@@ -232,7 +216,7 @@ fn an_interrupted_job_resumes_to_the_image_of_an_uninterrupted_run() {
         &dir,
         "[defaults]\niterations = 600\nprint_every = 5\n[[job]]\ncontent = \"content.png\"\nstyle = \"style.jpg\"\n",
     );
-    let said = interrupt(spawn_batch(&dir, &w, &[]));
+    let said = interrupt_when(spawn_batch(&dir, &w, &[]), " iteration    5/").join("\n");
     assert!(said.contains("interrupted: checkpoint written"), "{said}");
     let (code, v) = status_json(&dir, &w);
     assert_eq!(

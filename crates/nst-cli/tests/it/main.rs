@@ -161,6 +161,28 @@ pub(crate) fn fixture_args_with(dir: &Path, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// Reads `child`'s stderr until a line contains `wait_for`, then sends SIGINT; asserts the exit status
+/// 130 and returns the lines printed after the signal.
+#[track_caller]
+pub(crate) fn interrupt_when(mut child: std::process::Child, wait_for: &str) -> Vec<String> {
+    use std::io::{BufRead as _, BufReader};
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Wait (by reading, not sleeping) until the run is under way.
+    for line in lines.by_ref() {
+        if line.unwrap().contains(wait_for) {
+            break;
+        }
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest:?}");
+    rest
+}
+
 /// `Vec<String>` → `Vec<&str>`.
 pub(crate) fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()

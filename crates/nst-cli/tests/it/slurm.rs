@@ -84,6 +84,14 @@ fn status(dir: &Path) -> (Option<i32>, Value) {
     (out.status.code(), v)
 }
 
+/// The job `id` in `nst batch status --json`'s output.
+fn find<'v>(v: &'v Value, id: &str) -> &'v Value {
+    v["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["id"] == id))
+        .unwrap_or_else(|| panic!("no job {id} in {v}"))
+}
+
 /// The array index of a task that is running a job under way, with that job's id.
 fn running_task(dir: &Path) -> Option<(usize, String)> {
     let (_, v) = status(dir);
@@ -135,12 +143,7 @@ fn slurm_array_runs_every_job_once_even_with_a_task_killed() {
         Some(3),
         "a job of the cancelled task is not done: {v}"
     );
-    let killed = v["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["id"] == job.as_str())
-        .unwrap();
+    let killed = find(&v, &job);
     assert_ne!(killed["status"], "done", "{killed}");
 
     let again = submit(&dir, &index.to_string());
@@ -151,12 +154,7 @@ fn slurm_array_runs_every_job_once_even_with_a_task_killed() {
         assert_eq!(j["status"], "done", "{j}");
         assert_eq!(j["completions"], 1, "finished exactly once: {j}");
     }
-    let killed = v["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["id"] == job.as_str())
-        .unwrap();
+    let killed = find(&v, &job);
     assert!(killed["attempts"].as_u64().unwrap() >= 2, "{killed}");
     let log = std::fs::read_to_string(dir.join(format!("slurm-{again}_{index}.out"))).unwrap();
     assert!(
