@@ -281,6 +281,9 @@ impl Expander<'_> {
         let mut spec = self.spec(entry, content, styles, &combo.0)?;
         let inputs = self.inputs(entry, &spec)?;
         let id = job_id(&spec, &inputs);
+        if self.jobs.iter().any(|j| j.id == id) {
+            return Ok(()); // the same job twice (the same settings and inputs) is one job
+        }
         self.place(&mut spec, &id);
         let mut dims = Vec::new();
         if let Some(n) = &entry.name {
@@ -341,24 +344,18 @@ impl Expander<'_> {
                     inputs.previous = Some(prev.id.clone());
                 }
                 if f.temporal_weight > 0.0 {
-                    spec.temporal = Some(nst_engine::Temporal {
-                        previous: prev.spec.output.clone(),
-                        previous_content: prev.spec.content.clone(),
-                        weight: f.temporal_weight,
-                        threshold: f.temporal_threshold,
-                    });
-                    let before = self.hashes.file(&prev.spec.content).map_err(|e| {
-                        self.err(
-                            entry,
-                            format!("frames {}: {e}", prev.spec.content.display()),
-                        )
-                    })?;
-                    inputs.temporal = Some((f.temporal_weight, f.temporal_threshold, before));
+                    self.temporal(entry, f, p, &mut spec, &mut inputs)?;
                 }
             }
             let id = job_id(&spec, &inputs);
-            self.place(&mut spec, &id);
             let group = *group.get_or_insert(id.as_u64());
+            // A frame that is the same job as one of another video (a first frame, with the same
+            // settings) is that job: it runs once and is copied into both sequences.
+            if let Some(same) = self.jobs.iter().position(|j| j.id == id) {
+                jobs.push(same);
+                continue;
+            }
+            self.place(&mut spec, &id);
             let mut dims = vec![
                 ("video".to_owned(), name.clone()),
                 ("frame".to_owned(), format!("{:04}", i + 1)),
@@ -391,6 +388,33 @@ impl Expander<'_> {
             jobs,
             segments,
         });
+        Ok(())
+    }
+
+    /// Holds a frame to the result of the previous frame (job `prev`) with the temporal term.
+    fn temporal(
+        &mut self,
+        entry: &JobEntry,
+        f: &Frames,
+        prev: usize,
+        spec: &mut RunSpec,
+        inputs: &mut IdInputs,
+    ) -> Result<(), BatchError> {
+        let p = &self.jobs[prev].spec;
+        spec.temporal = Some(nst_engine::Temporal {
+            previous: p.output.clone(),
+            previous_content: p.content.clone(),
+            weight: f.temporal_weight,
+            threshold: f.temporal_threshold,
+        });
+        let before = self.hashes.file(&p.content).map_err(|e| {
+            self_err(
+                &self.file.path,
+                entry,
+                format!("frames {}: {e}", p.content.display()),
+            )
+        })?;
+        inputs.temporal = Some((f.temporal_weight, f.temporal_threshold, before));
         Ok(())
     }
 

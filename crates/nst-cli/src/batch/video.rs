@@ -7,28 +7,34 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use image::RgbImage;
 
-use super::plan::{Job, Plan, Video};
+use super::plan::{Plan, Video};
 use super::state::Status;
 
-/// Copies a finished frame's result to its place in its video's sequence (atomically).
+/// Copies finished job `k`'s result to its place in the sequence of every video it is a frame of
+/// (atomically); with `only_missing`, only where that place is empty (a job found done, whose worker
+/// may have stopped before copying it).
 ///
 /// # Errors
-/// When the sequence folder or file cannot be written.
-pub fn copy_to_sequence(plan: &Plan, job: &Job) -> Result<()> {
-    let Some(frame) = &job.frame else {
-        return Ok(());
-    };
-    let video = &plan.videos[frame.video];
-    std::fs::create_dir_all(&video.sequence_dir)
-        .with_context(|| format!("creating {}", video.sequence_dir.display()))?;
-    let dest = video.sequence_dir.join(format!("{:04}.png", frame.number));
-    let mut src = std::fs::File::open(&job.spec.output)
-        .with_context(|| format!("reading {}", job.spec.output.display()))?;
-    nst_engine::image_io::write_atomically(&dest, |f| {
-        std::io::copy(&mut src, f)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })?;
+/// When a sequence folder or file cannot be written.
+pub fn copy_to_sequence(plan: &Plan, k: usize, only_missing: bool) -> Result<()> {
+    let job = &plan.jobs[k];
+    for video in &plan.videos {
+        for (i, _) in video.jobs.iter().enumerate().filter(|(_, j)| **j == k) {
+            std::fs::create_dir_all(&video.sequence_dir)
+                .with_context(|| format!("creating {}", video.sequence_dir.display()))?;
+            let dest = video.sequence_dir.join(format!("{:04}.png", i + 1));
+            if only_missing && dest.is_file() {
+                continue;
+            }
+            let mut src = std::fs::File::open(&job.spec.output)
+                .with_context(|| format!("reading {}", job.spec.output.display()))?;
+            nst_engine::image_io::write_atomically(&dest, |f| {
+                std::io::copy(&mut src, f)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })?;
+        }
+    }
     Ok(())
 }
 

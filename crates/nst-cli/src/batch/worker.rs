@@ -123,7 +123,12 @@ impl<'a> Worker<'a> {
         let job = &plan.jobs[k];
         let st = state::status_of(job, &self.cfg.lock);
         match &st.status {
-            Status::Done => return JobEnd::AlreadyDone,
+            Status::Done => {
+                if let Err(e) = super::video::copy_to_sequence(plan, k, true) {
+                    self.progress.line(&format!("job {}: {e:#}", job.id));
+                }
+                return JobEnd::AlreadyDone;
+            }
             Status::Failed(e) if !self.cfg.retry_failed => return JobEnd::AlreadyFailed(e.clone()),
             Status::Running(h) => return JobEnd::Held(Some(h.clone())),
             _ => {}
@@ -238,12 +243,13 @@ impl<'a> Worker<'a> {
             }
             Err(message) => JobEnd::Failed(message),
         };
-        self.finish_record(job, record, &end);
+        self.finish_record(k, record, &end);
         end
     }
 
     /// Writes the attempt's end into `job.json`, and a finished frame into its video's sequence.
-    fn finish_record(&self, job: &Job, record: &mut JobRecord, end: &JobEnd) {
+    fn finish_record(&self, k: usize, record: &mut JobRecord, end: &JobEnd) {
+        let job = &self.plan.jobs[k];
         let (state, error) = match end {
             JobEnd::Done => (State::Done, None),
             JobEnd::Interrupted => (State::Interrupted, None),
@@ -259,7 +265,7 @@ impl<'a> Worker<'a> {
             self.progress.line(&format!("job {}: {e}", job.id));
         }
         if state == State::Done
-            && let Err(e) = super::video::copy_to_sequence(self.plan, job)
+            && let Err(e) = super::video::copy_to_sequence(self.plan, k, false)
         {
             self.progress.line(&format!("job {}: {e:#}", job.id));
         }

@@ -384,25 +384,33 @@ fn video_frames_start_from_the_previous_result_and_report_flicker() {
         Value::Null,
         "frame 4 starts a segment"
     );
-    // The second video holds each frame close to the previous result where the input did not change.
-    let t = &run_record(5)["settings"]["temporal"];
-    let prev = Path::new(jobs[4]["folder"].as_str().unwrap()).join("result.png");
+    // The second video starts with the same job as the first (same settings, same frame: one job,
+    // copied into both sequences), then holds each frame close to the previous result.
+    assert_eq!(jobs.len(), 7, "the shared first frame is one job");
+    let t = &run_record(4)["settings"]["temporal"];
+    let prev = Path::new(jobs[0]["folder"].as_str().unwrap()).join("result.png");
     assert_eq!(t["previous"].as_str(), prev.to_str(), "{t}");
     assert_eq!(
         (t["weight"].as_f64(), t["threshold"].as_f64()),
         (Some(50.0), Some(255.0))
     );
     assert_eq!(
-        run_record(4)["settings"]["temporal"],
+        run_record(0)["settings"]["temporal"],
         Value::Null,
         "the first frame has none"
     );
     assert!(
-        jobs[5]["final"]["temporal"].as_f64().unwrap() > 0.0,
+        jobs[4]["final"]["temporal"].as_f64().unwrap() > 0.0,
         "{}",
-        jobs[5]
+        jobs[4]
     );
-    assert!(dir.join("batch-out/calm/0004.png").is_file());
+    for n in [1, 4] {
+        assert!(
+            dir.join(format!("batch-out/calm/{n:04}.png")).is_file(),
+            "calm frame {n}"
+        );
+    }
+    assert_eq!(v["videos"][1]["flicker"]["pairs"], 3);
     let f = &v["videos"][0]["flicker"];
     assert_eq!(f["pairs"], 3);
     assert!(

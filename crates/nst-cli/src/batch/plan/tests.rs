@@ -211,3 +211,39 @@ fn bad_settings_and_missing_inputs_name_the_entry() {
         &["job 1", "no file matches"],
     );
 }
+
+#[test]
+fn the_same_job_twice_is_one_job_shared_by_the_videos_that_have_it() {
+    let dir = TempDir::new("plan-shared");
+    let batch = r#"
+weights = "w.mat"
+[[job]]
+contents = ["a.png", "a.png"]
+style = "s1.png"
+[[job]]
+name = "cold"
+frames = "clip/*.png"
+style = "s1.png"
+warm_start = false
+[[job]]
+name = "warm"
+frames = "clip/*.png"
+style = "s1.png"
+"#;
+    let plan = plan_of(&fixture(dir.path(), batch)).unwrap();
+    assert_eq!(
+        plan.jobs.len(),
+        1 + 3 + 2,
+        "one still job, and the first frame once"
+    );
+    let (cold, warm) = (&plan.videos[0], &plan.videos[1]);
+    assert_eq!(
+        cold.jobs[0], warm.jobs[0],
+        "both videos start with the same job"
+    );
+    assert_ne!(cold.jobs[1], warm.jobs[1]);
+    assert_eq!(
+        plan.jobs[warm.jobs[1]].frame.as_ref().unwrap().previous,
+        Some(cold.jobs[0])
+    );
+}
