@@ -6,6 +6,11 @@
 //! sets after it has brought a one-node cluster up; then a missing cluster is a failure, not a skip.
 //! Waiting on the scheduler is polling: the daemons run outside this process.
 
+#![allow(
+    clippy::print_stderr,
+    reason = "the test says when it is skipped and what it measured"
+)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
