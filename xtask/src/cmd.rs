@@ -94,7 +94,19 @@ impl Cmd {
 
     /// Like [`Cmd::run`], but the child's stdout passes through `on_line` line by line
     /// (and is still printed), so a caller can read test counts while the user sees everything.
-    pub(crate) fn run_tee(&self, mut on_line: impl FnMut(&str)) -> Result<()> {
+    pub(crate) fn run_tee(&self, on_line: impl FnMut(&str)) -> Result<()> {
+        let status = self.run_tee_status(on_line)?;
+        if !status.success() {
+            bail!("`{self}` failed ({status})");
+        }
+        Ok(())
+    }
+
+    /// Like [`Cmd::run_tee`], but returns the exit status instead of failing on a non-zero one.
+    pub(crate) fn run_tee_status(
+        &self,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<std::process::ExitStatus> {
         self.echo();
         let mut child = self
             .command()
@@ -117,13 +129,9 @@ impl Cmd {
             println!("{line}");
             on_line(line);
         }
-        let status = child
+        child
             .wait()
-            .with_context(|| format!("waiting for `{self}`"))?;
-        if !status.success() {
-            bail!("`{self}` failed ({status})");
-        }
-        Ok(())
+            .with_context(|| format!("waiting for `{self}`"))
     }
 
     /// Runs the command silently (no echo, output discarded) and says whether it exited with 0.

@@ -277,7 +277,13 @@ enum LegKind {
     /// The publishable crates packaged and built from their packages (`packages::check`; `cmd` is
     /// its first command).
     Packages,
+    /// A script that runs tests where it can set them up: exit status [`SKIP_STATUS`] with a line
+    /// `SKIPPED: why` makes the leg SKIPPED with that reason; otherwise as [`LegKind::Tests`].
+    SkippableTests,
 }
+
+/// The exit status of a script that could not set its tests up (automake's convention).
+const SKIP_STATUS: i32 = 77;
 
 /// The legs, in order, with the skip decisions made here, visibly, rather than inside tests.
 fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
@@ -396,6 +402,14 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
             cmd: example,
             kind: LegKind::WritesInto { dir: example_out },
             skip: quick_skip("engine example"),
+        },
+        Leg {
+            name: "slurm (batch array)",
+            // Installs slurm-wlm and munge where it can, starts a one-node cluster and runs
+            // `nst batch` as an array job on it (docs/scale-out.md).
+            cmd: Cmd::new("bash", [".ci/slurm-test"]),
+            kind: LegKind::SkippableTests,
+            skip: quick_skip("slurm"),
         },
         Leg {
             name: "doctests",
@@ -537,6 +551,18 @@ fn run_leg(leg: Leg, root: &Path, env: &[(String, String)]) -> LegResult {
         }
         LegKind::Smoke { weights, out_dir } => smoke(&cmd, weights, out_dir),
         LegKind::Packages => packages::check(root, env),
+        LegKind::SkippableTests => match skippable(&cmd, &mut counts) {
+            Ok(Some(why)) => {
+                return LegResult {
+                    name: leg.name,
+                    outcome: Outcome::Skipped(why),
+                    seconds: Some(started.elapsed().as_secs_f64()),
+                    counts: None,
+                };
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
     };
     LegResult {
         name: leg.name,
@@ -556,6 +582,26 @@ fn run_writing_into(cmd: &Cmd, dir: &Path) -> Result<()> {
     let removed = std::fs::remove_dir_all(dir);
     result?;
     Ok(removed?)
+}
+
+/// Runs a [`LegKind::SkippableTests`] script, summing the test counts it prints; `Some(why)` when it
+/// skipped.
+fn skippable(cmd: &Cmd, counts: &mut Option<TestCounts>) -> Result<Option<String>> {
+    let mut why = None;
+    let status = cmd.run_tee_status(|line| {
+        if let Some(c) = parse_test_result(line) {
+            *counts = Some(counts.unwrap_or_default().plus(c));
+        }
+        if let Some(reason) = line.strip_prefix("SKIPPED: ") {
+            why = Some(reason.to_owned());
+        }
+    })?;
+    match (status.code(), why) {
+        (Some(0), _) => Ok(None),
+        (Some(SKIP_STATUS), Some(why)) => Ok(Some(why)),
+        (Some(SKIP_STATUS), None) => Ok(Some(format!("`{cmd}` skipped without saying why"))),
+        _ => bail!("`{cmd}` failed ({status})"),
+    }
 }
 
 /// The real-weights smoke test: a two-iteration run of the README's first command.
@@ -765,6 +811,7 @@ mod tests {
                 "tests (unit, integ.)",
                 "gradient checks (fd_)",
                 "engine example",
+                "slurm (batch array)",
                 "doctests",
                 "doc",
                 "bench build",
@@ -818,6 +865,7 @@ mod tests {
             skipped(&plan),
             [
                 "engine example",
+                "slurm (batch array)",
                 "doctests",
                 "doc",
                 "bench build",
@@ -868,5 +916,27 @@ mod tests {
             !dir.exists(),
             "nothing is created before the weights are found"
         );
+    }
+
+    #[test]
+    fn a_script_that_cannot_set_up_is_skipped_with_its_reason() {
+        let mut counts = None;
+        let cmd = Cmd::new("sh", ["-c", "echo 'SKIPPED: slurm: no apt-get'; exit 77"]);
+        assert_eq!(
+            skippable(&cmd, &mut counts).unwrap(),
+            Some("slurm: no apt-get".to_owned())
+        );
+        let ran = Cmd::new(
+            "sh",
+            [
+                "-c",
+                "echo 'test result: ok. 1 passed; 0 failed; 0 ignored'",
+            ],
+        );
+        assert_eq!(skippable(&ran, &mut counts).unwrap(), None);
+        assert_eq!(counts.map(|c| c.passed), Some(1));
+        let failed = Cmd::new("sh", ["-c", "echo 'SKIPPED: not really'; exit 1"]);
+        let e = skippable(&failed, &mut counts).unwrap_err();
+        assert!(e.to_string().contains("failed"), "{e}");
     }
 }

@@ -31,6 +31,7 @@ pub fn run(cli: &Cli, threads: usize, control: &Control) -> Result<Ended> {
             download_weights(args, cli.quiet).map(|()| Ended::Completed)
         }
         Command::Bench(args) => bench(args, cli.quiet).map(|()| Ended::Completed),
+        Command::Batch(args) => crate::batch::run(args, cli.quiet, threads, control),
     }
 }
 

@@ -44,6 +44,8 @@ pub enum Command {
     DownloadWeights(DownloadArgs),
     /// Time a few iterations of the pipeline at a given size (no images needed).
     Bench(BenchArgs),
+    /// Many runs from a batch file (TOML or JSON): plan, run (shardable across workers), status, sheet.
+    Batch(BatchArgs),
 }
 
 /// `nst stylize`.
@@ -237,6 +239,113 @@ pub struct BenchArgs {
     /// Compute device.
     #[arg(long, value_parser = choice::<DeviceKind>(DeviceKind::NAMES), default_value = "cpu")]
     pub device: DeviceKind,
+}
+
+/// `nst batch`.
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    /// What to do with the batch file.
+    #[command(subcommand)]
+    pub command: BatchCommand,
+}
+
+/// The `nst batch` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BatchCommand {
+    /// Print the expanded jobs with their ids (and with --shards N, the shard of each); runs nothing.
+    Plan(BatchPlanArgs),
+    /// Run the jobs (of this worker's shard): done ones are skipped, interrupted ones resumed.
+    Run(BatchRunArgs),
+    /// Print every job's status from the job folders (exit 0: all done, 1: some failed, 3: not all done yet).
+    Status(BatchStatusArgs),
+    /// Write the contact sheet: every result in a grid, labelled by the settings that vary.
+    Sheet(BatchSheetArgs),
+}
+
+/// The batch file and what the command line changes of it.
+#[derive(Debug, Clone, Args)]
+pub struct BatchFileArgs {
+    /// The batch file (`.toml` or `.json`; see docs/batch.md).
+    pub file: PathBuf,
+    /// Where the job folders go [default: the file's `out_dir`, else FILE-out beside the file].
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// The VGG `.mat` file [default: the file's `weights`, else pretrained-model/imagenet-vgg-verydeep-19.mat].
+    #[arg(long, env = "NST_WEIGHTS", value_name = "PATH")]
+    pub weights: Option<PathBuf>,
+}
+
+/// `nst batch plan`.
+#[derive(Debug, Clone, Args)]
+pub struct BatchPlanArgs {
+    #[command(flatten)]
+    #[allow(missing_docs, reason = "flattened: documented by its fields")]
+    pub batch: BatchFileArgs,
+    /// Show which of N shards runs each job.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// Print JSON (every job's id, label, folder and settings).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nst batch run`.
+#[derive(Debug, Clone, Args)]
+pub struct BatchRunArgs {
+    #[command(flatten)]
+    #[allow(missing_docs, reason = "flattened: documented by its fields")]
+    pub batch: BatchFileArgs,
+    /// This worker's shard, I/N with 1 ≤ I ≤ N [default: from SLURM_ARRAY_TASK_ID or
+    /// JOB_COMPLETION_INDEX when set, else the whole batch].
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<crate::batch::shard::Shard>,
+    /// The number of shards, for a scheduler's 0-based index (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX).
+    #[arg(long, env = "NST_SHARD_COUNT", value_name = "N")]
+    pub shard_count: Option<usize>,
+    /// Run the jobs that failed before again.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Take over a job lock whose heartbeat is older than this, from any host.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::batch::lock::LockConfig::DEFAULT_STALE_SECONDS)]
+    pub stale_after: u64,
+    /// Never download the default weights.
+    #[arg(long, env = "NST_OFFLINE", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub offline: Option<bool>,
+    /// Run jobs even when their estimated memory exceeds what is available.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `nst batch status`.
+#[derive(Debug, Clone, Args)]
+pub struct BatchStatusArgs {
+    #[command(flatten)]
+    #[allow(missing_docs, reason = "flattened: documented by its fields")]
+    pub batch: BatchFileArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// A lock whose heartbeat is older than this does not count as running.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::batch::lock::LockConfig::DEFAULT_STALE_SECONDS)]
+    pub stale_after: u64,
+}
+
+/// `nst batch sheet`.
+#[derive(Debug, Clone, Args)]
+pub struct BatchSheetArgs {
+    #[command(flatten)]
+    #[allow(missing_docs, reason = "flattened: documented by its fields")]
+    pub batch: BatchFileArgs,
+    /// The sheet (PNG or JPEG) [default: OUT_DIR/contact-sheet.png].
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// The size of each cell's picture, in pixels.
+    #[arg(long, default_value_t = 256, value_name = "PX")]
+    pub cell: u32,
+}
+
+fn parse_shard(s: &str) -> Result<crate::batch::shard::Shard, String> {
+    s.parse()
 }
 
 /// `--model`.

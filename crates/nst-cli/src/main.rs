@@ -1,6 +1,6 @@
 //! `nst`: neural style transfer from the command line. Parses the flags, sets up the thread pool and
 //! the Ctrl-C handler, calls [`nst_cli::app::run`] and turns the outcome into an exit code:
-//! 0 success, 1 error, 2 usage (clap), 130 interrupted.
+//! 0 success, 1 error, 2 usage (clap), 3 a batch not finished yet (`nst batch status`), 130 interrupted.
 #![allow(clippy::print_stderr, reason = "the binary reports errors on stderr")]
 
 use std::process::ExitCode;
@@ -43,6 +43,7 @@ fn main() -> ExitCode {
     match app::run(&cli, threads, &control) {
         Ok(Ended::Completed) => ExitCode::SUCCESS,
         Ok(Ended::Interrupted) => ExitCode::from(130),
+        Ok(Ended::Unfinished) => ExitCode::from(3),
         Err(e) => {
             // `{:#}` would repeat a cause that an error's own message already ends with.
             let mut msg = e.to_string();

@@ -57,7 +57,7 @@ impl MetricsWriter {
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
-fn register_font_once() {
+pub(crate) fn register_font_once() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // The font is compiled in and valid; a failure would only make the labels disappear.

@@ -24,6 +24,8 @@ pub enum Ended {
     Completed,
     /// Ctrl-C or SIGTERM: image and checkpoint written.
     Interrupted,
+    /// `nst batch status`: some jobs are not done yet (none failed).
+    Unfinished,
 }
 
 /// Runs `nst stylize`; `control` is cancelled by Ctrl-C / SIGTERM.
@@ -62,6 +64,7 @@ pub(crate) fn run_placed(
         threads,
         before_weights: Some(&mut fetch),
         place,
+        style_cache: None,
     };
     let mut front = FrontEnd::new(&spec, quiet);
     let mut sink = |e: &Event| front.event(e);
@@ -342,7 +345,7 @@ impl FrontEnd {
 
 /// Makes sure the weights exist: the default file is downloaded on first use (unless offline); any other
 /// missing path is an error.
-fn ensure_weights(path: &Path, offline: bool, quiet: bool) -> Result<()> {
+pub(crate) fn ensure_weights(path: &Path, offline: bool, quiet: bool) -> Result<()> {
     if path.is_file() {
         return Ok(());
     }

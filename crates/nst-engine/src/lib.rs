@@ -11,6 +11,7 @@
 //!   from one stage to the next.
 //! - [`network`]: the glue from a MatConvNet VGG model (`vgg-weights`) to a `tensor-ops` network, and the
 //!   layer specifications; [`objective`]: the cost of an image and its gradient.
+//! - [`cache`]: style targets shared by runs with the same style (the frames of a video).
 //! - [`image_io`]: decoding, working sizes, atomic writes; [`checkpoint`]; [`estimate`] (memory and
 //!   time before a run); [`record`] (metrics records and the run record).
 //!
@@ -63,6 +64,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod cache;
 pub mod checkpoint;
 pub mod color;
 pub mod estimate;
@@ -83,12 +85,15 @@ mod testing;
 
 use std::path::PathBuf;
 
+pub use cache::StyleCache;
 pub use events::{Control, Event, EventSink, NoEvents, SinkError, Started, Summary};
 pub use image_io::{Picture, Size};
 pub use objective::{Breakdown, ObjectiveSpec, StyleObjective};
 pub use record::{Ended, Record};
 pub use run::{BeforeWeights, Place, Run, RunOptions};
-pub use spec::{DeviceKind, InitKind, OptimizerKind, PoolingKind, Preset, RunSpec, Scales};
+pub use spec::{
+    DeviceKind, InitKind, OptimizerKind, PoolingKind, Preset, RunSpec, Scales, Temporal,
+};
 pub use stages::Stage;
 
 /// The ImageNet mean pixel (RGB), used when a model file has none.

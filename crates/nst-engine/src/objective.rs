@@ -172,6 +172,14 @@ pub struct Breakdown {
     pub tv: f64,
     /// Each style layer's cost, unweighted (neither by its layer weight nor by β).
     pub style_layers: Vec<(String, f64)>,
+    /// The temporal term, unweighted (0 without one; see [`StyleObjective::set_temporal`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub temporal: f64,
+}
+
+/// Whether a cost is 0 (an absent term is not written).
+pub(crate) fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Breakdown {
@@ -187,6 +195,14 @@ struct ContentTerm {
     slot: usize,
     weight: f32,
     target: Array3<f32>,
+}
+
+/// The temporal term: the previous result `target` (mean subtracted), the mask of unchanged pixels
+/// (`[H, W]`, 0 or 1) and the weight.
+struct TemporalTerm {
+    target: Array3<f32>,
+    mask: Array2<f32>,
+    weight: f32,
 }
 
 struct StyleTerm {
@@ -214,6 +230,7 @@ pub struct StyleObjective {
     tv_weight: f32,
     content_norm: ContentNorm,
     style_norm: StyleNorm,
+    temporal: Option<TemporalTerm>,
     last: Option<Breakdown>,
     evaluations: u64,
     /// Buffers reused by every evaluation, so that the hot loop allocates only what the network's
@@ -238,6 +255,32 @@ impl fmt::Debug for StyleObjective {
     }
 }
 
+/// Where [`StyleObjective::build`] gets the style targets.
+enum StyleTargets<'i, 'a> {
+    /// Computed from these images.
+    Images(&'i [StyleImage<'a>]),
+    /// Given.
+    Grams(Vec<Array2<f32>>),
+}
+
+impl StyleTargets<'_, '_> {
+    /// The target of each style layer (`style_idx`), computed or checked.
+    fn grams(
+        self,
+        network: &mut Network,
+        backend: &Backend,
+        style_idx: &[usize],
+        shapes: &[Shape],
+    ) -> Result<Vec<Array2<f32>>> {
+        match self {
+            StyleTargets::Images(styles) => {
+                style_targets(network, backend, styles, style_idx, shapes)
+            }
+            StyleTargets::Grams(grams) => check_grams(grams, style_idx, shapes),
+        }
+    }
+}
+
 /// A style image (mean subtracted) and its blend weight.
 #[derive(Debug, Clone, Copy)]
 pub struct StyleImage<'a> {
@@ -256,13 +299,52 @@ impl StyleObjective {
     /// image or weights that do not make sense; [`Error::Ops`] when an image is too small for the network
     /// (e.g. 8 pixels through 4 poolings).
     pub fn new(
-        mut network: Network,
+        network: Network,
         backend: Backend,
         spec: &ObjectiveSpec,
         content: ArrayView3<'_, f32>,
         styles: &[StyleImage<'_>],
     ) -> Result<StyleObjective> {
         check_inputs(spec, styles)?;
+        StyleObjective::build(
+            network,
+            backend,
+            spec,
+            content,
+            StyleTargets::Images(styles),
+        )
+    }
+
+    /// [`StyleObjective::new`] with the style targets given instead of computed: `grams` as
+    /// [`StyleObjective::style_grams`] returned them for the same network, style layers, style images
+    /// and generated size (the frames of a video share their style targets).
+    ///
+    /// # Errors
+    /// As [`StyleObjective::new`]; [`Error::InvalidSetting`] when `grams` do not fit the style layers.
+    pub fn with_style_grams(
+        network: Network,
+        backend: Backend,
+        spec: &ObjectiveSpec,
+        content: ArrayView3<'_, f32>,
+        grams: Vec<Array2<f32>>,
+    ) -> Result<StyleObjective> {
+        check_weights(spec)?;
+        StyleObjective::build(network, backend, spec, content, StyleTargets::Grams(grams))
+    }
+
+    /// The style target (the blended Gram matrix, rescaled to the generated size) of each style
+    /// layer, in the order of the specification's style layers.
+    pub fn style_grams(&self) -> Vec<Array2<f32>> {
+        self.style.iter().map(|t| t.target_gram.clone()).collect()
+    }
+
+    fn build(
+        mut network: Network,
+        backend: Backend,
+        spec: &ObjectiveSpec,
+        content: ArrayView3<'_, f32>,
+        style: StyleTargets<'_, '_>,
+    ) -> Result<StyleObjective> {
         let (content_idx, style_idx) = layer_indices(&network, spec)?;
         let mut taps: Vec<usize> = content_idx.iter().chain(&style_idx).copied().collect();
         taps.sort_unstable();
@@ -292,7 +374,7 @@ impl StyleObjective {
                 target,
             })
             .collect();
-        let grams = style_targets(&mut network, &backend, styles, &style_idx, &shapes)?;
+        let grams = style.grams(&mut network, &backend, &style_idx, &shapes)?;
         let style_terms: Vec<StyleTerm> = spec
             .style_layers
             .iter()
@@ -306,11 +388,8 @@ impl StyleObjective {
             })
             .collect();
         let mut terms_at = vec![0; taps.len()];
-        for slot in content_terms
-            .iter()
-            .map(|t| t.slot)
-            .chain(style_terms.iter().map(|t| t.slot))
-        {
+        let term_slots = content_terms.iter().map(|t| t.slot);
+        for slot in term_slots.chain(style_terms.iter().map(|t| t.slot)) {
             terms_at[slot] += 1;
         }
         let objective = StyleObjective {
@@ -327,6 +406,7 @@ impl StyleObjective {
             tv_weight: spec.tv_weight,
             content_norm: spec.content_norm.norm(),
             style_norm: spec.style_norm.norm(),
+            temporal: None,
             last: None,
             evaluations: 0,
             feats: Vec::new(),
@@ -404,6 +484,7 @@ impl StyleObjective {
                 .zip(values.style_layers)
                 .map(|(t, v)| (t.name.clone(), v))
                 .collect(),
+            temporal: 0.0,
         };
         self.last = Some(b.clone());
         b
@@ -554,16 +635,22 @@ impl StyleObjective {
         let views: Vec<_> = self.grads.iter().map(|g| g.view()).collect();
         let grad_image = self.network.backward(&views)?;
         grad.assign(&grad_image);
+        let temporal = self.temporal_cost(image, grad.view_mut());
         let tv = self.tv_cost(image, grad)?;
         let total = f64::from(self.alpha) * content
             + f64::from(self.beta) * style
-            + f64::from(self.tv_weight) * tv;
+            + f64::from(self.tv_weight) * tv
+            + self
+                .temporal
+                .as_ref()
+                .map_or(0.0, |t| f64::from(t.weight) * temporal);
         let b = Breakdown {
             total,
             content,
             style,
             tv,
             style_layers,
+            temporal,
         };
         self.last = Some(b.clone());
         Ok(b)
@@ -677,6 +764,68 @@ impl StyleObjective {
     }
 
     /// The TV cost of `image`, its weighted gradient added to `grad` (0 and nothing when unweighted).
+    /// The temporal cost `1/(3·H·W)·Σ m·(x − p)²`, its weighted gradient `w·2/(3·H·W)·m·(x − p)`
+    /// added into `grad`; 0 without the term.
+    fn temporal_cost(&self, image: ArrayView3<'_, f32>, mut grad: ArrayViewMut3<'_, f32>) -> f64 {
+        let Some(t) = &self.temporal else {
+            return 0.0;
+        };
+        let n = image.len() as f64;
+        let scale = (2.0 * f64::from(t.weight) / n) as f32;
+        let mut sum = 0.0_f64;
+        for ((idx, &x), g) in image.indexed_iter().zip(grad.iter_mut()) {
+            let (_, y, xx) = idx;
+            if t.mask[[y, xx]] == 0.0 {
+                continue;
+            }
+            let d = x - t.target[idx];
+            sum += f64::from(d) * f64::from(d);
+            *g += scale * d;
+        }
+        sum / n
+    }
+
+    /// Adds the temporal term of a video frame, `weight · 1/(3·H·W) · Σ m·(x − p)²` (Ruder,
+    /// Dosovitskiy & Brox 2016, eq. 4, with the identity in place of the optical-flow warp): `previous`
+    /// is `p`, the previous frame's result (mean subtracted, this objective's shape), `mask` is `m`
+    /// (`[H, W]`, 1 where the content did not change, else 0).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] for shapes that do not fit, a weight that is not finite and ≥ 0, or an
+    /// objective on a device (whose kernels have no such term).
+    pub fn set_temporal(
+        &mut self,
+        previous: Array3<f32>,
+        mask: Array2<f32>,
+        weight: f32,
+    ) -> Result<()> {
+        if self.device.is_some() {
+            return Err(Error::InvalidSetting(
+                "the temporal term runs on the CPU only: use --device cpu for frames with a temporal weight".into(),
+            ));
+        }
+        let (h, w) = (self.shape.height, self.shape.width);
+        if Shape::of(&previous) != self.shape || mask.dim() != (h, w) {
+            return Err(Error::InvalidSetting(format!(
+                "the temporal target is {} with a {:?} mask, for an image of {}",
+                Shape::of(&previous),
+                mask.dim(),
+                self.shape
+            )));
+        }
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(Error::InvalidSetting(format!(
+                "the temporal weight must be a finite number ≥ 0, not {weight}"
+            )));
+        }
+        self.temporal = Some(TemporalTerm {
+            target: previous,
+            mask,
+            weight,
+        });
+        Ok(())
+    }
+
     fn tv_cost(
         &mut self,
         image: ArrayView3<'_, f32>,
@@ -702,6 +851,20 @@ fn check_inputs(spec: &ObjectiveSpec, styles: &[StyleImage<'_>]) -> Result<()> {
     if styles.is_empty() && !spec.style_layers.is_empty() {
         return Err(Error::InvalidSetting("no style image given".into()));
     }
+    check_weights(spec)?;
+    let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
+    let blend_ok =
+        total_blend.is_finite() && total_blend > 0.0 && styles.iter().all(|s| s.weight >= 0.0);
+    if !spec.style_layers.is_empty() && !blend_ok {
+        return Err(Error::InvalidSetting(
+            "--style-blend weights must be ≥ 0 with a positive sum".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The cost weights: finite and ≥ 0.
+fn check_weights(spec: &ObjectiveSpec) -> Result<()> {
     for (what, v) in [
         ("--alpha", spec.alpha),
         ("--beta", spec.beta),
@@ -712,14 +875,6 @@ fn check_inputs(spec: &ObjectiveSpec, styles: &[StyleImage<'_>]) -> Result<()> {
                 "{what} must be a finite number ≥ 0 (got {v})"
             )));
         }
-    }
-    let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
-    let blend_ok =
-        total_blend.is_finite() && total_blend > 0.0 && styles.iter().all(|s| s.weight >= 0.0);
-    if !spec.style_layers.is_empty() && !blend_ok {
-        return Err(Error::InvalidSetting(
-            "--style-blend weights must be ≥ 0 with a positive sum".into(),
-        ));
     }
     Ok(())
 }
@@ -781,6 +936,31 @@ fn style_targets(
             Ok(nst_costs::blend_grams(&views)?)
         })
         .collect()
+}
+
+/// Given style targets, checked against the style layers: one `C × C` matrix per layer.
+fn check_grams(
+    grams: Vec<Array2<f32>>,
+    style_idx: &[usize],
+    shapes: &[Shape],
+) -> Result<Vec<Array2<f32>>> {
+    if grams.len() != style_idx.len() {
+        return Err(Error::InvalidSetting(format!(
+            "{} style targets given for {} style layers",
+            grams.len(),
+            style_idx.len()
+        )));
+    }
+    for (g, &i) in grams.iter().zip(style_idx) {
+        let c = shapes[i + 1].channels;
+        if g.dim() != (c, c) {
+            return Err(Error::InvalidSetting(format!(
+                "a style target is {:?} but its layer has {c} channels",
+                g.dim()
+            )));
+        }
+    }
+    Ok(grams)
 }
 
 /// The outputs of the layers `taps` for `image`, for the targets: on the backend's GPU when it has one

@@ -37,6 +37,9 @@ pub struct Record {
     /// The image size of that stage.
     #[serde(default)]
     pub size: Option<Size>,
+    /// The temporal term (not multiplied by its weight; absent without one).
+    #[serde(default, skip_serializing_if = "crate::objective::is_zero")]
+    pub temporal: f64,
 }
 
 impl Record {
@@ -52,6 +55,7 @@ impl Record {
             seconds,
             stage: 0,
             size: None,
+            temporal: b.temporal,
         }
     }
 

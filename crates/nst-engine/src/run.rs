@@ -41,6 +41,8 @@ pub struct RunOptions<'a> {
     pub before_weights: Option<BeforeWeights<'a>>,
     /// See [`Place`].
     pub place: Option<Place<'a>>,
+    /// Style targets shared with other runs (see [`crate::StyleCache`]); `None`: computed here.
+    pub style_cache: Option<&'a crate::StyleCache>,
 }
 
 impl std::fmt::Debug for RunOptions<'_> {
@@ -181,18 +183,46 @@ impl<'a> Run<'a> {
                 weight,
             })
             .collect();
-        let obj = StyleObjective::new(
-            network,
-            self.backend.clone(),
-            &self.spec.objective,
-            content.view(),
-            &style_images,
-        )
+        let cache = self
+            .options
+            .style_cache
+            .map(|c| (c, crate::cache::key(&self.spec, size)));
+        let cached = cache.as_ref().and_then(|(c, key)| c.get(key));
+        let backend = self.backend.clone();
+        let hit = cached.is_some();
+        let obj = match cached {
+            Some(grams) => StyleObjective::with_style_grams(
+                network,
+                backend,
+                &self.spec.objective,
+                content.view(),
+                grams,
+            ),
+            None => StyleObjective::new(
+                network,
+                backend,
+                &self.spec.objective,
+                content.view(),
+                &style_images,
+            ),
+        }
         .map_err(|source| Error::Targets {
             size,
             content: self.spec.content.clone(),
             source: Box::new(source),
         })?;
+        if let Some((c, key)) = cache
+            && !hit
+        {
+            c.put(key, obj.style_grams());
+        }
+        let mut obj = obj;
+        if let (Some((target, mask)), Some(t)) = (
+            self.inputs.temporal(&self.spec, size),
+            self.spec.temporal.as_ref(),
+        ) {
+            obj.set_temporal(target, mask, t.weight)?;
+        }
         match self.options.place {
             Some(place) => Ok(place(obj)?),
             None => Ok(obj),

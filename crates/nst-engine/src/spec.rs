@@ -310,6 +310,26 @@ pub struct RunSpec {
     /// stage), used for the intermediate images and the result; `None`: the iterate itself.
     #[serde(default)]
     pub average: Option<f32>,
+    /// A term that keeps the image close to a previous frame's result where the content did not
+    /// change (video); `None`: no such term.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporal: Option<Temporal>,
+}
+
+/// The temporal term of a video frame (Ruder, Dosovitskiy & Brox 2016, eq. 4, with the identity in place
+/// of the optical-flow warp): `weight · 1/(3·H·W) · Σ m·(x − p)²`, `p` the previous frame's result and
+/// `m` 1 where no channel of the content changed by more than `threshold` from the previous frame
+/// (0–255), else 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Temporal {
+    /// The previous frame's result.
+    pub previous: PathBuf,
+    /// The previous frame (the content of the previous run).
+    pub previous_content: PathBuf,
+    /// The term's weight.
+    pub weight: f32,
+    /// The largest change of a pixel (0–255, any channel) that counts as unchanged.
+    pub threshold: f32,
 }
 
 impl RunSpec {
@@ -352,6 +372,7 @@ impl RunSpec {
             average: None,
             original_colors: None,
             bit_depth: 8,
+            temporal: None,
         }
     }
 
@@ -438,6 +459,7 @@ impl RunSpec {
             }
             other => return Err(format!("--bit-depth must be 8 or 16, not {other}")),
         }
+        self.validate_temporal()?;
         if let Some(d) = self.average
             && !(d.is_finite() && (0.0..1.0).contains(&d))
         {
@@ -510,6 +532,28 @@ impl RunSpec {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("{flag} must be a finite number ≥ 0, not {v}"));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_temporal(&self) -> Result<(), String> {
+        let Some(t) = &self.temporal else {
+            return Ok(());
+        };
+        if !(t.weight.is_finite() && t.weight >= 0.0) {
+            return Err(format!(
+                "the temporal weight must be a finite number ≥ 0, not {}",
+                t.weight
+            ));
+        }
+        if !(t.threshold.is_finite() && t.threshold >= 0.0) {
+            return Err(format!(
+                "the temporal threshold must be a finite number ≥ 0, not {}",
+                t.threshold
+            ));
+        }
+        if self.scales != Scales::Single {
+            return Err("the temporal term needs a single-scale run (no --scales)".into());
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ fn history(n: usize) -> Vec<Record> {
                 style: 1e4 / (i + 1) as f64,
                 tv: 0.0,
                 style_layers: vec![("relu1_1".into(), 5.0), ("relu2_1".into(), 6.0)],
+                temporal: 0.0,
             };
             Record::new(i * 10, &b, i as f64)
         })

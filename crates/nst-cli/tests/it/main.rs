@@ -1,12 +1,14 @@
 //! End-to-end tests: the real `nst` binary on tiny images with small synthetic VGG-shaped weights that
 //! the tests write with `vgg_weights::write::write_simplenn`.
 
+mod batch;
 mod corpus;
 mod errors;
 mod hostile;
 mod inspect;
 mod run;
 mod scales;
+mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -157,6 +159,28 @@ pub(crate) fn fixture_args_with(dir: &Path, extra: &[&str]) -> Vec<String> {
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     args
+}
+
+/// Reads `child`'s stderr until a line contains `wait_for`, then sends SIGINT; asserts the exit status
+/// 130 and returns the lines printed after the signal.
+#[track_caller]
+pub(crate) fn interrupt_when(mut child: std::process::Child, wait_for: &str) -> Vec<String> {
+    use std::io::{BufRead as _, BufReader};
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Wait (by reading, not sleeping) until the run is under way.
+    for line in lines.by_ref() {
+        if line.unwrap().contains(wait_for) {
+            break;
+        }
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest:?}");
+    rest
 }
 
 /// `Vec<String>` → `Vec<&str>`.

@@ -1,13 +1,12 @@
 //! `--scales` through the binary: a two-stage run, its errors, and SIGINT in each stage followed by
 //! `--resume`, which must end bit for bit where the uninterrupted run ends.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::{base_args, fixture, nst, nst_command, stderr, strs, temp_dir};
+use crate::{base_args, fixture, interrupt_when, nst, nst_command, stderr, strs, temp_dir};
 
 /// Two stages (24 px, then the 40x32 working size) with `first` and `later` iterations, a checkpoint at
 /// the end, and a log every 10 iterations.
@@ -117,23 +116,11 @@ fn scales_that_make_no_sense_name_the_flag() {
 #[track_caller]
 fn interrupt_and_resume(dir: &Path, out_dir: &str, wait_for: &str) -> Value {
     let args = two_stage_args(dir, out_dir, "200", "200");
-    let mut child = nst_command(dir, &strs(&args))
+    let child = nst_command(dir, &strs(&args))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains(wait_for) {
-            break;
-        }
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
-    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest:?}");
+    interrupt_when(child, wait_for);
     let cut = checkpoint(&dir.join(out_dir).join("checkpoint.json"));
     let out = nst(dir, &["stylize", "--resume", out_dir, "--threads", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));

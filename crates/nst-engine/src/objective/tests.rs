@@ -567,3 +567,87 @@ fn device_target_features_match_the_cpu() {
             .is_empty()
     );
 }
+
+/// The temporal term: 0 at its target, `w·1/(3HW)·Σ m·(x − p)²` by hand, masked pixels ignored, and a
+/// gradient that agrees with central differences.
+#[test]
+fn fd_temporal_term() {
+    let m = tiny_model(7, 3, PoolMethod::Avg);
+    let (content, style) = (image(8, 8, 8), image(9, 8, 8));
+    let styles = [StyleImage {
+        image: style.view(),
+        weight: 1.0,
+    }];
+    let build = |alpha: f32, beta: f32| {
+        let s = spec("relu2_1", "relu1_1,relu2_1", alpha, beta, 0.0);
+        StyleObjective::new(
+            build_network(&m, None).unwrap(),
+            Backend::Cpu,
+            &s,
+            content.view(),
+            &styles,
+        )
+        .unwrap()
+    };
+    let (mut obj, mut plain) = (build(20.0, 2.0e3), build(20.0, 2.0e3));
+    let target = image(12, 8, 8).mapv(|v| v * 30.0);
+    let mask = Array2::from_shape_fn((8, 8), |(y, x)| if (x + y) % 3 == 0 { 0.0 } else { 1.0 });
+    let weight = 3.0_f32;
+    obj.set_temporal(target.clone(), mask.clone(), weight)
+        .unwrap();
+    let x = image(11, 8, 8).mapv(|v| v * 30.0);
+    let mut grad = Array3::zeros((3, 8, 8));
+    let b = obj.evaluate(x.view(), grad.view_mut()).unwrap();
+    let base = plain
+        .evaluate(x.view(), Array3::zeros((3, 8, 8)).view_mut())
+        .unwrap();
+    let by_hand: f64 = x
+        .indexed_iter()
+        .map(|((c, y, xx), &v)| {
+            f64::from(mask[[y, xx]]) * f64::from(v - target[[c, y, xx]]).powi(2)
+        })
+        .sum::<f64>()
+        / 192.0;
+    approx::assert_relative_eq!(b.temporal, by_hand, max_relative = 1e-9);
+    approx::assert_relative_eq!(
+        b.total,
+        base.total + f64::from(weight) * by_hand,
+        max_relative = 1e-9
+    );
+    assert_eq!(
+        obj.evaluate(target.view(), grad.view_mut())
+            .unwrap()
+            .temporal,
+        0.0
+    );
+    // The gradient of the term alone (α = β = 0), so that the check sees nothing else.
+    let mut obj = build(0.0, 0.0);
+    obj.set_temporal(target.clone(), mask.clone(), weight)
+        .unwrap();
+    obj.evaluate(x.view(), grad.view_mut()).unwrap();
+    let mut masked = grad
+        .indexed_iter()
+        .filter(|((_, y, xx), _)| mask[[*y, *xx]] == 0.0);
+    assert!(
+        masked.all(|(_, g)| *g == 0.0),
+        "masked pixels have no gradient"
+    );
+    let xs = x.as_slice().unwrap().to_vec();
+    let mut scratch = vec![0.0_f32; xs.len()];
+    let check = GradCheck {
+        h: 1e-3,
+        max_coords: 192,
+        ..GradCheck::default()
+    };
+    check_grad(
+        &xs,
+        grad.as_slice().unwrap(),
+        |p| nst_optim::Objective::value_and_grad(&mut obj, p, &mut scratch).unwrap(),
+        check,
+    )
+    .unwrap();
+    let e = obj
+        .set_temporal(target, Array2::zeros((7, 8)), 1.0)
+        .unwrap_err();
+    assert!(e.to_string().contains("mask"), "{e}");
+}

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ndarray::Array3;
+use ndarray::{Array2, Array3};
 use tensor_ops::{Backend, Network};
 use vgg_weights::{LoadOptions, PoolMethod, VggModel};
 
@@ -79,6 +79,8 @@ pub(super) struct Inputs {
     pub(super) styles: Vec<Picture>,
     /// The start picture (`init_image`, or the first style for `init = style`), as decoded.
     pub(super) init: Option<Picture>,
+    /// The temporal term's previous result and previous content frame, at the working size.
+    pub(super) temporal: Option<(Picture, Picture)>,
     /// The model's mean pixel.
     pub(super) mean: [f32; 3],
 }
@@ -140,6 +142,17 @@ impl Inputs {
             (None, InitKind::Style) => Some(image_at("--style", &spec.styles[0], size)?),
             _ => None,
         };
+        let temporal = match &spec.temporal {
+            Some(t) => Some((
+                image_at("the temporal term's previous result", &t.previous, size)?,
+                image_at(
+                    "the temporal term's previous frame",
+                    &t.previous_content,
+                    size,
+                )?,
+            )),
+            None => None,
+        };
         Ok(Inputs {
             content_size,
             size,
@@ -147,6 +160,7 @@ impl Inputs {
             content,
             styles,
             init,
+            temporal,
             mean: IMAGENET_MEAN,
         })
     }
@@ -222,6 +236,31 @@ impl Inputs {
             })
             .collect();
         (content, styles)
+    }
+
+    /// The temporal term's target and mask at `size` (see [`crate::Temporal`]), when there is one.
+    pub(super) fn temporal(
+        &self,
+        spec: &RunSpec,
+        size: Size,
+    ) -> Option<(Array3<f32>, Array2<f32>)> {
+        let ((previous, before), t) = (self.temporal.as_ref()?, spec.temporal.as_ref()?);
+        let target = self.tensor(spec, previous, size);
+        let (now, before) = (
+            self.content.resized(size.width, size.height),
+            before.resized(size.width, size.height),
+        );
+        let mask = Array2::from_shape_fn((size.height as usize, size.width as usize), |(y, x)| {
+            let (a, b) = (
+                now.pixels.get_pixel(x as u32, y as u32).0,
+                before.pixels.get_pixel(x as u32, y as u32).0,
+            );
+            let change = (0..3)
+                .map(|c| (a[c] - b[c]).abs() * 255.0)
+                .fold(0.0_f32, f32::max);
+            if change <= t.threshold { 1.0 } else { 0.0 }
+        });
+        Some((target, mask))
     }
 
     /// `p` resized to `size`, as a mean-subtracted tensor (gray with `preserve_colors`).

@@ -353,3 +353,70 @@ fn events_come_in_order_with_their_content() {
     assert_eq!(record["stages"].as_array().map(Vec::len), Some(2));
     assert_eq!(record["final"]["size"]["width"], 32);
 }
+
+/// A run that shares a [`crate::StyleCache`]: the second run with the same style takes the targets
+/// from it (one miss per stage, then hits) and ends with the same image, bit for bit, as a run that
+/// computed them itself.
+#[test]
+fn style_targets_from_the_cache_give_the_same_image() {
+    let dir = TempDir::new("run-style-cache");
+    fixture(dir.path(), (20, 16));
+    let cache = crate::StyleCache::new();
+    let cached = |out: &str, content: &str| {
+        let mut s = spec(dir.path(), out, |s| {
+            s.iterations = 4;
+            s.scales = Scales::List(vec![16]);
+        });
+        s.content = dir.path().join(content);
+        let options = RunOptions {
+            threads: 1,
+            style_cache: Some(&cache),
+            ..RunOptions::default()
+        };
+        Run::prepare(s, None, options, &mut NoEvents)
+            .unwrap()
+            .execute(&mut NoEvents, &Control::new())
+            .unwrap()
+    };
+    cached("first", "c.png");
+    assert_eq!(
+        (cache.misses(), cache.hits()),
+        (2, 0),
+        "two stages, two targets"
+    );
+    // Another content of the same size: the style targets are the same.
+    RgbImage::from_fn(20, 16, |x, y| Rgb([(y * 12) as u8, (x * 3) as u8, 40]))
+        .save(dir.path().join("c2.png"))
+        .unwrap();
+    let with_cache = cached("second", "c2.png");
+    assert_eq!((cache.misses(), cache.hits()), (2, 2));
+    let mut fresh = spec(dir.path(), "fresh", |s| {
+        s.iterations = 4;
+        s.scales = Scales::List(vec![16]);
+    });
+    fresh.content = dir.path().join("c2.png");
+    let without = execute(fresh, None, &Control::new()).unwrap();
+    assert_eq!(pixels(&with_cache.output), pixels(&without.output));
+    let grams_of = |content: &str| {
+        let mut s = spec(dir.path(), "g", |_| {});
+        s.content = dir.path().join(content);
+        s
+    };
+    assert_ne!(
+        crate::cache::key(
+            &grams_of("c.png"),
+            Size {
+                width: 20,
+                height: 16
+            }
+        ),
+        crate::cache::key(
+            &grams_of("c.png"),
+            Size {
+                width: 21,
+                height: 16
+            }
+        ),
+        "the size is part of the key"
+    );
+}
