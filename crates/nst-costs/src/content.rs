@@ -3,9 +3,9 @@
 #[cfg(test)]
 mod tests;
 
-use ndarray::{Array3, ArrayView3, ArrayViewMut3};
+use ndarray::{Array3, ArrayView2, ArrayView3, ArrayViewMut3};
 
-use crate::{LossAndGrad, Result, check_same_shape, with_contiguous_grad};
+use crate::{Error, LossAndGrad, Result, check_same_shape, with_contiguous_grad};
 
 /// Normalization of the content cost `J_c = k·Σ(a_G − a_C)²` over the `N = C·H·W` elements of a
 /// feature map. The gradient is `∂J_c/∂a_G = 2k·(a_G − a_C)`.
@@ -138,6 +138,82 @@ pub fn content_loss_accumulate(
             let d = f64::from(gv) - f64::from(tv);
             sum_sq += d * d;
             *o += two_k * (gv - tv);
+        }
+        sum_sq
+    });
+    Ok(k * sum_sq)
+}
+
+/// Content cost weighted per position by a mask (`--content-mask`), with its gradient:
+///
+/// ```text
+/// J_c = k · Σ_{c,i,j} m[i,j] · (a_G[c,i,j] − a_C[c,i,j])²        ∂J_c/∂a_G = 2k · m · (a_G − a_C)
+/// ```
+///
+/// `k` is `norm`'s for the whole map (`C·H·W` elements), so an all-ones mask gives exactly
+/// [`content_loss`] and a mask of zeros gives 0: the mask moves the content cost's weight between
+/// positions, it does not renormalize it. `mask` is `[H, W]` on the feature map's grid (see
+/// [`downsample_mask`](crate::downsample_mask)), values in `[0, 1]`.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when the shapes do not fit; [`Error::InvalidMask`] for a mask value
+/// outside `[0, 1]` or NaN.
+///
+/// # Examples
+/// ```
+/// use approx::assert_abs_diff_eq;
+/// use ndarray::{Array3, array};
+/// use nst_costs::{ContentNorm, masked_content_loss_accumulate};
+///
+/// let generated = array![[[1.0_f32, 2.0]]];
+/// let target = array![[[0.0_f32, 0.0]]];
+/// let mask = array![[1.0_f32, 0.0]]; // only the left position counts
+/// let mut grad = Array3::zeros((1, 1, 2));
+/// let value = masked_content_loss_accumulate(
+///     generated.view(), target.view(), mask.view(), ContentNorm::Half, grad.view_mut())?;
+/// assert_abs_diff_eq!(value, 0.5); // ½ · 1 · 1²
+/// assert_abs_diff_eq!(grad, array![[[1.0, 0.0]]]);
+/// # Ok::<(), nst_costs::Error>(())
+/// ```
+pub fn masked_content_loss_accumulate(
+    generated: ArrayView3<'_, f32>,
+    target: ArrayView3<'_, f32>,
+    mask: ArrayView2<'_, f32>,
+    norm: ContentNorm,
+    grad: ArrayViewMut3<'_, f32>,
+) -> Result<f64> {
+    const OP: &str = "masked_content_loss";
+    check_same_shape(OP, "generated", generated.shape(), "target", target.shape())?;
+    check_same_shape(OP, "generated", generated.shape(), "grad", grad.shape())?;
+    let (_, h, w) = generated.dim();
+    check_same_shape(OP, "mask", mask.shape(), "[H, W] of generated", &[h, w])?;
+    let mask = mask.as_standard_layout();
+    let m = mask.as_slice().expect("standard layout is contiguous");
+    if let Some((index, &value)) = m
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(0.0..=1.0).contains(*v))
+    {
+        return Err(Error::InvalidMask {
+            op: OP,
+            index,
+            value,
+        });
+    }
+    let k = norm.coefficient(generated.len());
+    let two_k = (2.0 * k) as f32;
+    let generated = generated.as_standard_layout();
+    let target = target.as_standard_layout();
+    let g = generated.as_slice().expect("standard layout is contiguous");
+    let t = target.as_slice().expect("standard layout is contiguous");
+    let plane = h * w;
+    let sum_sq = with_contiguous_grad(grad, |out| {
+        let mut sum_sq = 0.0_f64;
+        for (i, ((o, &gv), &tv)) in out.iter_mut().zip(g).zip(t).enumerate() {
+            let mv = m[i % plane];
+            let d = f64::from(gv) - f64::from(tv);
+            sum_sq += f64::from(mv) * d * d;
+            *o += two_k * mv * (gv - tv);
         }
         sum_sq
     });

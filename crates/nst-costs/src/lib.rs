@@ -93,7 +93,9 @@ use ndarray::{Array3, ArrayViewMut3};
 /// The `ndarray` crate (version 0.17) whose arrays this crate's functions take and return.
 pub use ndarray;
 
-pub use content::{ContentNorm, content_loss, content_loss_accumulate};
+pub use content::{
+    ContentNorm, content_loss, content_loss_accumulate, masked_content_loss_accumulate,
+};
 pub use guided::{downsample_mask, guided_gram, guided_style_loss, guided_style_loss_accumulate};
 pub use moments::{
     FeatureStats, W2Target, mean_cov_loss, mean_cov_loss_accumulate, w2_loss, w2_loss_accumulate,

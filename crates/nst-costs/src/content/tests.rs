@@ -110,3 +110,76 @@ fn shape_mismatch_names_both_shapes() {
         "{err}"
     );
 }
+
+#[test]
+fn an_all_ones_mask_is_the_plain_cost_and_a_zero_mask_is_none() {
+    let g = Array3::from_shape_fn((2, 3, 4), |(c, i, j)| (c + 2 * i + 3 * j) as f32 * 0.5);
+    let t = Array3::from_shape_fn((2, 3, 4), |(c, i, j)| (3 * c + i + j) as f32 * 0.25);
+    for norm in [
+        ContentNorm::QuarterMean,
+        ContentNorm::Half,
+        ContentNorm::Mean,
+    ] {
+        let plain = content_loss(g.view(), t.view(), norm).unwrap();
+        let mut grad = Array3::zeros(g.raw_dim());
+        let ones = ndarray::Array2::ones((3, 4));
+        let v =
+            masked_content_loss_accumulate(g.view(), t.view(), ones.view(), norm, grad.view_mut())
+                .unwrap();
+        assert_eq!(v, plain.value);
+        assert_eq!(grad, plain.grad);
+        let zeros = ndarray::Array2::zeros((3, 4));
+        let mut grad = Array3::zeros(g.raw_dim());
+        let v =
+            masked_content_loss_accumulate(g.view(), t.view(), zeros.view(), norm, grad.view_mut())
+                .unwrap();
+        assert_eq!(v, 0.0);
+        assert!(grad.iter().all(|&x| x == 0.0));
+    }
+}
+
+#[test]
+fn a_mask_weights_each_position_by_hand() {
+    // C = 2, H = 1, W = 2; differences 1, −2 | 0, 3; mask 0.5, 1.
+    let g = array![[[1.0_f32, 0.0]], [[5.0, 3.0]]];
+    let t = array![[[0.0_f32, 2.0]], [[5.0, 0.0]]];
+    let m = array![[0.5_f32, 1.0]];
+    let mut grad = Array3::zeros((2, 1, 2));
+    let v = masked_content_loss_accumulate(
+        g.view(),
+        t.view(),
+        m.view(),
+        ContentNorm::Half,
+        grad.view_mut(),
+    )
+    .unwrap();
+    assert_abs_diff_eq!(v, 0.5 * (0.5 * 1.0 + 4.0 + 0.0 + 9.0), epsilon = 1e-12);
+    assert_abs_diff_eq!(grad, array![[[0.5, -2.0]], [[0.0, 3.0]]], epsilon = 1e-7);
+}
+
+#[test]
+fn a_mask_of_the_wrong_shape_or_range_is_refused() {
+    let g = Array3::<f32>::zeros((1, 2, 2));
+    let mut grad = Array3::zeros((1, 2, 2));
+    let wrong = ndarray::Array2::<f32>::ones((2, 3));
+    let e = masked_content_loss_accumulate(
+        g.view(),
+        g.view(),
+        wrong.view(),
+        ContentNorm::Half,
+        grad.view_mut(),
+    );
+    assert!(matches!(e, Err(Error::ShapeMismatch { .. })), "{e:?}");
+    let bad = array![[0.0_f32, 1.5], [0.0, f32::NAN]];
+    let e = masked_content_loss_accumulate(
+        g.view(),
+        g.view(),
+        bad.view(),
+        ContentNorm::Half,
+        grad.view_mut(),
+    );
+    assert!(
+        matches!(e, Err(Error::InvalidMask { index: 1, .. })),
+        "{e:?}"
+    );
+}

@@ -3,8 +3,8 @@
 use ndarray::{Array2, Array3, ArrayView3};
 use nst_costs::{
     ContentNorm, FeatureStats, StyleLoss, StyleNorm, StyleTarget, TvKind, W2Target, blend_grams,
-    content_loss, gram, guided_gram, guided_style_loss, mean_cov_loss, rescale_gram,
-    style_layer_loss, style_loss, total_variation, w2_loss,
+    content_loss, gram, guided_gram, guided_style_loss, masked_content_loss_accumulate,
+    mean_cov_loss, rescale_gram, style_layer_loss, style_loss, total_variation, w2_loss,
 };
 use tensor_ops::CpuGemm;
 use test_utils::{GradCheck, check_grad, uniform_vec};
@@ -57,6 +57,29 @@ fn fd_content_loss_every_norm() {
             content_loss(v, target.view(), norm).unwrap().value
         });
     }
+}
+
+#[test]
+fn fd_masked_content_loss_soft_mask() {
+    let x = random((3, 4, 5), 31);
+    let target = random((3, 4, 5), 32);
+    let mask = random((1, 4, 5), 33)
+        .mapv(|v| (v + 1.0) / 2.0)
+        .into_shape_with_order((4, 5))
+        .unwrap();
+    let cost = |v: ArrayView3<'_, f32>, grad: &mut Array3<f32>| {
+        masked_content_loss_accumulate(
+            v,
+            target.view(),
+            mask.view(),
+            ContentNorm::QuarterMean,
+            grad.view_mut(),
+        )
+        .unwrap()
+    };
+    let mut grad = Array3::zeros(x.raw_dim());
+    cost(x.view(), &mut grad);
+    check(&x, &grad, |v| cost(v, &mut Array3::zeros(x.raw_dim())));
 }
 
 #[test]
