@@ -59,10 +59,7 @@ pub fn time_adam(
         backend,
         &spec,
         content.view(),
-        &[StyleImage {
-            image: style.view(),
-            weight: 1.0,
-        }],
+        &[StyleImage::new(style.view(), 1.0)],
     )?;
     let startup_seconds = t0.elapsed().as_secs_f64();
     let mut x = img(9).into_raw_vec_and_offset().0;

@@ -5,18 +5,17 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ndarray::Array2;
 use serde_json::json;
 
 use crate::image_io::Size;
 use crate::spec::RunSpec;
 
-/// Style targets (one Gram matrix per style layer) by what they depend on; shared by reference
+/// Style targets (one per style layer) by what they depend on; shared by reference
 /// through [`crate::RunOptions::style_cache`]. Holds at most [`StyleCache::CAPACITY`] entries (the
 /// oldest goes first).
 #[derive(Debug, Default)]
 pub struct StyleCache {
-    entries: Mutex<Vec<(String, Vec<Array2<f32>>)>>,
+    entries: Mutex<Vec<(String, crate::objective::StyleTargetSet)>>,
     hits: AtomicUsize,
     misses: AtomicUsize,
 }
@@ -41,7 +40,7 @@ impl StyleCache {
     }
 
     /// The targets stored under `key`, counting a hit or a miss.
-    pub(crate) fn get(&self, key: &str) -> Option<Vec<Array2<f32>>> {
+    pub(crate) fn get(&self, key: &str) -> Option<crate::objective::StyleTargetSet> {
         let found = self
             .lock()
             .iter()
@@ -57,7 +56,7 @@ impl StyleCache {
     }
 
     /// Stores `grams` under `key`.
-    pub(crate) fn put(&self, key: String, grams: Vec<Array2<f32>>) {
+    pub(crate) fn put(&self, key: String, grams: crate::objective::StyleTargetSet) {
         let mut entries = self.lock();
         entries.retain(|(k, _)| *k != key);
         if entries.len() >= StyleCache::CAPACITY {
@@ -66,7 +65,7 @@ impl StyleCache {
         entries.push((key, grams));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Vec<Array2<f32>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, crate::objective::StyleTargetSet)>> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -82,6 +81,11 @@ pub(crate) fn key(spec: &RunSpec, size: Size) -> String {
         "layers": spec.objective.style_layers,
         "pooling": spec.pooling,
         "gray": spec.preserve_colors,
+        "loss": spec.objective.style_loss,
+        "masks": spec.style_masks,
+        "regions": spec.style_image_masks,
+        // Colour matching maps the styles onto the content's colours.
+        "match": spec.color_match.map(|m| (m, &spec.content)),
         "weights": spec.weights,
         "device": spec.device,
         "size": size,

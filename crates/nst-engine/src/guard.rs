@@ -25,6 +25,19 @@ pub fn check_outputs_are_not_inputs(spec: &RunSpec) -> Result<()> {
     if let Some(p) = &spec.init_image {
         inputs.push(("--init-image", p));
     }
+    inputs.extend(
+        spec.style_masks
+            .iter()
+            .map(|p| ("--style-mask", p.as_path())),
+    );
+    inputs.extend(
+        spec.style_image_masks
+            .iter()
+            .map(|p| ("--style-image-mask", p.as_path())),
+    );
+    if let Some(p) = &spec.content_mask {
+        inputs.push(("--content-mask", p));
+    }
     let record = spec.output.with_extension("run.json");
     let checkpoint = spec.out_dir.join(crate::checkpoint::FILE_NAME);
     let mut outputs: Vec<(&str, &Path)> = vec![

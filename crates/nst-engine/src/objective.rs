@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use ndarray::{Array2, Array3, ArrayView3, ArrayViewMut3};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut3};
 use nst_costs::{ContentNorm, StyleNorm, StyleScratch, TvKind};
 use tensor_ops::{Backend, Network, Shape};
 
@@ -83,6 +83,57 @@ pub struct ObjectiveSpec {
     /// Normalization of each style layer's cost.
     #[serde(default)]
     pub style_norm: StyleNormKind,
+    /// Which statistics of the features the style cost matches.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub style_loss: StyleLossKind,
+    /// Scale each layer's gradient to unit L1 norm before it is weighted and summed (neural-style's
+    /// `-normalize_gradients`); the costs reported are the costs as computed.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub normalize_gradients: bool,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Which statistics of a layer's features the style cost matches (`--style-loss`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StyleLossKind {
+    /// The Gram matrix, normalized by the [`StyleNormKind`] (Gatys et al.; the default).
+    #[default]
+    Gram,
+    /// The per-channel mean and the covariance (`nst_costs::mean_cov_loss`).
+    MeanCov,
+    /// The 2-Wasserstein distance between Gaussian fits of the features (`nst_costs::w2_loss`).
+    W2,
+}
+
+impl StyleLossKind {
+    /// Every accepted name, in declaration order.
+    pub const NAMES: &'static [&'static str] = &["gram", "mean-cov", "w2"];
+}
+
+impl std::str::FromStr for StyleLossKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "gram" => Ok(StyleLossKind::Gram),
+            "mean-cov" => Ok(StyleLossKind::MeanCov),
+            "w2" => Ok(StyleLossKind::W2),
+            _ => Err(format!("`{s}` is not one of {}", Self::NAMES.join(", "))),
+        }
+    }
+}
+
+impl fmt::Display for StyleLossKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StyleLossKind::Gram => "gram",
+            StyleLossKind::MeanCov => "mean-cov",
+            StyleLossKind::W2 => "w2",
+        })
+    }
 }
 
 /// The content cost's normalization `k` in `k·Σ(F − P)²` (see `nst_costs::ContentNorm`).
@@ -147,6 +198,8 @@ impl ObjectiveSpec {
             tv_weight: 0.0,
             content_norm: ContentNormKind::Course,
             style_norm: StyleNormKind::Gatys,
+            style_loss: StyleLossKind::Gram,
+            normalize_gradients: false,
         }
     }
 
@@ -195,6 +248,8 @@ struct ContentTerm {
     slot: usize,
     weight: f32,
     target: Array3<f32>,
+    /// The content cost's weight per position on the layer's grid (`--content-mask`).
+    mask: Option<Array2<f32>>,
 }
 
 /// The temporal term: the previous result `target` (mean subtracted), the mask of unchanged pixels
@@ -209,7 +264,7 @@ struct StyleTerm {
     slot: usize,
     name: String,
     weight: f32,
-    target_gram: Array2<f32>,
+    target: TermTarget,
 }
 
 /// The style-transfer cost of an image and its gradient: a forward pass to the deepest tapped layer, the
@@ -230,6 +285,7 @@ pub struct StyleObjective {
     tv_weight: f32,
     content_norm: ContentNorm,
     style_norm: StyleNorm,
+    normalize_gradients: bool,
     temporal: Option<TemporalTerm>,
     last: Option<Breakdown>,
     evaluations: u64,
@@ -260,34 +316,54 @@ enum StyleTargets<'i, 'a> {
     /// Computed from these images.
     Images(&'i [StyleImage<'a>]),
     /// Given.
-    Grams(Vec<Array2<f32>>),
+    Given(StyleTargetSet),
 }
 
 impl StyleTargets<'_, '_> {
     /// The target of each style layer (`style_idx`), computed or checked.
-    fn grams(
+    fn targets(
         self,
         network: &mut Network,
         backend: &Backend,
         style_idx: &[usize],
         shapes: &[Shape],
-    ) -> Result<Vec<Array2<f32>>> {
+        kind: StyleLossKind,
+    ) -> Result<Vec<TermTarget>> {
         match self {
             StyleTargets::Images(styles) => {
-                style_targets(network, backend, styles, style_idx, shapes)
+                targets::compute(network, backend, styles, style_idx, shapes, kind)
             }
-            StyleTargets::Grams(grams) => check_grams(grams, style_idx, shapes),
+            StyleTargets::Given(set) => targets::check(set, style_idx, shapes),
         }
     }
 }
 
-/// A style image (mean subtracted) and its blend weight.
+/// A style image (mean subtracted), its blend weight and its optional masks.
 #[derive(Debug, Clone, Copy)]
 pub struct StyleImage<'a> {
     /// `[3, H, W]`; any size.
     pub image: ArrayView3<'a, f32>,
     /// Blend weight (the weights are normalized to sum 1).
     pub weight: f32,
+    /// Where this style applies in the generated image (`[H, W]` of the content, values in `[0, 1]`):
+    /// with a mask on any style image the style cost is the guided one (Gatys et al. 2017), each style
+    /// matched in its own region; `None`: everywhere.
+    pub mask: Option<ArrayView2<'a, f32>>,
+    /// The region of this style image its statistics are taken from (`[H, W]` of `image`); `None`:
+    /// all of it.
+    pub region: Option<ArrayView2<'a, f32>>,
+}
+
+impl<'a> StyleImage<'a> {
+    /// A style image that applies everywhere, with its blend weight.
+    pub fn new(image: ArrayView3<'a, f32>, weight: f32) -> StyleImage<'a> {
+        StyleImage {
+            image,
+            weight,
+            mask: None,
+            region: None,
+        }
+    }
 }
 
 impl StyleObjective {
@@ -315,27 +391,35 @@ impl StyleObjective {
         )
     }
 
-    /// [`StyleObjective::new`] with the style targets given instead of computed: `grams` as
-    /// [`StyleObjective::style_grams`] returned them for the same network, style layers, style images
-    /// and generated size (the frames of a video share their style targets).
+    /// [`StyleObjective::new`] with the style targets given instead of computed: `targets` as
+    /// [`StyleObjective::style_targets`] returned them for the same network, style layers, style
+    /// images, style settings and generated size (the frames of a video share their style targets).
     ///
     /// # Errors
-    /// As [`StyleObjective::new`]; [`Error::InvalidSetting`] when `grams` do not fit the style layers.
-    pub fn with_style_grams(
+    /// As [`StyleObjective::new`]; [`Error::InvalidSetting`] when `targets` do not fit the style layers.
+    pub fn with_style_targets(
         network: Network,
         backend: Backend,
         spec: &ObjectiveSpec,
         content: ArrayView3<'_, f32>,
-        grams: Vec<Array2<f32>>,
+        targets: StyleTargetSet,
     ) -> Result<StyleObjective> {
         check_weights(spec)?;
-        StyleObjective::build(network, backend, spec, content, StyleTargets::Grams(grams))
+        StyleObjective::build(
+            network,
+            backend,
+            spec,
+            content,
+            StyleTargets::Given(targets),
+        )
     }
 
-    /// The style target (the blended Gram matrix, rescaled to the generated size) of each style
-    /// layer, in the order of the specification's style layers.
-    pub fn style_grams(&self) -> Vec<Array2<f32>> {
-        self.style.iter().map(|t| t.target_gram.clone()).collect()
+    /// The style target of each style layer (for the default Gram cost, the blended Gram matrix
+    /// rescaled to the generated size), in the order of the specification's style layers.
+    pub fn style_targets(&self) -> StyleTargetSet {
+        StyleTargetSet {
+            targets: self.style.iter().map(|t| t.target.clone()).collect(),
+        }
     }
 
     fn build(
@@ -372,19 +456,21 @@ impl StyleObjective {
                 slot: slot(i),
                 weight: l.weight,
                 target,
+                mask: None,
             })
             .collect();
-        let grams = style.grams(&mut network, &backend, &style_idx, &shapes)?;
+        let targets =
+            style.targets(&mut network, &backend, &style_idx, &shapes, spec.style_loss)?;
         let style_terms: Vec<StyleTerm> = spec
             .style_layers
             .iter()
             .zip(&style_idx)
-            .zip(grams)
-            .map(|((l, &i), target_gram)| StyleTerm {
+            .zip(targets)
+            .map(|((l, &i), target)| StyleTerm {
                 slot: slot(i),
                 name: l.name.clone(),
                 weight: l.weight,
-                target_gram,
+                target,
             })
             .collect();
         let mut terms_at = vec![0; taps.len()];
@@ -406,6 +492,7 @@ impl StyleObjective {
             tv_weight: spec.tv_weight,
             content_norm: spec.content_norm.norm(),
             style_norm: spec.style_norm.norm(),
+            normalize_gradients: spec.normalize_gradients,
             temporal: None,
             last: None,
             evaluations: 0,
@@ -432,6 +519,11 @@ impl StyleObjective {
     /// # Errors
     /// [`Error::Ops`] when a layer has no device kernels or the device fails.
     pub fn on_device<D: tensor_ops::device::Device + 'static>(mut self, dev: D) -> Result<Self> {
+        if let Some(what) = self.cpu_only() {
+            return Err(Error::InvalidSetting(format!(
+                "{what} runs on the CPU only (the GPU kernels compute the plain Gram and content costs): use --device cpu"
+            )));
+        }
         let content: Vec<(usize, f32, &[f32])> = self
             .content
             .iter()
@@ -450,9 +542,12 @@ impl StyleObjective {
                 (
                     self.taps[t.slot],
                     t.weight,
-                    t.target_gram
-                        .as_slice()
-                        .expect("targets are in standard layout"),
+                    match &t.target {
+                        TermTarget::Gram(g) => {
+                            g.as_slice().expect("targets are in standard layout")
+                        }
+                        _ => unreachable!("cpu_only() refused other targets"),
+                    },
                 )
             })
             .collect();
@@ -711,12 +806,25 @@ impl StyleObjective {
                 &self.terms_at,
                 term.slot,
             );
-            let value = nst_costs::content_loss_accumulate(
-                self.feats[term.slot].view(),
-                term.target.view(),
-                self.content_norm,
-                buf.view_mut(),
-            )?;
+            let features = self.feats[term.slot].view();
+            let value = match &term.mask {
+                None => nst_costs::content_loss_accumulate(
+                    features,
+                    term.target.view(),
+                    self.content_norm,
+                    buf.view_mut(),
+                )?,
+                Some(mask) => nst_costs::masked_content_loss_accumulate(
+                    features,
+                    term.target.view(),
+                    mask.view(),
+                    self.content_norm,
+                    buf.view_mut(),
+                )?,
+            };
+            if self.normalize_gradients {
+                nst_costs::normalize_gradient(buf.view_mut());
+            }
             content += f64::from(term.weight) * value;
             let weight = self.alpha * term.weight;
             add_weighted(
@@ -742,14 +850,17 @@ impl StyleObjective {
                 &self.terms_at,
                 term.slot,
             );
-            let value = nst_costs::style_layer_loss_accumulate(
+            let value = targets::term_cost(
+                &term.target,
                 self.feats[term.slot].view(),
-                term.target_gram.view(),
                 self.style_norm,
-                self.backend.gemm(),
+                &self.backend,
                 &mut self.style_scratch,
                 buf.view_mut(),
             )?;
+            if self.normalize_gradients {
+                nst_costs::normalize_gradient(buf.view_mut());
+            }
             style += f64::from(term.weight) * value;
             style_layers.push((term.name.clone(), value));
             add_weighted(
@@ -824,6 +935,58 @@ impl StyleObjective {
             weight,
         });
         Ok(())
+    }
+
+    /// Weights the content cost per position by `mask` (`[H, W]` of the generated image, values in
+    /// `[0, 1]`; see `nst_costs::masked_content_loss_accumulate`), brought to each content layer's grid.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] for a mask of another size or an objective on a device;
+    /// [`Error::Costs`] for values outside `[0, 1]`.
+    pub fn set_content_mask(&mut self, mask: ArrayView2<'_, f32>) -> Result<()> {
+        if self.device.is_some() {
+            return Err(Error::InvalidSetting(
+                "--content-mask runs on the CPU only: use --device cpu".into(),
+            ));
+        }
+        if mask.dim() != (self.shape.height, self.shape.width) {
+            return Err(Error::InvalidSetting(format!(
+                "the content mask is {:?} for an image of {}",
+                mask.dim(),
+                self.shape
+            )));
+        }
+        let last = *self.taps.last().expect("at least one layer");
+        let shapes = self.network.shapes(self.shape, last)?;
+        for term in &mut self.content {
+            term.mask = Some(targets::mask_on_layer(mask, &shapes, self.taps[term.slot])?);
+        }
+        Ok(())
+    }
+
+    /// The first setting of this objective that has no device kernels.
+    fn cpu_only(&self) -> Option<&'static str> {
+        if self.normalize_gradients {
+            Some("--normalize-gradients")
+        } else if self.content.iter().any(|t| t.mask.is_some()) {
+            Some("--content-mask")
+        } else if self.temporal.is_some() {
+            Some("the temporal term")
+        } else if self
+            .style
+            .iter()
+            .any(|t| matches!(t.target, TermTarget::Stats(_)))
+        {
+            Some("--style-loss mean-cov and w2")
+        } else if self
+            .style
+            .iter()
+            .any(|t| matches!(t.target, TermTarget::Guided(_)))
+        {
+            Some("--style-mask and --style-image-mask")
+        } else {
+            None
+        }
     }
 
     fn tv_cost(
@@ -938,31 +1101,6 @@ fn style_targets(
         .collect()
 }
 
-/// Given style targets, checked against the style layers: one `C × C` matrix per layer.
-fn check_grams(
-    grams: Vec<Array2<f32>>,
-    style_idx: &[usize],
-    shapes: &[Shape],
-) -> Result<Vec<Array2<f32>>> {
-    if grams.len() != style_idx.len() {
-        return Err(Error::InvalidSetting(format!(
-            "{} style targets given for {} style layers",
-            grams.len(),
-            style_idx.len()
-        )));
-    }
-    for (g, &i) in grams.iter().zip(style_idx) {
-        let c = shapes[i + 1].channels;
-        if g.dim() != (c, c) {
-            return Err(Error::InvalidSetting(format!(
-                "a style target is {:?} but its layer has {c} channels",
-                g.dim()
-            )));
-        }
-    }
-    Ok(grams)
-}
-
 /// The outputs of the layers `taps` for `image`, for the targets: on the backend's GPU when it has one
 /// (the same layers, uploaded for this image's size), else by the CPU network.
 fn target_features(
@@ -1034,7 +1172,10 @@ impl nst_optim::Objective for StyleObjective {
 }
 
 mod device;
+mod targets;
 pub use device::ResidentImage;
+pub use targets::StyleTargetSet;
+use targets::TermTarget;
 
 #[cfg(test)]
 pub(crate) mod tests;

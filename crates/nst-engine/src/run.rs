@@ -4,6 +4,7 @@
 
 mod inputs;
 mod live;
+mod masks;
 mod opt;
 
 use std::path::{Path, PathBuf};
@@ -174,13 +175,17 @@ impl<'a> Run<'a> {
     fn objective(&mut self, index: usize) -> Result<StyleObjective> {
         let size = self.stages[index].size;
         let network = self.network.take().expect("the network is not in use");
-        let (content, styles) = self.inputs.targets(&self.spec, size);
-        let style_images: Vec<objective::StyleImage<'_>> = styles
+        let t = self.inputs.targets(&self.spec, size);
+        let style_images: Vec<objective::StyleImage<'_>> = t
+            .styles
             .iter()
             .zip(&self.spec.style_blend)
-            .map(|(t, &weight)| objective::StyleImage {
-                image: t.view(),
+            .enumerate()
+            .map(|(i, (image, &weight))| objective::StyleImage {
+                image: image.view(),
                 weight,
+                mask: t.style_masks.get(i).map(|m| m.view()),
+                region: t.style_regions.get(i).map(|m| m.view()),
             })
             .collect();
         let cache = self
@@ -191,18 +196,18 @@ impl<'a> Run<'a> {
         let backend = self.backend.clone();
         let hit = cached.is_some();
         let obj = match cached {
-            Some(grams) => StyleObjective::with_style_grams(
+            Some(targets) => StyleObjective::with_style_targets(
                 network,
                 backend,
                 &self.spec.objective,
-                content.view(),
-                grams,
+                t.content.view(),
+                targets,
             ),
             None => StyleObjective::new(
                 network,
                 backend,
                 &self.spec.objective,
-                content.view(),
+                t.content.view(),
                 &style_images,
             ),
         }
@@ -214,9 +219,12 @@ impl<'a> Run<'a> {
         if let Some((c, key)) = cache
             && !hit
         {
-            c.put(key, obj.style_grams());
+            c.put(key, obj.style_targets());
         }
         let mut obj = obj;
+        if let Some(mask) = &t.content_mask {
+            obj.set_content_mask(mask.view())?;
+        }
         if let (Some((target, mask)), Some(t)) = (
             self.inputs.temporal(&self.spec, size),
             self.spec.temporal.as_ref(),

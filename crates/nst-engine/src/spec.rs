@@ -120,6 +120,37 @@ choice! {
         /// `C·H·W`, then the mean of the squared differences), TV 10⁻³, L-BFGS, 1000 iterations, max
         /// pooling, random start, 512 px.
         Jcjohnson => "jcjohnson",
+        /// In the manner of crowsonkb's style-transfer-pytorch: the 2-Wasserstein style loss, style
+        /// layers `relu1_1 … relu5_1` weighted 256:64:16:4:1 (normalized), content `relu4_2` (mean
+        /// squared error), every layer's gradient normalized, Adam at 5.1 (0.02 of the 0–1 range) from
+        /// the content image, coarse to fine from 128 px (`--scales auto:128`) to 512 px, 1000
+        /// iterations on the first scale and 500 on each later one, iterate averaging at 0.99, max
+        /// pooling.
+        W2 => "w2",
+    }
+}
+
+choice! {
+    /// How `--preserve-colors match` maps the style image's colours onto the content's (see
+    /// `nst_costs::color::ColorMatch`).
+    ColorMatchKind {
+        /// Cholesky factors (Gatys et al. 2016, `A_chol`).
+        Chol => "chol",
+        /// Symmetric square roots of both covariances (Image Analogies; Gatys et al. 2016, `A_IA`).
+        Pca => "pca",
+        /// The symmetric (optimal-transport) map.
+        Sym => "sym",
+    }
+}
+
+impl ColorMatchKind {
+    /// The `nst_costs` method.
+    pub fn method(self) -> nst_costs::color::ColorMatch {
+        match self {
+            ColorMatchKind::Chol => nst_costs::color::ColorMatch::Cholesky,
+            ColorMatchKind::Pca => nst_costs::color::ColorMatch::Pca,
+            ColorMatchKind::Sym => nst_costs::color::ColorMatch::Symmetric,
+        }
     }
 }
 
@@ -146,6 +177,7 @@ impl Preset {
                     tv_weight: 0.0,
                     content_norm: ContentNormKind::Half,
                     style_norm: StyleNormKind::Gatys,
+                    ..ObjectiveSpec::course()
                 };
             }
             Preset::Jcjohnson => {
@@ -166,10 +198,49 @@ impl Preset {
                     tv_weight: 1.0e-3,
                     content_norm: ContentNormKind::Mean,
                     style_norm: StyleNormKind::MeanGram,
+                    ..ObjectiveSpec::course()
                 };
             }
+            Preset::W2 => w2_preset(spec),
         }
     }
+}
+
+/// [`Preset::W2`]'s settings.
+fn w2_preset(spec: &mut RunSpec) {
+    use crate::network::parse_layers;
+    use crate::objective::{ContentNormKind, StyleLossKind};
+    let layers = |flag, text| parse_layers(flag, text).expect("a valid constant");
+    spec.optimizer = OptimizerKind::Adam;
+    spec.learning_rate = 0.02 * 255.0;
+    spec.init = InitKind::Content;
+    spec.iterations = 1000;
+    spec.scale_iterations = Some(500);
+    spec.scales = Scales::Auto { min: 128 };
+    spec.average = Some(0.99);
+    spec.print_every = 100;
+    spec.max_size = 512;
+    spec.pooling = PoolingKind::Max;
+    let total = 256.0 + 64.0 + 16.0 + 4.0 + 1.0;
+    let style = format!(
+        "relu1_1:{},relu2_1:{},relu3_1:{},relu4_1:{},relu5_1:{}",
+        256.0 / total,
+        64.0 / total,
+        16.0 / total,
+        4.0 / total,
+        1.0 / total
+    );
+    spec.objective = ObjectiveSpec {
+        content_layers: layers("--content-layers", "relu4_2:1"),
+        style_layers: layers("--style-layers", &style),
+        alpha: 0.015,
+        beta: 1.0,
+        tv_weight: 0.0,
+        content_norm: ContentNormKind::Mean,
+        style_loss: StyleLossKind::W2,
+        normalize_gradients: true,
+        ..ObjectiveSpec::course()
+    };
 }
 
 /// The scales of a coarse-to-fine run: the long sides of the stages before the final one, which is
@@ -275,6 +346,22 @@ pub struct RunSpec {
     pub pooling: PoolingKind,
     /// Luminance-only transfer (YIQ), as Gatys et al. 2016b.
     pub preserve_colors: bool,
+    /// Colour matching before the run (`--preserve-colors match`): each style image's RGB mapped by
+    /// an affine map so that its mean and covariance equal the content's, by this method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color_match: Option<ColorMatchKind>,
+    /// One mask per style image (`--style-mask`), aligned with the content: white where that style
+    /// applies (guided Gram matrices). Empty: every style everywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub style_masks: Vec<PathBuf>,
+    /// One mask per style image over the style image itself (`--style-image-mask`): white where its
+    /// style is taken from. Empty: the whole style image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub style_image_masks: Vec<PathBuf>,
+    /// A mask aligned with the content (`--content-mask`): the content cost's weight at each position
+    /// (white 1, black 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_mask: Option<PathBuf>,
     /// Device asked for.
     pub device: DeviceKind,
     /// Output folder: intermediate images, checkpoint, and by default the result.
@@ -359,6 +446,10 @@ impl RunSpec {
             upscale: false,
             pooling: PoolingKind::Avg,
             preserve_colors: false,
+            color_match: None,
+            style_masks: Vec::new(),
+            style_image_masks: Vec::new(),
+            content_mask: None,
             device: DeviceKind::Cpu,
             output: out_dir.join("result.png"),
             out_dir,
@@ -439,11 +530,15 @@ impl RunSpec {
             return Err("--iterations and --scale-iterations must be at least 1 (--init content writes the content image as the start)".into());
         }
         self.validate_scales()?;
-        if self.preserve_colors && self.original_colors.is_some() {
+        if (self.preserve_colors || self.color_match.is_some()) && self.original_colors.is_some() {
             return Err(
                 "--preserve-colors and --original-colors contradict each other: give one".into(),
             );
         }
+        if self.preserve_colors && self.color_match.is_some() {
+            return Err("--preserve-colors takes one method: luminance or match, not both".into());
+        }
+        self.validate_masks()?;
         let png = self
             .output
             .extension()
@@ -534,6 +629,48 @@ impl RunSpec {
             }
         }
         Ok(())
+    }
+
+    fn validate_masks(&self) -> Result<(), String> {
+        for (flag, masks) in [
+            ("--style-mask", &self.style_masks),
+            ("--style-image-mask", &self.style_image_masks),
+        ] {
+            if !masks.is_empty() && masks.len() != self.styles.len() {
+                return Err(format!(
+                    "{flag} was given {} times for {} --style images: give it once per style image, in the same order (a white image applies a style everywhere)",
+                    masks.len(),
+                    self.styles.len()
+                ));
+            }
+        }
+        let guided = !(self.style_masks.is_empty() && self.style_image_masks.is_empty());
+        if guided && self.objective.style_loss != crate::objective::StyleLossKind::Gram {
+            return Err(format!(
+                "--style-mask and --style-image-mask work with --style-loss gram, not {}",
+                self.objective.style_loss
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a setting has no GPU kernels (masks, colour matching needs none but the losses do):
+    /// such a run stays on the CPU.
+    pub fn needs_cpu(&self) -> Option<&'static str> {
+        let o = &self.objective;
+        if o.style_loss != crate::objective::StyleLossKind::Gram {
+            Some("--style-loss mean-cov and w2")
+        } else if o.normalize_gradients {
+            Some("--normalize-gradients")
+        } else if !self.style_masks.is_empty() || !self.style_image_masks.is_empty() {
+            Some("--style-mask and --style-image-mask")
+        } else if self.content_mask.is_some() {
+            Some("--content-mask")
+        } else if self.temporal.is_some() {
+            Some("the temporal term")
+        } else {
+            None
+        }
     }
 
     fn validate_temporal(&self) -> Result<(), String> {

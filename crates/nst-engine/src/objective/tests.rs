@@ -126,10 +126,7 @@ fn non_chain_layers_and_unknown_names_are_errors() {
         Backend::Cpu,
         &spec("relu9_9", "relu1_1", 1.0, 1.0, 0.0),
         image(1, 6, 6).view(),
-        &[StyleImage {
-            image: image(2, 6, 6).view(),
-            weight: 1.0,
-        }],
+        &[StyleImage::new(image(2, 6, 6).view(), 1.0)],
     )
     .unwrap_err();
     assert!(
@@ -149,10 +146,7 @@ fn content_cost_is_zero_at_the_content_image() {
         Backend::Cpu,
         &spec("relu2_1", "relu1_1,relu2_2", 1.0, 1.0, 0.0),
         content.view(),
-        &[StyleImage {
-            image: style.view(),
-            weight: 1.0,
-        }],
+        &[StyleImage::new(style.view(), 1.0)],
     )
     .unwrap();
     let mut grad = Array3::zeros((3, 8, 8));
@@ -176,15 +170,9 @@ fn fd_check(pool: PoolMethod, style_size: (usize, usize), blend: bool) {
     let content = image(8, 8, 8);
     let style_a = image(9, style_size.0, style_size.1);
     let style_b = image(10, 8, 8);
-    let mut styles = vec![StyleImage {
-        image: style_a.view(),
-        weight: 1.0,
-    }];
+    let mut styles = vec![StyleImage::new(style_a.view(), 1.0)];
     if blend {
-        styles.push(StyleImage {
-            image: style_b.view(),
-            weight: 3.0,
-        });
+        styles.push(StyleImage::new(style_b.view(), 3.0));
     }
     // The average-pooling check also covers the other normalizations (Mean, Johnson).
     let (content_norm, style_norm) = match pool {
@@ -257,14 +245,8 @@ fn device_matches_cpu<D: tensor_ops::device::Device + 'static>(
     let content = image(22, h, w);
     let (style_a, style_b) = (image(23, 10, 15), image(24, h, w));
     let styles = [
-        StyleImage {
-            image: style_a.view(),
-            weight: 1.0,
-        },
-        StyleImage {
-            image: style_b.view(),
-            weight: 2.5,
-        },
+        StyleImage::new(style_a.view(), 1.0),
+        StyleImage::new(style_b.view(), 2.5),
     ];
     // The average-pooling case also uses other normalizations, which the device must apply too.
     let (content_norm, style_norm) = match pool {
@@ -403,10 +385,7 @@ fn device_adam_takes_the_host_adam_steps() {
     let (h, w) = (12, 10);
     let content = image(32, h, w);
     let style = image(33, h, w);
-    let styles = [StyleImage {
-        image: style.view(),
-        weight: 1.0,
-    }];
+    let styles = [StyleImage::new(style.view(), 1.0)];
     let s = spec("relu2_1", "relu1_1:0.5,relu2_2:0.5", 10.0, 40.0, 0.01);
     let build = || {
         StyleObjective::new(
@@ -502,10 +481,7 @@ fn device_adam_takes_the_host_adam_steps() {
 fn device_adam_needs_a_device_and_a_loaded_iterate() {
     let m = tiny_model(31, 3, PoolMethod::Avg);
     let content = image(32, 8, 8);
-    let styles = [StyleImage {
-        image: content.view(),
-        weight: 1.0,
-    }];
+    let styles = [StyleImage::new(content.view(), 1.0)];
     let s = spec("relu2_1", "relu1_1", 1.0, 1.0, 0.0);
     let mut cpu = StyleObjective::new(
         build_network(&m, None).unwrap(),
@@ -574,10 +550,7 @@ fn device_target_features_match_the_cpu() {
 fn fd_temporal_term() {
     let m = tiny_model(7, 3, PoolMethod::Avg);
     let (content, style) = (image(8, 8, 8), image(9, 8, 8));
-    let styles = [StyleImage {
-        image: style.view(),
-        weight: 1.0,
-    }];
+    let styles = [StyleImage::new(style.view(), 1.0)];
     let build = |alpha: f32, beta: f32| {
         let s = spec("relu2_1", "relu1_1,relu2_1", alpha, beta, 0.0);
         StyleObjective::new(

@@ -37,8 +37,23 @@ pub(super) fn choose_backend(spec: &RunSpec, sink: &mut dyn EventSink) -> Result
     let note = |sink: &mut dyn EventSink, text: String| {
         sink.event(&Event::Note(text)).map_err(Error::Sink)
     };
+    let cpu_only = spec.needs_cpu();
     match spec.device {
         DeviceKind::Cpu => Ok(Backend::Cpu),
+        DeviceKind::Cuda if cpu_only.is_some() => Err(Error::Device(format!(
+            "--device cuda: {} runs on the CPU only (the GPU kernels compute the plain Gram and content costs); use --device cpu",
+            cpu_only.unwrap_or_default()
+        ))),
+        DeviceKind::Auto if cpu_only.is_some() => {
+            note(
+                sink,
+                format!(
+                    "device: cpu (--device auto: {} runs on the CPU only)",
+                    cpu_only.unwrap_or_default()
+                ),
+            )?;
+            Ok(Backend::Cpu)
+        }
         DeviceKind::Cuda => match Backend::cuda() {
             Ok(b) => {
                 note(sink, format!("device: {}", b.describe()))?;
@@ -81,8 +96,25 @@ pub(super) struct Inputs {
     pub(super) init: Option<Picture>,
     /// The temporal term's previous result and previous content frame, at the working size.
     pub(super) temporal: Option<(Picture, Picture)>,
+    /// The masks of spatial control.
+    pub(super) masks: super::masks::Masks,
     /// The model's mean pixel.
     pub(super) mean: [f32; 3],
+}
+
+/// What a stage's objective is built from: the content and style tensors and the masks at the stage's
+/// sizes.
+pub(super) struct StageTargets {
+    /// The content at the stage's size.
+    pub(super) content: Array3<f32>,
+    /// Each style image at its size for the stage.
+    pub(super) styles: Vec<Array3<f32>>,
+    /// Each style's mask on the stage's grid (empty: none).
+    pub(super) style_masks: Vec<Array2<f32>>,
+    /// Each style's region on its own grid (empty: none).
+    pub(super) style_regions: Vec<Array2<f32>>,
+    /// The content mask on the stage's grid.
+    pub(super) content_mask: Option<Array2<f32>>,
 }
 
 impl Inputs {
@@ -132,9 +164,14 @@ impl Inputs {
                         spec.style_scale_of(i),
                     ))
                 })?;
-                image_at("--style", p, ss)
+                Ok((image_at("--style", p, ss)?, (w, h)))
             })
             .collect::<Result<Vec<_>>>()?;
+        let masks = super::masks::Masks::decode(spec, (cw, ch), size, &styles)?;
+        let mut styles: Vec<Picture> = styles.into_iter().map(|(p, _)| p).collect();
+        if let Some(method) = spec.color_match {
+            super::masks::match_colors(&mut styles, &content, method, &spec.styles)?;
+        }
         let init = match (&spec.init_image, spec.init) {
             (Some(p), _) => Some(image_at("--init-image", p, size)?),
             // Decoded again rather than taken from `styles`, which holds a copy already scaled for the
@@ -161,6 +198,7 @@ impl Inputs {
             styles,
             init,
             temporal,
+            masks,
             mean: IMAGENET_MEAN,
         })
     }
@@ -223,19 +261,35 @@ impl Inputs {
 
     /// The content tensor at `size` and each style tensor at its size for a stage of long side
     /// `size`'s, luminance only when `preserve_colors`.
-    pub(super) fn targets(&self, spec: &RunSpec, size: Size) -> (Array3<f32>, Vec<Array3<f32>>) {
+    pub(super) fn targets(&self, spec: &RunSpec, size: Size) -> StageTargets {
+        use super::masks::mask_at;
         let long = size.width.max(size.height);
         let content = self.tensor(spec, &self.content, size);
-        let styles = self
+        let style_sizes: Vec<Size> = self
             .styles
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                let ss = style_size((s.width(), s.height()), long, spec.style_scale_of(i));
-                self.tensor(spec, s, ss)
-            })
+            .map(|(i, s)| style_size((s.width(), s.height()), long, spec.style_scale_of(i)))
             .collect();
-        (content, styles)
+        let styles = self
+            .styles
+            .iter()
+            .zip(&style_sizes)
+            .map(|(s, &ss)| self.tensor(spec, s, ss))
+            .collect();
+        let m = &self.masks;
+        StageTargets {
+            content,
+            styles,
+            style_masks: m.styles.iter().map(|p| mask_at(p, size)).collect(),
+            style_regions: m
+                .regions
+                .iter()
+                .zip(&style_sizes)
+                .map(|(p, &ss)| mask_at(p, ss))
+                .collect(),
+            content_mask: m.content.as_ref().map(|p| mask_at(p, size)),
+        }
     }
 
     /// The temporal term's target and mask at `size` (see [`crate::Temporal`]), when there is one.
