@@ -67,14 +67,18 @@ pub fn from_args(a: &StylizeArgs) -> Result<RunSpec, String> {
     set(&mut s.seed, a.seed);
     s.upscale = a.upscale;
     set(&mut s.pooling, a.pooling);
-    s.preserve_colors = a.preserve_colors;
+    colors_and_masks(&mut s, a)?;
     set(&mut s.device, a.device);
     outputs(&mut s, a);
     set(&mut s.checkpoint_every, a.checkpoint_every);
     set(&mut s.scales, a.scales.clone());
-    s.scale_iterations = a.scale_iterations;
+    if a.scale_iterations.is_some() {
+        s.scale_iterations = a.scale_iterations;
+    }
     s.style_scale = a.style_scale.clone();
-    s.average = a.average;
+    if a.average.is_some() {
+        s.average = a.average;
+    }
     set(&mut s.bit_depth, a.bit_depth);
     s.original_colors = original_colors(a);
     s.validate()?;
@@ -86,6 +90,39 @@ fn set<T>(field: &mut T, v: Option<T>) {
     if let Some(v) = v {
         *field = v;
     }
+}
+
+/// Colour preservation, the masks of spatial control, and the style cost's kind.
+fn colors_and_masks(s: &mut RunSpec, a: &StylizeArgs) -> Result<(), String> {
+    use crate::cli::PreserveColors;
+    match a.preserve_colors {
+        Some(PreserveColors::Luminance) => s.preserve_colors = true,
+        Some(PreserveColors::Match) => {
+            s.preserve_colors = false;
+            s.color_match = Some(
+                a.color_match
+                    .unwrap_or(nst_engine::spec::ColorMatchKind::Pca),
+            );
+        }
+        None => {}
+    }
+    if a.color_match.is_some() && s.color_match.is_none() {
+        return Err("--color-match applies to --preserve-colors match".into());
+    }
+    if !a.style_mask.is_empty() {
+        s.style_masks = a.style_mask.clone();
+    }
+    if !a.style_image_mask.is_empty() {
+        s.style_image_masks = a.style_image_mask.clone();
+    }
+    if a.content_mask.is_some() {
+        s.content_mask = a.content_mask.clone();
+    }
+    set(&mut s.objective.style_loss, a.style_loss);
+    if a.normalize_gradients {
+        s.objective.normalize_gradients = true;
+    }
+    Ok(())
 }
 
 /// The output folder, the result and the front end's files.
@@ -190,7 +227,7 @@ pub fn resumed(
 
 /// A resumed run takes the checkpoint's settings: a flag that would change the optimization is an error.
 fn refuse_fixed_flags(a: &StylizeArgs) -> Result<(), String> {
-    let fixed: [(&str, bool); 24] = [
+    let fixed: [(&str, bool); 30] = [
         ("--content", a.content.is_some()),
         ("--style", !a.style.is_empty()),
         ("--style-blend", !a.style_blend.is_empty()),
@@ -209,7 +246,13 @@ fn refuse_fixed_flags(a: &StylizeArgs) -> Result<(), String> {
         ("--pooling", a.pooling.is_some()),
         ("--content-layers", a.content_layers.is_some()),
         ("--style-layers", a.style_layers.is_some()),
-        ("--preserve-colors", a.preserve_colors),
+        ("--preserve-colors", a.preserve_colors.is_some()),
+        ("--color-match", a.color_match.is_some()),
+        ("--style-mask", !a.style_mask.is_empty()),
+        ("--style-image-mask", !a.style_image_mask.is_empty()),
+        ("--content-mask", a.content_mask.is_some()),
+        ("--style-loss", a.style_loss.is_some()),
+        ("--normalize-gradients", a.normalize_gradients),
         ("--scales", a.scales.is_some()),
         ("--scale-iterations", a.scale_iterations.is_some()),
         ("--style-scale", !a.style_scale.is_empty()),

@@ -8,7 +8,34 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use nst_engine::color::ColorSpace;
+pub use nst_engine::objective::StyleLossKind;
+pub use nst_engine::spec::ColorMatchKind;
 pub use nst_engine::{DeviceKind, InitKind, OptimizerKind, PoolingKind, Preset, Scales};
+
+/// `--preserve-colors`' methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreserveColors {
+    /// Style on luminance only.
+    Luminance,
+    /// The style images' colours matched to the content's.
+    Match,
+}
+
+impl PreserveColors {
+    /// The accepted names.
+    pub const NAMES: &'static [&'static str] = &["luminance", "match"];
+}
+
+impl std::str::FromStr for PreserveColors {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "luminance" => Ok(PreserveColors::Luminance),
+            "match" => Ok(PreserveColors::Match),
+            _ => Err(format!("`{s}` is not one of luminance, match")),
+        }
+    }
+}
 
 /// A parser for one of the engine's named settings (`adam`, `lbfgs`, …), listing the names in `--help`.
 fn choice<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
@@ -122,9 +149,33 @@ pub struct StylizeArgs {
     /// Style layers with weights [default: relu1_1:0.2,relu2_1:0.2,relu3_1:0.2,relu4_1:0.2,relu5_1:0.2].
     #[arg(long, value_name = "LAYER[:W],...")]
     pub style_layers: Option<String>,
-    /// Keep the content's colours: transfer style on luminance only (YIQ), as Gatys et al. 2016b.
+    /// Keep the content's colours (Gatys et al. 2016b): `luminance` transfers style on luminance only
+    /// (YIQ; the flag alone means this), `match` maps each style image's colours onto the content's
+    /// before the run (--color-match).
+    #[arg(long, value_name = "luminance|match", num_args = 0..=1, default_missing_value = "luminance", value_parser = choice::<PreserveColors>(PreserveColors::NAMES))]
+    pub preserve_colors: Option<PreserveColors>,
+    /// How --preserve-colors match maps colours: chol (Cholesky), pca (symmetric square roots, Image
+    /// Analogies) or sym (the optimal-transport map) [default: pca].
+    #[arg(long, value_parser = choice::<ColorMatchKind>(ColorMatchKind::NAMES))]
+    pub color_match: Option<ColorMatchKind>,
+    /// A mask per style image, in the order of --style, aligned with the content: white where that style
+    /// applies (guided Gram matrices). Give it once per --style.
+    #[arg(long, value_name = "PATH")]
+    pub style_mask: Vec<PathBuf>,
+    /// A mask per style image over the style image itself: white where its style is taken from.
+    #[arg(long, value_name = "PATH")]
+    pub style_image_mask: Vec<PathBuf>,
+    /// A mask aligned with the content: the content cost's weight at each position (white 1, black 0).
+    #[arg(long, value_name = "PATH")]
+    pub content_mask: Option<PathBuf>,
+    /// The style cost: gram (Gatys et al.), mean-cov (feature means and covariances) or w2
+    /// (2-Wasserstein distance of Gaussian fits) [default: gram].
+    #[arg(long, value_parser = choice::<StyleLossKind>(StyleLossKind::NAMES))]
+    pub style_loss: Option<StyleLossKind>,
+    /// Scale each layer's gradient to unit L1 norm before weighting and summing (neural-style's
+    /// -normalize_gradients).
     #[arg(long)]
-    pub preserve_colors: bool,
+    pub normalize_gradients: bool,
     /// The VGG `.mat` file [default: pretrained-model/imagenet-vgg-verydeep-19.mat].
     #[arg(long, env = "NST_WEIGHTS", value_name = "PATH")]
     pub weights: Option<PathBuf>,

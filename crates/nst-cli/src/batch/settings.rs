@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::cli::{
-    ColorSpace, DeviceKind, InitKind, OptimizerKind, PoolingKind, Preset, Scales, StylizeArgs,
+    ColorMatchKind, ColorSpace, DeviceKind, InitKind, OptimizerKind, PoolingKind, PreserveColors,
+    Preset, Scales, StyleLossKind, StylizeArgs,
 };
 
 /// The settings a batch job may give (every one optional; the defaults are `nst stylize`'s).
@@ -49,8 +50,14 @@ pub struct Settings {
     pub content_layers: Option<String>,
     /// `--style-layers`.
     pub style_layers: Option<String>,
-    /// `--preserve-colors`.
-    pub preserve_colors: Option<bool>,
+    /// `--preserve-colors`: `true` (luminance), `false`, `"luminance"` or `"match"`.
+    pub preserve_colors: Option<BoolOrName>,
+    /// `--color-match`.
+    pub color_match: Option<String>,
+    /// `--style-loss`.
+    pub style_loss: Option<String>,
+    /// `--normalize-gradients`.
+    pub normalize_gradients: Option<bool>,
     /// `--device`.
     pub device: Option<String>,
     /// `--checkpoint-every` (default in a batch: [`DEFAULT_CHECKPOINT_EVERY`]).
@@ -73,6 +80,16 @@ pub struct Settings {
     pub color_space: Option<String>,
     /// `--bit-depth`.
     pub bit_depth: Option<u8>,
+}
+
+/// A switch given as a boolean or by the name of its method.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum BoolOrName {
+    /// `true` or `false`.
+    Bool(bool),
+    /// A method's name.
+    Name(String),
 }
 
 /// One number or a list of numbers.
@@ -161,7 +178,16 @@ impl Settings {
             pooling: choice::<PoolingKind>("pooling", &self.pooling)?,
             content_layers: self.content_layers.clone(),
             style_layers: self.style_layers.clone(),
-            preserve_colors: self.preserve_colors.unwrap_or(false),
+            preserve_colors: match &self.preserve_colors {
+                None | Some(BoolOrName::Bool(false)) => None,
+                Some(BoolOrName::Bool(true)) => Some(PreserveColors::Luminance),
+                Some(BoolOrName::Name(n)) => {
+                    Some(n.parse().map_err(|e| format!("preserve_colors: {e}"))?)
+                }
+            },
+            color_match: choice::<ColorMatchKind>("color_match", &self.color_match)?,
+            style_loss: choice::<StyleLossKind>("style_loss", &self.style_loss)?,
+            normalize_gradients: self.normalize_gradients.unwrap_or(false),
             device: choice::<DeviceKind>("device", &self.device)?,
             checkpoint_every: Some(self.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY)),
             scales: self

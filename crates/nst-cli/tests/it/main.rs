@@ -2,6 +2,7 @@
 //! the tests write with `vgg_weights::write::write_simplenn`.
 
 mod batch;
+mod controls;
 mod corpus;
 mod errors;
 mod hostile;
