@@ -11,7 +11,7 @@ use vgg_weights::PoolMethod;
 
 use super::super::tests::tiny_model;
 use super::super::*;
-use super::mixture;
+use super::{mask_on_layer, mixture, poolings_before};
 use crate::network::{build_network, parse_layers};
 
 fn spec(content: &str, style: &str, alpha: f32, beta: f32) -> ObjectiveSpec {
@@ -262,4 +262,29 @@ fn the_mixture_of_two_gaussians_by_hand() {
     assert_eq!(m.mean, array![1.0, 2.0]);
     // E[xxᵀ] − μμᵀ: diag (0.5·(1 + 0) + 0.5·(3 + 4)) − 1 = 3, off-diagonal 0.5·1 = 0.5, …
     approx::assert_abs_diff_eq!(m.cov, array![[3.0, 0.5], [0.5, 1.0]], epsilon = 1e-12);
+}
+
+/// A mask reaches each layer through the poolings before it: none for `relu1_1`, one (2×2 means) for
+/// `relu2_1` and `relu2_2`, checked against a hand computation.
+#[test]
+fn masks_reach_each_layer_through_its_poolings() {
+    let net = build_network(&tiny_model(7, 3, PoolMethod::Avg), None).unwrap();
+    let last = net.index_of("relu2_2").unwrap();
+    let shapes = net.shapes(tensor_ops::Shape::new(3, 4, 6), last).unwrap();
+    let mask = ndarray::array![
+        [1.0_f32, 1.0, 0.0, 0.0, 1.0, 0.5],
+        [1.0, 1.0, 0.0, 1.0, 0.5, 0.5],
+        [0.0, 0.0, 0.0, 0.0, 1.0, 1.0],
+        [0.0, 1.0, 0.0, 0.0, 1.0, 1.0],
+    ];
+    let at = |name: &str| mask_on_layer(mask.view(), &shapes, net.index_of(name).unwrap()).unwrap();
+    assert_eq!(at("relu1_1"), mask);
+    let want = ndarray::array![[1.0_f32, 0.25, 0.625], [0.25, 0.0, 1.0]];
+    assert_eq!(at("relu2_1"), want);
+    assert_eq!(at("relu2_2"), want);
+    assert_eq!(
+        poolings_before(&shapes, net.index_of("conv1_1").unwrap()),
+        0
+    );
+    assert_eq!(poolings_before(&shapes, net.index_of("pool1").unwrap()), 1);
 }
