@@ -119,9 +119,7 @@ fn colors_and_masks(s: &mut RunSpec, a: &StylizeArgs) -> Result<(), String> {
         s.content_mask = a.content_mask.clone();
     }
     set(&mut s.objective.style_loss, a.style_loss);
-    if a.normalize_gradients {
-        s.objective.normalize_gradients = true;
-    }
+    set(&mut s.objective.normalize_gradients, a.normalize_gradients);
     Ok(())
 }
 
@@ -252,7 +250,7 @@ fn refuse_fixed_flags(a: &StylizeArgs) -> Result<(), String> {
         ("--style-image-mask", !a.style_image_mask.is_empty()),
         ("--content-mask", a.content_mask.is_some()),
         ("--style-loss", a.style_loss.is_some()),
-        ("--normalize-gradients", a.normalize_gradients),
+        ("--normalize-gradients", a.normalize_gradients.is_some()),
         ("--scales", a.scales.is_some()),
         ("--scale-iterations", a.scale_iterations.is_some()),
         ("--style-scale", !a.style_scale.is_empty()),

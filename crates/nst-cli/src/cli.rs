@@ -173,9 +173,9 @@ pub struct StylizeArgs {
     #[arg(long, value_parser = choice::<StyleLossKind>(StyleLossKind::NAMES))]
     pub style_loss: Option<StyleLossKind>,
     /// Scale each layer's gradient to unit L1 norm before weighting and summing (neural-style's
-    /// -normalize_gradients).
-    #[arg(long)]
-    pub normalize_gradients: bool,
+    /// -normalize_gradients); `--normalize-gradients false` turns a preset's off.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub normalize_gradients: Option<bool>,
     /// The VGG `.mat` file [default: pretrained-model/imagenet-vgg-verydeep-19.mat].
     #[arg(long, env = "NST_WEIGHTS", value_name = "PATH")]
     pub weights: Option<PathBuf>,

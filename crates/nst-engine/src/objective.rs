@@ -299,6 +299,7 @@ pub struct StyleObjective {
     term_grads: Vec<Array3<f32>>,
     tv_grad: Array3<f32>,
     style_scratch: StyleScratch,
+    guided_grad: Array3<f32>,
 }
 
 impl fmt::Debug for StyleObjective {
@@ -502,6 +503,7 @@ impl StyleObjective {
             term_grads: Vec::new(),
             tv_grad: Array3::zeros((0, 0, 0)),
             style_scratch: StyleScratch::new(),
+            guided_grad: Array3::zeros((0, 0, 0)),
         };
         #[cfg(feature = "cuda")]
         if let Some(dev) = objective.backend.cuda_device() {
@@ -855,7 +857,7 @@ impl StyleObjective {
                 self.feats[term.slot].view(),
                 self.style_norm,
                 &self.backend,
-                &mut self.style_scratch,
+                (&mut self.style_scratch, &mut self.guided_grad),
                 buf.view_mut(),
             )?;
             if self.normalize_gradients {

@@ -539,6 +539,11 @@ impl RunSpec {
             return Err("--preserve-colors takes one method: luminance or match, not both".into());
         }
         self.validate_masks()?;
+        if self.objective.normalize_gradients && self.optimizer == OptimizerKind::Lbfgs {
+            return Err(
+                "--normalize-gradients with --optimizer lbfgs: the normalized gradient is not the gradient of the cost the line search measures, so L-BFGS would search blind; use --optimizer adam (as --preset w2 does)".into(),
+            );
+        }
         let png = self
             .output
             .extension()
@@ -654,8 +659,9 @@ impl RunSpec {
         Ok(())
     }
 
-    /// Whether a setting has no GPU kernels (masks, colour matching needs none but the losses do):
-    /// such a run stays on the CPU.
+    /// The first setting of this run that has no GPU kernels (the style losses other than the Gram
+    /// cost, gradient normalization, masks, the temporal term), by its flag; such a run stays on the
+    /// CPU. Colour matching happens before the run and needs none.
     pub fn needs_cpu(&self) -> Option<&'static str> {
         let o = &self.objective;
         if o.style_loss != crate::objective::StyleLossKind::Gram {

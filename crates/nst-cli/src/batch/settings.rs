@@ -187,7 +187,7 @@ impl Settings {
             },
             color_match: choice::<ColorMatchKind>("color_match", &self.color_match)?,
             style_loss: choice::<StyleLossKind>("style_loss", &self.style_loss)?,
-            normalize_gradients: self.normalize_gradients.unwrap_or(false),
+            normalize_gradients: self.normalize_gradients,
             device: choice::<DeviceKind>("device", &self.device)?,
             checkpoint_every: Some(self.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY)),
             scales: self

@@ -6,12 +6,14 @@ use serde_json::Value;
 
 use super::*;
 
-/// A mask of the fixture's content size (40×32): white left of `split` columns, black right of it.
-fn write_mask(dir: &Path, name: &str, w: u32, h: u32, split: u32) -> PathBuf {
+/// A `w × h` mask: white left of column `split`, black from it (`flip`: the other way round).
+fn write_mask(dir: &Path, name: &str, (w, h): (u32, u32), split: u32, flip: bool) -> PathBuf {
     let p = dir.join(name);
-    GrayImage::from_fn(w, h, |x, _| Luma([if x < split { 255 } else { 0 }]))
-        .save(&p)
-        .unwrap();
+    GrayImage::from_fn(w, h, |x, _| {
+        Luma([if (x < split) != flip { 255 } else { 0 }])
+    })
+    .save(&p)
+    .unwrap();
     p
 }
 
@@ -90,6 +92,16 @@ fn the_w2_preset_prints_its_recipe_and_runs() {
         &["--style-loss", "mean-cov", "--normalize-gradients"],
         "run-meancov",
     );
+    let off = settings(&dir, &["--preset", "w2", "--normalize-gradients", "false"]);
+    assert!(
+        off["objective"].get("normalize_gradients").is_none(),
+        "turned off"
+    );
+    fails_naming(
+        &dir,
+        &["--preset", "jcjohnson", "--normalize-gradients"],
+        "--normalize-gradients with --optimizer lbfgs",
+    );
 }
 
 #[test]
@@ -125,9 +137,10 @@ fn colour_matching_runs_with_every_method_and_its_flags_are_checked() {
 fn masks_split_two_styles_and_bad_masks_name_their_flag() {
     let dir = temp_dir("masks");
     let (_, _, style) = fixture(&dir);
-    let left = write_mask(&dir, "left.png", 40, 32, 20);
-    let right = write_mask(&dir, "right.png", 40, 32, 0);
-    let region = write_mask(&dir, "region.png", 48, 36, 30);
+    let left = write_mask(&dir, "left.png", (40, 32), 20, false);
+    let right = write_mask(&dir, "right.png", (40, 32), 20, true);
+    let region = write_mask(&dir, "region.png", (48, 36), 30, false);
+    let black = write_mask(&dir, "black.png", (48, 36), 0, false);
     let style = style.display().to_string();
     let (left, right, region) = (
         left.display().to_string(),
@@ -166,6 +179,25 @@ fn masks_split_two_styles_and_bad_masks_name_their_flag() {
         "must have its image's proportions",
     );
     fails_naming(&dir, &["--content-mask", "missing.png"], "--content-mask");
+    let black = black.display().to_string();
+    fails_naming(&dir, &["--style-image-mask", &black], "is black");
+    fails_naming(
+        &dir,
+        &["--style-image-mask", &left],
+        "must have its image's proportions",
+    );
+    // A mask is an input: no output may overwrite it.
+    fails_naming(
+        &dir,
+        &["--content-mask", &left, "-o", &left],
+        "would overwrite the input",
+    );
+    // Masks over two scales (20 then 40 px).
+    run_ok(
+        &dir,
+        &[two.as_slice(), &["--scales", "20", "--style-scale", "1.5"]].concat(),
+        "run-scales",
+    );
     fails_naming(
         &dir,
         &["--style-loss", "w2", "--device", "cuda"],

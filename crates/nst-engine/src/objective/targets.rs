@@ -80,7 +80,7 @@ pub(super) fn mask_on_layer(
     let s = shapes[index + 1];
     if m.dim() != (s.height, s.width) {
         return Err(super::Error::InvalidSetting(format!(
-            "a mask of {:?} pixels reaches {:?} at a layer of {}×{}",
+            "a mask of {:?} pixels reaches {:?} at a layer of {}×{}: masks need poolings that halve sizes rounding down (not --pooling file with padded poolings)",
             mask.dim(),
             m.dim(),
             s.height,
@@ -105,6 +105,11 @@ pub(super) fn compute(
     let guided = styles
         .iter()
         .any(|s| s.mask.is_some() || s.region.is_some());
+    if guided && kind != StyleLossKind::Gram {
+        return Err(super::Error::InvalidSetting(format!(
+            "style masks work with the Gram style cost, not {kind}"
+        )));
+    }
     if guided {
         return guided_targets(network, backend, styles, style_idx, shapes);
     }
@@ -132,7 +137,7 @@ fn guided_targets(
 ) -> Result<Vec<TermTarget>> {
     let total: f32 = styles.iter().map(|s| s.weight).sum();
     let mut parts: Vec<Vec<GuidedPart>> = vec![Vec::new(); style_idx.len()];
-    for s in styles {
+    for (number, s) in styles.iter().enumerate() {
         let feats = target_features(network, backend, s.image, style_idx)?;
         let (_, sh, sw) = s.image.dim();
         let style_shapes = network.shapes(
@@ -145,6 +150,16 @@ fn guided_targets(
                 Some(r) => mask_on_layer(r, &style_shapes, i)?,
                 None => Array2::ones((f.shape()[1], f.shape()[2])),
             };
+            // An empty region has no statistics: its zero target would fade the style's region to black.
+            if region.iter().all(|&v| v == 0.0) {
+                return Err(super::Error::InvalidSetting(format!(
+                    "the style image mask of style image {} selects nothing at style layer {} ({}×{}): make its white region larger",
+                    number + 1,
+                    network.layers()[i].name(),
+                    region.nrows(),
+                    region.ncols()
+                )));
+            }
             let mask = match s.mask {
                 Some(m) => mask_on_layer(m, shapes, i)?,
                 None => Array2::ones((shapes[i + 1].height, shapes[i + 1].width)),
@@ -209,13 +224,14 @@ pub(super) fn mixture(parts: &[(FeatureStats, f64)]) -> FeatureStats {
     FeatureStats { mean, cov }
 }
 
-/// One style term's cost against `target`, its unit-weight gradient added into `grad`.
+/// One style term's cost against `target`, its unit-weight gradient added into `grad`; a guided term
+/// computes each part's gradient in `part_grad` (resized as needed) before weighting it.
 pub(super) fn term_cost(
     target: &TermTarget,
     features: ArrayView3<'_, f32>,
     norm: StyleNorm,
     backend: &Backend,
-    scratch: &mut StyleScratch,
+    (scratch, part_grad): (&mut StyleScratch, &mut Array3<f32>),
     mut grad: ArrayViewMut3<'_, f32>,
 ) -> Result<f64> {
     let gemm = backend.gemm();
@@ -228,7 +244,9 @@ pub(super) fn term_cost(
         }
         TermTarget::Guided(parts) => {
             let mut sum = 0.0;
-            let mut part_grad = Array3::<f32>::zeros(features.raw_dim());
+            if part_grad.dim() != features.dim() {
+                *part_grad = Array3::zeros(features.raw_dim());
+            }
             for p in parts {
                 part_grad.fill(0.0);
                 let v = nst_costs::guided_style_loss_accumulate(
@@ -241,7 +259,7 @@ pub(super) fn term_cost(
                     part_grad.view_mut(),
                 )?;
                 sum += f64::from(p.weight) * v;
-                grad.scaled_add(p.weight, &part_grad);
+                grad.scaled_add(p.weight, part_grad);
             }
             sum
         }
@@ -268,7 +286,20 @@ pub(super) fn check(
             TermTarget::Stats(StyleTarget::MeanCov(s)) => s.cov.dim(),
             TermTarget::Stats(StyleTarget::W2(w)) => w.stats().cov.dim(),
             TermTarget::Stats(_) => (c, c),
-            TermTarget::Guided(parts) => parts.first().map_or((c, c), |p| p.target.dim()),
+            TermTarget::Guided(parts) => {
+                let grid = (shapes[i + 1].height, shapes[i + 1].width);
+                if let Some(p) = parts.iter().find(|p| p.mask.dim() != grid) {
+                    return Err(super::Error::InvalidSetting(format!(
+                        "a style mask is {:?} but its layer is {grid:?}",
+                        p.mask.dim()
+                    )));
+                }
+                parts
+                    .iter()
+                    .map(|p| p.target.dim())
+                    .find(|d| *d != (c, c))
+                    .unwrap_or((c, c))
+            }
         };
         if dim != (c, c) {
             return Err(super::Error::InvalidSetting(format!(

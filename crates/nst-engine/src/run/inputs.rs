@@ -169,14 +169,27 @@ impl Inputs {
             .collect::<Result<Vec<_>>>()?;
         let masks = super::masks::Masks::decode(spec, (cw, ch), size, &styles)?;
         let mut styles: Vec<Picture> = styles.into_iter().map(|(p, _)| p).collect();
-        if let Some(method) = spec.color_match {
-            super::masks::match_colors(&mut styles, &content, method, &spec.styles)?;
-        }
+        let maps = match spec.color_match {
+            Some(method) => super::masks::match_colors(
+                &mut styles,
+                (&content, &spec.content),
+                method,
+                &spec.styles,
+            )?,
+            None => Vec::new(),
+        };
         let init = match (&spec.init_image, spec.init) {
             (Some(p), _) => Some(image_at("--init-image", p, size)?),
             // Decoded again rather than taken from `styles`, which holds a copy already scaled for the
             // Gram targets: one resize from the original, as `init_image` does.
-            (None, InitKind::Style) => Some(image_at("--style", &spec.styles[0], size)?),
+            // With colour matching, the start is matched like the style it comes from.
+            (None, InitKind::Style) => {
+                let mut p = image_at("--style", &spec.styles[0], size)?;
+                if let Some(map) = maps.first() {
+                    super::masks::apply(map, &mut p);
+                }
+                Some(p)
+            }
             _ => None,
         };
         let temporal = match &spec.temporal {

@@ -38,7 +38,7 @@ impl Masks {
             .iter()
             .map(|p| load("--style-mask", p, content, size))
             .collect::<Result<_>>()?;
-        let regions = spec
+        let regions: Vec<Picture> = spec
             .style_image_masks
             .iter()
             .zip(styles)
@@ -59,6 +59,14 @@ impl Masks {
             .as_deref()
             .map(|p| load("--content-mask", p, content, size))
             .transpose()?;
+        for (p, region) in spec.style_image_masks.iter().zip(&regions) {
+            if region.pixels.pixels().all(|px| px.0 == [0.0; 3]) {
+                return Err(Error::Spec(format!(
+                    "--style-image-mask {} is black: it selects none of its style image (white marks the region used)",
+                    p.display()
+                )));
+            }
+        }
         Ok(Masks {
             styles: styles_masks,
             regions,
@@ -94,13 +102,15 @@ pub(super) fn mask_at(mask: &Picture, size: Size) -> Array2<f32> {
 }
 
 /// Maps each style image's colours so that their mean and covariance equal the content's
-/// (Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer", §2.1).
+/// (Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer", §2.1), and returns the
+/// maps (the first one also maps a start image taken from the first style).
 pub(super) fn match_colors(
     styles: &mut [Picture],
-    content: &Picture,
+    content: (&Picture, &Path),
     method: ColorMatchKind,
     paths: &[std::path::PathBuf],
-) -> Result<()> {
+) -> Result<Vec<ColorMap>> {
+    let (content, content_path) = content;
     let stats = |p: &Picture, what: &Path| {
         let pixels: Vec<[f32; 3]> = p.pixels.pixels().map(|px| px.0).collect();
         ColorStats::from_pixels(&pixels).map_err(|e| {
@@ -110,7 +120,15 @@ pub(super) fn match_colors(
             ))
         })
     };
-    let to = stats(content, Path::new("the content"))?;
+    let to = stats(content, content_path)?;
+    // A single-colour content has no covariance to match: every style would be whitened.
+    if (0..3).all(|c| to.cov[c][c] < FLAT_VARIANCE) {
+        return Err(Error::Spec(format!(
+            "--preserve-colors match: --content {} is a single colour, so there are no colours to match; use --preserve-colors luminance or no colour preservation",
+            content_path.display()
+        )));
+    }
+    let mut maps = Vec::with_capacity(styles.len());
     for (style, path) in styles.iter_mut().zip(paths) {
         let from = stats(style, path)?;
         let map = ColorMap::new(&from, &to, method.method()).map_err(|e| {
@@ -119,12 +137,22 @@ pub(super) fn match_colors(
                 path.display()
             ))
         })?;
-        for px in style.pixels.pixels_mut() {
-            px.0 = map.apply(px.0);
-        }
+        apply(&map, style);
+        maps.push(map);
     }
-    Ok(())
+    Ok(maps)
 }
+
+/// `p`'s pixels through `map`.
+pub(super) fn apply(map: &ColorMap, p: &mut Picture) {
+    for px in p.pixels.pixels_mut() {
+        px.0 = map.apply(px.0);
+    }
+}
+
+/// A channel variance (0–1 scale) below which an image counts as a single colour: a 1/255 step on
+/// one pixel in a million.
+const FLAT_VARIANCE: f64 = 1e-12;
 
 #[cfg(test)]
 mod tests;

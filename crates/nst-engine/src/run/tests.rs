@@ -420,3 +420,74 @@ fn style_targets_from_the_cache_give_the_same_image() {
         "the size is part of the key"
     );
 }
+
+/// Runs with the artistic controls (masks, colour matching, gradient normalization; the W2 cost)
+/// over two scales, cancelled inside each stage and resumed: the same bits as uninterrupted.
+#[test]
+fn controls_cancelled_and_resumed_end_bit_identical() {
+    let tmp = TempDir::new("run-controls-resume");
+    let dir = tmp.path();
+    fixture(dir, (32, 24));
+    let mask = |name: &str, (w, h): (u32, u32)| {
+        image::GrayImage::from_fn(w, h, |x, y| image::Luma([((x * 8 + y * 3) % 256) as u8]))
+            .save(dir.join(name))
+            .unwrap();
+        dir.join(name)
+    };
+    let (m, r) = (mask("m.png", (32, 24)), mask("r.png", (32, 24)));
+    let masked = |s: &mut RunSpec| {
+        two_scales(s);
+        s.style_masks = vec![m.clone()];
+        s.style_image_masks = vec![r.clone()];
+        s.content_mask = Some(m.clone());
+        s.color_match = Some(crate::spec::ColorMatchKind::Sym);
+        s.objective.normalize_gradients = true;
+    };
+    let w2 = |s: &mut RunSpec| {
+        two_scales(s);
+        s.objective.style_loss = crate::objective::StyleLossKind::W2;
+    };
+    for (name, edit) in [("masked", &masked as &dyn Fn(&mut RunSpec)), ("w2", &w2)] {
+        let whole = format!("{name}-whole");
+        execute(spec(dir, &whole, edit), None, &Control::new()).unwrap();
+        let want = saved(dir, &whole);
+        for at in [2, 5] {
+            let out = format!("{name}-cut{at}");
+            let control = Control::new();
+            let mut sink = cancel_at(at, &control);
+            let run = Run::prepare(
+                spec(dir, &out, edit),
+                None,
+                RunOptions::default(),
+                &mut sink,
+            )
+            .unwrap();
+            assert_eq!(
+                run.execute(&mut sink, &control).unwrap().ended,
+                Ended::Cancelled
+            );
+            let cut = saved(dir, &out);
+            let path = dir.join(&out).join(checkpoint::FILE_NAME);
+            resume(cut.settings.clone(), &path, None).unwrap();
+            let done = saved(dir, &out);
+            assert_eq!(done.image_bits, want.image_bits, "{name} cancelled at {at}");
+        }
+    }
+}
+
+/// A single-colour content has no colours to match: an error naming it, not whitened styles.
+#[test]
+fn colour_matching_refuses_a_single_colour_content() {
+    let tmp = TempDir::new("run-flat-match");
+    let dir = tmp.path();
+    fixture(dir, (32, 24));
+    RgbImage::from_pixel(32, 24, Rgb([90, 120, 30]))
+        .save(dir.join("flat.png"))
+        .unwrap();
+    let s = spec(dir, "flat", |s| {
+        s.content = dir.join("flat.png");
+        s.color_match = Some(crate::spec::ColorMatchKind::Pca);
+    });
+    let e = execute(s, None, &Control::new()).unwrap_err().to_string();
+    assert!(e.contains("flat.png") && e.contains("single colour"), "{e}");
+}

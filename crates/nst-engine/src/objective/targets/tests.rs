@@ -288,3 +288,58 @@ fn masks_reach_each_layer_through_its_poolings() {
     );
     assert_eq!(poolings_before(&shapes, net.index_of("pool1").unwrap()), 1);
 }
+
+/// With two terms at different scales, each is normalized on its own: the image gradient is the sum of
+/// the terms' plain gradients divided by their own norms, not the plain total rescaled.
+#[test]
+fn normalization_is_per_layer_with_two_terms() {
+    let (content, style) = (image(8, 8, 8), image(9, 8, 8));
+    let styles = [StyleImage::new(style.view(), 1.0)];
+    let x = image(11, 8, 8);
+    let grad_of = |content_layers: &str, alpha: f32, beta: f32, normalize: bool| {
+        let s = ObjectiveSpec {
+            normalize_gradients: normalize,
+            ..spec(content_layers, "relu1_1", alpha, beta)
+        };
+        gradient(&mut objective(&s, &content, &styles), &x).1
+    };
+    // Each term alone, normalized, and both together.
+    let content_only = grad_of("relu2_2", 1.0, 0.0, true);
+    let style_only = grad_of("relu2_2", 0.0, 1.0, true);
+    let both = grad_of("relu2_2", 1.0, 1.0, true);
+    approx::assert_abs_diff_eq!(both, &content_only + &style_only, epsilon = 1e-6);
+    // The plain gradients have very different scales, so a rescaled plain total differs.
+    let plain = grad_of("relu2_2", 1.0, 1.0, false);
+    let ratio = both[[0, 2, 2]] / plain[[0, 2, 2]];
+    assert!(
+        both.iter()
+            .zip(&plain)
+            .any(|(b, p)| (b - ratio * p).abs() > 1e-3 * b.abs().max(1e-9)),
+        "per-layer normalization equals a global rescale here"
+    );
+}
+
+/// Masks with another style cost than the Gram matrix are refused by the library too.
+#[test]
+fn masks_with_another_style_loss_are_refused() {
+    let (content, style) = (image(8, 8, 8), image(9, 8, 8));
+    let mask = Array2::ones((8, 8));
+    let styles = [StyleImage {
+        mask: Some(mask.view()),
+        ..StyleImage::new(style.view(), 1.0)
+    }];
+    let s = ObjectiveSpec {
+        style_loss: StyleLossKind::W2,
+        ..spec("relu2_1", "relu1_1", 1.0, 1.0)
+    };
+    let m = tiny_model(7, 3, PoolMethod::Avg);
+    let e = StyleObjective::new(
+        build_network(&m, None).unwrap(),
+        Backend::Cpu,
+        &s,
+        content.view(),
+        &styles,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("Gram"), "{e}");
+}

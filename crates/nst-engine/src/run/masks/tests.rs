@@ -41,7 +41,13 @@ fn matched_styles_have_the_contents_mean_and_covariance() {
                 0.5 + 0.3 * (y * 5.0).cos() - 0.2 * x,
             ]
         })];
-        match_colors(&mut styles, &content, method, &["s.png".into()]).unwrap();
+        match_colors(
+            &mut styles,
+            (&content, Path::new("c.png")),
+            method,
+            &["s.png".into()],
+        )
+        .unwrap();
         let got = stats(&styles[0]);
         let scale = want
             .cov
