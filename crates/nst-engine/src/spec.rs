@@ -117,12 +117,12 @@ choice! {
         Gatys => "gatys",
         /// jcjohnson/neural-style's defaults: content weight 5 at `relu4_2`, style weight 100 at
         /// `relu1_1 … relu5_1` (1 each), mean-squared-error content and Gram (Gram divided by
-        /// `C·H·W`, then the mean of the squared differences), TV 10⁻³, L-BFGS, 1000 iterations, max
+        /// `C·H·W`, then the mean of the squared differences), TV 10⁻³ in its convention (its TV gradient is `strength·Δ`, that of `½·Σ Δ²`; 5·10⁻⁴ on this crate's `Σ Δ²`), L-BFGS, 1000 iterations, max
         /// pooling, random start, 512 px.
         Jcjohnson => "jcjohnson",
         /// In the manner of crowsonkb's style-transfer-pytorch: the 2-Wasserstein style loss, style
         /// layers `relu1_1 … relu5_1` weighted 256:64:16:4:1 (normalized), content `relu4_2` (mean
-        /// squared error), every layer's gradient normalized, Adam at 5.1 (0.02 of the 0–1 range) from
+        /// squared error) at α = 0.015 against β = 1, Adam at 5.1 (0.02 of the 0–1 range) from
         /// the content image, coarse to fine from 128 px (`--scales auto:128`) to 512 px, 1000
         /// iterations on the first scale and 500 on each later one, iterate averaging at 0.99, max
         /// pooling.
@@ -195,7 +195,7 @@ impl Preset {
                     ),
                     alpha: 5.0,
                     beta: 100.0,
-                    tv_weight: 1.0e-3,
+                    tv_weight: 5.0e-4,
                     content_norm: ContentNormKind::Mean,
                     style_norm: StyleNormKind::MeanGram,
                     ..ObjectiveSpec::course()
@@ -238,7 +238,6 @@ fn w2_preset(spec: &mut RunSpec) {
         tv_weight: 0.0,
         content_norm: ContentNormKind::Mean,
         style_loss: StyleLossKind::W2,
-        normalize_gradients: true,
         ..ObjectiveSpec::course()
     };
 }

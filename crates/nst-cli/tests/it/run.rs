@@ -648,7 +648,7 @@ fn presets_print_their_settings_and_run() {
     assert_eq!(jc["iterations"], 7, "a flag overrides the preset");
     assert_eq!(jc["pooling"], "max");
     assert_eq!(jc["objective"]["style_norm"], "mean-gram");
-    assert_eq!(jc["objective"]["tv_weight"].as_f64(), Some(1e-3));
+    assert_eq!(jc["objective"]["tv_weight"].as_f64(), Some(5e-4));
     assert!(
         !dir.join("output").exists(),
         "--print-settings runs nothing"
