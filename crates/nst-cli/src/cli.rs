@@ -9,33 +9,8 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use nst_engine::color::ColorSpace;
 pub use nst_engine::objective::StyleLossKind;
-pub use nst_engine::spec::ColorMatchKind;
+pub use nst_engine::spec::{ColorMatchKind, PreserveColors};
 pub use nst_engine::{DeviceKind, InitKind, OptimizerKind, PoolingKind, Preset, Scales};
-
-/// `--preserve-colors`' methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PreserveColors {
-    /// Style on luminance only.
-    Luminance,
-    /// The style images' colours matched to the content's.
-    Match,
-}
-
-impl PreserveColors {
-    /// The accepted names.
-    pub const NAMES: &'static [&'static str] = &["luminance", "match"];
-}
-
-impl std::str::FromStr for PreserveColors {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "luminance" => Ok(PreserveColors::Luminance),
-            "match" => Ok(PreserveColors::Match),
-            _ => Err(format!("`{s}` is not one of luminance, match")),
-        }
-    }
-}
 
 /// A parser for one of the engine's named settings (`adam`, `lbfgs`, …), listing the names in `--help`.
 fn choice<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>

@@ -123,25 +123,7 @@ pub fn content_loss_accumulate(
     norm: ContentNorm,
     grad: ArrayViewMut3<'_, f32>,
 ) -> Result<f64> {
-    const OP: &str = "content_loss";
-    check_same_shape(OP, "generated", generated.shape(), "target", target.shape())?;
-    check_same_shape(OP, "generated", generated.shape(), "grad", grad.shape())?;
-    let k = norm.coefficient(generated.len());
-    let two_k = (2.0 * k) as f32;
-    let generated = generated.as_standard_layout();
-    let target = target.as_standard_layout();
-    let g = generated.as_slice().expect("standard layout is contiguous");
-    let t = target.as_slice().expect("standard layout is contiguous");
-    let sum_sq = with_contiguous_grad(grad, |out| {
-        let mut sum_sq = 0.0_f64;
-        for ((o, &gv), &tv) in out.iter_mut().zip(g).zip(t) {
-            let d = f64::from(gv) - f64::from(tv);
-            sum_sq += d * d;
-            *o += two_k * (gv - tv);
-        }
-        sum_sq
-    });
-    Ok(k * sum_sq)
+    weighted_content_loss("content_loss", (generated, target), norm, grad, |_| 1.0)
 }
 
 /// Content cost weighted per position by a mask (`--content-mask`), with its gradient:
@@ -183,8 +165,6 @@ pub fn masked_content_loss_accumulate(
     grad: ArrayViewMut3<'_, f32>,
 ) -> Result<f64> {
     const OP: &str = "masked_content_loss";
-    check_same_shape(OP, "generated", generated.shape(), "target", target.shape())?;
-    check_same_shape(OP, "generated", generated.shape(), "grad", grad.shape())?;
     let (_, h, w) = generated.dim();
     check_same_shape(OP, "mask", mask.shape(), "[H, W] of generated", &[h, w])?;
     let mask = mask.as_standard_layout();
@@ -200,20 +180,35 @@ pub fn masked_content_loss_accumulate(
             value,
         });
     }
+    let plane = h * w;
+    weighted_content_loss(OP, (generated, target), norm, grad, |i| m[i % plane])
+}
+
+/// `k·Σ wᵢ·(gᵢ − tᵢ)²` over the elements in standard order, `2k·wᵢ·(gᵢ − tᵢ)` added into `grad`;
+/// `weight(i)` is element `i`'s weight (1.0 for the plain cost, which then rounds exactly as without
+/// it: `1.0·x = x`).
+fn weighted_content_loss(
+    op: &'static str,
+    (generated, target): (ArrayView3<'_, f32>, ArrayView3<'_, f32>),
+    norm: ContentNorm,
+    grad: ArrayViewMut3<'_, f32>,
+    weight: impl Fn(usize) -> f32,
+) -> Result<f64> {
+    check_same_shape(op, "generated", generated.shape(), "target", target.shape())?;
+    check_same_shape(op, "generated", generated.shape(), "grad", grad.shape())?;
     let k = norm.coefficient(generated.len());
     let two_k = (2.0 * k) as f32;
     let generated = generated.as_standard_layout();
     let target = target.as_standard_layout();
     let g = generated.as_slice().expect("standard layout is contiguous");
     let t = target.as_slice().expect("standard layout is contiguous");
-    let plane = h * w;
     let sum_sq = with_contiguous_grad(grad, |out| {
         let mut sum_sq = 0.0_f64;
         for (i, ((o, &gv), &tv)) in out.iter_mut().zip(g).zip(t).enumerate() {
-            let mv = m[i % plane];
+            let wv = weight(i);
             let d = f64::from(gv) - f64::from(tv);
-            sum_sq += f64::from(mv) * d * d;
-            *o += two_k * mv * (gv - tv);
+            sum_sq += f64::from(wv) * d * d;
+            *o += two_k * wv * (gv - tv);
         }
         sum_sq
     });

@@ -96,45 +96,7 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
-/// Which statistics of a layer's features the style cost matches (`--style-loss`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StyleLossKind {
-    /// The Gram matrix, normalized by the [`StyleNormKind`] (Gatys et al.; the default).
-    #[default]
-    Gram,
-    /// The per-channel mean and the covariance (`nst_costs::mean_cov_loss`).
-    MeanCov,
-    /// The 2-Wasserstein distance between Gaussian fits of the features (`nst_costs::w2_loss`).
-    W2,
-}
-
-impl StyleLossKind {
-    /// Every accepted name, in declaration order.
-    pub const NAMES: &'static [&'static str] = &["gram", "mean-cov", "w2"];
-}
-
-impl std::str::FromStr for StyleLossKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "gram" => Ok(StyleLossKind::Gram),
-            "mean-cov" => Ok(StyleLossKind::MeanCov),
-            "w2" => Ok(StyleLossKind::W2),
-            _ => Err(format!("`{s}` is not one of {}", Self::NAMES.join(", "))),
-        }
-    }
-}
-
-impl fmt::Display for StyleLossKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StyleLossKind::Gram => "gram",
-            StyleLossKind::MeanCov => "mean-cov",
-            StyleLossKind::W2 => "w2",
-        })
-    }
-}
+pub use crate::spec::StyleLossKind;
 
 /// The content cost's normalization `k` in `k·Σ(F − P)²` (see `nst_costs::ContentNorm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -30,9 +30,8 @@ macro_rules! choice {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
         pub enum $name {
-            $($(#[$vdoc])* $variant,)+
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+
         }
 
         impl $name {
@@ -127,6 +126,31 @@ choice! {
         /// iterations on the first scale and 500 on each later one, iterate averaging at 0.99, max
         /// pooling.
         W2 => "w2",
+    }
+}
+
+choice! {
+    /// Which statistics of a layer's features the style cost matches (`--style-loss`).
+    #[derive(Default)]
+    StyleLossKind {
+        /// The Gram matrix, normalized by the style norm (Gatys et al.; the default).
+        #[default]
+        Gram => "gram",
+        /// The per-channel mean and the covariance (`nst_costs::mean_cov_loss`).
+        MeanCov => "mean-cov",
+        /// The 2-Wasserstein distance between Gaussian fits of the features (`nst_costs::w2_loss`).
+        W2 => "w2",
+    }
+}
+
+choice! {
+    /// How a front end asks to keep the content's colours (`--preserve-colors`): by luminance
+    /// ([`RunSpec::preserve_colors`]) or by matching the style's colours ([`RunSpec::color_match`]).
+    PreserveColors {
+        /// Style on luminance only.
+        Luminance => "luminance",
+        /// The style images' colours matched to the content's.
+        Match => "match",
     }
 }
 
