@@ -67,6 +67,7 @@ pub mod pool;
 mod relu;
 mod shape;
 mod winograd;
+mod winograd4;
 
 /// The `ndarray` crate (version 0.17) whose arrays this crate's layers take and return.
 pub use ndarray;
