@@ -405,8 +405,10 @@ pub enum ConvAlgorithm {
     /// flipped, transposed kernel. Only for 3×3 kernels, stride 1, padding ≤ 2.
     Winograd,
     /// Winograd F(4×4, 3×3) (4× fewer multiplies than direct convolution, against 2.25× for
-    /// F(2×2)), both directions as [`ConvAlgorithm::Winograd`]; same geometry limits. Its float
-    /// error is about 4× F(2×2)'s (see the crate's `winograd` tests for the bound).
+    /// F(2×2)), both directions as [`ConvAlgorithm::Winograd`]; same geometry limits. Outputs of
+    /// fewer than 64 4×4 tiles (32×32 pixels) are computed with F(2×2), whose weight transform is
+    /// cheaper. Its float error is 10–15× F(2×2)'s, still inside the bound both are tested to
+    /// (`1e-5·(Σ|W| + 1)` against im2col on VGG-like layers).
     Winograd4,
 }
 
@@ -487,7 +489,7 @@ impl Conv2d {
             .into_owned()
             .into_shape_with_order((c_out, c_in * kh * kw))
             .expect("a standard-layout array reshapes");
-        // Winograd's 16 GEMMs have inner dimension C_in (forward) and C_out (backward): with few
+        // Winograd's GEMMs have inner dimension C_in (forward) and C_out (backward): with few
         // channels (VGG's conv1_1 has C_in = 3) they starve, and im2col (K = 9·C_in) is faster.
         let algorithm = if winograd::applies([kh, kw], stride, pad)
             && c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS

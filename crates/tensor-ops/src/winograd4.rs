@@ -37,6 +37,11 @@ const TILES: usize = 256;
 const BLOCK_FLOATS: usize = 1 << 20;
 /// Fewest blocks for which blocks run in parallel, one per thread (see `convolve`).
 const LOCAL_MIN_BLOCKS: usize = 4;
+/// Target size of a block's `V` and `M` buffers when a block's phases run in parallel (16 MiB each).
+const PHASED_BLOCK_FLOATS: usize = 1 << 22;
+/// Below this many 4×4 tiles, F(2×2) is used instead: the per-call weight transform (36 floats per
+/// kernel) then costs more than F(4×4) saves in the GEMMs (VGG's conv5_1 at 400×300 has 35 tiles).
+const MIN_TILES: usize = 64;
 
 /// Largest `α` of the tile types (the size of the fixed arrays the 1-D transforms work on).
 const MAX_A: usize = 6;
@@ -230,7 +235,8 @@ fn transform_weights<T: Tile>(weight: ArrayView2<'_, f32>, dir: Direction, u: &m
 }
 
 /// A 3×3 stride-1 convolution `output = conv(input, W) + bias` (forward) or its input gradient
-/// `output = conv(input = dY, flip(Wᵀ))` (backward, `bias` empty), with padding `pad` on `input`.
+/// `output = conv(input = dY, flip(Wᵀ))` (backward, `bias` empty), with padding `pad` on `input`;
+/// outputs of fewer than [`MIN_TILES`] 4×4 tiles go to F(2×2) (`winograd::conv3x3`).
 ///
 /// `input` is `[C_a, H_a, W_a]` in standard layout, `output` `[C_b, H_a + pt + pb − 2, W_a + pl + pr − 2]`.
 pub(crate) fn conv3x3(
@@ -241,7 +247,12 @@ pub(crate) fn conv3x3(
     pad: Padding,
     output: ArrayViewMut3<'_, f32>,
 ) {
-    conv3x3_tiles::<F4>(dir, weight, bias, input, pad, output);
+    let (_, h_b, w_b) = output.dim();
+    if h_b.div_ceil(F4::M) * w_b.div_ceil(F4::M) < MIN_TILES {
+        crate::winograd::conv3x3(dir, weight, bias, input, pad, output);
+    } else {
+        conv3x3_tiles::<F4>(dir, weight, bias, input, pad, output);
+    }
 }
 
 /// [`conv3x3`] for any tile type.
@@ -303,8 +314,17 @@ fn convolve<T: Tile>(
     let x = input.as_slice().expect("standard layout");
     let ntx = w_b.div_ceil(T::M);
     let nty = h_b.div_ceil(T::M);
-    let per_block = (BLOCK_FLOATS / (a2 * c_a.max(c_b))).clamp(1, TILES);
-    let rows_per_block = per_block.div_ceil(ntx).max(1);
+    let rows_for = |floats: usize| {
+        let per_block = (floats / (a2 * c_a.max(c_b))).clamp(1, TILES);
+        per_block.div_ceil(ntx).max(1)
+    };
+    let mut rows_per_block = rows_for(BLOCK_FLOATS);
+    let local = nty.div_ceil(rows_per_block) >= LOCAL_MIN_BLOCKS;
+    if !local {
+        // Phases in parallel: the buffers need not fit one core's cache, and wider GEMMs repack
+        // `U_e` less often per tile.
+        rows_per_block = rows_for(PHASED_BLOCK_FLOATS);
+    }
     let n_max = rows_per_block.min(nty) * ntx;
     let geo = Geometry {
         c_a,
@@ -316,7 +336,7 @@ fn convolve<T: Tile>(
         nty,
     };
     let blocks = output.axis_chunks_iter_mut(Axis(1), T::M * rows_per_block);
-    if nty.div_ceil(rows_per_block) >= LOCAL_MIN_BLOCKS {
+    if local {
         blocks.into_par_iter().enumerate().for_each(|(b, out)| {
             LOCAL.with(|cell| {
                 let mut own: [Vec<f32>; 2] = Default::default();
@@ -325,14 +345,14 @@ fn convolve<T: Tile>(
                     Ok(bufs) => bufs,
                     Err(_) => &mut own,
                 };
-                grow(v, a2 * c_a * n_max);
+                grow(v, a2 * c_a * (n_max + 8));
                 grow(m, a2 * c_b * n_max);
                 let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
                 block::<T>(&geo, u, x, bias, rows, out, v, m, false);
             });
         });
     } else {
-        grow(v, a2 * c_a * n_max);
+        grow(v, a2 * c_a * (n_max + 8));
         grow(m, a2 * c_b * n_max);
         for (b, out) in blocks.into_iter().enumerate() {
             let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
@@ -371,16 +391,20 @@ fn block<T: Tile>(
     debug_assert!(ty1 <= g.nty);
     let n = (ty1 - ty0) * g.ntx;
     // V laid out [e][c][t] and M [e][o][t]: V_e and M_e are contiguous [C × n] matrices.
-    let v = &mut v[..a2 * c_a * n];
+    // Rows of V are padded by 8, so that the input transform always stores 8 lanes: a group that
+    // runs past the tile row writes into the next tile row's place (overwritten when that row is
+    // transformed, by the same task) or, after the last, into the padding, which the GEMM never reads.
+    let n_pad = n + 8;
+    let v = &mut v[..a2 * c_a * n_pad];
     let dest = Scatter {
         ptr: v.as_mut_ptr(),
         len: v.len(),
-        stride: c_a * n,
+        stride: c_a * n_pad,
     };
     let transform_in = |c: usize| {
         let plane = &x[c * g.h_a * g.w_a..(c + 1) * g.h_a * g.w_a];
-        // Channel c writes only the elements (e·C_a + c)·n + t, t < n: disjoint across channels.
-        let rows = dest.offset(c * n);
+        // Channel c writes only the elements (e·C_a + c)·n_pad + t, t < n_pad: disjoint across channels.
+        let rows = dest.offset(c * n_pad);
         input_transform::<T>(plane, (g.h_a, g.w_a), g.pad, (ty0, ty1), g.ntx, n, &rows);
     };
     if parallel {
@@ -393,8 +417,11 @@ fn block<T: Tile>(
     let gemm = |(e, me): (usize, &mut [f32])| {
         let ue = ArrayView2::from_shape((c_b, c_a).strides((a2 * c_a, 1)), &u[e * c_a..])
             .expect("sized");
-        let ve =
-            ArrayView2::from_shape((c_a, n), &v[e * c_a * n..(e + 1) * c_a * n]).expect("sized");
+        let ve = ArrayView2::from_shape(
+            (c_a, n).strides((n_pad, 1)),
+            &v[e * c_a * n_pad..(e + 1) * c_a * n_pad],
+        )
+        .expect("sized");
         let me = ArrayViewMut2::from_shape((c_b, n), me).expect("sized");
         sgemm(1.0, ue, ve, 0.0, me);
     };
@@ -447,24 +474,14 @@ impl Scatter {
         }
     }
 
-    /// Writes the first `k ≤ 8` lanes of `v` at `(e, t)`.
+    /// Writes the eight lanes of `v` at `(e, t) … (e, t + 7)`.
     #[inline(always)]
-    fn store(&self, e: usize, t: usize, v: L8, k: usize) {
+    fn store(&self, e: usize, t: usize, v: L8) {
         let at = e * self.stride + t;
-        assert!(k <= 8 && at + k <= self.len, "store inside the buffer");
-        // SAFETY: `at + k ≤ len` (checked above) keeps the write inside the buffer, and no other task
+        assert!(at + 8 <= self.len, "store inside the buffer");
+        // SAFETY: `at + 8 ≤ len` (checked above) keeps the write inside the buffer, and no other task
         // writes these elements (see the type's docs); `v` is a local array, so they do not overlap.
-        unsafe {
-            let dst = self.ptr.add(at);
-            if k == 8 {
-                // A constant size, so that the compiler emits a vector store, not a `memcpy` call.
-                dst.cast::<[f32; 8]>().write_unaligned(v.0);
-            } else {
-                for (q, &x) in v.0.iter().enumerate().take(k) {
-                    dst.add(q).write(x);
-                }
-            }
-        }
+        unsafe { self.ptr.add(at).cast::<[f32; 8]>().write_unaligned(v.0) };
     }
 }
 
@@ -524,7 +541,6 @@ fn input_transform<T: Tile>(
             let t0 = (ty - ty0) * ntx;
             for (i, wi) in w.chunks_exact(width).enumerate().take(a) {
                 for tx0 in (0..ntx).step_by(8) {
-                    let len = (ntx - tx0).min(8);
                     let mut win = [0.0_f32; 8 * MAX_M + 2];
                     let span = 8 * mm + 2;
                     win[..span].copy_from_slice(&wi[mm * tx0..mm * tx0 + span]);
@@ -534,7 +550,7 @@ fn input_transform<T: Tile>(
                     }
                     let r = T::input(&d);
                     for (j, &rj) in r.iter().enumerate().take(a) {
-                        dest.store(i * a + j, t0 + tx0, rj, len);
+                        dest.store(i * a + j, t0 + tx0, rj);
                     }
                 }
             }

@@ -198,6 +198,16 @@ fn fd_conv2d_input() {
     }
 }
 
+/// `FD_CASES` are too small for F(4×4) (below 64 tiles it hands over to F(2×2)): this one has 81.
+#[test]
+fn fd_conv2d_input_winograd4_tiles() {
+    let case = (2, 3, 34, 33, 3, 1, [1, 1, 1, 1]);
+    let layer = conv(13, case)
+        .with_algorithm(ConvAlgorithm::Winograd4)
+        .unwrap();
+    crate::check_layer_fd(&layer, &arr3(23, (2, 34, 33), -1.0, 1.0), 33);
+}
+
 /// Which parameter gradient a finite-difference check perturbs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Param {
