@@ -28,6 +28,48 @@ pub struct LbfgsConfig {
     pub value_tolerance: f64,
     /// The line search.
     pub line_search: LineSearchConfig,
+    /// The first trial step of a search without history (the first iteration, and after the
+    /// history is cleared). Default [`FirstStep::ZeroTarget`]; states saved before this setting
+    /// existed read back as [`FirstStep::UnitLength`], the rule they ran with.
+    #[serde(default = "FirstStep::unit_length")]
+    pub first_step: FirstStep,
+}
+
+/// How [`Lbfgs`] sizes the first trial step `α₀` along `p = −∇f` when it has no curvature pairs
+/// (with pairs, `α₀ = 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum FirstStep {
+    /// `α₀ = min(1, 1/‖∇f‖)`: a step of length at most 1 (Nocedal & Wright; SciPy). On an image of
+    /// 0–255 values with a large cost this step is tiny, and the search doubles it ten times or
+    /// more before the curvature condition holds.
+    UnitLength,
+    /// `α₀ = 2·f/‖∇f‖²` when `f > 0` (otherwise as [`FirstStep::UnitLength`]): the minimizer along
+    /// `−∇f` of the quadratic that has the observed value and slope and a minimum value of 0, the
+    /// lower bound of a sum of squares such as the style-transfer cost. It over-shoots when the
+    /// minimum is above 0, which the search corrects by interpolation in a few evaluations.
+    #[default]
+    ZeroTarget,
+}
+
+impl FirstStep {
+    /// [`FirstStep::UnitLength`], for serde's default of states saved without this setting.
+    fn unit_length() -> FirstStep {
+        FirstStep::UnitLength
+    }
+
+    /// `α₀` for value `f` and gradient norm `g_norm` (`‖∇f‖₂`, > 0).
+    fn alpha(self, f: f64, g_norm: f64) -> f64 {
+        let unit = (1.0 / g_norm).min(1.0);
+        match self {
+            FirstStep::UnitLength => unit,
+            FirstStep::ZeroTarget => {
+                let a = 2.0 * f / (g_norm * g_norm);
+                if a.is_finite() && a > 0.0 { a } else { unit }
+            }
+        }
+    }
 }
 
 /// Settings of the strong-Wolfe line search (Nocedal & Wright 2006, Alg. 3.5 with `zoom`, Alg. 3.6).
@@ -66,6 +108,7 @@ impl Default for LbfgsConfig {
             grad_tolerance: 1e-5,
             value_tolerance: 1e7 * f64::EPSILON,
             line_search: LineSearchConfig::default(),
+            first_step: FirstStep::default(),
         }
     }
 }
@@ -122,7 +165,7 @@ impl LbfgsConfig {
 /// One step:
 /// ```text
 /// p = −H·∇f(x)            two-loop recursion over the last m pairs, H₀ = (sᵀy / yᵀy)·I
-/// α: strong Wolfe along p  trial 1 (or min(1, 1/‖∇f‖) when the history is empty)
+/// α: strong Wolfe along p  trial 1 (when the history is empty: LbfgsConfig::first_step, 2f/‖∇f‖²)
 /// x ← x + α·p;  s = Δx, y = Δ∇f kept when sᵀy > 0
 /// ```
 ///
@@ -509,7 +552,7 @@ impl Optimizer for Lbfgs {
                 slope0 = dot_f32(&g0, &self.work.p);
             }
             let alpha0 = if self.state.history.is_empty() {
-                (1.0 / norm2(&g0)).min(1.0)
+                self.state.config.first_step.alpha(f0, norm2(&g0))
             } else {
                 1.0
             };

@@ -70,7 +70,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use adam::{Adam, AdamConfig, AdamForm, AdamState, AdamStepScalars};
-pub use lbfgs::{Lbfgs, LbfgsConfig, LbfgsState, LineSearchConfig};
+pub use lbfgs::{FirstStep, Lbfgs, LbfgsConfig, LbfgsState, LineSearchConfig};
 
 /// A differentiable function of a flat `f32` vector, evaluated with its gradient in one call.
 ///

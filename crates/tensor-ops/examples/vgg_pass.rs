@@ -77,12 +77,17 @@ fn parse_args() -> Result<Args, String> {
                     "auto" => None,
                     "im2col" => Some(ConvAlgorithm::Im2col),
                     "winograd" => Some(ConvAlgorithm::Winograd),
-                    other => return Err(format!("--conv auto|im2col|winograd, got {other}")),
+                    "winograd4" => Some(ConvAlgorithm::Winograd4),
+                    other => {
+                        return Err(format!(
+                            "--conv auto|im2col|winograd|winograd4, got {other}"
+                        ));
+                    }
                 }
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; use --width --height --pooling avg|max --reps N --conv auto|im2col|winograd"
+                    "unknown argument {other}; use --width --height --pooling avg|max --reps N --conv auto|im2col|winograd|winograd4"
                 ));
             }
         }

@@ -5,7 +5,8 @@
 //!   run in parallel with rayon (one pool: each tile calls single-threaded `matrixmultiply`). The input
 //!   gradient is `col2im(Wᵀ·dY)`; weight and bias gradients are on request ([`Conv2d::backward_params`]).
 //!   3×3 stride-1 layers with at least [`WINOGRAD_MIN_CHANNELS`] channels use Winograd F(2×2, 3×3)
-//!   for both directions instead ([`ConvAlgorithm`]), 1.3–2× faster than im2col on VGG-sized layers.
+//!   for both directions instead ([`ConvAlgorithm`]), 1.3–2× faster than im2col on VGG-sized layers;
+//!   F(4×4, 3×3) is an option ([`ConvAlgorithm::Winograd4`]).
 //! - [`Relu`] (one mask bit per element), [`MaxPool2d`] (one byte per output for the argmax) and [`AvgPool2d`],
 //!   with MatConvNet's output sizes and padding rules (see the [`pool`] module docs).
 //! - [`Network`]: a list of boxed [`Layer`]s; `forward(input, taps)` returns the tapped outputs,
@@ -67,6 +68,7 @@ pub mod pool;
 mod relu;
 mod shape;
 mod winograd;
+mod winograd4;
 
 /// The `ndarray` crate (version 0.17) whose arrays this crate's layers take and return.
 pub use ndarray;

@@ -1,0 +1,627 @@
+//! Winograd F(4×4, 3×3) for 3×3 stride-1 convolutions (Lavin & Gray 2016): 36 multiplies per 4×4
+//! output tile and input channel instead of 144 (F(2×2)'s `winograd` module: 16 per 2×2 tile, 64 per
+//! 16 outputs), as 36 GEMMs `M_e = U_e · V_e` (`e` the position in the 6×6 tile):
+//!
+//! ```text
+//! Y_tile = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+//! Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0; 0 4 0 −5 0 1]
+//! G  = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙; 1/24 1/12 ⅙; 1/24 −1/12 ⅙; 0 0 1]
+//! Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]
+//! ```
+//! `d` is the 6×6 input patch at `(4·ty − pt, 4·tx − pl)` (zero outside), `g` a 3×3 kernel. The input
+//! gradient is, as for F(2×2), the same convolution of `dY` with the flipped, transposed kernel and
+//! padding `2 − p`. The code is written for a tile type ([`Tile`]), so that other sizes can be tried.
+//!
+//! The output is computed in fixed blocks of tile rows, chosen from the shapes only (so results do
+//! not depend on the thread count). With many blocks, blocks run in parallel, each whole on one
+//! thread; with few (deep layers of small images), each block's three phases run in parallel: the
+//! input transform (one item per input channel), the 36 GEMMs (one item per `e`), the output
+//! transform (one item per output channel). Agreement with im2col: `winograd4_agrees_with_im2col_on_vgg_like_layers`.
+
+use std::cell::RefCell;
+use std::ops::{Add, Mul, Sub};
+
+use ndarray::{
+    ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, ShapeBuilder,
+};
+use rayon::prelude::*;
+
+use crate::Padding;
+use crate::gemm::sgemm;
+use crate::winograd::Direction;
+
+/// Most tiles (GEMM columns) per block.
+const TILES: usize = 256;
+/// Target size of a block's `V` and `M` buffers, in floats (4 MiB each); a block is rounded up to
+/// whole tile rows, so a buffer can exceed it by less than one tile row.
+const BLOCK_FLOATS: usize = 1 << 20;
+/// Fewest blocks for which blocks run in parallel, one per thread (see `convolve`).
+const LOCAL_MIN_BLOCKS: usize = 4;
+/// Target size of a block's `V` and `M` buffers when a block's phases run in parallel (16 MiB each).
+const PHASED_BLOCK_FLOATS: usize = 1 << 22;
+/// Below this many 4×4 tiles, F(2×2) is used instead: the per-call weight transform (36 floats per
+/// kernel) then costs more than F(4×4) saves in the GEMMs (VGG's conv5_1 at 400×300 has 35 tiles).
+const MIN_TILES: usize = 64;
+
+/// Largest `α` of the tile types (the size of the fixed arrays the 1-D transforms work on).
+const MAX_A: usize = 6;
+/// Largest `m` of the tile types.
+const MAX_M: usize = 4;
+
+/// What the 1-D input and output transforms compute on: one `f32`, or [`L8`] (eight tiles at once,
+/// which the compiler keeps in vector registers).
+pub(crate) trait Lane:
+    Copy + Default + Add<Output = Self> + Sub<Output = Self> + Mul<f32, Output = Self>
+{
+}
+
+impl Lane for f32 {}
+impl Lane for L8 {}
+
+/// Eight lanes of `f32` with element-wise arithmetic.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct L8([f32; 8]);
+
+impl L8 {
+    /// The first eight values of `src`.
+    #[inline(always)]
+    fn load(src: &[f32]) -> L8 {
+        let a: &[f32; 8] = src[..8].try_into().expect("eight values");
+        L8(*a)
+    }
+    /// The first `min(8, src.len())` values of `src`, the rest 0.
+    #[inline(always)]
+    fn load_partial(src: &[f32]) -> L8 {
+        if src.len() >= 8 {
+            return L8::load(src);
+        }
+        let mut v = [0.0; 8];
+        for (d, &s) in v.iter_mut().zip(src) {
+            *d = s;
+        }
+        L8(v)
+    }
+    /// Stores the eight lanes into the first eight values of `dst`.
+    #[inline(always)]
+    fn store(self, dst: &mut [f32]) {
+        for (d, &s) in dst[..8].iter_mut().zip(&self.0) {
+            *d = s;
+        }
+    }
+}
+
+impl Add for L8 {
+    type Output = L8;
+    #[inline(always)]
+    fn add(self, o: L8) -> L8 {
+        L8(std::array::from_fn(|i| self.0[i] + o.0[i]))
+    }
+}
+
+impl Sub for L8 {
+    type Output = L8;
+    #[inline(always)]
+    fn sub(self, o: L8) -> L8 {
+        L8(std::array::from_fn(|i| self.0[i] - o.0[i]))
+    }
+}
+
+impl Mul<f32> for L8 {
+    type Output = L8;
+    #[inline(always)]
+    fn mul(self, k: f32) -> L8 {
+        L8(self.0.map(|v| v * k))
+    }
+}
+
+/// One Winograd tile type F(m×m, 3×3): its size and its three 1-D transforms (`Bᵀ`, `G`, `Aᵀ`).
+pub(crate) trait Tile {
+    /// Output tile side `m`.
+    const M: usize;
+    /// Input tile side `α = m + 2`.
+    const A: usize;
+    /// `Bᵀ d` for `d` of length `α` (entries past `α` are ignored and left 0).
+    fn input<V: Lane>(d: &[V; MAX_A]) -> [V; MAX_A];
+    /// `G g` for a kernel row or column `g` of length 3, giving `α` values.
+    fn weight(g: [f32; 3]) -> [f32; MAX_A];
+    /// `Aᵀ s` for `s` of length `α`, giving `m` values.
+    fn output<V: Lane>(s: &[V; MAX_A]) -> [V; MAX_A];
+}
+
+/// F(4×4, 3×3): interpolation points 0, 1, −1, 2, −2, ∞.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct F4;
+
+impl Tile for F4 {
+    const M: usize = 4;
+    const A: usize = 6;
+    #[inline(always)]
+    fn input<V: Lane>(d: &[V; MAX_A]) -> [V; MAX_A] {
+        // Shared terms: Bᵀ rows 1–4 are (d4 − 4 d2) ± (d3 − 4 d1) and (d4 − d2) ± 2 (d3 − d1).
+        let a = d[4] - d[2] * 4.0;
+        let b = d[3] - d[1] * 4.0;
+        let c = d[4] - d[2];
+        let e = (d[3] - d[1]) * 2.0;
+        [
+            d[0] * 4.0 - d[2] * 5.0 + d[4],
+            a + b,
+            a - b,
+            c + e,
+            c - e,
+            d[1] * 4.0 - d[3] * 5.0 + d[5],
+        ]
+    }
+    #[inline(always)]
+    fn weight(g: [f32; 3]) -> [f32; MAX_A] {
+        let (even, odd) = (g[0] + g[2], g[1]);
+        let (q, h) = (g[0] / 24.0 + g[2] / 6.0, g[1] / 12.0);
+        [
+            g[0] / 4.0,
+            -(even + odd) / 6.0,
+            -(even - odd) / 6.0,
+            q + h,
+            q - h,
+            g[2],
+        ]
+    }
+    #[inline(always)]
+    fn output<V: Lane>(s: &[V; MAX_A]) -> [V; MAX_A] {
+        let z = V::default();
+        let (p1, m1) = (s[1] + s[2], s[1] - s[2]);
+        let (p2, m2) = (s[3] + s[4], s[3] - s[4]);
+        [
+            s[0] + p1 + p2,
+            m1 + m2 * 2.0,
+            p1 + p2 * 4.0,
+            m1 + m2 * 8.0 + s[5],
+            z,
+            z,
+        ]
+    }
+}
+
+thread_local! {
+    /// The calling thread's `U`, `V` and `M` buffers, grown once and reused. They stay borrowed
+    /// while a convolution's parallel phases run (see `conv3x3`).
+    static BUFFERS: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
+    /// Per-thread `V` and `M` buffers of the blocks that run whole on one thread.
+    static LOCAL: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+    /// Per-thread row scratch of the input transform.
+    static ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `U_e[r, s] = (G g_{r,s} Gᵀ)_e` into `u`, laid out `[rows][α²][cols]` (so `U_e` is the strided matrix
+/// at offset `e·cols` with row stride `α²·cols`), with `(rows, cols) = (C_out, C_in)` forward and
+/// `(C_in, C_out)` backward.
+fn transform_weights<T: Tile>(weight: ArrayView2<'_, f32>, dir: Direction, u: &mut [f32]) {
+    let (c_out, k) = weight.dim();
+    let c_in = k / 9;
+    let a2 = T::A * T::A;
+    let cols = match dir {
+        Direction::Forward => c_in,
+        Direction::Backward => c_out,
+    };
+    let w = weight.as_standard_layout();
+    let w = w.as_slice().expect("standard layout");
+    u.par_chunks_mut(a2 * cols)
+        .enumerate()
+        .for_each(|(r, out)| {
+            for s in 0..cols {
+                let (o, c) = match dir {
+                    Direction::Forward => (r, s),
+                    Direction::Backward => (s, r),
+                };
+                let base = o * k + c * 9;
+                let g = |i: usize, j: usize| match dir {
+                    Direction::Forward => w[base + i * 3 + j],
+                    Direction::Backward => w[base + (2 - i) * 3 + (2 - j)],
+                };
+                // t = G g (α×3), column by column; then each row of t times Gᵀ.
+                let mut t = [[0.0_f32; 3]; MAX_A];
+                for j in 0..3 {
+                    let col = T::weight([g(0, j), g(1, j), g(2, j)]);
+                    for (i, ti) in t.iter_mut().enumerate().take(T::A) {
+                        ti[j] = col[i];
+                    }
+                }
+                for (i, ti) in t.iter().enumerate().take(T::A) {
+                    let row = T::weight(*ti);
+                    for (j, &v) in row.iter().enumerate().take(T::A) {
+                        out[(i * T::A + j) * cols + s] = v;
+                    }
+                }
+            }
+        });
+}
+
+/// A 3×3 stride-1 convolution `output = conv(input, W) + bias` (forward) or its input gradient
+/// `output = conv(input = dY, flip(Wᵀ))` (backward, `bias` empty), with padding `pad` on `input`;
+/// outputs of fewer than [`MIN_TILES`] 4×4 tiles go to F(2×2) (`winograd::conv3x3`).
+///
+/// `input` is `[C_a, H_a, W_a]` in standard layout, `output` `[C_b, H_a + pt + pb − 2, W_a + pl + pr − 2]`.
+pub(crate) fn conv3x3(
+    dir: Direction,
+    weight: ArrayView2<'_, f32>,
+    bias: ArrayView1<'_, f32>,
+    input: ArrayView3<'_, f32>,
+    pad: Padding,
+    output: ArrayViewMut3<'_, f32>,
+) {
+    let (_, h_b, w_b) = output.dim();
+    if h_b.div_ceil(F4::M) * w_b.div_ceil(F4::M) < MIN_TILES {
+        crate::winograd::conv3x3(dir, weight, bias, input, pad, output);
+    } else {
+        conv3x3_tiles::<F4>(dir, weight, bias, input, pad, output);
+    }
+}
+
+/// [`conv3x3`] for any tile type.
+fn conv3x3_tiles<T: Tile>(
+    dir: Direction,
+    weight: ArrayView2<'_, f32>,
+    bias: ArrayView1<'_, f32>,
+    input: ArrayView3<'_, f32>,
+    pad: Padding,
+    output: ArrayViewMut3<'_, f32>,
+) {
+    let (c_a, c_b) = match dir {
+        Direction::Forward => (weight.dim().1 / 9, weight.dim().0),
+        Direction::Backward => (weight.dim().0, weight.dim().1 / 9),
+    };
+    let a2 = T::A * T::A;
+    BUFFERS.with(|cell| {
+        // These buffers stay borrowed while the phases run; if this thread steals the work of another
+        // Winograd convolution meanwhile (callers that run networks inside rayon jobs), that one finds
+        // them borrowed and uses buffers of its own.
+        let mut own: [Vec<f32>; 3] = Default::default();
+        let mut shared = cell.try_borrow_mut();
+        let [u, v, m] = match shared.as_deref_mut() {
+            Ok(b) => b,
+            Err(_) => &mut own,
+        };
+        grow(u, a2 * c_a * c_b);
+        let u = &mut u[..a2 * c_a * c_b];
+        transform_weights::<T>(weight, dir, u);
+        convolve::<T>(u, (c_a, c_b), bias, input, pad, output, v, m);
+    });
+}
+
+/// The blocks of [`conv3x3`], given the transformed weights `u` (`[C_b][α²][C_a]`).
+///
+/// A block is a fixed number of tile rows, chosen from the shapes only. With at least
+/// [`LOCAL_MIN_BLOCKS`] blocks, blocks run in parallel, each on one thread with that thread's
+/// buffers (they stay in its caches); with fewer (deep layers of small images), blocks run one after
+/// the other and each one's three phases run in parallel. Either way every output element is
+/// computed by the same operations, so results do not depend on the thread count.
+#[allow(clippy::too_many_arguments)]
+fn convolve<T: Tile>(
+    u: &[f32],
+    (c_a, c_b): (usize, usize),
+    bias: ArrayView1<'_, f32>,
+    input: ArrayView3<'_, f32>,
+    pad: Padding,
+    mut output: ArrayViewMut3<'_, f32>,
+    v: &mut Vec<f32>,
+    m: &mut Vec<f32>,
+) {
+    let (c_in, h_a, w_a) = input.dim();
+    let (c_out, h_b, w_b) = output.dim();
+    debug_assert_eq!((c_in, c_out), (c_a, c_b));
+    debug_assert_eq!(h_b + 2, h_a + pad.top + pad.bottom);
+    debug_assert_eq!(w_b + 2, w_a + pad.left + pad.right);
+    let a2 = T::A * T::A;
+    let input = input.as_standard_layout();
+    let x = input.as_slice().expect("standard layout");
+    let ntx = w_b.div_ceil(T::M);
+    let nty = h_b.div_ceil(T::M);
+    let rows_for = |floats: usize| {
+        let per_block = (floats / (a2 * c_a.max(c_b))).clamp(1, TILES);
+        per_block.div_ceil(ntx).max(1)
+    };
+    let mut rows_per_block = rows_for(BLOCK_FLOATS);
+    let local = nty.div_ceil(rows_per_block) >= LOCAL_MIN_BLOCKS;
+    if !local {
+        // Phases in parallel: the buffers need not fit one core's cache, and wider GEMMs repack
+        // `U_e` less often per tile.
+        rows_per_block = rows_for(PHASED_BLOCK_FLOATS);
+    }
+    let n_max = rows_per_block.min(nty) * ntx;
+    let geo = Geometry {
+        c_a,
+        c_b,
+        h_a,
+        w_a,
+        pad,
+        ntx,
+        nty,
+    };
+    let blocks = output.axis_chunks_iter_mut(Axis(1), T::M * rows_per_block);
+    if local {
+        blocks.into_par_iter().enumerate().for_each(|(b, out)| {
+            LOCAL.with(|cell| {
+                let mut own: [Vec<f32>; 2] = Default::default();
+                let mut shared = cell.try_borrow_mut();
+                let [v, m] = match shared.as_deref_mut() {
+                    Ok(bufs) => bufs,
+                    Err(_) => &mut own,
+                };
+                grow(v, a2 * c_a * (n_max + 8));
+                grow(m, a2 * c_b * n_max);
+                let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
+                block::<T>(&geo, u, x, bias, rows, out, v, m, false);
+            });
+        });
+    } else {
+        grow(v, a2 * c_a * (n_max + 8));
+        grow(m, a2 * c_b * n_max);
+        for (b, out) in blocks.into_iter().enumerate() {
+            let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
+            block::<T>(&geo, u, x, bias, rows, out, v, m, true);
+        }
+    }
+}
+
+/// Shapes of one Winograd convolution: channels in and out, input size and padding, tiles per row
+/// and per column.
+struct Geometry {
+    c_a: usize,
+    c_b: usize,
+    h_a: usize,
+    w_a: usize,
+    pad: Padding,
+    ntx: usize,
+    nty: usize,
+}
+
+/// One block of tile rows `[ty0, ty1)`: input transform, `α²` GEMMs, output transform, each phase
+/// in parallel when `parallel` is set.
+#[allow(clippy::too_many_arguments)]
+fn block<T: Tile>(
+    g: &Geometry,
+    u: &[f32],
+    x: &[f32],
+    bias: ArrayView1<'_, f32>,
+    (ty0, ty1): (usize, usize),
+    mut out: ArrayViewMut3<'_, f32>,
+    v: &mut [f32],
+    m: &mut [f32],
+    parallel: bool,
+) {
+    let (c_a, c_b, a2) = (g.c_a, g.c_b, T::A * T::A);
+    debug_assert!(ty1 <= g.nty);
+    let n = (ty1 - ty0) * g.ntx;
+    // V laid out [e][c][t] and M [e][o][t]: V_e and M_e are contiguous [C × n] matrices.
+    // Rows of V are padded by 8, so that the input transform always stores 8 lanes: a group that
+    // runs past the tile row writes into the next tile row's place (overwritten when that row is
+    // transformed, by the same task) or, after the last, into the padding, which the GEMM never reads.
+    let n_pad = n + 8;
+    let v = &mut v[..a2 * c_a * n_pad];
+    let dest = Scatter {
+        ptr: v.as_mut_ptr(),
+        len: v.len(),
+        stride: c_a * n_pad,
+    };
+    let transform_in = |c: usize| {
+        let plane = &x[c * g.h_a * g.w_a..(c + 1) * g.h_a * g.w_a];
+        // Channel c writes only the elements (e·C_a + c)·n_pad + t, t < n_pad: disjoint across channels.
+        let rows = dest.offset(c * n_pad);
+        input_transform::<T>(plane, (g.h_a, g.w_a), g.pad, (ty0, ty1), g.ntx, n, &rows);
+    };
+    if parallel {
+        (0..c_a).into_par_iter().for_each(transform_in);
+    } else {
+        (0..c_a).for_each(transform_in);
+    }
+    let v: &[f32] = v;
+    let m = &mut m[..a2 * c_b * n];
+    let gemm = |(e, me): (usize, &mut [f32])| {
+        let ue = ArrayView2::from_shape((c_b, c_a).strides((a2 * c_a, 1)), &u[e * c_a..])
+            .expect("sized");
+        let ve = ArrayView2::from_shape(
+            (c_a, n).strides((n_pad, 1)),
+            &v[e * c_a * n_pad..(e + 1) * c_a * n_pad],
+        )
+        .expect("sized");
+        let me = ArrayViewMut2::from_shape((c_b, n), me).expect("sized");
+        sgemm(1.0, ue, ve, 0.0, me);
+    };
+    if parallel {
+        m.par_chunks_mut(c_b * n).enumerate().for_each(gemm);
+    } else {
+        m.chunks_mut(c_b * n).enumerate().for_each(gemm);
+    }
+    let m: &[f32] = m;
+    let transform_out = |(o, plane): (usize, ArrayViewMut2<'_, f32>)| {
+        let b = bias.get(o).copied().unwrap_or(0.0);
+        output_transform::<T>(m, (o, c_b), ty1 - ty0, g.ntx, b, plane);
+    };
+    if parallel {
+        out.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(transform_out);
+    } else {
+        out.axis_iter_mut(Axis(0))
+            .enumerate()
+            .for_each(transform_out);
+    }
+}
+
+/// Where the input transform of one channel writes: element `(e, t)` at `ptr + e·stride + t`, inside
+/// a buffer of `len` floats. Each parallel task gets its own `offset`, and the tasks' element sets
+/// are disjoint (see `convolve`), so no two tasks write the same element.
+#[derive(Clone, Copy)]
+struct Scatter {
+    ptr: *mut f32,
+    len: usize,
+    stride: usize,
+}
+
+// SAFETY: a `Scatter` is only a base pointer into a buffer that outlives the parallel section; the
+// tasks that share it write disjoint elements (checked by `store`'s bounds and `convolve`'s layout).
+unsafe impl Send for Scatter {}
+// SAFETY: as for `Send`: shared use only writes disjoint elements.
+unsafe impl Sync for Scatter {}
+
+impl Scatter {
+    fn offset(self, by: usize) -> Scatter {
+        assert!(by <= self.len, "offset inside the buffer");
+        Scatter {
+            // SAFETY: `by ≤ len`, so the pointer stays inside (or one past) the buffer.
+            ptr: unsafe { self.ptr.add(by) },
+            len: self.len - by,
+            stride: self.stride,
+        }
+    }
+
+    /// Writes the eight lanes of `v` at `(e, t) … (e, t + 7)`.
+    #[inline(always)]
+    fn store(&self, e: usize, t: usize, v: L8) {
+        let at = e * self.stride + t;
+        assert!(at + 8 <= self.len, "store inside the buffer");
+        // SAFETY: `at + 8 ≤ len` (checked above) keeps the write inside the buffer, and no other task
+        // writes these elements (see the type's docs); `v` is a local array, so they do not overlap.
+        unsafe { self.ptr.add(at).cast::<[f32; 8]>().write_unaligned(v.0) };
+    }
+}
+
+fn grow(buf: &mut Vec<f32>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+}
+
+/// `V_e[t] = (Bᵀ d B)_e` of one input channel's `plane` for the tiles of tile rows `[ty0, ty1)`,
+/// `t = (ty − ty0)·ntx + tx` (`n` tiles in all), written through `dest`.
+fn input_transform<T: Tile>(
+    plane: &[f32],
+    (h_a, w_a): (usize, usize),
+    pad: Padding,
+    (ty0, ty1): (usize, usize),
+    ntx: usize,
+    n: usize,
+    dest: &Scatter,
+) {
+    let (a, mm) = (T::A, T::M);
+    debug_assert_eq!(n % ntx, 0);
+    // Row length: the tiles of a row, rounded up to whole groups of 8 tiles, plus the overlap.
+    let width = (mm * ntx.next_multiple_of(8) + 2).next_multiple_of(8);
+    ROWS.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        grow(&mut scratch, 2 * a * width);
+        // α padded input rows, then their transform down the patch rows (`Bᵀ d`), row by row.
+        let (rows, w) = scratch.split_at_mut(a * width);
+        for ty in ty0..ty1 {
+            for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+                let iy = (mm * ty + i).wrapping_sub(pad.top);
+                if iy >= h_a {
+                    row.fill(0.0);
+                    continue;
+                }
+                let src = &plane[iy * w_a..(iy + 1) * w_a];
+                // row[k] = input column k − pl.
+                let lo = pad.left.min(width);
+                let hi = (pad.left + w_a).min(width);
+                row[..lo].fill(0.0);
+                row[lo..hi].copy_from_slice(&src[..hi - lo]);
+                row[hi..].fill(0.0);
+            }
+            for c0 in (0..width).step_by(8) {
+                let mut d = [L8::default(); MAX_A];
+                for (i, di) in d.iter_mut().enumerate().take(a) {
+                    *di = L8::load(&rows[i * width + c0..]);
+                }
+                let r = T::input(&d);
+                for (i, ri) in r.iter().enumerate().take(a) {
+                    ri.store(&mut w[i * width + c0..]);
+                }
+            }
+            // Then along the patch columns (`(Bᵀ d) B`), eight tiles at a time: the eight tiles read
+            // the window `wi[m·tx0 .. m·tx0 + 8m + 2]` (inside the row: see `width`).
+            let t0 = (ty - ty0) * ntx;
+            for (i, wi) in w.chunks_exact(width).enumerate().take(a) {
+                for tx0 in (0..ntx).step_by(8) {
+                    let mut win = [0.0_f32; 8 * MAX_M + 2];
+                    let span = 8 * mm + 2;
+                    win[..span].copy_from_slice(&wi[mm * tx0..mm * tx0 + span]);
+                    let mut d = [L8::default(); MAX_A];
+                    for (j, dj) in d.iter_mut().enumerate().take(a) {
+                        *dj = L8(std::array::from_fn(|q| win[mm * q + j]));
+                    }
+                    let r = T::input(&d);
+                    for (j, &rj) in r.iter().enumerate().take(a) {
+                        dest.store(i * a + j, t0 + tx0, rj);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `Y = Aᵀ m A + b` of output channel `o` for every tile of the block (`m` laid out `[e][o][t]`),
+/// clipped to the output (sizes that are not multiples of `m`).
+#[allow(
+    clippy::needless_range_loop,
+    reason = "the tile's rows and columns index two arrays crosswise"
+)]
+fn output_transform<T: Tile>(
+    m: &[f32],
+    (o, c_b): (usize, usize),
+    n_rows: usize,
+    ntx: usize,
+    b: f32,
+    mut plane: ArrayViewMut2<'_, f32>,
+) {
+    let (a, mm) = (T::A, T::M);
+    let n = n_rows * ntx;
+    let (h_out, w_out) = plane.dim();
+    let plane = plane
+        .as_slice_mut()
+        .expect("a channel's output rows are contiguous");
+    for r in 0..n_rows {
+        let t0 = r * ntx;
+        for k0 in (0..ntx).step_by(8) {
+            let len = (ntx - k0).min(8);
+            // Along the patch columns for each patch row i: s[j'][i], eight tiles at a time.
+            let mut s = [[L8::default(); MAX_A]; MAX_A];
+            for i in 0..a {
+                let mut d = [L8::default(); MAX_A];
+                for (j, dj) in d.iter_mut().enumerate().take(a) {
+                    let at = ((i * a + j) * c_b + o) * n + t0 + k0;
+                    *dj = L8::load_partial(&m[at..at + len]);
+                }
+                let o = T::output(&d);
+                for (jj, sj) in s.iter_mut().enumerate().take(mm) {
+                    sj[i] = o[jj];
+                }
+            }
+            // Along the patch rows: y[j'][i'] (i' the output row in the tile).
+            let mut y = [[L8::default(); MAX_A]; MAX_M];
+            for (yj, sj) in y.iter_mut().zip(&s).take(mm) {
+                *yj = T::output(sj);
+            }
+            // Each output row of the eight tiles is 8m contiguous values.
+            let x0 = mm * k0;
+            let cols = (mm * len).min(w_out - x0);
+            for ii in 0..mm {
+                let oy = mm * r + ii;
+                if oy >= h_out {
+                    break;
+                }
+                let mut buf = [0.0_f32; 8 * MAX_M];
+                for q in 0..8 {
+                    for jj in 0..mm {
+                        buf[q * mm + jj] = y[jj][ii].0[q] + b;
+                    }
+                }
+                let dst = &mut plane[oy * w_out + x0..oy * w_out + x0 + cols];
+                if cols == 8 * mm {
+                    // A constant length per tile type: vector stores, not a `memcpy` call.
+                    dst[..8 * mm].copy_from_slice(&buf[..8 * mm]);
+                } else {
+                    dst.copy_from_slice(&buf[..cols]);
+                }
+            }
+        }
+    }
+}
