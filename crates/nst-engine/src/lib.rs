@@ -63,6 +63,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod animation;
 pub mod bench;
 pub mod cache;
 pub mod checkpoint;
