@@ -140,6 +140,8 @@ function showLive(id) {
     studio.live = id; studio.costs = []; studio.costsLoaded = true;
     api("GET", `api/runs/${id}`).then((full) => { if (studio.live === id) { studio.costs = full.costs; drawPlot(); } }).catch(() => {});
     const img = $("#preview");
+    // No preview yet (a run just started): an empty frame rather than a broken image.
+    img.onerror = () => img.removeAttribute("src");
     img.src = ["done", "stopped"].includes(r.state) ? `api/runs/${id}/result.png?t=${Date.now()}` : `api/runs/${id}/preview.jpg?t=${Date.now()}`;
   }
   $("#live-empty").hidden = true; $("#live-run").hidden = false;

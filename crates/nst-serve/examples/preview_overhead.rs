@@ -2,7 +2,9 @@
 //! the seed program's layers, random images) once with no page watching and once with one watching
 //! (an open event stream, so the worker asks for a preview at most every 250 ms and a third thread
 //! encodes it as JPEG), alternating, on one studio. It prints the wall-clock seconds per iteration
-//! of both (median over the rounds) and the overhead.
+//! of both (median over the rounds) and the overhead; then, because whole runs on a shared machine
+//! are noisy, the cost of one preview measured alone (rendering on the run's thread, JPEG encoding on
+//! the encoder's) as a share of an iteration.
 //!
 //! `cargo run --release -p nst-serve --example preview_overhead -- [SIZE] [ITERATIONS] [ROUNDS]`
 //! (defaults 128, 30, 3).
@@ -53,7 +55,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (mut plain, mut watched, mut previews) = (Vec::new(), Vec::new(), 0);
     for round in 0..rounds {
-        for watch in [false, true] {
+        // Alternate which goes first, so that a drift in the machine's load favours neither.
+        let order = if round.is_multiple_of(2) {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for watch in order {
             let stream = watch.then(|| events(addr));
             let id = submit(addr, &serde_json::to_string(&settings)?);
             let info = loop {
@@ -84,8 +92,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cores(),
         100.0 * (b - a) / a
     );
+    // The same cost measured without the noise of whole runs: one preview's rendering (on the run's
+    // thread) and JPEG encoding (on the encoder's), at this size, times the previews per iteration.
+    let (w, h) = (size, size * 3 / 4);
+    let (render, encode) = preview_cost(w, h);
+    let per_iteration = previews as f64 / (iterations * rounds) as f64;
+    println!(
+        "one preview at {w}x{h}: render {:.3} ms, JPEG {:.3} ms; {per_iteration:.2} previews per watched iteration: {:.3} % of an unwatched iteration",
+        render * 1e3,
+        encode * 1e3,
+        100.0 * per_iteration * (render + encode) / a
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The median seconds of turning a `[3, h, w]` tensor into an 8-bit image, and of encoding that as
+/// JPEG at the studio's quality, over 50 tries each.
+fn preview_cost(w: usize, h: usize) -> (f64, f64) {
+    let t = ndarray::Array3::from_shape_fn((3, h, w), |(c, y, x)| {
+        ((c * 31 + y * 7 + x * 3) % 255) as f32 - 120.0
+    });
+    let mean = nst_engine::IMAGENET_MEAN;
+    let time = |f: &mut dyn FnMut()| {
+        let mut v: Vec<f64> = (0..50)
+            .map(|_| {
+                let t0 = std::time::Instant::now();
+                f();
+                t0.elapsed().as_secs_f64()
+            })
+            .collect();
+        median(&mut v)
+    };
+    let image = nst_engine::image_io::tensor_to_rgb8(t.view(), mean);
+    let render = time(&mut || {
+        std::hint::black_box(nst_engine::image_io::tensor_to_rgb8(t.view(), mean));
+    });
+    let encode = time(&mut || {
+        let mut jpeg = Vec::new();
+        let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85);
+        image.write_with_encoder(enc).expect("encodes");
+        std::hint::black_box(jpeg);
+    });
+    (render, encode)
 }
 
 fn cores() -> usize {
@@ -94,7 +143,12 @@ fn cores() -> usize {
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n.is_multiple_of(2) {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    } else {
+        v[n / 2]
+    }
 }
 
 fn http(addr: SocketAddr, head: &str, body: &str) -> Value {

@@ -54,6 +54,15 @@ fn uploads_are_sniffed_checked_and_renamed() {
         (Some(40), Some(32))
     );
     assert_eq!(get(addr, &format!("/api/images/{name}")).body, png);
+    // A photo larger than the JSON routes' 64 KiB limit is still an upload.
+    let photo = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/hokusai_great_wave.jpg"),
+    )
+    .unwrap();
+    assert!(photo.len() > 100_000);
+    let r = request(addr, "POST", "/api/uploads", &[], &photo);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["image"].as_str().unwrap().ends_with(".jpg"));
     // Not an image, whatever it is called.
     let r = request(
         addr,
@@ -81,8 +90,8 @@ fn uploads_are_sniffed_checked_and_renamed() {
         .collect();
     assert_eq!(
         stored.len(),
-        1,
-        "only the good upload is kept, no temporary file"
+        2,
+        "only the good uploads are kept, no temporary file"
     );
     server.shutdown().unwrap();
 }

@@ -71,7 +71,8 @@ impl Driver {
         } else {
             body.to_string()
         };
-        let r = request(
+        let r = request_as(
+            "HTTP/1.1",
             self.addr,
             method,
             path,
@@ -151,9 +152,12 @@ fn the_page_runs_a_stylization_in_headless_chromium() {
     let driver_path = chromedriver()
         .expect("NST_TEST_BROWSER=1 but no chromedriver was found (PATH or NST_CHROMEDRIVER)");
     let dir = temp_dir("browser");
+    // The repository's sample images, as `nst serve` offers them.
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images");
     let server = start(&dir, |c| {
+        c.samples = Some(images);
         c.defaults = tiny_settings(120);
-        c.defaults.max_size = 96;
+        c.defaults.max_size = 160;
         c.preview_every = Duration::from_millis(100);
     });
     let url = server.url();
@@ -162,7 +166,7 @@ fn the_page_runs_a_stylization_in_headless_chromium() {
     let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"args": [
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-        "--window-size=1280,1000", format!("--user-data-dir={}", profile.display()),
+        "--window-size=1280,1560", format!("--user-data-dir={}", profile.display()),
     ]}}}});
     let created = driver.call("POST", "/session", &caps);
     let session = Session {
@@ -171,37 +175,22 @@ fn the_page_runs_a_stylization_in_headless_chromium() {
     };
     session.cmd("POST", "url", json!({ "url": url }));
     session.wait_for(
-        "return document.querySelectorAll('#samples .sample').length == 2",
+        "return document.querySelectorAll('#samples .sample').length == 4",
         20,
     );
     assert_eq!(
         session.js("return document.querySelector('#start').disabled"),
         true
     );
-    session.click(".sample[data-ref='sample:content.png'] .as-content");
-    session.click(".sample[data-ref='sample:style.jpg'] .as-style");
+    session.click(".sample[data-ref='sample:louvre_pyramid.jpg'] .as-content");
+    session.click(".sample[data-ref='sample:vangogh_night_cafe.jpg'] .as-style");
     assert_eq!(
         session.js("return document.querySelectorAll('#style-picked .thumb').length"),
         1
     );
     session.click("#start");
     // The preview changes while the run goes on.
-    let mut seen = std::collections::BTreeSet::new();
-    let t0 = Instant::now();
-    while seen.len() < 3 {
-        let it = session.js("const p = document.querySelector('#preview'); return p.complete && p.naturalWidth > 0 ? (p.dataset.iteration || '') : ''");
-        if let Some(i) = it.as_str().filter(|s| !s.is_empty()) {
-            seen.insert(i.parse::<u64>().unwrap());
-        }
-        if get(server.addr(), "/api/runs/r000001").json()["state"] == "done" && seen.len() >= 2 {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "previews seen: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(30));
-    }
+    let seen = previews_seen(&session, server.addr());
     assert!(seen.len() >= 2, "the preview changed: {seen:?}");
     session.wait_for(
         "return document.querySelector(\".entry[data-id='r000001'].done\") !== null",
@@ -213,6 +202,37 @@ fn the_page_runs_a_stylization_in_headless_chromium() {
     );
     // Wait until the history thumbnail has loaded, for the screenshot.
     session.wait_for("const i = document.querySelector(\".entry[data-id='r000001'] img\"); return i.complete && i.naturalWidth > 0", 20);
+    save_screenshot(&session);
+    session
+        .driver
+        .call("DELETE", &format!("/session/{}", session.id), &json!({}));
+    server.shutdown().unwrap();
+}
+
+/// The iterations of the preview images the page showed, until three were seen or the run ended.
+fn previews_seen(session: &Session<'_>, addr: SocketAddr) -> std::collections::BTreeSet<u64> {
+    let mut seen = std::collections::BTreeSet::new();
+    let t0 = Instant::now();
+    while seen.len() < 3 {
+        let it = session.js("const p = document.querySelector('#preview'); return p.complete && p.naturalWidth > 0 ? (p.dataset.iteration || '') : ''");
+        if let Some(i) = it.as_str().filter(|s| !s.is_empty()) {
+            seen.insert(i.parse::<u64>().unwrap());
+        }
+        if get(addr, "/api/runs/r000001").json()["state"] == "done" && seen.len() >= 2 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "previews seen: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    seen
+}
+
+/// The page from the top, as a PNG in `target/nst-serve-browser/studio.png`.
+fn save_screenshot(session: &Session<'_>) {
+    session.js("window.scrollTo(0, 0)");
     let shot = session.cmd("GET", "screenshot", json!({}));
     let png = decode_base64(shot.as_str().unwrap());
     assert_eq!(&png[1..4], b"PNG");
@@ -220,10 +240,6 @@ fn the_page_runs_a_stylization_in_headless_chromium() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("studio.png"), &png).unwrap();
     eprintln!("screenshot: {}", out.join("studio.png").display());
-    session
-        .driver
-        .call("DELETE", &format!("/session/{}", session.id), &json!({}));
-    server.shutdown().unwrap();
 }
 
 /// Standard base64 (the screenshot).

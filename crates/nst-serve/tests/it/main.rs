@@ -160,10 +160,22 @@ pub(crate) fn request(
     extra: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
+    request_as("HTTP/1.0", addr, method, path, extra, body)
+}
+
+/// [`request`] in HTTP `version` (chromedriver answers only HTTP/1.1; it sends a length, no chunks).
+pub(crate) fn request_as(
+    version: &str,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut head = format!(
-        "{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n",
+        "{method} {path} {version}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     if !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
@@ -175,34 +187,47 @@ pub(crate) fn request(
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    parse(&raw)
+    read_response(BufReader::new(s))
 }
 
-fn parse(raw: &[u8]) -> Response {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
+/// Reads a response: the head, then `Content-Length` bytes (or to the end without one; chromedriver
+/// keeps the connection open after a response with a length).
+fn read_response(mut r: BufReader<TcpStream>) -> Response {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status = line
         .split(' ')
         .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {line:?}"));
+    let mut headers = BTreeMap::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    let mut body = Vec::new();
+    match headers
+        .get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(n) => {
+            body.resize(n, 0);
+            r.read_exact(&mut body).unwrap();
+        }
+        None => {
+            r.read_to_end(&mut body).unwrap();
+        }
+    }
     Response {
         status,
         headers,
-        body: raw[split + 4..].to_vec(),
+        body,
     }
 }
 
