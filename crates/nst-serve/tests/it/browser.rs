@@ -1,7 +1,7 @@
 //! The page in a real browser: headless Chromium driven through WebDriver (chromedriver) loads the
 //! page, chooses the sample images, starts a small run on the random test model, sees the preview
-//! image change and the run appear in the history, and keeps a screenshot
-//! (`target/nst-serve-browser/studio.png`).
+//! image change and the run appear in the history, checks that the page fits a phone's width, and
+//! keeps screenshots (`target/nst-serve-browser/studio.png`, `studio-phone.png`).
 //!
 //! Runs only with `NST_TEST_BROWSER=1`, which `.ci/browser-test` (the `browser` leg of
 //! `cargo xtask test`) sets once Chromium and chromedriver are installed; then a missing driver is a
@@ -202,7 +202,16 @@ fn the_page_runs_a_stylization_in_headless_chromium() {
     );
     // Wait until the history thumbnail has loaded, for the screenshot.
     session.wait_for("const i = document.querySelector(\".entry[data-id='r000001'] img\"); return i.complete && i.naturalWidth > 0", 20);
-    save_screenshot(&session);
+    save_screenshot(&session, "studio.png");
+    // On a phone's screen: one column, nothing wider than the screen.
+    session.cmd("POST", "window/rect", json!({"width": 390, "height": 844}));
+    session.wait_for("return window.innerWidth <= 400", 10);
+    assert_eq!(
+        session.js("return document.documentElement.scrollWidth <= window.innerWidth"),
+        true,
+        "the page fits a phone's width"
+    );
+    save_screenshot(&session, "studio-phone.png");
     session
         .driver
         .call("DELETE", &format!("/session/{}", session.id), &json!({}));
@@ -230,16 +239,16 @@ fn previews_seen(session: &Session<'_>, addr: SocketAddr) -> std::collections::B
     seen
 }
 
-/// The page from the top, as a PNG in `target/nst-serve-browser/studio.png`.
-fn save_screenshot(session: &Session<'_>) {
+/// The page from the top, as a PNG `name` in `target/nst-serve-browser/`.
+fn save_screenshot(session: &Session<'_>, name: &str) {
     session.js("window.scrollTo(0, 0)");
     let shot = session.cmd("GET", "screenshot", json!({}));
     let png = decode_base64(shot.as_str().unwrap());
     assert_eq!(&png[1..4], b"PNG");
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../nst-serve-browser");
     std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("studio.png"), &png).unwrap();
-    eprintln!("screenshot: {}", out.join("studio.png").display());
+    std::fs::write(out.join(name), &png).unwrap();
+    eprintln!("screenshot: {}", out.join(name).display());
 }
 
 /// Standard base64 (the screenshot).
