@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -25,6 +25,15 @@ use crate::{Error, Result, UPLOAD_LIMIT};
 
 type Shared = Arc<Studio>;
 
+/// How many uploads are read at once.
+pub(crate) const UPLOAD_SLOTS: usize = 4;
+/// How long an upload may take to arrive.
+const UPLOAD_TIME: Duration = Duration::from_secs(60);
+
+/// Above this many pixels an upload is checked from its header only: decoding it whole (as floats)
+/// just to check it would take gigabytes; the run decodes it at its working size.
+const DECODE_CHECK_PIXELS: u64 = 16 * 1024 * 1024;
+
 /// The whole application.
 pub(crate) fn router(studio: Shared) -> Router {
     let guard = Guard {
@@ -35,7 +44,7 @@ pub(crate) fn router(studio: Shared) -> Router {
         .route("/api/defaults/{preset}", get(defaults))
         .route(
             "/api/uploads",
-            post(upload).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
+            post(upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/api/images/{image}", get(image))
         .route("/api/runs", post(submit))
@@ -57,6 +66,7 @@ impl IntoResponse for Error {
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
@@ -73,8 +83,26 @@ async fn defaults(Path(preset): Path<String>) -> Result<Json<Settings>> {
 }
 
 /// Stores an uploaded image under a server-chosen name, after checking its type (by content), its
-/// size and its pixel count (from the header, before anything is decoded).
-async fn upload(State(s): State<Shared>, body: Bytes) -> Result<impl IntoResponse> {
+/// size and its pixel count (from the header, before anything is decoded). At most
+/// [`UPLOAD_SLOTS`] bodies are read at once, each within [`UPLOAD_TIME`], so that many or slow
+/// uploads cannot hold the server's memory.
+async fn upload(State(s): State<Shared>, body: Body) -> Result<impl IntoResponse> {
+    let _slot = s
+        .upload_slots
+        .acquire()
+        .await
+        .map_err(|_| Error::Conflict("the server is shutting down".into()))?;
+    let too_large = || {
+        Error::TooLarge(format!(
+            "an upload must be at most {} MiB and arrive within {} s",
+            UPLOAD_LIMIT >> 20,
+            UPLOAD_TIME.as_secs()
+        ))
+    };
+    let body = tokio::time::timeout(UPLOAD_TIME, axum::body::to_bytes(body, UPLOAD_LIMIT))
+        .await
+        .map_err(|_| too_large())?
+        .map_err(|_| too_large())?;
     let ext = match body.get(..8) {
         Some([0x89, b'P', b'N', b'G', ..]) => "png",
         Some([0xff, 0xd8, 0xff, ..]) => "jpg",
@@ -99,8 +127,12 @@ fn store_upload(dir: &std::path::Path, ext: &str, body: &[u8]) -> Result<(String
     let name = format!("u{}.{ext}", &crate::new_token()[..16]);
     let tmp = dir.join(format!(".part-{name}"));
     std::fs::write(&tmp, body).map_err(|e| Error::io(&tmp, e))?;
-    let checked = nst_engine::image_io::dimensions(&tmp)
-        .and_then(|d| nst_engine::image_io::load(&tmp).map(|_| d));
+    let checked = nst_engine::image_io::dimensions(&tmp).and_then(|(w, h)| {
+        if u64::from(w) * u64::from(h) <= DECODE_CHECK_PIXELS {
+            nst_engine::image_io::load(&tmp)?;
+        }
+        Ok((w, h))
+    });
     match checked {
         Ok((w, h)) => {
             let dest = dir.join(&name);

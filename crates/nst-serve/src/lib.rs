@@ -136,6 +136,9 @@ pub enum Error {
     /// The request does not fit the run's state (409).
     #[error("{0}")]
     Conflict(String),
+    /// A body is over its size limit, or was not sent in time (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The queue is full (429).
     #[error("the queue is full ({0} runs wait): wait for one to finish, or remove one")]
     QueueFull(usize),

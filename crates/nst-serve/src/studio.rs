@@ -44,6 +44,8 @@ pub(crate) struct Studio {
     watchers: AtomicUsize,
     preview: Mutex<Option<Preview>>,
     encoder: Mutex<Option<mpsc::SyncSender<Frame>>>,
+    /// Uploads being read (see `http::upload`).
+    pub(crate) upload_slots: tokio::sync::Semaphore,
 }
 
 #[derive(Default)]
@@ -94,6 +96,7 @@ impl Studio {
             watchers: AtomicUsize::new(0),
             preview: Mutex::new(None),
             encoder: Mutex::new(None),
+            upload_slots: tokio::sync::Semaphore::new(crate::http::UPLOAD_SLOTS),
         });
         let (tx, rx) = mpsc::sync_channel(1);
         *lock(&studio.encoder) = Some(tx);
