@@ -40,6 +40,7 @@ fn uploads_are_sniffed_checked_and_renamed() {
     let dir = temp_dir("uploads");
     let server = start(&dir, |_| {});
     let addr = server.addr();
+    let before = listing(&dir, &dir.join("out"));
     let png = std::fs::read(dir.join("samples/content.png")).unwrap();
     let r = request(addr, "POST", "/api/uploads", &[], &png);
     assert_eq!(r.status, 201);
@@ -94,6 +95,7 @@ fn uploads_are_sniffed_checked_and_renamed() {
         "only the good uploads are kept, no temporary file"
     );
     server.shutdown().unwrap();
+    assert_eq!(listing(&dir, &dir.join("out")), before);
 }
 
 #[test]

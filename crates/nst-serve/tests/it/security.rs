@@ -154,6 +154,7 @@ fn with_a_token_every_request_needs_it() {
     assert_eq!(token.len(), 32);
     let server = start(&dir, |c| c.token = Some(token.clone()));
     let addr = server.addr();
+    let before = listing(&dir, &dir.join("out"));
     assert!(server.url().ends_with(&format!("/?token={token}")));
     for path in ["/", "/api/state", "/api/events", "/app.js"] {
         assert_eq!(get(addr, path).status, 401, "{path}");
@@ -206,6 +207,7 @@ fn with_a_token_every_request_needs_it() {
     assert_eq!(r.status, 201);
     events.until(|e| e["type"] == "step");
     server.shutdown().unwrap();
+    assert_eq!(listing(&dir, &dir.join("out")), before);
 }
 
 #[test]
