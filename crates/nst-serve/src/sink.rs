@@ -78,6 +78,12 @@ impl<'a> StudioSink<'a> {
             "type": "step", "run": self.id, "iteration": iteration, "total": total,
             "costs": point, "ips": ips, "eta": eta,
         }));
+        // Saved before the engine writes this iteration's checkpoint, so that the record never has
+        // fewer costs than the checkpoint has iterations (a kill in between would leave a gap).
+        let every = self.studio.config.checkpoint_every;
+        if every > 0 && iteration.is_multiple_of(every) {
+            self.studio.persist(&self.id);
+        }
         if self.studio.watched()
             && self
                 .asked

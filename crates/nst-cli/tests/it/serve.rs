@@ -73,8 +73,9 @@ fn serve_killed_mid_run_resumes_from_the_last_checkpoint() {
     assert!(raw.starts_with("HTTP/1.0 201"), "{raw}");
     let run = dir.join("studio/runs/r000001");
     let t0 = Instant::now();
-    // Wait for a checkpoint past iteration 10 (the record is saved with each checkpoint).
-    while run_info(&addr)["iteration"].as_u64().unwrap_or(0) < 12
+    // Wait for the checkpoint at 15 (steps past it are reported only after it is written): the resumed
+    // run starts after iteration 10, so its image must not be written again.
+    while run_info(&addr)["iteration"].as_u64().unwrap_or(0) < 17
         || !run.join("iter-0010.png").exists()
     {
         assert!(t0.elapsed() < Duration::from_secs(60), "no progress");
@@ -130,4 +131,37 @@ fn serve_killed_mid_run_resumes_from_the_last_checkpoint() {
     assert_eq!(early, late);
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+#[test]
+fn serve_reports_bad_flags_and_a_busy_port_clearly() {
+    let dir = temp_dir("serve-errors");
+    fixture(&dir);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    for (args, expected) in [
+        (vec!["--port", port.as_str()], "cannot listen on 127.0.0.1:"),
+        (
+            vec!["--port", "0", "--token", "short"],
+            "--token must be at least 16 characters",
+        ),
+        (
+            vec!["--port", "0", "--queue", "0"],
+            "--queue must be at least 1",
+        ),
+        (
+            vec!["--port", "0", "--weights", "missing.mat"],
+            "missing.mat does not exist",
+        ),
+    ] {
+        let mut all = vec!["serve", "--out-dir", "studio"];
+        if !args.contains(&"--weights") {
+            all.extend(["--weights", "tiny-vgg.mat"]);
+        }
+        all.extend(args);
+        let out = nst(&dir, &all);
+        assert_eq!(out.status.code(), Some(1), "{all:?}");
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{all:?}: {err}");
+    }
 }
