@@ -23,6 +23,11 @@ pub fn run(args: &ServeArgs, quiet: bool, threads: usize, control: &Control) -> 
     if args.queue == 0 {
         bail!("--queue must be at least 1");
     }
+    if args.checkpoint_every == 0 {
+        bail!(
+            "--checkpoint-every must be at least 1: the studio resumes and continues runs from their checkpoints"
+        );
+    }
     let weights = args.weights.clone().unwrap_or_else(default_weights);
     ensure_weights(&weights, args.offline.unwrap_or(false), quiet)?;
     let mut config = nst_serve::Config::new(args.out_dir.clone(), weights);

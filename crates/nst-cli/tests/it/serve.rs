@@ -150,6 +150,10 @@ fn serve_reports_bad_flags_and_a_busy_port_clearly() {
             "--queue must be at least 1",
         ),
         (
+            vec!["--port", "0", "--checkpoint-every", "0"],
+            "--checkpoint-every must be at least 1",
+        ),
+        (
             vec!["--port", "0", "--weights", "missing.mat"],
             "missing.mat does not exist",
         ),
