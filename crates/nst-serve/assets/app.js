@@ -174,11 +174,11 @@ function onStep(ev) {
 
 let plotPending = false;
 function schedulePlot() { if (!plotPending) { plotPending = true; requestAnimationFrame(() => { plotPending = false; drawPlot(); }); } }
-function drawPlot() {
-  const c = $("#plot"), g = c.getContext("2d");
+function drawPlot(canvas = $("#plot"), costs = studio.costs) {
+  const c = canvas, g = c.getContext("2d");
   const w = c.width, h = c.height, pad = 34;
   g.clearRect(0, 0, w, h);
-  const pts = studio.costs.filter((p) => p.total > 0);
+  const pts = costs.filter((p) => p.total > 0);
   g.fillStyle = "#888"; g.font = "12px sans-serif";
   if (pts.length < 2) { g.fillText("the cost plot appears after two iterations", pad, h / 2); return; }
   const ys = pts.map((p) => Math.log10(p.total));
@@ -250,6 +250,7 @@ async function openDetail(id) {
     (r.costs.length ? ` · final cost ${fmt(r.costs[r.costs.length - 1].total)}` : "") + (r.error ? ` · error: ${r.error}` : "");
   const s = { ...r.settings }; delete s.content; delete s.styles;
   $("#d-json").textContent = JSON.stringify(s, null, 1);
+  drawPlot($("#d-plot"), r.costs);
   $("#d-settings").onclick = () => { fillForm(r.settings); studio.content = r.settings.content; studio.styles = [...r.settings.styles]; drawPicked(); $("#detail").close(); scrollTo(0, 0); };
   $("#d-image-content").onclick = () => { setContent(`run:${id}`); $("#detail").close(); scrollTo(0, 0); };
   $("#d-continue").onclick = () => api("POST", `api/runs/${id}/continue`, { iterations: Number($("#d-more").value) })

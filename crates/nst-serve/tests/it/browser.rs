@@ -1,7 +1,7 @@
 //! The page in a real browser: headless Chromium driven through WebDriver (chromedriver) loads the
 //! page, chooses the sample images, starts a small run on the random test model, sees the preview
-//! image change and the run appear in the history, checks that the page fits a phone's width, and
-//! keeps screenshots (`target/nst-serve-browser/studio.png`, `studio-phone.png`).
+//! image change and the run appear in the history, opens it, checks that the page fits a phone's width, and
+//! keeps screenshots (`target/nst-serve-browser/studio.png`, `studio-detail.png`, `studio-phone.png`).
 //!
 //! Runs only with `NST_TEST_BROWSER=1`, which `.ci/browser-test` (the `browser` leg of
 //! `cargo xtask test`) sets once Chromium and chromedriver are installed; then a missing driver is a
@@ -203,6 +203,23 @@ fn the_page_runs_a_stylization_in_headless_chromium() {
     // Wait until the history thumbnail has loaded, for the screenshot.
     session.wait_for("const i = document.querySelector(\".entry[data-id='r000001'] img\"); return i.complete && i.naturalWidth > 0", 20);
     save_screenshot(&session, "studio.png");
+    // Open the run from the history: its image, its downloads, its cost plot.
+    session.click(".entry[data-id='r000001']");
+    session.wait_for("return document.querySelector('#detail').open", 10);
+    session.wait_for(
+        "const i = document.querySelector('#d-image'); return i.complete && i.naturalWidth > 0",
+        20,
+    );
+    let links = session.js(
+        "return [document.querySelector('#d-png').getAttribute('href'), document.querySelector('#d-gif').getAttribute('href')]",
+    );
+    assert_eq!(
+        links,
+        json!(["api/runs/r000001/result.png", "api/runs/r000001/run.gif"])
+    );
+    assert_eq!(get(server.addr(), "/api/runs/r000001/run.gif").status, 200);
+    save_screenshot(&session, "studio-detail.png");
+    session.click("#detail .close");
     // On a phone's screen: one column, nothing wider than the screen.
     session.cmd("POST", "window/rect", json!({"width": 390, "height": 844}));
     session.wait_for("return window.innerWidth <= 400", 10);
