@@ -58,6 +58,43 @@ pub(crate) fn router(studio: Shared) -> Router {
         .layer(axum::middleware::from_fn_with_state(guard, auth::check))
 }
 
+/// Accepts connections until `stop`, serving each with hyper's HTTP/1 and a header-read timeout (a
+/// client that never finishes its request is closed, not kept). Connections still open at `stop`
+/// (event streams) are ended; the studio has stopped its run by then.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok((stream, _)) = accepted else {
+            // Out of file descriptors, or a connection reset before it was accepted: wait a little
+            // rather than spin, and go on.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            // A connection's failure (reset, malformed request, timeout) is that connection's alone.
+            let _ = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+    connections.abort_all();
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = match &self {

@@ -78,11 +78,14 @@ pub struct Config {
     pub defaults: Settings,
     /// The size of the rayon pool the front end set up (for the run records; 0: rayon's).
     pub threads: usize,
+    /// How long a connection may take to send a request's headers before it is closed.
+    pub header_timeout: Duration,
 }
 
 impl Config {
     /// The defaults: 16 queued runs, a preview at most every 250 ms, a checkpoint every 10
-    /// iterations, a GIF frame every 10, the seed program's settings, no samples, no token.
+    /// iterations, a GIF frame every 10, the seed program's settings, no samples, no token, 30 s
+    /// for a request's headers.
     pub fn new(out_dir: PathBuf, weights: PathBuf) -> Config {
         Config {
             out_dir,
@@ -95,6 +98,7 @@ impl Config {
             print_every: 10,
             defaults: Settings::default(),
             threads: 0,
+            header_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -188,6 +192,7 @@ impl Server {
             .map_err(|source| Error::Bind { addr, source })?;
         listener.set_nonblocking(true).map_err(Error::Runtime)?;
         let token = config.token.clone();
+        let header_timeout = config.header_timeout;
         let (studio, worker) = studio::Studio::start(config)?;
         let app = http::router(Arc::clone(&studio));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -202,11 +207,8 @@ impl Server {
             .spawn(move || {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await
+                    http::serve(listener, app, header_timeout, stopped).await;
+                    Ok(())
                 })
             })
             .map_err(Error::Runtime)?;

@@ -267,3 +267,23 @@ fn hostile_clients_do_not_stop_a_run_or_the_server() {
     server.shutdown().unwrap();
     assert_eq!(listing(&dir, &dir.join("out")), before);
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_closed() {
+    let dir = temp_dir("header-timeout");
+    let server = start(&dir, |c| c.header_timeout = Duration::from_millis(500));
+    let addr = server.addr();
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let t0 = Instant::now();
+    let mut rest = Vec::new();
+    // The server closes the connection (after at most a 408): the read ends, not the 20 s timeout.
+    let ended = std::io::Read::read_to_end(&mut slow, &mut rest);
+    assert!(ended.is_ok(), "{ended:?}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(get(addr, "/api/state").status, 200);
+    server.shutdown().unwrap();
+}
