@@ -100,6 +100,20 @@ struct Session<'a> {
     id: String,
 }
 
+impl Drop for Session<'_> {
+    /// Ends the browser, also when the test failed midway (else Chromium outlives chromedriver).
+    fn drop(&mut self) {
+        let _ = request_as(
+            "HTTP/1.1",
+            self.driver.addr,
+            "DELETE",
+            &format!("/session/{}", self.id),
+            &[("Host", "127.0.0.1")],
+            b"",
+        );
+    }
+}
+
 impl Session<'_> {
     fn cmd(&self, method: &str, what: &str, body: Value) -> Value {
         self.driver
@@ -229,9 +243,7 @@ fn the_page_runs_a_stylization_in_headless_chromium() {
         "the page fits a phone's width"
     );
     save_screenshot(&session, "studio-phone.png");
-    session
-        .driver
-        .call("DELETE", &format!("/session/{}", session.id), &json!({}));
+    drop(session);
     server.shutdown().unwrap();
 }
 
