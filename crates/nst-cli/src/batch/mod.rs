@@ -2,7 +2,7 @@
 //! id, skipped when done, resumed when interrupted, shared among workers with no coordinator
 //! (`docs/scale-out.md`).
 //!
-//! - [`file`], [`settings`]: the batch file and a job's settings.
+//! - [`file`](mod@file), [`settings`]: the batch file and a job's settings.
 //! - [`plan`], [`ids`], [`files`]: the file expanded into jobs with stable ids.
 //! - [`shard`], [`lock`]: which worker runs which job, and the per-job lock that keeps two from
 //!   running the same one.
