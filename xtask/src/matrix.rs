@@ -412,6 +412,15 @@ fn plan(root: &Path, opts: &MatrixOptions, gpu_detected: bool) -> Vec<Leg> {
             skip: quick_skip("slurm"),
         },
         Leg {
+            name: "browser (nst serve)",
+            // Installs chromium and chromium-driver where it can and drives the studio's page in
+            // headless Chromium through WebDriver (docs/serve.md); the screenshot is kept in
+            // target/nst-serve-browser/.
+            cmd: Cmd::new("bash", [".ci/browser-test"]),
+            kind: LegKind::SkippableTests,
+            skip: quick_skip("browser"),
+        },
+        Leg {
             name: "doctests",
             cmd: Cmd::cargo(["test", "--workspace", "--doc", "--no-fail-fast"]),
             kind: LegKind::Tests {
@@ -812,6 +821,7 @@ mod tests {
                 "gradient checks (fd_)",
                 "engine example",
                 "slurm (batch array)",
+                "browser (nst serve)",
                 "doctests",
                 "doc",
                 "bench build",
@@ -866,6 +876,7 @@ mod tests {
             [
                 "engine example",
                 "slurm (batch array)",
+                "browser (nst serve)",
                 "doctests",
                 "doc",
                 "bench build",

@@ -32,6 +32,7 @@ pub fn run(cli: &Cli, threads: usize, control: &Control) -> Result<Ended> {
         }
         Command::Bench(args) => bench(args, cli.quiet).map(|()| Ended::Completed),
         Command::Batch(args) => crate::batch::run(args, cli.quiet, threads, control),
+        Command::Serve(args) => crate::serve::run(args, cli.quiet, threads, control),
     }
 }
 

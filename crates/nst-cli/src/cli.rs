@@ -48,6 +48,43 @@ pub enum Command {
     Bench(BenchArgs),
     /// Many runs from a batch file (TOML or JSON): plan, run (shardable across workers), status, sheet.
     Batch(BatchArgs),
+    /// The studio in the browser: a local web page to start, watch, steer and browse runs.
+    Serve(ServeArgs),
+}
+
+/// `nst serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The address to listen on; any other than loopback requires a token (one is generated).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Open the page in the default browser.
+    #[arg(long)]
+    pub open: bool,
+    /// The token every request must carry [default: none on loopback, a random one otherwise].
+    #[arg(long, env = "NST_SERVE_TOKEN", value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// The folder of the studio's runs, uploads and history.
+    #[arg(long, default_value = "nst-studio", value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// The VGG `.mat` file [default: pretrained-model/imagenet-vgg-verydeep-19.mat].
+    #[arg(long, env = "NST_WEIGHTS", value_name = "PATH")]
+    pub weights: Option<PathBuf>,
+    /// Never download: stop with a message if the weights are missing.
+    #[arg(long, env = "NST_OFFLINE", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub offline: Option<bool>,
+    /// Sample images offered on the page [default: `images` when that folder exists].
+    #[arg(long, value_name = "DIR")]
+    pub samples: Option<PathBuf>,
+    /// The most runs waiting in the queue.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub queue: usize,
+    /// Save a checkpoint every N iterations: a killed server loses at most N.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub checkpoint_every: usize,
 }
 
 /// `nst stylize`.

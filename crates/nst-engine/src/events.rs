@@ -8,8 +8,8 @@
 //! end one [`Event::Finished`] (also after a divergence, before the error is returned).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use image::RgbImage;
 
@@ -149,8 +149,8 @@ impl EventSink for NoEvents {
 }
 
 /// Steers a running run from any thread: cancel it (it finishes the iteration in progress, writes the
-/// image and a checkpoint, and ends as [`Ended::Cancelled`]) or ask for a snapshot of the image.
-/// Clones share the same run.
+/// image and a checkpoint, and ends as [`Ended::Cancelled`]), pause and resume it (between iterations),
+/// or ask for a snapshot of the image. Clones share the same run.
 ///
 /// # Examples
 /// ```
@@ -168,6 +168,9 @@ pub struct Control {
 struct Flags {
     cancel: AtomicBool,
     snapshot: AtomicBool,
+    /// Whether the run is paused; the run's thread waits on `wake` while it is.
+    paused: Mutex<bool>,
+    wake: Condvar,
 }
 
 impl Control {
@@ -179,6 +182,46 @@ impl Control {
     /// Asks the run to stop after the iteration in progress.
     pub fn cancel(&self) {
         self.inner.cancel.store(true, Ordering::SeqCst);
+        // A paused run wakes up to see the cancellation.
+        let _paused = self.lock_paused();
+        self.inner.wake.notify_all();
+    }
+
+    /// Asks the run to wait before its next iteration until [`Control::resume`] or
+    /// [`Control::cancel`]; the iteration in progress finishes first.
+    pub fn pause(&self) {
+        *self.lock_paused() = true;
+    }
+
+    /// Lets a paused run go on.
+    pub fn resume(&self) {
+        *self.lock_paused() = false;
+        self.inner.wake.notify_all();
+    }
+
+    /// Whether the run is paused (or will pause before its next iteration).
+    pub fn is_paused(&self) -> bool {
+        *self.lock_paused()
+    }
+
+    /// Blocks the run's thread while paused and not cancelled.
+    pub(crate) fn wait_while_paused(&self) {
+        let mut paused = self.lock_paused();
+        while *paused && !self.is_cancelled() {
+            paused = self
+                .inner
+                .wake
+                .wait(paused)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn lock_paused(&self) -> std::sync::MutexGuard<'_, bool> {
+        // A bool cannot be left half-written: a poisoned lock still holds a valid value.
+        self.inner
+            .paused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether [`Control::cancel`] was called.
@@ -196,3 +239,6 @@ impl Control {
         self.inner.snapshot.swap(false, Ordering::SeqCst)
     }
 }
+
+#[cfg(test)]
+mod tests;

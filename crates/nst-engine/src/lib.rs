@@ -1,6 +1,6 @@
 //! A neural style transfer run (Gatys, Ecker & Bethge 2016) as a library: from a [`RunSpec`] (images,
 //! model file, costs, optimizer, sizes, outputs) to a stylized picture, with events to follow it, a
-//! [`Control`] to cancel it, checkpoints to resume it bit for bit, and coarse-to-fine stages for large
+//! [`Control`] to cancel or pause it, checkpoints to resume it bit for bit, and coarse-to-fine stages for large
 //! pictures.
 //!
 //! - [`RunSpec`]: every setting, plain and serde-able, with the defaults of the course program this
@@ -12,6 +12,7 @@
 //! - [`network`]: the glue from a MatConvNet VGG model (`vgg-weights`) to a `tensor-ops` network, and the
 //!   layer specifications; [`objective`]: the cost of an image and its gradient.
 //! - [`cache`]: style targets shared by runs with the same style (the frames of a video).
+//! - [`animation`]: the GIF of a run, for the front ends that write one.
 //! - [`image_io`]: decoding, working sizes, atomic writes; [`checkpoint`]; [`estimate`] (memory and
 //!   time before a run); [`record`] (metrics records and the run record).
 //!
@@ -63,6 +64,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod animation;
 pub mod bench;
 pub mod cache;
 pub mod checkpoint;

@@ -9,6 +9,7 @@ mod hostile;
 mod inspect;
 mod run;
 mod scales;
+mod serve;
 mod slurm;
 
 use std::path::{Path, PathBuf};

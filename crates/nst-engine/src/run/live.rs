@@ -309,6 +309,7 @@ impl Live {
             }
         }
         while self.book.iteration < end {
+            control.wait_while_paused();
             if control.is_cancelled() {
                 return Ok(StageEnd::Cancelled);
             }
