@@ -62,3 +62,6 @@ run normalized "${base[@]}" --style "$wave" --normalize-gradients
 run preset-gatys --style "$wave" --preset gatys --max-size 384 --iterations 100
 run preset-jcjohnson --style "$wave" --preset jcjohnson --max-size 384 --iterations 300
 run preset-w2 --style "$wave" --preset w2 --max-size 384 --iterations 200 --scale-iterations 100
+# The recipes' weights were set for ImageNet VGG-19; on another model a flag rebalances them.
+run preset-jcjohnson-tv --style "$wave" --preset jcjohnson --max-size 384 --iterations 300 --tv-weight 1e-5
+run preset-w2-alpha --style "$wave" --preset w2 --max-size 384 --iterations 200 --scale-iterations 100 --alpha 1
