@@ -55,10 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Backend::Cpu,
             &spec,
             content.view(),
-            &[StyleImage {
-                image: style.view(),
-                weight: 1.0,
-            }],
+            &[StyleImage::new(style.view(), 1.0)],
         )?;
         let mut opt = Lbfgs::new(LbfgsConfig {
             first_step: rule,
