@@ -728,7 +728,7 @@ impl RunSpec {
         match &self.scales {
             Scales::Single => Ok(()),
             _ if self.size.is_some() => Err(
-                "--scales works with --max-size (the stages keep the content's aspect); --size fixes one exact size: drop one of them".into(),
+                "--scales works with --max-size (the stages keep the content's aspect); --size fixes one exact size: drop one of them (--preset w2 sets --scales auto:128; --scales single keeps --size)".into(),
             ),
             Scales::Auto { min } if *min < 16 || *min > MAX_SIDE => Err(format!(
                 "--scales auto:{min}: the smallest scale must be between 16 and {MAX_SIDE} pixels"

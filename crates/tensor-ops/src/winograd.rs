@@ -179,6 +179,27 @@ pub(crate) fn conv3x3(
     });
 }
 
+/// `row[k]` = input column `k − left` of row `iy` of the `h × w` `plane`, 0 outside the plane (above,
+/// below, left and right): one zero-padded input row of a tile row.
+pub(crate) fn padded_row(
+    row: &mut [f32],
+    plane: &[f32],
+    (h, w): (usize, usize),
+    iy: usize,
+    left: usize,
+) {
+    if iy >= h {
+        row.fill(0.0);
+        return;
+    }
+    let src = &plane[iy * w..(iy + 1) * w];
+    let lo = left.min(row.len());
+    let hi = (left + w).min(row.len());
+    row[..lo].fill(0.0);
+    row[lo..hi].copy_from_slice(&src[..hi - lo]);
+    row[hi..].fill(0.0);
+}
+
 fn grow(buf: &mut Vec<f32>, len: usize) {
     if buf.len() < len {
         buf.resize(len, 0.0);
@@ -205,18 +226,13 @@ fn input_transform(
         for ty in ty0..ty1 {
             for i in 0..4 {
                 let row = &mut rows[i * width..(i + 1) * width];
-                let iy = (2 * ty + i).wrapping_sub(pad.top);
-                if iy >= h_a {
-                    row.fill(0.0);
-                    continue;
-                }
-                let src = &plane[iy * w_a..(iy + 1) * w_a];
-                // row[k] = input column k − pl.
-                let lo = pad.left.min(width);
-                let hi = (pad.left + w_a).min(width);
-                row[..lo].fill(0.0);
-                row[lo..hi].copy_from_slice(&src[..hi - lo]);
-                row[hi..].fill(0.0);
+                padded_row(
+                    row,
+                    plane,
+                    (h_a, w_a),
+                    (2 * ty + i).wrapping_sub(pad.top),
+                    pad.left,
+                );
             }
             for i in 0..4 {
                 let row = &rows[i * width..(i + 1) * width];

@@ -514,17 +514,7 @@ fn input_transform<T: Tile>(
         for ty in ty0..ty1 {
             for (i, row) in rows.chunks_exact_mut(width).enumerate() {
                 let iy = (mm * ty + i).wrapping_sub(pad.top);
-                if iy >= h_a {
-                    row.fill(0.0);
-                    continue;
-                }
-                let src = &plane[iy * w_a..(iy + 1) * w_a];
-                // row[k] = input column k − pl.
-                let lo = pad.left.min(width);
-                let hi = (pad.left + w_a).min(width);
-                row[..lo].fill(0.0);
-                row[lo..hi].copy_from_slice(&src[..hi - lo]);
-                row[hi..].fill(0.0);
+                crate::winograd::padded_row(row, plane, (h_a, w_a), iy, pad.left);
             }
             for c0 in (0..width).step_by(8) {
                 let mut d = [L8::default(); MAX_A];
