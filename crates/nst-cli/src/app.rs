@@ -225,7 +225,8 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
     let (h, w) = (size.height as usize, size.width as usize);
     // A size that cannot fit would end in an allocation failure (an abort), not a message.
     let taps: Vec<&str> = spec.layer_names().collect();
-    let est = estimate::estimate(&model, h, w, OptimizerKind::Adam, &taps);
+    // The bench's style image has the working size.
+    let est = estimate::estimate(&model, (h, w), h * w, OptimizerKind::Adam, &taps);
     if let Some(avail) = estimate::available_memory()
         && est.peak_bytes > avail
     {

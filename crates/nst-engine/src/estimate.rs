@@ -1,13 +1,17 @@
 //! Estimates of a run's peak memory and time per iteration, before it starts.
 //!
-//! Memory: the weights, the network's ping-pong activation buffers (forward and backward), the tapped
-//! outputs with their gradients and the costs' scratch, what the backward pass keeps per layer (a bit
-//! per ReLU output, an index per max-pool output), the per-thread im2col tiles of `tensor-ops` (at most
-//! 4 MiB each, or one whole layer when that is smaller), the optimizer's vectors (Adam: `x`, the
-//! gradient, two moments, and our copies; L-BFGS: 10 pairs of vectors), and a fixed 40 MB for the
-//! program itself. Measured against the peak RSS of real runs from 400 to 3200 px it is within a few
-//! per cent, on the high side. FLOPs: the convolutions', forward and input-gradient (about
-//! twice the forward). Time is not estimated before a run: the run measures its first iterations.
+//! Memory is the larger of two moments. During the iterations: the weights, the network's two
+//! working buffers (the largest activation, and a quarter of it for VGG's poolings), the tapped
+//! outputs once (each tap's gradient is written over its output, `Network::backward_in_place`), what
+//! the backward pass keeps per layer (a bit per ReLU output, a byte per max-pool output), the
+//! per-thread im2col tiles of `tensor-ops` (at most 4 MiB each, or one whole layer when that is
+//! smaller), the optimizer's vectors (Adam: `x`, the gradient, two moments, and our copies; L-BFGS: 10
+//! pairs of vectors), and a fixed 40 MB for the program itself. During the style images' walk for
+//! their targets: two buffers of the largest activation at the largest style image's size (the walk
+//! keeps no tapped output), the style image, the weights and the same vectors. Measured against the
+//! peak RSS of real runs from 400 to 3840 px it is within a few per cent, on the high side
+//! (`docs/performance.md`). FLOPs: the convolutions', forward and input-gradient (about twice the
+//! forward). Time is not estimated before a run: the run measures its first iterations.
 
 use vgg_weights::{LayerKind, VggModel};
 
@@ -23,11 +27,12 @@ pub struct Estimate {
 }
 
 /// Estimates the run at `height × width` through `model` (already cut at the last needed layer), with
-/// costs at the layers named in `taps`.
+/// costs at the layers named in `taps` and style images of at most `style_pixels` pixels at their
+/// working size (0: no style image).
 pub fn estimate(
     model: &VggModel,
-    height: usize,
-    width: usize,
+    (height, width): (usize, usize),
+    style_pixels: usize,
     optimizer: OptimizerKind,
     taps: &[&str],
 ) -> Estimate {
@@ -64,7 +69,9 @@ pub fn estimate(
                     + 1;
                 w = (w + p.pad.left + p.pad.right).saturating_sub(p.size[1]) / p.stride[1].max(1)
                     + 1;
-                kept += (c * h * w) as u64 * 4;
+                if p.method == vgg_weights::PoolMethod::Max {
+                    kept += (c * h * w) as u64;
+                }
             }
             _ => {}
         }
@@ -79,16 +86,14 @@ pub fn estimate(
         OptimizerKind::Adam => 7 * image,
         OptimizerKind::Lbfgs => 26 * image,
     };
-    let tiles = (4 << 20) * 2 * rayon::current_num_threads() as u64;
-    // Each tapped output and its gradient (the costs' own temporaries are Gram-sized). With three
-    // copies, as before, the estimate ran 13–27 % above the measured peak (docs/performance.md).
-    let peak = weights
-        + 4 * max_act * 4
-        + kept
-        + 2 * tapped
-        + im2col.min(tiles)
-        + optimizer_bytes
-        + 40 * 1024 * 1024;
+    let tiles = ((4 << 20) * 2 * rayon::current_num_threads() as u64).min(im2col);
+    let fixed = weights + tiles + optimizer_bytes + 40 * 1024 * 1024;
+    let iterations = fixed + 4 * (max_act + max_act / 4) + kept + tapped;
+    // The largest activation grows with the pixels (VGG's is conv1's output).
+    let style_act = (max_act as f64 * style_pixels as f64 / (height * width).max(1) as f64) as u64;
+    // The style image as decoded and as a tensor, 12 bytes per pixel each.
+    let style_walk = fixed + 4 * 2 * style_act + 24 * style_pixels as u64;
+    let peak = iterations.max(style_walk);
     Estimate {
         peak_bytes: peak,
         flops: 2.0 * flops,
@@ -126,8 +131,8 @@ pub fn reserve_check(bytes: u64) -> Result<(), String> {
 /// The largest working size with the same aspect as `height × width` whose estimate fits in `budget`.
 pub fn largest_fitting(
     model: &VggModel,
-    height: usize,
-    width: usize,
+    (height, width): (usize, usize),
+    style_pixels: usize,
     optimizer: OptimizerKind,
     taps: &[&str],
     budget: u64,
@@ -142,7 +147,8 @@ pub fn largest_fitting(
         if h < 16 || w < 16 {
             return None;
         }
-        if estimate(model, h, w, optimizer, taps).peak_bytes <= budget {
+        let style = (style_pixels as f64 * scale * scale) as usize;
+        if estimate(model, (h, w), style, optimizer, taps).peak_bytes <= budget {
             return Some((h, w));
         }
     }

@@ -251,13 +251,13 @@ pub struct StyleObjective {
     temporal: Option<TemporalTerm>,
     last: Option<Breakdown>,
     evaluations: u64,
-    /// Buffers reused by every evaluation, so that the hot loop allocates only what the network's
-    /// backward pass returns: the tapped features, the summed gradient at each tap, one term's
-    /// unit-weight gradient at each tap that more than one term uses (empty elsewhere), the TV gradient
-    /// and the style cost's Gram scratch.
+    /// Buffers reused by every evaluation, so that the hot loop allocates nothing large: the tapped
+    /// features (over which each tap's gradient is then written, for the network's in-place backward
+    /// pass), one term's unit-weight gradient at each tap that more than one term uses (empty
+    /// elsewhere), the TV gradient and the style cost's Gram scratch. A tap's summed gradient is built
+    /// in the network's workspace, free between its passes.
     feats: Vec<Array3<f32>>,
     terms_at: Vec<usize>,
-    grads: Vec<Array3<f32>>,
     term_grads: Vec<Array3<f32>>,
     tv_grad: Array3<f32>,
     style_scratch: StyleScratch,
@@ -424,6 +424,8 @@ impl StyleObjective {
             .collect();
         let targets =
             style.targets(&mut network, &backend, &style_idx, &shapes, spec.style_loss)?;
+        // The style images' walks may have grown the buffers beyond what the evaluations need.
+        network.release_buffers();
         let style_terms: Vec<StyleTerm> = spec
             .style_layers
             .iter()
@@ -461,7 +463,6 @@ impl StyleObjective {
             evaluations: 0,
             feats: Vec::new(),
             terms_at,
-            grads: Vec::new(),
             term_grads: Vec::new(),
             tv_grad: Array3::zeros((0, 0, 0)),
             style_scratch: StyleScratch::new(),
@@ -688,12 +689,34 @@ impl StyleObjective {
         }
         self.network
             .forward_into(image, &self.taps, &mut self.feats)?;
-        self.zero_tap_gradients();
-        let content = self.content_costs()?;
-        let (style, style_layers) = self.style_costs()?;
-        let views: Vec<_> = self.grads.iter().map(|g| g.view()).collect();
-        let grad_image = self.network.backward(&views)?;
-        grad.assign(&grad_image);
+        let (content_values, style_values) = self.tap_gradients()?;
+        if grad.is_standard_layout() {
+            self.network
+                .backward_in_place(&mut self.feats, grad.view_mut())?;
+        } else {
+            let mut own = Array3::zeros(grad.raw_dim());
+            self.network
+                .backward_in_place(&mut self.feats, own.view_mut())?;
+            grad.assign(&own);
+        }
+        let content = self
+            .content
+            .iter()
+            .zip(&content_values)
+            .map(|(t, v)| f64::from(t.weight) * v)
+            .sum();
+        let style = self
+            .style
+            .iter()
+            .zip(&style_values)
+            .map(|(t, v)| f64::from(t.weight) * v)
+            .sum();
+        let style_layers = self
+            .style
+            .iter()
+            .zip(style_values)
+            .map(|(t, v)| (t.name.clone(), v))
+            .collect();
         let temporal = self.temporal_cost(image, grad.view_mut());
         let tv = self.tv_cost(image, grad)?;
         let total = f64::from(self.alpha) * content
@@ -736,108 +759,92 @@ impl StyleObjective {
         Ok(self.record(values))
     }
 
-    /// Zeroes the gradient at each tap (and the scratch of taps with several terms), sized to the
-    /// features of the last forward pass.
-    fn zero_tap_gradients(&mut self) {
-        self.grads
-            .resize_with(self.feats.len(), || Array3::zeros((0, 0, 0)));
+    /// The value of every content and style term (unit weight, in the specification's order), and each
+    /// tap's weighted gradient written over its features.
+    ///
+    /// A tap's terms add their gradients into the network's workspace, which then replaces the
+    /// features: a term with a tap to itself adds its unit-weight gradient into the zeroed workspace
+    /// and is weighted on the way back (`w·g`), others go through the tap's scratch and are added
+    /// weighted (`0 + w·g`), the arithmetic of the allocating `content_loss` / `style_layer_loss`.
+    fn tap_gradients(&mut self) -> Result<(Vec<f64>, Vec<f64>)> {
+        let mut content_values = vec![0.0; self.content.len()];
+        let mut style_values = vec![0.0; self.style.len()];
         self.term_grads
             .resize_with(self.feats.len(), || Array3::zeros((0, 0, 0)));
-        for (slot, f) in self.feats.iter().enumerate() {
-            let g = &mut self.grads[slot];
-            if g.dim() == f.dim() {
-                g.fill(0.0);
+        for slot in 0..self.feats.len() {
+            let dim = self.feats[slot].raw_dim();
+            let several = self.terms_at[slot] > 1;
+            if several && self.term_grads[slot].raw_dim() != dim {
+                self.term_grads[slot] = Array3::zeros(dim);
+            }
+            let work = self.network.workspace(self.feats[slot].len());
+            let mut sum = ArrayViewMut3::from_shape(dim, work).expect("sized to the features");
+            sum.fill(0.0);
+            let mut only_weight = 1.0;
+            let features = self.feats[slot].view();
+            for (k, term) in self
+                .content
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.slot == slot)
+            {
+                let mut buf = term_buffer(&mut sum, &mut self.term_grads[slot], several);
+                content_values[k] = match &term.mask {
+                    None => nst_costs::content_loss_accumulate(
+                        features,
+                        term.target.view(),
+                        self.content_norm,
+                        buf.view_mut(),
+                    )?,
+                    Some(mask) => nst_costs::masked_content_loss_accumulate(
+                        features,
+                        term.target.view(),
+                        mask.view(),
+                        self.content_norm,
+                        buf.view_mut(),
+                    )?,
+                };
+                only_weight = finish_term(
+                    &mut sum,
+                    &mut self.term_grads[slot],
+                    several,
+                    self.normalize_gradients,
+                    self.alpha * term.weight,
+                );
+            }
+            for (k, term) in self
+                .style
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.slot == slot)
+            {
+                let mut buf = term_buffer(&mut sum, &mut self.term_grads[slot], several);
+                style_values[k] = targets::term_cost(
+                    &term.target,
+                    features,
+                    self.style_norm,
+                    &self.backend,
+                    (&mut self.style_scratch, &mut self.guided_grad),
+                    buf.view_mut(),
+                )?;
+                only_weight = finish_term(
+                    &mut sum,
+                    &mut self.term_grads[slot],
+                    several,
+                    self.normalize_gradients,
+                    self.beta * term.weight,
+                );
+            }
+            if several {
+                self.feats[slot].assign(&sum);
             } else {
-                *g = Array3::zeros(f.raw_dim());
-            }
-            if self.terms_at[slot] > 1 && self.term_grads[slot].dim() != f.dim() {
-                self.term_grads[slot] = Array3::zeros(f.raw_dim());
+                ndarray::Zip::from(&mut self.feats[slot])
+                    .and(&sum)
+                    .for_each(|f, &g| *f = g * only_weight);
             }
         }
+        Ok((content_values, style_values))
     }
-
-    /// The content cost (layer-weighted), its α-weighted gradients added at the taps.
-    ///
-    /// A term adds its unit-weight gradient into a zeroed buffer, which is then weighted: in place when
-    /// the tap has only this term, else through the tap's scratch. Either way the arithmetic is that
-    /// of the allocating `content_loss` / `style_layer_loss` (`0 + w·g`).
-    fn content_costs(&mut self) -> Result<f64> {
-        let mut content = 0.0_f64;
-        for term in &self.content {
-            let buf = unit_grad_buffer(
-                &mut self.grads,
-                &mut self.term_grads,
-                &self.terms_at,
-                term.slot,
-            );
-            let features = self.feats[term.slot].view();
-            let value = match &term.mask {
-                None => nst_costs::content_loss_accumulate(
-                    features,
-                    term.target.view(),
-                    self.content_norm,
-                    buf.view_mut(),
-                )?,
-                Some(mask) => nst_costs::masked_content_loss_accumulate(
-                    features,
-                    term.target.view(),
-                    mask.view(),
-                    self.content_norm,
-                    buf.view_mut(),
-                )?,
-            };
-            if self.normalize_gradients {
-                nst_costs::normalize_gradient(buf.view_mut());
-            }
-            content += f64::from(term.weight) * value;
-            let weight = self.alpha * term.weight;
-            add_weighted(
-                &mut self.grads,
-                &self.term_grads,
-                &self.terms_at,
-                term.slot,
-                weight,
-            );
-        }
-        Ok(content)
-    }
-
-    /// The style cost (layer-weighted) and each layer's own, their β-weighted gradients added at the
-    /// taps (as [`StyleObjective::content_costs`]).
-    fn style_costs(&mut self) -> Result<(f64, Vec<(String, f64)>)> {
-        let mut style = 0.0_f64;
-        let mut style_layers = Vec::with_capacity(self.style.len());
-        for term in &self.style {
-            let buf = unit_grad_buffer(
-                &mut self.grads,
-                &mut self.term_grads,
-                &self.terms_at,
-                term.slot,
-            );
-            let value = targets::term_cost(
-                &term.target,
-                self.feats[term.slot].view(),
-                self.style_norm,
-                &self.backend,
-                (&mut self.style_scratch, &mut self.guided_grad),
-                buf.view_mut(),
-            )?;
-            if self.normalize_gradients {
-                nst_costs::normalize_gradient(buf.view_mut());
-            }
-            style += f64::from(term.weight) * value;
-            style_layers.push((term.name.clone(), value));
-            add_weighted(
-                &mut self.grads,
-                &self.term_grads,
-                &self.terms_at,
-                term.slot,
-                self.beta * term.weight,
-            );
-        }
-        Ok((style, style_layers))
-    }
-
     /// The TV cost of `image`, its weighted gradient added to `grad` (0 and nothing when unweighted).
     /// The temporal cost `1/(3·H·W)·Σ m·(x − p)²`, its weighted gradient `w·2/(3·H·W)·m·(x − p)`
     /// added into `grad`; 0 without the term.
@@ -1047,14 +1054,14 @@ fn style_targets(
     let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
     let mut grams: Vec<Vec<(Array2<f32>, f32)>> = vec![Vec::new(); style_idx.len()];
     for s in styles {
-        let feats = target_features(network, backend, s.image, style_idx)?;
-        for (j, f) in feats.iter().enumerate() {
+        visit_features(network, backend, s.image, style_idx, |j, f| {
             let target_positions = shapes[style_idx[j] + 1].plane();
-            let g = nst_costs::gram(f.view(), backend.gemm());
+            let g = nst_costs::gram(f, backend.gemm());
             let g =
                 nst_costs::rescale_gram(g.view(), f.shape()[1] * f.shape()[2], target_positions)?;
             grams[j].push((g, s.weight / total_blend));
-        }
+            Ok(())
+        })?;
     }
     grams
         .iter()
@@ -1081,35 +1088,64 @@ fn target_features(
     Ok(network.forward_inference(image, taps)?)
 }
 
-/// The zeroed buffer a term at `slot` adds its unit-weight gradient into: the tap's gradient itself when
-/// the term is the only one there, else the tap's scratch.
-fn unit_grad_buffer<'a>(
-    grads: &'a mut [Array3<f32>],
-    term_grads: &'a mut [Array3<f32>],
-    terms_at: &[usize],
-    slot: usize,
-) -> &'a mut Array3<f32> {
-    if terms_at[slot] > 1 {
-        let buf = &mut term_grads[slot];
-        buf.fill(0.0);
-        buf
+/// Hands the output of each layer `taps[j]` for `image` to `visit(j, output)`: on the backend's GPU
+/// when it has one, else by the CPU network's walk, which keeps no copy of the outputs (so a style
+/// image larger than the generated one costs only the walk's two working buffers).
+fn visit_features(
+    network: &mut Network,
+    backend: &Backend,
+    image: ArrayView3<'_, f32>,
+    taps: &[usize],
+    visit: impl FnMut(usize, ArrayView3<'_, f32>) -> Result<()>,
+) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if let Some(dev) = backend.cuda_device() {
+        let mut visit = visit;
+        let feats = device::features(dev.clone(), network, image, taps)?;
+        return feats
+            .iter()
+            .enumerate()
+            .try_for_each(|(j, f)| visit(j, f.view()));
+    }
+    let _ = backend;
+    network.forward_visit(image, taps, visit)
+}
+
+/// The zeroed buffer a term adds its unit-weight gradient into: the tap's sum itself when the term is
+/// the only one there, else the tap's scratch.
+fn term_buffer<'a>(
+    sum: &'a mut ArrayViewMut3<'_, f32>,
+    scratch: &'a mut Array3<f32>,
+    several: bool,
+) -> ArrayViewMut3<'a, f32> {
+    if several {
+        scratch.fill(0.0);
+        scratch.view_mut()
     } else {
-        &mut grads[slot]
+        sum.view_mut()
     }
 }
 
-/// Weights the unit-weight gradient that [`unit_grad_buffer`] gave for `slot` into the tap's gradient.
-fn add_weighted(
-    grads: &mut [Array3<f32>],
-    term_grads: &[Array3<f32>],
-    terms_at: &[usize],
-    slot: usize,
+/// Finishes a term's unit-weight gradient from [`term_buffer`]: normalizes it when asked and, at a tap
+/// with several terms, adds it weighted into `sum`. Returns the weight still to apply (a lone term's).
+fn finish_term(
+    sum: &mut ArrayViewMut3<'_, f32>,
+    scratch: &mut Array3<f32>,
+    several: bool,
+    normalize: bool,
     weight: f32,
-) {
-    if terms_at[slot] > 1 {
-        grads[slot].scaled_add(weight, &term_grads[slot]);
+) -> f32 {
+    if several {
+        if normalize {
+            nst_costs::normalize_gradient(scratch.view_mut());
+        }
+        sum.scaled_add(weight, scratch);
+        1.0
     } else {
-        grads[slot].mapv_inplace(|g| g * weight);
+        if normalize {
+            nst_costs::normalize_gradient(sum.view_mut());
+        }
+        weight
     }
 }
 

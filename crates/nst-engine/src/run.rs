@@ -122,9 +122,12 @@ impl<'a> Run<'a> {
         let last = stages.last().expect("a plan has a stage").size;
         let taps: Vec<&str> = spec.objective.layer_names().collect();
         let (h, w) = (last.height as usize, last.width as usize);
-        let estimate = crate::estimate::estimate(&model, h, w, spec.optimizer, &taps);
+        let style_pixels = inputs.style_pixels();
+        let estimate =
+            crate::estimate::estimate(&model, (h, w), style_pixels, spec.optimizer, &taps);
         let available = crate::estimate::available_memory();
-        inputs::check_memory(&model, &spec, last, estimate, available, options.force)?;
+        let sizes = (last, style_pixels);
+        inputs::check_memory(&model, &spec, sizes, estimate, available, options.force)?;
         Ok(Run {
             spec,
             options,

@@ -12,8 +12,8 @@
 use std::cell::RefCell;
 
 use ndarray::{
-    Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
-    ShapeBuilder, s,
+    Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2,
+    ArrayViewMut3, Axis, ShapeBuilder, s,
 };
 use rayon::prelude::*;
 
@@ -327,10 +327,13 @@ pub(crate) fn backward_input(
     weight: ArrayView2<'_, f32>,
     grad_output: ArrayView3<'_, f32>,
     mut grad_input: ArrayViewMut3<'_, f32>,
+    accumulate: bool,
 ) {
     debug_assert_eq!(Shape::of(&grad_output), g.output);
     debug_assert_eq!(Shape::of(&grad_input), g.input);
-    grad_input.fill(0.0);
+    if !accumulate {
+        grad_input.fill(0.0);
+    }
     let tiles = g.tiles();
     let k = g.k();
     let w_out = g.output.width;
@@ -628,20 +631,23 @@ impl Layer for Conv2d {
                     output,
                 );
             }
-            ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4 => {
-                let conv = match self.algorithm {
-                    ConvAlgorithm::Winograd4 => winograd4::conv3x3,
-                    _ => winograd::conv3x3,
-                };
-                conv(
-                    winograd::Direction::Forward,
-                    self.weight.view(),
-                    self.bias.view(),
-                    input,
-                    self.pad,
-                    output,
-                );
-            }
+            ConvAlgorithm::Winograd4 => winograd4::conv3x3(
+                winograd::Direction::Forward,
+                self.weight.view(),
+                self.bias.view(),
+                input,
+                self.pad,
+                output,
+            ),
+            ConvAlgorithm::Winograd => winograd::conv3x3(
+                winograd::Direction::Forward,
+                self.weight.view(),
+                self.bias.view(),
+                input,
+                self.pad,
+                output,
+                false,
+            ),
         }
         if let Some(saved) = saved {
             saved.input_shape = g.input;
@@ -655,13 +661,42 @@ impl Layer for Conv2d {
         grad_output: ArrayView3<'_, f32>,
         grad_input: ArrayViewMut3<'_, f32>,
     ) -> Result<()> {
+        self.input_gradient(saved, grad_output, grad_input, false)
+    }
+
+    fn backward_input_add(
+        &self,
+        saved: &Saved,
+        grad_output: ArrayView3<'_, f32>,
+        mut grad_input: ArrayViewMut3<'_, f32>,
+    ) -> Result<()> {
+        if self.algorithm == ConvAlgorithm::Winograd4 {
+            // F(4×4)'s output pass only assigns: through a temporary.
+            let mut own = Array3::zeros(grad_input.raw_dim());
+            self.input_gradient(saved, grad_output, own.view_mut(), false)?;
+            grad_input += &own;
+            return Ok(());
+        }
+        self.input_gradient(saved, grad_output, grad_input, true)
+    }
+}
+
+impl Conv2d {
+    /// The input gradient into `grad_input`, added to its content with `accumulate` (not for F(4×4)).
+    fn input_gradient(
+        &self,
+        saved: &Saved,
+        grad_output: ArrayView3<'_, f32>,
+        grad_input: ArrayViewMut3<'_, f32>,
+        accumulate: bool,
+    ) -> Result<()> {
         let g = self.geometry(Shape::of(&grad_input))?;
         check_shape(&self.name, "grad_input", saved.input_shape, g.input)?;
         check_shape(&self.name, "grad_output", g.output, Shape::of(&grad_output))?;
         check_contiguous(&self.name, "grad_input", &grad_input)?;
         match self.algorithm {
             ConvAlgorithm::Im2col => {
-                backward_input(&g, self.weight.view(), grad_output, grad_input)
+                backward_input(&g, self.weight.view(), grad_output, grad_input, accumulate)
             }
             ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4 => {
                 // dX = conv(dY, flip(Wᵀ)) with padding 2 − p on each side: again 3×3, stride 1.
@@ -672,18 +707,22 @@ impl Layer for Conv2d {
                     left: 2 - p.left,
                     right: 2 - p.right,
                 };
-                let conv = match self.algorithm {
-                    ConvAlgorithm::Winograd4 => winograd4::conv3x3,
-                    _ => winograd::conv3x3,
-                };
-                conv(
-                    winograd::Direction::Backward,
-                    self.weight.view(),
-                    ArrayView1::from(&[]),
-                    grad_output,
-                    flipped,
-                    grad_input,
-                );
+                let (dir, no_bias) = (winograd::Direction::Backward, ArrayView1::from(&[]));
+                let w = self.weight.view();
+                if self.algorithm == ConvAlgorithm::Winograd4 {
+                    debug_assert!(!accumulate, "F(4×4) only assigns");
+                    winograd4::conv3x3(dir, w, no_bias, grad_output, flipped, grad_input);
+                } else {
+                    winograd::conv3x3(
+                        dir,
+                        w,
+                        no_bias,
+                        grad_output,
+                        flipped,
+                        grad_input,
+                        accumulate,
+                    );
+                }
             }
         }
         Ok(())

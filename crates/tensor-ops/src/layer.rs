@@ -51,6 +51,60 @@ pub trait Layer: Send + Sync + fmt::Debug {
         grad_output: ArrayView3<'_, f32>,
         grad_input: ArrayViewMut3<'_, f32>,
     ) -> Result<()>;
+
+    /// Whether the layer can run in place: its output has its input's shape and
+    /// [`forward_in_place`](Layer::forward_in_place) / [`backward_input_in_place`](Layer::backward_input_in_place)
+    /// are worth calling (a [`Network`](crate::Network) then needs no second buffer for it). `false` by default.
+    fn runs_in_place(&self) -> bool {
+        false
+    }
+
+    /// [`forward`](Layer::forward) with the output written over the input `data`. The default copies
+    /// the input and calls `forward`; layers that return `true` from
+    /// [`runs_in_place`](Layer::runs_in_place) do it without the copy.
+    ///
+    /// # Errors
+    /// As [`forward`](Layer::forward).
+    fn forward_in_place(
+        &self,
+        mut data: ArrayViewMut3<'_, f32>,
+        saved: Option<&mut Saved>,
+    ) -> Result<()> {
+        let input = data.to_owned();
+        self.forward(input.view(), data.view_mut(), saved)
+    }
+
+    /// [`backward_input`](Layer::backward_input) with the input gradient written over the output
+    /// gradient `grad`. The default copies `grad` first.
+    ///
+    /// # Errors
+    /// As [`backward_input`](Layer::backward_input).
+    fn backward_input_in_place(
+        &self,
+        saved: &Saved,
+        mut grad: ArrayViewMut3<'_, f32>,
+    ) -> Result<()> {
+        let grad_output = grad.to_owned();
+        self.backward_input(saved, grad_output.view(), grad.view_mut())
+    }
+
+    /// [`backward_input`](Layer::backward_input), but adds the input gradient into `grad_input`
+    /// (which holds gradient from elsewhere, such as a tap). The default computes into a temporary
+    /// array and adds it; [`Conv2d`](crate::Conv2d) adds in its output pass.
+    ///
+    /// # Errors
+    /// As [`backward_input`](Layer::backward_input).
+    fn backward_input_add(
+        &self,
+        saved: &Saved,
+        grad_output: ArrayView3<'_, f32>,
+        mut grad_input: ArrayViewMut3<'_, f32>,
+    ) -> Result<()> {
+        let mut own = ndarray::Array3::zeros(grad_input.raw_dim());
+        self.backward_input(saved, grad_output, own.view_mut())?;
+        grad_input += &own;
+        Ok(())
+    }
 }
 
 /// What a layer's forward pass keeps for its backward pass. Buffers are reused from pass to pass.

@@ -2,7 +2,7 @@
 
 use ndarray::{Array3, ArrayView3, ArrayViewMut3};
 
-use crate::layer::{Saved, check_shape};
+use crate::layer::{Saved, check_contiguous, check_shape};
 use crate::{Error, Layer, Result, Shape};
 
 /// A chain of layers with reusable buffers.
@@ -152,43 +152,141 @@ impl Network {
     ) -> Result<()> {
         let last = *taps.iter().max().ok_or(Error::NoTaps)?;
         self.shapes = self.shapes(Shape::of(&input), last)?;
-        let max_len = self
-            .shapes
-            .iter()
-            .map(Shape::len)
-            .max()
-            .expect("at least one layer runs");
-        grow(&mut self.buf_a, max_len);
-        grow(&mut self.buf_b, max_len);
         outputs.truncate(taps.len());
         for (j, &t) in taps.iter().enumerate() {
             let dim = self.shapes[t + 1].dim();
             if j < outputs.len() {
-                if outputs[j].dim() != dim {
+                if outputs[j].dim() != dim || !outputs[j].is_standard_layout() {
                     outputs[j] = Array3::zeros(dim);
                 }
             } else {
                 outputs.push(Array3::zeros(dim));
             }
         }
-        let (mut src, mut dst) = (&mut self.buf_a, &mut self.buf_b);
-        for i in 0..=last {
-            let out_shape = self.shapes[i + 1];
-            let saved = if keep { Some(&mut self.saved[i]) } else { None };
-            let mut out = ArrayViewMut3::from_shape(out_shape.dim(), &mut dst[..out_shape.len()])
-                .expect("buffer sized to the largest shape");
-            if i == 0 {
-                self.layers[i].forward(input.view(), out.view_mut(), saved)?;
+        let plan = self.plan(taps, last, true);
+        self.walk_forward(input, taps, &plan, outputs, keep, &mut |_, _| {
+            Ok::<(), Error>(())
+        })
+    }
+
+    /// Runs layers `0..=max(taps)` on `input` without keeping anything for a backward pass, and hands
+    /// each tapped output to `visit(j, output)` as soon as it is computed (`j` its index in `taps`).
+    ///
+    /// Unlike [`Network::forward_inference`], it keeps no copy of the tapped outputs: the walk needs only
+    /// its two working buffers, so a caller that reduces each output (a Gram matrix, a mean) never holds
+    /// the full set. A later [`Network::backward`] is an error.
+    ///
+    /// # Errors
+    /// As [`Network::forward`] (converted into `E`), and the first error `visit` returns (the walk
+    /// stops there).
+    ///
+    /// # Examples
+    /// ```
+    /// use ndarray::{Array1, Array3, Array4};
+    /// use tensor_ops::{Conv2d, Layer, Network, Padding, Relu};
+    /// let layers: Vec<Box<dyn Layer>> = vec![
+    ///     Box::new(Conv2d::new("conv1", Array4::from_elem((4, 3, 3, 3), 0.1), Array1::zeros(4), [1, 1], Padding::uniform(1))?),
+    ///     Box::new(Relu::new("relu1")),
+    /// ];
+    /// let mut net = Network::new(layers);
+    /// let mut sums = Vec::new();
+    /// net.forward_visit(Array3::from_elem((3, 5, 5), 1.0_f32).view(), &[0, 1], |j, out| {
+    ///     sums.push((j, out.sum()));
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(sums.len(), 2);
+    /// # Ok::<(), tensor_ops::Error>(())
+    /// ```
+    pub fn forward_visit<E: From<Error>>(
+        &mut self,
+        input: ArrayView3<'_, f32>,
+        taps: &[usize],
+        mut visit: impl FnMut(usize, ArrayView3<'_, f32>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        self.last_taps = None;
+        let last = *taps.iter().max().ok_or(Error::NoTaps)?;
+        self.shapes = self.shapes(Shape::of(&input), last)?;
+        let plan = self.plan(taps, last, false);
+        self.walk_forward(input, taps, &plan, &mut Vec::new(), false, &mut visit)
+    }
+
+    /// Where each layer's output goes (see [`Place`]). With `tap_storage`, a tapped layer writes into
+    /// its tap array, and so does the layer before a tapped layer that runs in place; otherwise tapped
+    /// outputs live in the working buffers like the others.
+    fn plan(&self, taps: &[usize], last: usize, tap_storage: bool) -> Vec<Step> {
+        let tap_of = |i: usize| {
+            if tap_storage {
+                taps.iter().position(|&t| t == i)
             } else {
-                let in_shape = self.shapes[i];
-                let x = ArrayView3::from_shape(in_shape.dim(), &src[..in_shape.len()])
-                    .expect("buffer sized to the largest shape");
-                self.layers[i].forward(x, out.view_mut(), saved)?;
+                None
+            }
+        };
+        let tapped = |i: usize| taps.contains(&i);
+        let mut caps = [self.buf_a.len(), self.buf_b.len()];
+        let mut plan: Vec<Step> = Vec::with_capacity(last + 1);
+        for i in 0..=last {
+            let len = self.shapes[i + 1].len();
+            let in_place = i > 0 && !tapped(i - 1) && self.layers[i].runs_in_place();
+            let place = if in_place {
+                plan[i - 1].place
+            } else if let Some(j) = tap_of(i) {
+                Place::Tap(j)
+            } else if let Some(j) = tap_of(i + 1)
+                .filter(|_| i < last && !tapped(i) && self.layers[i + 1].runs_in_place())
+            {
+                Place::Tap(j)
+            } else {
+                let busy = if i == 0 {
+                    None
+                } else {
+                    Some(plan[i - 1].place)
+                };
+                choose_buffer(&mut caps, busy, len)
+            };
+            plan.push(Step { place, in_place });
+        }
+        plan
+    }
+
+    /// The forward walk of `plan`: keeps the backward records when `keep`, fills the tap arrays of
+    /// `outputs` (copying where a tapped output lives elsewhere) and hands every tapped output to `visit`.
+    fn walk_forward<E: From<Error>>(
+        &mut self,
+        input: ArrayView3<'_, f32>,
+        taps: &[usize],
+        plan: &[Step],
+        outputs: &mut [Array3<f32>],
+        keep: bool,
+        visit: &mut Visitor<'_, E>,
+    ) -> std::result::Result<(), E> {
+        let [len_a, len_b] = buffer_lengths(plan, &self.shapes[1..]);
+        grow(&mut self.buf_a, len_a);
+        grow(&mut self.buf_b, len_b);
+        let mut store = Storage {
+            a: &mut self.buf_a,
+            b: &mut self.buf_b,
+            taps: outputs,
+        };
+        for (i, step) in plan.iter().enumerate() {
+            let layer = &self.layers[i];
+            let saved = if keep { Some(&mut self.saved[i]) } else { None };
+            let out_shape = self.shapes[i + 1];
+            if step.in_place {
+                layer.forward_in_place(store.one(step.place, out_shape), saved)?;
+            } else if i == 0 {
+                layer.forward(input.view(), store.one(step.place, out_shape), saved)?;
+            } else {
+                let (x, y) = store.pair(plan[i - 1].place, self.shapes[i], step.place, out_shape);
+                layer.forward(x, y, saved)?;
             }
             for (j, _) in taps.iter().enumerate().filter(|&(_, &t)| t == i) {
-                outputs[j].assign(&out);
+                if step.place != Place::Tap(j) && j < store.taps.len() {
+                    let (src, dst) = store.pair(step.place, out_shape, Place::Tap(j), out_shape);
+                    let mut dst = dst;
+                    dst.assign(&src);
+                }
+                visit(j, store.one(step.place, out_shape).view())?;
             }
-            std::mem::swap(&mut src, &mut dst);
         }
         Ok(())
     }
@@ -201,24 +299,14 @@ impl Network {
     /// [`Error::NoForwardPass`], [`Error::TapCount`], or [`Error::ShapeMismatch`] naming the tapped layer.
     pub fn backward(&mut self, grad_taps: &[ArrayView3<'_, f32>]) -> Result<Array3<f32>> {
         let taps = self.last_taps.as_ref().ok_or(Error::NoForwardPass)?;
-        if grad_taps.len() != taps.len() {
-            return Err(Error::TapCount {
-                expected: taps.len(),
-                actual: grad_taps.len(),
-            });
-        }
-        for (j, (&t, g)) in taps.iter().zip(grad_taps).enumerate() {
-            check_shape(
-                self.layers[t].name(),
-                &format!("grad_taps[{j}]"),
-                self.shapes[t + 1],
-                Shape::of(g),
-            )?;
-        }
+        self.check_grad_taps(taps, grad_taps.iter().map(|g| g.view()))?;
         let last = *taps
             .iter()
             .max()
             .expect("forward checked that taps is not empty");
+        let max_len = self.shapes.iter().map(Shape::len).max().unwrap_or(0);
+        grow(&mut self.buf_a, max_len);
+        grow(&mut self.buf_b, max_len);
         let (mut cur, mut next) = (&mut self.buf_a, &mut self.buf_b);
         cur[..self.shapes[last + 1].len()].fill(0.0);
         for i in (0..=last).rev() {
@@ -243,6 +331,168 @@ impl Network {
                 .to_owned(),
         )
     }
+    /// As [`Network::backward`], but works in the gradient arrays themselves and writes the input
+    /// gradient into `grad_input` (the input's shape, standard layout).
+    ///
+    /// The gradient arriving at a tapped layer is added into that tap's array, which then carries it on
+    /// down, so the walk needs no copy of the tap gradients and fewer working buffers than
+    /// [`Network::backward`]. The arrays' content is lost; they can take the tapped outputs of the next
+    /// [`Network::forward_into`] (a caller may even compute each tap's gradient over its output).
+    ///
+    /// # Errors
+    /// As [`Network::backward`]; [`Error::ShapeMismatch`] or [`Error::NotContiguous`] for `grad_input`
+    /// or a gradient array that is not in standard layout.
+    ///
+    /// # Examples
+    /// ```
+    /// use ndarray::{Array1, Array3, Array4};
+    /// use tensor_ops::{Conv2d, Layer, Network, Padding, Relu};
+    /// let layers: Vec<Box<dyn Layer>> = vec![
+    ///     Box::new(Conv2d::new("conv1", Array4::from_elem((4, 3, 3, 3), 0.1), Array1::zeros(4), [1, 1], Padding::uniform(1))?),
+    ///     Box::new(Relu::new("relu1")),
+    /// ];
+    /// let mut net = Network::new(layers);
+    /// let image = Array3::from_elem((3, 5, 5), 1.0_f32);
+    /// let mut taps = Vec::new();
+    /// net.forward_into(image.view(), &[1], &mut taps)?;
+    /// let expected = net.backward(&[Array3::ones((4, 5, 5)).view()])?;
+    /// taps[0].fill(1.0); // ∂(Σ relu1)/∂relu1, written over the output
+    /// let mut grad = Array3::zeros((3, 5, 5));
+    /// net.backward_in_place(&mut taps, grad.view_mut())?;
+    /// assert_eq!(grad, expected);
+    /// # Ok::<(), tensor_ops::Error>(())
+    /// ```
+    pub fn backward_in_place(
+        &mut self,
+        grad_taps: &mut [Array3<f32>],
+        mut grad_input: ArrayViewMut3<'_, f32>,
+    ) -> Result<()> {
+        let taps = self.last_taps.clone().ok_or(Error::NoForwardPass)?;
+        self.check_grad_taps(&taps, grad_taps.iter().map(|g| g.view()))?;
+        for (j, g) in grad_taps.iter().enumerate() {
+            if !g.is_standard_layout() {
+                return Err(Error::NotContiguous {
+                    layer: self.layers[taps[j]].name().to_owned(),
+                    what: format!("grad_taps[{j}]"),
+                });
+            }
+        }
+        let first = self.layers[0].name();
+        check_shape(first, "grad_input", self.shapes[0], Shape::of(&grad_input))?;
+        check_contiguous(first, "grad_input", &grad_input)?;
+        let plan = self.backward_plan(&taps);
+        let [len_a, len_b] = buffer_lengths(&plan, &self.shapes[1..]);
+        grow(&mut self.buf_a, len_a);
+        grow(&mut self.buf_b, len_b);
+        let mut store = Storage {
+            a: &mut self.buf_a,
+            b: &mut self.buf_b,
+            taps: grad_taps,
+        };
+        for i in (0..plan.len()).rev() {
+            let cur = plan[i].place;
+            let out_shape = self.shapes[i + 1];
+            for (j, _) in taps.iter().enumerate().filter(|&(_, &t)| t == i) {
+                if cur != Place::Tap(j) {
+                    let (g, mut sum) = store.pair(Place::Tap(j), out_shape, cur, out_shape);
+                    sum += &g;
+                }
+            }
+            let (layer, saved) = (&self.layers[i], &self.saved[i]);
+            if i == 0 {
+                layer.backward_input(
+                    saved,
+                    store.one(cur, out_shape).view(),
+                    grad_input.view_mut(),
+                )?;
+            } else if plan[i].in_place {
+                layer.backward_input_in_place(saved, store.one(cur, out_shape))?;
+            } else {
+                let below = plan[i - 1].place;
+                let (dy, dx) = store.pair(cur, out_shape, below, self.shapes[i]);
+                if taps.contains(&(i - 1)) {
+                    layer.backward_input_add(saved, dy, dx)?;
+                } else {
+                    layer.backward_input(saved, dy, dx)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the gradient with respect to each layer's output lives in [`Network::backward_in_place`]
+    /// (`in_place`: the layer's input gradient is written over it).
+    fn backward_plan(&self, taps: &[usize]) -> Vec<Step> {
+        let last = *taps
+            .iter()
+            .max()
+            .expect("forward checked that taps is not empty");
+        let tap_of = |i: usize| taps.iter().position(|&t| t == i);
+        let mut caps = [self.buf_a.len(), self.buf_b.len()];
+        let mut plan = vec![
+            Step {
+                place: Place::A,
+                in_place: false
+            };
+            last + 1
+        ];
+        plan[last].place = Place::Tap(tap_of(last).expect("the deepest layer is tapped"));
+        for i in (1..=last).rev() {
+            plan[i].in_place = tap_of(i - 1).is_none() && self.layers[i].runs_in_place();
+            plan[i - 1].place = if plan[i].in_place {
+                plan[i].place
+            } else if let Some(j) = tap_of(i - 1) {
+                Place::Tap(j)
+            } else {
+                choose_buffer(&mut caps, Some(plan[i].place), self.shapes[i].len())
+            };
+        }
+        plan
+    }
+
+    /// Checks the gradients handed to a backward pass against the taps of the last forward pass.
+    fn check_grad_taps<'g>(
+        &self,
+        taps: &[usize],
+        grad_taps: impl ExactSizeIterator<Item = ArrayView3<'g, f32>>,
+    ) -> Result<()> {
+        if grad_taps.len() != taps.len() {
+            return Err(Error::TapCount {
+                expected: taps.len(),
+                actual: grad_taps.len(),
+            });
+        }
+        for (j, (&t, g)) in taps.iter().zip(grad_taps).enumerate() {
+            check_shape(
+                self.layers[t].name(),
+                &format!("grad_taps[{j}]"),
+                self.shapes[t + 1],
+                Shape::of(&g),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A working buffer of at least `len` floats, free between passes: the network uses it during a
+    /// forward or backward pass and keeps nothing in it across passes. A caller can use it between a
+    /// [`Network::forward_into`] and the following backward pass (for example to compute the tap
+    /// gradients) instead of holding memory of its own.
+    pub fn workspace(&mut self, len: usize) -> &mut [f32] {
+        let buf = if self.buf_a.len() >= self.buf_b.len() {
+            &mut self.buf_a
+        } else {
+            &mut self.buf_b
+        };
+        grow(buf, len);
+        &mut buf[..len]
+    }
+
+    /// Frees the working buffers (they grow back on the next pass): after a pass on a larger input
+    /// than the ones that follow, for example the style image's.
+    pub fn release_buffers(&mut self) {
+        self.buf_a = Vec::new();
+        self.buf_b = Vec::new();
+    }
 }
 
 /// Grows `buf` to at least `len` elements (never shrinks, so buffers are reused across passes).
@@ -250,4 +500,121 @@ fn grow(buf: &mut Vec<f32>, len: usize) {
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
+}
+
+/// What a forward walk hands each tapped output to.
+type Visitor<'v, E> = dyn FnMut(usize, ArrayView3<'_, f32>) -> std::result::Result<(), E> + 'v;
+
+/// Where an activation or a gradient lives during a walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// The tap array `j` (the caller's output or gradient array).
+    Tap(usize),
+    /// The first working buffer.
+    A,
+    /// The second working buffer.
+    B,
+}
+
+/// One layer's step in a walk: where its output (forward) or output gradient (backward) lives, and
+/// whether it runs in place over its input.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    place: Place,
+    in_place: bool,
+}
+
+/// A working buffer for `len` floats other than `busy` (which holds the layer's input): the smallest
+/// that is already large enough, else the largest (which grows). `caps` are the buffers' sizes so far.
+fn choose_buffer(caps: &mut [usize; 2], busy: Option<Place>, len: usize) -> Place {
+    let free = [Place::A, Place::B]
+        .into_iter()
+        .enumerate()
+        .filter(|&(_, p)| Some(p) != busy);
+    let (k, place) = free
+        .min_by_key(|&(k, _)| {
+            if caps[k] >= len {
+                (0, caps[k])
+            } else {
+                (1, usize::MAX - caps[k])
+            }
+        })
+        .expect("two buffers, at most one busy");
+    caps[k] = caps[k].max(len);
+    place
+}
+
+/// The lengths the working buffers need for `plan` (`shapes[i]` the shape at step `i`).
+fn buffer_lengths(plan: &[Step], shapes: &[Shape]) -> [usize; 2] {
+    let mut lens = [0, 0];
+    for (step, shape) in plan.iter().zip(shapes) {
+        match step.place {
+            Place::A => lens[0] = lens[0].max(shape.len()),
+            Place::B => lens[1] = lens[1].max(shape.len()),
+            Place::Tap(_) => {}
+        }
+    }
+    lens
+}
+
+/// The buffers of a walk.
+struct Storage<'s> {
+    a: &'s mut [f32],
+    b: &'s mut [f32],
+    taps: &'s mut [Array3<f32>],
+}
+
+impl Storage<'_> {
+    /// The array of `shape` at `place`.
+    fn one(&mut self, place: Place, shape: Shape) -> ArrayViewMut3<'_, f32> {
+        match place {
+            Place::A => view_mut(self.a, shape),
+            Place::B => view_mut(self.b, shape),
+            Place::Tap(j) => {
+                debug_assert_eq!(Shape::of(&self.taps[j]), shape);
+                self.taps[j].view_mut()
+            }
+        }
+    }
+
+    /// The array of `src_shape` at `src` to read and the one of `dst_shape` at `dst` to write (two
+    /// different places).
+    fn pair(
+        &mut self,
+        src: Place,
+        src_shape: Shape,
+        dst: Place,
+        dst_shape: Shape,
+    ) -> (ArrayView3<'_, f32>, ArrayViewMut3<'_, f32>) {
+        let Storage { a, b, taps } = self;
+        let (x, y): (ArrayView3<'_, f32>, ArrayViewMut3<'_, f32>) = match (src, dst) {
+            (Place::A, Place::B) => (view(a, src_shape), view_mut(b, dst_shape)),
+            (Place::B, Place::A) => (view(b, src_shape), view_mut(a, dst_shape)),
+            (Place::A, Place::Tap(k)) => (view(a, src_shape), taps[k].view_mut()),
+            (Place::B, Place::Tap(k)) => (view(b, src_shape), taps[k].view_mut()),
+            (Place::Tap(j), Place::A) => (taps[j].view(), view_mut(a, dst_shape)),
+            (Place::Tap(j), Place::B) => (taps[j].view(), view_mut(b, dst_shape)),
+            (Place::Tap(j), Place::Tap(k)) => {
+                let [x, y] = taps
+                    .get_disjoint_mut([j, k])
+                    .expect("a layer reads and writes different tap arrays");
+                (x.view(), y.view_mut())
+            }
+            _ => unreachable!("a layer never reads and writes the same buffer"),
+        };
+        debug_assert_eq!((Shape::of(&x), Shape::of(&y)), (src_shape, dst_shape));
+        (x, y)
+    }
+}
+
+/// The first `shape.len()` floats of `buf` as an array of `shape`.
+fn view(buf: &[f32], shape: Shape) -> ArrayView3<'_, f32> {
+    ArrayView3::from_shape(shape.dim(), &buf[..shape.len()])
+        .expect("buffers are sized for their largest shape")
+}
+
+/// [`view`], writable.
+fn view_mut(buf: &mut [f32], shape: Shape) -> ArrayViewMut3<'_, f32> {
+    ArrayViewMut3::from_shape(shape.dim(), &mut buf[..shape.len()])
+        .expect("buffers are sized for their largest shape")
 }

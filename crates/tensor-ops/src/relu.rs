@@ -41,36 +41,91 @@ impl Layer for Relu {
         mut output: ArrayViewMut3<'_, f32>,
         saved: Option<&mut Saved>,
     ) -> Result<()> {
-        let shape = Shape::of(&input);
-        check_shape(&self.name, "output", shape, Shape::of(&output))?;
+        check_shape(&self.name, "output", Shape::of(&input), Shape::of(&output))?;
         check_contiguous(&self.name, "output", &output)?;
         let input = input.as_standard_layout();
         let x = input.as_slice().expect("standard layout");
+        self.run_forward(&mut output, Some(x), saved)
+    }
+
+    fn backward_input(
+        &self,
+        saved: &Saved,
+        grad_output: ArrayView3<'_, f32>,
+        mut grad_input: ArrayViewMut3<'_, f32>,
+    ) -> Result<()> {
+        check_shape(
+            &self.name,
+            "grad_output",
+            Shape::of(&grad_input),
+            Shape::of(&grad_output),
+        )?;
+        let go = grad_output.as_standard_layout();
+        let dy = go.as_slice().expect("standard layout");
+        self.run_backward(saved, &mut grad_input, Some(dy))
+    }
+
+    fn runs_in_place(&self) -> bool {
+        true
+    }
+
+    fn forward_in_place(
+        &self,
+        mut data: ArrayViewMut3<'_, f32>,
+        saved: Option<&mut Saved>,
+    ) -> Result<()> {
+        check_contiguous(&self.name, "data", &data)?;
+        self.run_forward(&mut data, None, saved)
+    }
+
+    fn backward_input_in_place(
+        &self,
+        saved: &Saved,
+        mut grad: ArrayViewMut3<'_, f32>,
+    ) -> Result<()> {
+        self.run_backward(saved, &mut grad, None)
+    }
+}
+
+impl Relu {
+    /// `y = max(x, 0)` chunk by chunk, with `x` read from `input` or, without one, from `y` itself;
+    /// records the mask in `saved` when given.
+    fn run_forward(
+        &self,
+        output: &mut ArrayViewMut3<'_, f32>,
+        input: Option<&[f32]>,
+        saved: Option<&mut Saved>,
+    ) -> Result<()> {
+        let shape = Shape::of(&*output);
         let y = output
             .as_slice_mut()
             .expect("the output is in standard layout");
+        let load = |y: &mut [f32], at: usize| {
+            if let Some(x) = input {
+                y.copy_from_slice(&x[at..at + y.len()]);
+            }
+        };
         match saved {
-            None => y
-                .par_chunks_mut(CHUNK)
-                .zip(x.par_chunks(CHUNK))
-                .for_each(|(y, x)| {
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        *y = x.max(0.0);
-                    }
-                }),
+            None => y.par_chunks_mut(CHUNK).enumerate().for_each(|(c, y)| {
+                load(y, c * CHUNK);
+                for v in y {
+                    *v = v.max(0.0);
+                }
+            }),
             Some(saved) => {
                 saved.input_shape = shape;
                 saved.mask.clear();
-                saved.mask.resize(x.len().div_ceil(64), 0);
+                saved.mask.resize(y.len().div_ceil(64), 0);
                 y.par_chunks_mut(CHUNK)
-                    .zip(x.par_chunks(CHUNK))
                     .zip(saved.mask.par_chunks_mut(CHUNK / 64))
-                    .for_each(|((y, x), mask)| {
-                        for ((y, x), word) in y.chunks_mut(64).zip(x.chunks(64)).zip(mask) {
+                    .enumerate()
+                    .for_each(|(c, (y, mask))| {
+                        load(y, c * CHUNK);
+                        for (y, word) in y.chunks_mut(64).zip(mask) {
                             let mut bits = 0_u64;
-                            for (b, (y, &x)) in y.iter_mut().zip(x).enumerate() {
-                                bits |= u64::from(x > 0.0) << b;
-                                *y = x.max(0.0);
+                            for (b, v) in y.iter_mut().enumerate() {
+                                bits |= u64::from(*v > 0.0) << b;
+                                *v = v.max(0.0);
                             }
                             *word = bits;
                         }
@@ -80,16 +135,17 @@ impl Layer for Relu {
         Ok(())
     }
 
-    fn backward_input(
+    /// `dx = dy · mask` chunk by chunk, with `dy` read from `grad_output` or, without one, from
+    /// `grad` itself.
+    fn run_backward(
         &self,
         saved: &Saved,
-        grad_output: ArrayView3<'_, f32>,
-        mut grad_input: ArrayViewMut3<'_, f32>,
+        grad: &mut ArrayViewMut3<'_, f32>,
+        grad_output: Option<&[f32]>,
     ) -> Result<()> {
-        let shape = Shape::of(&grad_input);
+        let shape = Shape::of(&*grad);
         check_shape(&self.name, "grad_input", saved.input_shape, shape)?;
-        check_shape(&self.name, "grad_output", shape, Shape::of(&grad_output))?;
-        check_contiguous(&self.name, "grad_input", &grad_input)?;
+        check_contiguous(&self.name, "grad_input", grad)?;
         if saved.mask.len() != shape.len().div_ceil(64) {
             return Err(Error::ShapeMismatch {
                 layer: self.name.clone(),
@@ -98,18 +154,21 @@ impl Layer for Relu {
                 actual: saved.input_shape,
             });
         }
-        let go = grad_output.as_standard_layout();
-        let dy = go.as_slice().expect("standard layout");
-        let dx = grad_input
+        let dx = grad
             .as_slice_mut()
             .expect("grad_input is in standard layout");
         dx.par_chunks_mut(CHUNK)
-            .zip(dy.par_chunks(CHUNK))
             .zip(saved.mask.par_chunks(CHUNK / 64))
-            .for_each(|((dx, dy), mask)| {
-                for ((dx, dy), &word) in dx.chunks_mut(64).zip(dy.chunks(64)).zip(mask) {
-                    for (b, (dx, &dy)) in dx.iter_mut().zip(dy).enumerate() {
-                        *dx = if word >> b & 1 == 1 { dy } else { 0.0 };
+            .enumerate()
+            .for_each(|(c, (dx, mask))| {
+                if let Some(dy) = grad_output {
+                    dx.copy_from_slice(&dy[c * CHUNK..c * CHUNK + dx.len()]);
+                }
+                for (dx, &word) in dx.chunks_mut(64).zip(mask) {
+                    for (b, v) in dx.iter_mut().enumerate() {
+                        if word >> b & 1 == 0 {
+                            *v = 0.0;
+                        }
                     }
                 }
             });

@@ -107,6 +107,7 @@ fn transform_weights(weight: ArrayView2<'_, f32>, dir: Direction, u: &mut [f32])
 /// `output = conv(input = dY, flip(Wᵀ))` (backward, `bias` empty), with padding `pad` on `input`.
 ///
 /// `input` is `[C_a, H_a, W_a]` in standard layout, `output` `[C_b, H_a + pt + pb − 2, W_a + pl + pr − 2]`.
+/// With `accumulate`, the result is added to `output` instead of replacing it.
 pub(crate) fn conv3x3(
     dir: Direction,
     weight: ArrayView2<'_, f32>,
@@ -114,6 +115,7 @@ pub(crate) fn conv3x3(
     input: ArrayView3<'_, f32>,
     pad: Padding,
     mut output: ArrayViewMut3<'_, f32>,
+    accumulate: bool,
 ) {
     let (c_a, h_a, w_a) = input.dim();
     let (c_b, h_b, w_b) = output.dim();
@@ -173,7 +175,7 @@ pub(crate) fn conv3x3(
                         .expect("sized");
                         sgemm(1.0, ue, ve, 0.0, me);
                     }
-                    output_transform(m, c_b, ty1 - ty0, ntx, bias, out);
+                    output_transform(m, c_b, ty1 - ty0, ntx, bias, out, accumulate);
                 });
             });
     });
@@ -277,7 +279,8 @@ fn input_transform(
     }
 }
 
-/// `Y = Aᵀ m A + b` for every tile of the work item, clipped to the output (odd sizes).
+/// `Y = Aᵀ m A + b` for every tile of the work item, clipped to the output (odd sizes); added to `out`
+/// with `accumulate`.
 fn output_transform(
     m: &[f32],
     c_b: usize,
@@ -285,9 +288,10 @@ fn output_transform(
     ntx: usize,
     bias: ArrayView1<'_, f32>,
     mut out: ArrayViewMut3<'_, f32>,
+    accumulate: bool,
 ) {
     let n = n_rows * ntx;
-    let (_, h_out, w_out) = out.dim();
+    let (_, h_out, _) = out.dim();
     let mut s = vec![0.0_f32; 8 * ntx];
     let mut y = vec![0.0_f32; 4 * ntx];
     for o in 0..c_b {
@@ -323,10 +327,20 @@ fn output_transform(
                 let mut row = plane.row_mut(oy);
                 let row = row.as_slice_mut().expect("output rows are contiguous");
                 let (y0, y1) = y[2 * a * ntx..(2 * a + 2) * ntx].split_at(ntx);
-                for k in 0..ntx {
-                    row[2 * k] = y0[k];
-                    if 2 * k + 1 < w_out {
-                        row[2 * k + 1] = y1[k];
+                let pairs = row.chunks_mut(2).zip(y0.iter().zip(y1));
+                if accumulate {
+                    for (pair, (&v0, &v1)) in pairs {
+                        pair[0] += v0;
+                        if let Some(p1) = pair.get_mut(1) {
+                            *p1 += v1;
+                        }
+                    }
+                } else {
+                    for (pair, (&v0, &v1)) in pairs {
+                        pair[0] = v0;
+                        if let Some(p1) = pair.get_mut(1) {
+                            *p1 = v1;
+                        }
                     }
                 }
             }

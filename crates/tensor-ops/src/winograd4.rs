@@ -249,7 +249,7 @@ pub(crate) fn conv3x3(
 ) {
     let (_, h_b, w_b) = output.dim();
     if h_b.div_ceil(F4::M) * w_b.div_ceil(F4::M) < MIN_TILES {
-        crate::winograd::conv3x3(dir, weight, bias, input, pad, output);
+        crate::winograd::conv3x3(dir, weight, bias, input, pad, output, false);
     } else {
         conv3x3_tiles::<F4>(dir, weight, bias, input, pad, output);
     }

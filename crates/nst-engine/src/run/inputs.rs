@@ -118,6 +118,15 @@ pub(super) struct StageTargets {
 }
 
 impl Inputs {
+    /// Pixels of the largest style image at its working size (0 without one).
+    pub(super) fn style_pixels(&self) -> usize {
+        self.styles
+            .iter()
+            .map(|p| p.width() as usize * p.height() as usize)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Decodes the images named in `spec`.
     pub(super) fn decode(spec: &RunSpec) -> Result<Inputs> {
         let image_at = |flag, path: &Path, size: Size| {
@@ -354,7 +363,7 @@ fn style_size((width, height): (u32, u32), long: u32, scale: f32) -> Size {
 pub(super) fn check_memory(
     model: &VggModel,
     spec: &RunSpec,
-    size: Size,
+    (size, style_pixels): (Size, usize),
     est: Estimate,
     available: Option<u64>,
     force: bool,
@@ -365,7 +374,9 @@ pub(super) fn check_memory(
         && !force
     {
         let taps: Vec<&str> = spec.objective.layer_names().collect();
-        let hint = match estimate::largest_fitting(model, h, w, spec.optimizer, &taps, avail) {
+        let fitting =
+            estimate::largest_fitting(model, (h, w), style_pixels, spec.optimizer, &taps, avail);
+        let hint = match fitting {
             Some((fh, fw)) => format!(
                 "the largest size that would fit is about {fw}x{fh} (--max-size {})",
                 fw.max(fh)

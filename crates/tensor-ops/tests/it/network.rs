@@ -218,3 +218,133 @@ fn networks_in_parallel_jobs_agree_with_sequential_runs() {
     let parallel: Vec<_> = pool.install(|| inputs.par_iter().map(run).collect());
     assert_eq!(sequential, parallel);
 }
+
+/// A VGG-like chain with every case of the in-place walk: Winograd and im2col convolutions, ReLUs
+/// run in place (tapped and not), a tapped convolution followed by a ReLU (which must then not run in
+/// place), a layer tapped twice, a pooling and a convolution directly above taps (their gradients are
+/// added into the tap's array), max and average pooling.
+fn vgg_like() -> Network {
+    let conv = |name: &str, seed: u64, c_in: usize, c_out: usize| -> Box<dyn Layer> {
+        Box::new(
+            Conv2d::new(
+                name,
+                arr4(seed, (c_out, c_in, 3, 3), -0.15, 0.15),
+                arr1(seed + 100, c_out, -0.1, 0.1),
+                [1, 1],
+                Padding::uniform(1),
+            )
+            .unwrap(),
+        )
+    };
+    let layers: Vec<Box<dyn Layer>> = vec![
+        conv("conv1_1", 1, 3, 16),      // 0: im2col (3 input channels)
+        Box::new(Relu::new("relu1_1")), // 1: tap
+        conv("conv1_2", 2, 16, 16),     // 2: Winograd, gradient added into tap relu1_1
+        Box::new(Relu::new("relu1_2")), // 3
+        Box::new(MaxPool2d::new("pool1", [2, 2], [2, 2], Padding::ZERO).unwrap()), // 4: tap
+        conv("conv2_1", 3, 16, 24),     // 5: tap (a convolution); above a tapped pool
+        Box::new(Relu::new("relu2_1")), // 6: tap, twice
+        conv("conv2_2", 4, 24, 24),     // 7
+        Box::new(Relu::new("relu2_2")), // 8
+        Box::new(AvgPool2d::new("pool2", [2, 2], [2, 2], Padding::ZERO).unwrap()), // 9
+        conv("conv3_1", 5, 24, 16),     // 10
+        Box::new(Relu::new("relu3_1")), // 11: tap (deepest)
+    ];
+    Network::new(layers)
+}
+
+const VGG_TAPS: [usize; 6] = [1, 6, 4, 5, 11, 6];
+
+/// `backward_in_place` gives `backward`'s input gradient (to float rounding: a gradient added into a
+/// tap's array is summed in another order), needs no extra arrays, leaves the outputs of a repeated
+/// forward pass unchanged, and survives a caller's use of the workspace between the passes.
+#[test]
+fn backward_in_place_matches_backward() {
+    let mut net = vgg_like();
+    let x = arr3(7, (3, 22, 19), -1.0, 1.0);
+    let outs = net.forward(x.view(), &VGG_TAPS).unwrap();
+    let grads: Vec<Array3<f32>> = outs
+        .iter()
+        .enumerate()
+        .map(|(j, o)| arr3(30 + j as u64, o.dim(), -1.0, 1.0))
+        .collect();
+    let views: Vec<ArrayView3<'_, f32>> = grads.iter().map(|g| g.view()).collect();
+    let expected = net.backward(&views).unwrap();
+
+    let mut fresh = vgg_like();
+    let mut taps = Vec::new();
+    for _ in 0..2 {
+        fresh.forward_into(x.view(), &VGG_TAPS, &mut taps).unwrap();
+        assert_eq!(taps, outs, "in-place forward outputs");
+        fresh.workspace(5000).fill(f32::NAN);
+        for (t, g) in taps.iter_mut().zip(&grads) {
+            t.assign(g);
+        }
+        let mut got = Array3::from_elem(x.dim(), f32::NAN);
+        fresh.backward_in_place(&mut taps, got.view_mut()).unwrap();
+        let scale = expected.iter().fold(0.0_f32, |m, v| m.max(v.abs()));
+        for (a, b) in got.iter().zip(&expected) {
+            assert!((a - b).abs() <= 1e-5 * scale, "{a} vs {b} (scale {scale})");
+        }
+    }
+}
+
+/// `forward_visit` hands over the same outputs as `forward`, in the walk's order.
+#[test]
+fn forward_visit_matches_forward() {
+    let mut net = vgg_like();
+    let x = arr3(8, (3, 17, 24), -1.0, 1.0);
+    let outs = net.forward(x.view(), &VGG_TAPS).unwrap();
+    let mut seen = Vec::new();
+    let mut visiting = vgg_like();
+    visiting
+        .forward_visit(x.view(), &VGG_TAPS, |j, out| {
+            assert_eq!(out, outs[j], "tap {j}");
+            seen.push(j);
+            Ok::<(), tensor_ops::Error>(())
+        })
+        .unwrap();
+    assert_eq!(seen, vec![0, 2, 3, 1, 5, 4]);
+    let err = visiting.backward(&[]).unwrap_err();
+    assert!(matches!(err, tensor_ops::Error::NoForwardPass), "{err}");
+    let stop = visiting.forward_visit(x.view(), &VGG_TAPS, |j, _| {
+        if j == 3 {
+            Err(tensor_ops::Error::NoTaps)
+        } else {
+            Ok::<(), tensor_ops::Error>(())
+        }
+    });
+    assert!(matches!(stop, Err(tensor_ops::Error::NoTaps)));
+}
+
+/// Gradient arrays and an input gradient that do not fit are refused by name.
+#[test]
+fn backward_in_place_checks_its_arrays() {
+    let mut net = vgg_like();
+    let x = arr3(9, (3, 12, 12), -1.0, 1.0);
+    let mut taps = Vec::new();
+    net.forward_into(x.view(), &[1, 11], &mut taps).unwrap();
+    let mut wrong = Array3::zeros((3, 12, 11));
+    let err = net
+        .backward_in_place(&mut taps, wrong.view_mut())
+        .unwrap_err();
+    assert!(err.to_string().contains("grad_input"), "{err}");
+    let mut transposed = vec![
+        taps[0]
+            .clone()
+            .reversed_axes()
+            .as_standard_layout()
+            .to_owned(),
+    ];
+    transposed[0] = transposed[0].clone().reversed_axes();
+    transposed.push(taps[1].clone());
+    let mut grad = Array3::zeros(x.dim());
+    let err = net
+        .backward_in_place(&mut transposed, grad.view_mut())
+        .unwrap_err();
+    assert!(err.to_string().contains("grad_taps[0]"), "{err}");
+    let err = net
+        .backward_in_place(&mut taps[..1], grad.view_mut())
+        .unwrap_err();
+    assert!(matches!(err, tensor_ops::Error::TapCount { .. }), "{err}");
+}

@@ -1,7 +1,7 @@
 //! ReLU: forward values, mask-based backward, finite differences.
 
 use ndarray::Array3;
-use tensor_ops::{Relu, Shape};
+use tensor_ops::{Layer, Relu, Saved, Shape};
 
 use crate::{arr3, backward, check_layer_fd, forward};
 
@@ -41,4 +41,30 @@ fn fd_relu() {
     )
     .unwrap();
     check_layer_fd(&Relu::new("relu"), &x, 10);
+}
+
+/// In place, the forward pass, its mask and the backward pass are those of the out-of-place calls,
+/// to the bit (also across the 64-element mask words and the parallel chunks).
+#[test]
+fn in_place_equals_out_of_place() {
+    let relu = Relu::new("r");
+    assert!(relu.runs_in_place());
+    let mut x = arr3(3, (3, 210, 170), -1.0, 1.0);
+    x[[0, 0, 0]] = 0.0;
+    let (y, saved) = forward(&relu, x.view());
+    let mut data = x.clone();
+    let mut saved_in_place = Saved::default();
+    relu.forward_in_place(data.view_mut(), Some(&mut saved_in_place))
+        .unwrap();
+    assert_eq!(data, y);
+    assert_eq!(saved_in_place.mask, saved.mask);
+    let g = arr3(4, x.dim(), -1.0, 1.0);
+    let dx = backward(&relu, &saved, Shape::of(&x), g.view());
+    let mut grad = g.clone();
+    relu.backward_input_in_place(&saved_in_place, grad.view_mut())
+        .unwrap();
+    assert_eq!(grad, dx);
+    let mut plain = x.clone();
+    relu.forward_in_place(plain.view_mut(), None).unwrap();
+    assert_eq!(plain, y);
 }
