@@ -226,7 +226,7 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
     // A size that cannot fit would end in an allocation failure (an abort), not a message.
     let taps: Vec<&str> = spec.layer_names().collect();
     // The bench's style image has the working size.
-    let est = estimate::estimate(&model, (h, w), h * w, OptimizerKind::Adam, &taps);
+    let est = estimate::estimate(&model, (h, w), (h, w), OptimizerKind::Adam, &taps);
     if let Some(avail) = estimate::available_memory()
         && est.peak_bytes > avail
     {

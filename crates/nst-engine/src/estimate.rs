@@ -27,12 +27,12 @@ pub struct Estimate {
 }
 
 /// Estimates the run at `height × width` through `model` (already cut at the last needed layer), with
-/// costs at the layers named in `taps` and style images of at most `style_pixels` pixels at their
-/// working size (0: no style image).
+/// costs at the layers named in `taps`, and `style`, the `(height, width)` of the largest style image
+/// at its working size (`(0, 0)`: none).
 pub fn estimate(
     model: &VggModel,
     (height, width): (usize, usize),
-    style_pixels: usize,
+    style: (usize, usize),
     optimizer: OptimizerKind,
     taps: &[&str],
 ) -> Estimate {
@@ -43,6 +43,8 @@ pub fn estimate(
     let mut tapped = 0_u64;
     let mut im2col = 0_u64;
     let mut flops = 0.0_f64;
+    // Rows a band of the style image's walk computes again above and below, and the layers' stride.
+    let (mut halo, mut scale) = (0_usize, 1_usize);
     for layer in &model.layers {
         match &layer.kind {
             LayerKind::Conv(conv) => {
@@ -58,6 +60,8 @@ pub fn estimate(
                     / conv.stride[1].max(1)
                     + 1;
                 im2col = im2col.max((c_in * kh * kw * ho * wo) as u64 * 4);
+                halo += (kh - 1) * scale;
+                scale *= conv.stride[0].max(1);
                 flops += 2.0 * (c_out * ho * wo) as f64 * (c_in * kh * kw) as f64;
                 c = c_out;
                 h = ho;
@@ -65,6 +69,8 @@ pub fn estimate(
             }
             LayerKind::Relu => kept += (c * h * w) as u64 / 8 + 8,
             LayerKind::Pool(p) => {
+                halo += (p.size[0] - 1) * scale;
+                scale *= p.stride[0].max(1);
                 h = (h + p.pad.top + p.pad.bottom).saturating_sub(p.size[0]) / p.stride[0].max(1)
                     + 1;
                 w = (w + p.pad.left + p.pad.right).saturating_sub(p.size[1]) / p.stride[1].max(1)
@@ -89,8 +95,18 @@ pub fn estimate(
     let tiles = ((4 << 20) * 2 * rayon::current_num_threads() as u64).min(im2col);
     let fixed = weights + tiles + optimizer_bytes + 40 * 1024 * 1024;
     let iterations = fixed + 4 * (max_act + max_act / 4) + kept + tapped;
-    // The largest activation grows with the pixels (VGG's is conv1's output).
-    let style_act = (max_act as f64 * style_pixels as f64 / (height * width).max(1) as f64) as u64;
+    // The style walk runs in bands of the generated image's pixels (at least 256 rows) plus the
+    // halo when the style image is larger (nst-engine's `objective`); the largest activation grows
+    // with the pixels (VGG's is conv1's output).
+    let (style_h, style_w) = style;
+    let walk_rows = if style_h * style_w > height * width {
+        ((height * width / style_w.max(1)).max(256) + halo).min(style_h)
+    } else {
+        style_h
+    };
+    let style_pixels = style_h * style_w;
+    let walk_pixels = walk_rows * style_w;
+    let style_act = (max_act as f64 * walk_pixels as f64 / (height * width).max(1) as f64) as u64;
     // The style image as decoded and as a tensor, 12 bytes per pixel each.
     let style_walk = fixed + 4 * 2 * style_act + 24 * style_pixels as u64;
     let peak = iterations.max(style_walk);
@@ -132,7 +148,7 @@ pub fn reserve_check(bytes: u64) -> Result<(), String> {
 pub fn largest_fitting(
     model: &VggModel,
     (height, width): (usize, usize),
-    style_pixels: usize,
+    style: (usize, usize),
     optimizer: OptimizerKind,
     taps: &[&str],
     budget: u64,
@@ -147,7 +163,10 @@ pub fn largest_fitting(
         if h < 16 || w < 16 {
             return None;
         }
-        let style = (style_pixels as f64 * scale * scale) as usize;
+        let style = (
+            ((style.0 as f64) * scale).round() as usize,
+            ((style.1 as f64) * scale).round() as usize,
+        );
         if estimate(model, (h, w), style, optimizer, taps).peak_bytes <= budget {
             return Some((h, w));
         }

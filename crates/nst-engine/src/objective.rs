@@ -1053,15 +1053,38 @@ fn style_targets(
     }
     let total_blend: f32 = styles.iter().map(|s| s.weight).sum();
     let mut grams: Vec<Vec<(Array2<f32>, f32)>> = vec![Vec::new(); style_idx.len()];
+    let last = *style_idx.iter().max().expect("checked non-empty");
     for s in styles {
-        visit_features(network, backend, s.image, style_idx, |j, f| {
-            let target_positions = shapes[style_idx[j] + 1].plane();
-            let g = nst_costs::gram(f, backend.gemm());
-            let g =
-                nst_costs::rescale_gram(g.view(), f.shape()[1] * f.shape()[2], target_positions)?;
+        // Bands of rows keep a style image larger than the generated one within the memory of the
+        // iterations (the Grams add up band by band).
+        let (_, h, w) = s.image.dim();
+        let band_rows = match shapes[0].plane() {
+            generated if h * w > generated => (generated / w.max(1)).max(MIN_BAND_ROWS),
+            _ => h,
+        };
+        let mut sums: Vec<Option<Array2<f32>>> = vec![None; style_idx.len()];
+        visit_feature_rows(
+            network,
+            backend,
+            s.image,
+            style_idx,
+            band_rows,
+            |j, rows| {
+                let g = nst_costs::gram(rows, backend.gemm());
+                match &mut sums[j] {
+                    Some(sum) => *sum += &g,
+                    None => sums[j] = Some(g),
+                }
+                Ok(())
+            },
+        )?;
+        let style_shapes = network.shapes(Shape::of(&s.image), last)?;
+        for (j, sum) in sums.into_iter().enumerate() {
+            let positions = style_shapes[style_idx[j] + 1].plane();
+            let g = sum.expect("every tap has rows");
+            let g = nst_costs::rescale_gram(g.view(), positions, shapes[style_idx[j] + 1].plane())?;
             grams[j].push((g, s.weight / total_blend));
-            Ok(())
-        })?;
+        }
     }
     grams
         .iter()
@@ -1088,19 +1111,24 @@ fn target_features(
     Ok(network.forward_inference(image, taps)?)
 }
 
-/// Hands the output of each layer `taps[j]` for `image` to `visit(j, output)`: on the backend's GPU
-/// when it has one, else by the CPU network's walk, which keeps no copy of the outputs (so a style
-/// image larger than the generated one costs only the walk's two working buffers).
-fn visit_features(
+/// Fewest rows per band when a style image's walk runs in bands (the rows above and below a band are
+/// computed twice, about 70 + 85 for VGG to `conv5_1`).
+const MIN_BAND_ROWS: usize = 256;
+
+/// Hands the outputs of the layers `taps[j]` for `image` to `visit(j, rows)`, in bands of about
+/// `band_rows` rows (`Network::forward_visit_rows`, which keeps no copy of the outputs): on the
+/// backend's GPU when it has one (whole), else by the CPU network's walk.
+fn visit_feature_rows(
     network: &mut Network,
     backend: &Backend,
     image: ArrayView3<'_, f32>,
     taps: &[usize],
+    band_rows: usize,
     visit: impl FnMut(usize, ArrayView3<'_, f32>) -> Result<()>,
 ) -> Result<()> {
+    let mut visit = visit;
     #[cfg(feature = "cuda")]
     if let Some(dev) = backend.cuda_device() {
-        let mut visit = visit;
         let feats = device::features(dev.clone(), network, image, taps)?;
         return feats
             .iter()
@@ -1108,7 +1136,7 @@ fn visit_features(
             .try_for_each(|(j, f)| visit(j, f.view()));
     }
     let _ = backend;
-    network.forward_visit(image, taps, visit)
+    network.forward_visit_rows(image, taps, band_rows, |j, _, rows| visit(j, rows))
 }
 
 /// The zeroed buffer a term adds its unit-weight gradient into: the tap's sum itself when the term is

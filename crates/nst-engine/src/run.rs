@@ -122,11 +122,10 @@ impl<'a> Run<'a> {
         let last = stages.last().expect("a plan has a stage").size;
         let taps: Vec<&str> = spec.objective.layer_names().collect();
         let (h, w) = (last.height as usize, last.width as usize);
-        let style_pixels = inputs.style_pixels();
-        let estimate =
-            crate::estimate::estimate(&model, (h, w), style_pixels, spec.optimizer, &taps);
+        let style = inputs.largest_style();
+        let estimate = crate::estimate::estimate(&model, (h, w), style, spec.optimizer, &taps);
         let available = crate::estimate::available_memory();
-        let sizes = (last, style_pixels);
+        let sizes = (last, style);
         inputs::check_memory(&model, &spec, sizes, estimate, available, options.force)?;
         Ok(Run {
             spec,

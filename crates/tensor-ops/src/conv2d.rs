@@ -18,7 +18,7 @@ use ndarray::{
 use rayon::prelude::*;
 
 use crate::gemm::sgemm;
-use crate::layer::{Saved, check_contiguous, check_shape};
+use crate::layer::{RowWindow, Saved, check_contiguous, check_shape};
 use crate::{CpuGemm, Error, Gemm, Layer, Padding, Result, Shape, shape::out_len};
 use crate::{winograd, winograd4};
 
@@ -599,6 +599,14 @@ impl Conv2d {
 }
 
 impl Layer for Conv2d {
+    fn row_window(&self) -> Option<RowWindow> {
+        Some(RowWindow {
+            kernel: self.dims[2],
+            stride: self.stride[0],
+            pad_top: self.pad.top,
+        })
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

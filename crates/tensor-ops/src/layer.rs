@@ -52,6 +52,13 @@ pub trait Layer: Send + Sync + fmt::Debug {
         grad_input: ArrayViewMut3<'_, f32>,
     ) -> Result<()>;
 
+    /// How the layer's output rows depend on its input rows, for walks over bands of rows
+    /// ([`Network::forward_visit_rows`](crate::Network::forward_visit_rows)). `None`, the default,
+    /// means the layer does not say, and such a walk then runs on the whole input at once.
+    fn row_window(&self) -> Option<RowWindow> {
+        None
+    }
+
     /// Whether the layer can run in place: its output has its input's shape and
     /// [`forward_in_place`](Layer::forward_in_place) / [`backward_input_in_place`](Layer::backward_input_in_place)
     /// are worth calling (a [`Network`](crate::Network) then needs no second buffer for it). `false` by default.
@@ -105,6 +112,26 @@ pub trait Layer: Send + Sync + fmt::Debug {
         grad_input += &own;
         Ok(())
     }
+}
+
+/// The rows of a layer's input that one output row reads: output row `r` reads input rows
+/// `r·stride − pad_top .. r·stride − pad_top + kernel` (those outside the input are padding).
+///
+/// # Examples
+/// ```
+/// use tensor_ops::{Layer, MaxPool2d, Padding, RowWindow};
+/// let pool = MaxPool2d::new("pool1", [2, 2], [2, 2], Padding::ZERO)?;
+/// assert_eq!(pool.row_window(), Some(RowWindow { kernel: 2, stride: 2, pad_top: 0 }));
+/// # Ok::<(), tensor_ops::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowWindow {
+    /// Rows of the window.
+    pub kernel: usize,
+    /// Rows between the windows of consecutive output rows.
+    pub stride: usize,
+    /// Padding rows above the input.
+    pub pad_top: usize,
 }
 
 /// What a layer's forward pass keeps for its backward pass. Buffers are reused from pass to pass.

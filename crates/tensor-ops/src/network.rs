@@ -2,7 +2,7 @@
 
 use ndarray::{Array3, ArrayView3, ArrayViewMut3};
 
-use crate::layer::{Saved, check_contiguous, check_shape};
+use crate::layer::{RowWindow, Saved, check_contiguous, check_shape};
 use crate::{Error, Layer, Result, Shape};
 
 /// A chain of layers with reusable buffers.
@@ -208,6 +208,101 @@ impl Network {
         self.shapes = self.shapes(Shape::of(&input), last)?;
         let plan = self.plan(taps, last, false);
         self.walk_forward(input, taps, &plan, &mut Vec::new(), false, &mut visit)
+    }
+
+    /// As [`Network::forward_visit`], but over bands of at most about `band_rows` input rows (rounded
+    /// up to the network's total stride), so that the working buffers hold one band instead of the
+    /// whole input: `visit(j, first_row, rows)` gets consecutive row ranges of tap `j`'s output (the
+    /// first at row 0, the last ending at its last row), each exactly once.
+    ///
+    /// Each band runs on the input rows its tapped rows depend on (the rows above and below are
+    /// computed again by the next band), so the outputs are those of a whole pass up to float
+    /// rounding (a Winograd tile can fall elsewhere); the bands depend only on the shapes, so results
+    /// are the same from run to run and for any thread count. Where a layer does not give its
+    /// [`Layer::row_window`], or `band_rows` covers the input, it is one band.
+    ///
+    /// # Errors
+    /// As [`Network::forward_visit`].
+    ///
+    /// # Examples
+    /// ```
+    /// use ndarray::{s, Array1, Array3, Array4};
+    /// use tensor_ops::{Conv2d, Layer, MaxPool2d, Network, Padding, Relu};
+    /// let layers: Vec<Box<dyn Layer>> = vec![
+    ///     Box::new(Conv2d::new("conv1", Array4::from_elem((2, 1, 3, 3), 0.1), Array1::zeros(2), [1, 1], Padding::uniform(1))?),
+    ///     Box::new(Relu::new("relu1")),
+    ///     Box::new(MaxPool2d::new("pool1", [2, 2], [2, 2], Padding::ZERO)?),
+    /// ];
+    /// let mut net = Network::new(layers);
+    /// let image = Array3::from_shape_fn((1, 40, 6), |(_, y, x)| (y * 6 + x) as f32);
+    /// let whole = net.forward_inference(image.view(), &[2])?;
+    /// let mut rows = Vec::new();
+    /// net.forward_visit_rows(image.view(), &[2], 8, |_, first, band| {
+    ///     assert_eq!(band, whole[0].slice(s![.., first..first + band.dim().1, ..]));
+    ///     rows.push(first);
+    ///     Ok::<(), tensor_ops::Error>(())
+    /// })?;
+    /// assert_eq!(rows, [0, 4, 8, 12, 16]);
+    /// # Ok::<(), tensor_ops::Error>(())
+    /// ```
+    pub fn forward_visit_rows<E: From<Error>>(
+        &mut self,
+        input: ArrayView3<'_, f32>,
+        taps: &[usize],
+        band_rows: usize,
+        mut visit: impl FnMut(usize, usize, ArrayView3<'_, f32>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let last = *taps.iter().max().ok_or(Error::NoTaps)?;
+        let full = self.shapes(Shape::of(&input), last)?;
+        let height = full[0].height;
+        let windows: Option<Vec<RowWindow>> = self.layers[..=last]
+            .iter()
+            .map(|l| l.row_window())
+            .collect();
+        let Some(windows) = windows.filter(|_| band_rows < height) else {
+            return self.forward_visit(input, taps, |j, out| visit(j, 0, out));
+        };
+        let align: usize = windows.iter().map(|w| w.stride.max(1)).product();
+        let step = band_rows.div_ceil(align).max(1) * align;
+        let bands = Bands {
+            full: &full,
+            windows: &windows,
+            align,
+        };
+        let names: Vec<String> = taps
+            .iter()
+            .map(|&t| self.layers[t].name().to_owned())
+            .collect();
+        let mut a = 0;
+        while a < height {
+            let b = (a + step).min(height);
+            let wanted = bands.wanted(taps, (a, b));
+            if let Some((i0, i1)) = bands.input_rows(taps, &wanted) {
+                let band = input.slice(ndarray::s![.., i0..i1, ..]);
+                self.shapes = self.shapes(Shape::of(&band), last)?;
+                let offsets = bands.offsets(i0, &self.shapes);
+                let plan = self.plan(taps, last, false);
+                self.walk_forward(band, taps, &plan, &mut [], false, &mut |j, out| {
+                    let (r0, r1) = wanted[j];
+                    if r0 >= r1 {
+                        return Ok(());
+                    }
+                    let (off, lo, hi) = offsets[taps[j] + 1];
+                    if r0 < lo || r1 > hi {
+                        return Err(E::from(Error::InvalidConfig {
+                            layer: names[j].clone(),
+                            reason: format!(
+                                "a band walk computed rows {lo}..{hi} of this layer, not the wanted {r0}..{r1} (a layer's row_window is wrong)"
+                            ),
+                        }));
+                    }
+                    visit(j, r0, out.slice(ndarray::s![.., r0 - off..r1 - off, ..]))
+                })?;
+            }
+            a = b;
+        }
+        self.last_taps = None;
+        Ok(())
     }
 
     /// Where each layer's output goes (see [`Place`]). With `tap_storage`, a tapped layer writes into
@@ -499,6 +594,76 @@ impl Network {
 fn grow(buf: &mut Vec<f32>, len: usize) {
     if buf.len() < len {
         buf.resize(len, 0.0);
+    }
+}
+
+/// The geometry of a walk over bands of rows ([`Network::forward_visit_rows`]).
+struct Bands<'g> {
+    /// Whole-input shapes: `full[i]` is layer `i`'s input.
+    full: &'g [Shape],
+    windows: &'g [RowWindow],
+    /// The product of the strides: band inputs start at multiples of it, so that each layer's
+    /// windows fall where they fall in the whole pass.
+    align: usize,
+}
+
+impl Bands<'_> {
+    /// The rows `[r0, r1)` of each tap's output that the band of input rows `[a, b)` hands over:
+    /// the band's share at each tap's scale (`a` is a multiple of `align`; the last band, `b` the
+    /// input height, takes the rest).
+    fn wanted(&self, taps: &[usize], (a, b): (usize, usize)) -> Vec<(usize, usize)> {
+        let last_band = b == self.full[0].height;
+        taps.iter()
+            .map(|&t| {
+                let scale: usize = self.windows[..=t].iter().map(|w| w.stride.max(1)).product();
+                let h = self.full[t + 1].height;
+                let r1 = if last_band { h } else { (b / scale).min(h) };
+                ((a / scale).min(h), r1)
+            })
+            .collect()
+    }
+
+    /// The input rows that the wanted rows depend on, starting at a multiple of `align`; `None` when
+    /// nothing is wanted.
+    fn input_rows(&self, taps: &[usize], wanted: &[(usize, usize)]) -> Option<(usize, usize)> {
+        let mut need: Option<(usize, usize)> = None;
+        for (&t, &(mut r0, mut r1)) in taps.iter().zip(wanted) {
+            if r0 >= r1 {
+                continue;
+            }
+            for i in (0..=t).rev() {
+                let w = self.windows[i];
+                r0 = (r0 * w.stride).saturating_sub(w.pad_top);
+                r1 = ((r1 - 1) * w.stride + w.kernel)
+                    .saturating_sub(w.pad_top)
+                    .min(self.full[i].height);
+            }
+            need = Some(need.map_or((r0, r1), |(n0, n1)| (n0.min(r0), n1.max(r1))));
+        }
+        need.map(|(n0, n1)| (n0 / self.align * self.align, n1))
+    }
+
+    /// For each layer's output (index `i + 1`; index 0 is the band input starting at row `i0`): the
+    /// whole-pass row of the band's first row, and the whole-pass rows `[lo, hi)` the band computes
+    /// as the whole pass does (the others read the band's padding where the whole pass reads data).
+    fn offsets(&self, i0: usize, band: &[Shape]) -> Vec<(usize, usize, usize)> {
+        let mut out = vec![(i0, i0, i0 + band[0].height)];
+        for (i, w) in self.windows.iter().enumerate() {
+            let (off_in, lo_in, hi_in) = out[i];
+            let (h_in, h_out) = (self.full[i].height, self.full[i + 1].height);
+            let off = off_in / w.stride.max(1);
+            let end = (off + band[i + 1].height).min(h_out);
+            // Row R reads rows [R·s − p, R·s − p + k): each must be computed, or padding of the whole input.
+            let good = |r: usize| {
+                let first = (r * w.stride) as isize - w.pad_top as isize;
+                let past = first + w.kernel as isize;
+                (lo_in == 0 || first >= lo_in as isize) && (hi_in == h_in || past <= hi_in as isize)
+            };
+            let lo = (off..end).find(|&r| good(r)).unwrap_or(end);
+            let hi = (lo..end).find(|&r| !good(r)).unwrap_or(end);
+            out.push((off, lo, hi));
+        }
+        out
     }
 }
 

@@ -11,7 +11,7 @@
 use ndarray::{ArrayView3, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 
-use crate::layer::{Saved, check_contiguous, check_shape};
+use crate::layer::{RowWindow, Saved, check_contiguous, check_shape};
 use crate::{Error, Layer, Padding, Result, Shape, shape::out_len};
 
 /// Validated geometry of a pooling layer on a given input.
@@ -121,6 +121,14 @@ struct PoolSpec {
 }
 
 impl PoolSpec {
+    fn row_window(&self) -> RowWindow {
+        RowWindow {
+            kernel: self.window[0],
+            stride: self.stride[0],
+            pad_top: self.pad.top,
+        }
+    }
+
     fn new(name: String, window: [usize; 2], stride: [usize; 2], pad: Padding) -> Result<Self> {
         validate(&name, window, stride, pad)?;
         Ok(PoolSpec {
@@ -244,6 +252,10 @@ fn max_plane(g: &PoolGeometry, xp: &[f32], y: &mut [f32], mut store: impl FnMut(
 }
 
 impl Layer for MaxPool2d {
+    fn row_window(&self) -> Option<RowWindow> {
+        Some(self.spec.row_window())
+    }
+
     fn name(&self) -> &str {
         &self.spec.name
     }
@@ -371,6 +383,10 @@ impl Layer for MaxPool2d {
 }
 
 impl Layer for AvgPool2d {
+    fn row_window(&self) -> Option<RowWindow> {
+        Some(self.spec.row_window())
+    }
+
     fn name(&self) -> &str {
         &self.spec.name
     }

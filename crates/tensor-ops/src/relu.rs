@@ -3,7 +3,7 @@
 use ndarray::{ArrayView3, ArrayViewMut3};
 use rayon::prelude::*;
 
-use crate::layer::{Saved, check_contiguous, check_shape};
+use crate::layer::{RowWindow, Saved, check_contiguous, check_shape};
 use crate::{Error, Layer, Result, Shape};
 
 /// `y = max(x, 0)`, with gradient `dx = dy · [x > 0]` (0 at `x = 0`).
@@ -67,6 +67,14 @@ impl Layer for Relu {
 
     fn runs_in_place(&self) -> bool {
         true
+    }
+
+    fn row_window(&self) -> Option<RowWindow> {
+        Some(RowWindow {
+            kernel: 1,
+            stride: 1,
+            pad_top: 0,
+        })
     }
 
     fn forward_in_place(

@@ -118,13 +118,14 @@ pub(super) struct StageTargets {
 }
 
 impl Inputs {
-    /// Pixels of the largest style image at its working size (0 without one).
-    pub(super) fn style_pixels(&self) -> usize {
+    /// `(height, width)` of the style image with the most pixels at its working size (`(0, 0)`
+    /// without one).
+    pub(super) fn largest_style(&self) -> (usize, usize) {
         self.styles
             .iter()
-            .map(|p| p.width() as usize * p.height() as usize)
-            .max()
-            .unwrap_or(0)
+            .map(|p| (p.height() as usize, p.width() as usize))
+            .max_by_key(|&(h, w)| h * w)
+            .unwrap_or((0, 0))
     }
 
     /// Decodes the images named in `spec`.
@@ -363,7 +364,7 @@ fn style_size((width, height): (u32, u32), long: u32, scale: f32) -> Size {
 pub(super) fn check_memory(
     model: &VggModel,
     spec: &RunSpec,
-    (size, style_pixels): (Size, usize),
+    (size, style): (Size, (usize, usize)),
     est: Estimate,
     available: Option<u64>,
     force: bool,
@@ -374,8 +375,7 @@ pub(super) fn check_memory(
         && !force
     {
         let taps: Vec<&str> = spec.objective.layer_names().collect();
-        let fitting =
-            estimate::largest_fitting(model, (h, w), style_pixels, spec.optimizer, &taps, avail);
+        let fitting = estimate::largest_fitting(model, (h, w), style, spec.optimizer, &taps, avail);
         let hint = match fitting {
             Some((fh, fw)) => format!(
                 "the largest size that would fit is about {fw}x{fh} (--max-size {})",

@@ -348,3 +348,88 @@ fn backward_in_place_checks_its_arrays() {
         .unwrap_err();
     assert!(matches!(err, tensor_ops::Error::TapCount { .. }), "{err}");
 }
+
+/// A walk over bands of rows hands over every row of every tap once, in order, equal to the whole
+/// pass to float rounding, for band heights from one row to the whole input and heights that the
+/// poolings do not divide.
+#[test]
+fn forward_visit_rows_covers_every_row_once() {
+    for (height, width) in [(37, 19), (45, 8), (16, 9)] {
+        let x = arr3(10 + height as u64, (3, height, width), -1.0, 1.0);
+        let mut net = vgg_like();
+        let whole = net.forward_inference(x.view(), &VGG_TAPS).unwrap();
+        for band_rows in [1, 3, 8, 17, height - 1, height, 1000] {
+            let mut next = vec![0; VGG_TAPS.len()];
+            net.forward_visit_rows(x.view(), &VGG_TAPS, band_rows, |j, first, rows| {
+                assert_eq!(first, next[j], "tap {j}, bands of {band_rows} rows");
+                let want = whole[j].slice(ndarray::s![.., first..first + rows.dim().1, ..]);
+                let scale = whole[j].iter().fold(1.0_f32, |m, v| m.max(v.abs()));
+                for (a, b) in rows.iter().zip(want.iter()) {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * scale,
+                        "tap {j} row {first}: {a} vs {b}"
+                    );
+                }
+                next[j] += rows.dim().1;
+                Ok::<(), tensor_ops::Error>(())
+            })
+            .unwrap();
+            let heights: Vec<usize> = whole.iter().map(|w| w.dim().1).collect();
+            assert_eq!(next, heights, "{height}x{width}, bands of {band_rows} rows");
+        }
+    }
+}
+
+/// The same with a padded 3×3 average pooling of stride 2 and a strided, padded convolution: windows
+/// that overlap and reach into the padding.
+#[test]
+fn forward_visit_rows_with_padded_and_strided_windows() {
+    let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+    layers.push(Box::new(
+        Conv2d::new(
+            "conv0",
+            arr4(40, (2, 1, 3, 3), -1.0, 1.0),
+            arr1(41, 2, -0.1, 0.1),
+            [2, 1],
+            Padding::uniform(1),
+        )
+        .unwrap(),
+    ));
+    layers.push(Box::new(Relu::new("relu0")));
+    layers.push(Box::new(
+        AvgPool2d::new("pool0", [3, 3], [2, 2], Padding::uniform(1)).unwrap(),
+    ));
+    layers.push(Box::new(
+        Conv2d::new(
+            "conv1",
+            arr4(42, (3, 2, 3, 3), -1.0, 1.0),
+            arr1(43, 3, -0.1, 0.1),
+            [1, 1],
+            Padding::uniform(1),
+        )
+        .unwrap(),
+    ));
+    let mut net = Network::new(layers);
+    let taps = [1, 3, 2];
+    for height in [29, 40, 41] {
+        let x = arr3(44, (1, height, 7), -1.0, 1.0);
+        let whole = net.forward_inference(x.view(), &taps).unwrap();
+        for band_rows in [1, 4, 5, 9, 13] {
+            let mut next = [0; 3];
+            net.forward_visit_rows(x.view(), &taps, band_rows, |j, first, rows| {
+                assert_eq!(first, next[j]);
+                let want = whole[j].slice(ndarray::s![.., first..first + rows.dim().1, ..]);
+                for (a, b) in rows.iter().zip(want.iter()) {
+                    assert!((a - b).abs() <= 1e-5, "tap {j} row {first}: {a} vs {b}");
+                }
+                next[j] += rows.dim().1;
+                Ok::<(), tensor_ops::Error>(())
+            })
+            .unwrap();
+            assert_eq!(
+                next.to_vec(),
+                whole.iter().map(|w| w.dim().1).collect::<Vec<_>>()
+            );
+        }
+    }
+}
