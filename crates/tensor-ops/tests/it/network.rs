@@ -384,31 +384,30 @@ fn forward_visit_rows_covers_every_row_once() {
 /// that overlap and reach into the padding.
 #[test]
 fn forward_visit_rows_with_padded_and_strided_windows() {
-    let mut layers: Vec<Box<dyn Layer>> = Vec::new();
-    layers.push(Box::new(
-        Conv2d::new(
-            "conv0",
-            arr4(40, (2, 1, 3, 3), -1.0, 1.0),
-            arr1(41, 2, -0.1, 0.1),
-            [2, 1],
-            Padding::uniform(1),
-        )
-        .unwrap(),
-    ));
-    layers.push(Box::new(Relu::new("relu0")));
-    layers.push(Box::new(
-        AvgPool2d::new("pool0", [3, 3], [2, 2], Padding::uniform(1)).unwrap(),
-    ));
-    layers.push(Box::new(
-        Conv2d::new(
-            "conv1",
-            arr4(42, (3, 2, 3, 3), -1.0, 1.0),
-            arr1(43, 3, -0.1, 0.1),
-            [1, 1],
-            Padding::uniform(1),
-        )
-        .unwrap(),
-    ));
+    let layers: Vec<Box<dyn Layer>> = vec![
+        Box::new(
+            Conv2d::new(
+                "conv0",
+                arr4(40, (2, 1, 3, 3), -1.0, 1.0),
+                arr1(41, 2, -0.1, 0.1),
+                [2, 1],
+                Padding::uniform(1),
+            )
+            .unwrap(),
+        ),
+        Box::new(Relu::new("relu0")),
+        Box::new(AvgPool2d::new("pool0", [3, 3], [2, 2], Padding::uniform(1)).unwrap()),
+        Box::new(
+            Conv2d::new(
+                "conv1",
+                arr4(42, (3, 2, 3, 3), -1.0, 1.0),
+                arr1(43, 3, -0.1, 0.1),
+                [1, 1],
+                Padding::uniform(1),
+            )
+            .unwrap(),
+        ),
+    ];
     let mut net = Network::new(layers);
     let taps = [1, 3, 2];
     for height in [29, 40, 41] {
