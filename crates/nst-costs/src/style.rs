@@ -140,8 +140,15 @@ pub fn gram_into(
         "[C, C] of features",
         &[n_channels, n_channels],
     )?;
-    let features = features.as_standard_layout();
-    gram_upper_mirrored(as_matrix(features.view()), gemm, out);
+    // A band of rows of a standard-layout tensor is a strided matrix already: no copy.
+    let (c, h, w) = features.dim();
+    match features.into_shape_with_order((c, h * w)) {
+        Ok(m) => gram_upper_mirrored(m, gemm, out),
+        Err(_) => {
+            let features = features.as_standard_layout();
+            gram_upper_mirrored(as_matrix(features.view()), gemm, out);
+        }
+    }
     Ok(())
 }
 

@@ -219,7 +219,7 @@ impl Network {
     /// computed again by the next band), so the outputs are those of a whole pass up to float
     /// rounding (a Winograd tile can fall elsewhere); the bands depend only on the shapes, so results
     /// are the same from run to run and for any thread count. Where a layer does not give its
-    /// [`Layer::row_window`], or `band_rows` covers the input, it is one band.
+    /// [`Layer::row_window`], or the first band would need every input row, it is one band.
     ///
     /// # Errors
     /// As [`Network::forward_visit`].
@@ -269,6 +269,11 @@ impl Network {
             windows: &windows,
             align,
         };
+        // A first band that needs every input row is the whole pass, done once.
+        let first = bands.wanted(taps, (0, step.min(height)));
+        if bands.input_rows(taps, &first) == Some((0, height)) {
+            return self.forward_visit(input, taps, |j, out| visit(j, 0, out));
+        }
         let names: Vec<String> = taps
             .iter()
             .map(|&t| self.layers[t].name().to_owned())

@@ -55,6 +55,16 @@ fn gram_of_non_contiguous_features() {
     assert_abs_diff_eq!(g, gram(f.view(), &CpuGemm), epsilon = 1e-6);
 }
 
+/// A band of rows of a tensor (what a band walk hands over) is read in place, with the result of the
+/// band copied out, to the bit.
+#[test]
+fn gram_of_a_band_of_rows() {
+    let f = features(5, 9, 7, 3);
+    let band = f.slice(ndarray::s![.., 2..6, ..]);
+    assert!(!band.is_standard_layout());
+    assert_eq!(gram(band, &CpuGemm), gram(band.to_owned().view(), &CpuGemm));
+}
+
 #[test]
 fn gram_into_checks_the_output_shape() {
     let f = features(3, 2, 2, 2);
