@@ -34,8 +34,8 @@ use crate::{Error, Layer, Result, Shape};
 pub struct Network {
     layers: Vec<Box<dyn Layer>>,
     saved: Vec<Saved>,
-    buf_a: Vec<f32>,
-    buf_b: Vec<f32>,
+    /// The working buffer: values that live neither in the caller's input nor in a tap array.
+    work: Vec<f32>,
     /// `shapes[i]` is the input shape of layer `i`; `shapes[i + 1]` its output (of the last forward).
     shapes: Vec<Shape>,
     /// Taps of the last training forward pass (`None` after an inference pass or before any pass).
@@ -49,8 +49,7 @@ impl Network {
         Network {
             layers,
             saved,
-            buf_a: Vec::new(),
-            buf_b: Vec::new(),
+            work: Vec::new(),
             shapes: Vec::new(),
             last_taps: None,
         }
@@ -321,29 +320,43 @@ impl Network {
                 None
             }
         };
-        let tapped = |i: usize| taps.contains(&i);
-        let mut caps = [self.buf_a.len(), self.buf_b.len()];
+        let in_place: Vec<bool> = (0..=last)
+            .map(|i| i > 0 && !taps.contains(&(i - 1)) && self.layers[i].runs_in_place())
+            .collect();
+        // The layer that first writes each tap array with its tap's output (the layer before a tapped
+        // layer that runs in place writes into it); until then the array can hold other values.
+        let writer: Vec<usize> = taps
+            .iter()
+            .enumerate()
+            .map(|(j, &t)| match taps.iter().position(|&u| u == t) {
+                Some(first) if first == j && t > 0 && in_place[t] => t - 1,
+                _ => t,
+            })
+            .collect();
         let mut plan: Vec<Step> = Vec::with_capacity(last + 1);
         for i in 0..=last {
-            let len = self.shapes[i + 1].len();
-            let in_place = i > 0 && !tapped(i - 1) && self.layers[i].runs_in_place();
-            let place = if in_place {
+            let place = if in_place[i] {
                 plan[i - 1].place
             } else if let Some(j) = tap_of(i) {
                 Place::Tap(j)
-            } else if let Some(j) = tap_of(i + 1)
-                .filter(|_| i < last && !tapped(i) && self.layers[i + 1].runs_in_place())
-            {
+            } else if let Some(j) = tap_of(i + 1).filter(|_| i < last && in_place[i + 1]) {
                 Place::Tap(j)
             } else {
-                let busy = if i == 0 {
-                    None
-                } else {
-                    Some(plan[i - 1].place)
-                };
-                choose_buffer(&mut caps, busy, len)
+                // The value lives until the first layer after the in-place ones that follow reads it.
+                let mut reader = i + 1;
+                while reader <= last && in_place[reader] {
+                    reader += 1;
+                }
+                let free = (0..taps.len())
+                    .filter(|&k| tap_storage && writer[k] > reader)
+                    .map(|k| (k, self.shapes[taps[k] + 1].len()));
+                let input = (i > 0).then(|| (plan[i - 1].place, self.shapes[i].len()));
+                scratch(free, input, self.shapes[i + 1].len())
             };
-            plan.push(Step { place, in_place });
+            plan.push(Step {
+                place,
+                in_place: in_place[i],
+            });
         }
         plan
     }
@@ -359,12 +372,9 @@ impl Network {
         keep: bool,
         visit: &mut Visitor<'_, E>,
     ) -> std::result::Result<(), E> {
-        let [len_a, len_b] = buffer_lengths(plan, &self.shapes[1..]);
-        grow(&mut self.buf_a, len_a);
-        grow(&mut self.buf_b, len_b);
+        grow(&mut self.work, work_length(plan, &self.shapes[1..]));
         let mut store = Storage {
-            a: &mut self.buf_a,
-            b: &mut self.buf_b,
+            work: &mut self.work,
             taps: outputs,
         };
         for (i, step) in plan.iter().enumerate() {
@@ -405,9 +415,8 @@ impl Network {
             .max()
             .expect("forward checked that taps is not empty");
         let max_len = self.shapes.iter().map(Shape::len).max().unwrap_or(0);
-        grow(&mut self.buf_a, max_len);
-        grow(&mut self.buf_b, max_len);
-        let (mut cur, mut next) = (&mut self.buf_a, &mut self.buf_b);
+        grow(&mut self.work, 2 * max_len);
+        let (mut cur, mut next) = self.work.split_at_mut(max_len);
         cur[..self.shapes[last + 1].len()].fill(0.0);
         for i in (0..=last).rev() {
             let out_shape = self.shapes[i + 1];
@@ -481,12 +490,9 @@ impl Network {
         check_shape(first, "grad_input", self.shapes[0], Shape::of(&grad_input))?;
         check_contiguous(first, "grad_input", &grad_input)?;
         let plan = self.backward_plan(&taps);
-        let [len_a, len_b] = buffer_lengths(&plan, &self.shapes[1..]);
-        grow(&mut self.buf_a, len_a);
-        grow(&mut self.buf_b, len_b);
+        grow(&mut self.work, work_length(&plan, &self.shapes[1..]));
         let mut store = Storage {
-            a: &mut self.buf_a,
-            b: &mut self.buf_b,
+            work: &mut self.work,
             taps: grad_taps,
         };
         for i in (0..plan.len()).rev() {
@@ -528,23 +534,42 @@ impl Network {
             .max()
             .expect("forward checked that taps is not empty");
         let tap_of = |i: usize| taps.iter().position(|&t| t == i);
-        let mut caps = [self.buf_a.len(), self.buf_b.len()];
+        let in_place: Vec<bool> = (0..=last)
+            .map(|i| i > 0 && tap_of(i - 1).is_none() && self.layers[i].runs_in_place())
+            .collect();
+        // The layer whose backward pass reads each tap array last (the gradient stays in it through
+        // the layers below the tap that run in place); above that layer the array is free.
+        let reader: Vec<usize> = taps
+            .iter()
+            .enumerate()
+            .map(|(j, &t)| {
+                let mut r = t;
+                while tap_of(t) == Some(j) && r > 0 && in_place[r] {
+                    r -= 1;
+                }
+                r
+            })
+            .collect();
         let mut plan = vec![
             Step {
-                place: Place::A,
+                place: Place::Work(0),
                 in_place: false
             };
             last + 1
         ];
         plan[last].place = Place::Tap(tap_of(last).expect("the deepest layer is tapped"));
         for i in (1..=last).rev() {
-            plan[i].in_place = tap_of(i - 1).is_none() && self.layers[i].runs_in_place();
-            plan[i - 1].place = if plan[i].in_place {
+            plan[i].in_place = in_place[i];
+            plan[i - 1].place = if in_place[i] {
                 plan[i].place
             } else if let Some(j) = tap_of(i - 1) {
                 Place::Tap(j)
             } else {
-                choose_buffer(&mut caps, Some(plan[i].place), self.shapes[i].len())
+                let free = (0..taps.len())
+                    .filter(|&k| reader[k] > i)
+                    .map(|k| (k, self.shapes[taps[k] + 1].len()));
+                let input = Some((plan[i].place, self.shapes[i + 1].len()));
+                scratch(free, input, self.shapes[i].len())
             };
         }
         plan
@@ -578,20 +603,14 @@ impl Network {
     /// [`Network::forward_into`] and the following backward pass (for example to compute the tap
     /// gradients) instead of holding memory of its own.
     pub fn workspace(&mut self, len: usize) -> &mut [f32] {
-        let buf = if self.buf_a.len() >= self.buf_b.len() {
-            &mut self.buf_a
-        } else {
-            &mut self.buf_b
-        };
-        grow(buf, len);
-        &mut buf[..len]
+        grow(&mut self.work, len);
+        &mut self.work[..len]
     }
 
     /// Frees the working buffers (they grow back on the next pass): after a pass on a larger input
     /// than the ones that follow, for example the style image's.
     pub fn release_buffers(&mut self) {
-        self.buf_a = Vec::new();
-        self.buf_b = Vec::new();
+        self.work = Vec::new();
     }
 }
 
@@ -678,12 +697,11 @@ type Visitor<'v, E> = dyn FnMut(usize, ArrayView3<'_, f32>) -> std::result::Resu
 /// Where an activation or a gradient lives during a walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
-    /// The tap array `j` (the caller's output or gradient array).
+    /// The tap array `j` (the caller's output or gradient array): its tap's value, or, before the
+    /// walk writes that (after it has read it, backward), another value that fits.
     Tap(usize),
-    /// The first working buffer.
-    A,
-    /// The second working buffer.
-    B,
+    /// The working buffer, from this offset.
+    Work(usize),
 }
 
 /// One layer's step in a walk: where its output (forward) or output gradient (backward) lives, and
@@ -694,43 +712,41 @@ struct Step {
     in_place: bool,
 }
 
-/// A working buffer for `len` floats other than `busy` (which holds the layer's input): the smallest
-/// that is already large enough, else the largest (which grows). `caps` are the buffers' sizes so far.
-fn choose_buffer(caps: &mut [usize; 2], busy: Option<Place>, len: usize) -> Place {
-    let free = [Place::A, Place::B]
-        .into_iter()
-        .enumerate()
-        .filter(|&(_, p)| Some(p) != busy);
-    let (k, place) = free
-        .min_by_key(|&(k, _)| {
-            if caps[k] >= len {
-                (0, caps[k])
-            } else {
-                (1, usize::MAX - caps[k])
-            }
-        })
-        .expect("two buffers, at most one busy");
-    caps[k] = caps[k].max(len);
-    place
+/// Where a value of `len` floats goes, given the tap arrays that are free for it (index, length) and
+/// the layer's input (place, length), which must not be overwritten: the smallest free tap array
+/// that holds it, else the working buffer, at its start or, when that would overlap the input, after
+/// the input.
+fn scratch(
+    free: impl Iterator<Item = (usize, usize)>,
+    input: Option<(Place, usize)>,
+    len: usize,
+) -> Place {
+    let busy = input.map(|(p, _)| p);
+    let tap = free
+        .filter(|&(k, cap)| cap >= len && busy != Some(Place::Tap(k)))
+        .min_by_key(|&(k, cap)| (cap, k));
+    match (tap, input) {
+        (Some((k, _)), _) => Place::Tap(k),
+        (None, Some((Place::Work(start), n))) if start < len && n > 0 => Place::Work(start + n),
+        _ => Place::Work(0),
+    }
 }
 
-/// The lengths the working buffers need for `plan` (`shapes[i]` the shape at step `i`).
-fn buffer_lengths(plan: &[Step], shapes: &[Shape]) -> [usize; 2] {
-    let mut lens = [0, 0];
-    for (step, shape) in plan.iter().zip(shapes) {
-        match step.place {
-            Place::A => lens[0] = lens[0].max(shape.len()),
-            Place::B => lens[1] = lens[1].max(shape.len()),
-            Place::Tap(_) => {}
-        }
-    }
-    lens
+/// The length the working buffer needs for `plan` (`shapes[i]` the shape at step `i`).
+fn work_length(plan: &[Step], shapes: &[Shape]) -> usize {
+    plan.iter()
+        .zip(shapes)
+        .map(|(step, shape)| match step.place {
+            Place::Work(offset) => offset + shape.len(),
+            Place::Tap(_) => 0,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// The buffers of a walk.
 struct Storage<'s> {
-    a: &'s mut [f32],
-    b: &'s mut [f32],
+    work: &'s mut [f32],
     taps: &'s mut [Array3<f32>],
 }
 
@@ -738,17 +754,13 @@ impl Storage<'_> {
     /// The array of `shape` at `place`.
     fn one(&mut self, place: Place, shape: Shape) -> ArrayViewMut3<'_, f32> {
         match place {
-            Place::A => view_mut(self.a, shape),
-            Place::B => view_mut(self.b, shape),
-            Place::Tap(j) => {
-                debug_assert_eq!(Shape::of(&self.taps[j]), shape);
-                self.taps[j].view_mut()
-            }
+            Place::Work(offset) => view_mut(&mut self.work[offset..], shape),
+            Place::Tap(j) => view_mut(tap_slice(&mut self.taps[j]), shape),
         }
     }
 
     /// The array of `src_shape` at `src` to read and the one of `dst_shape` at `dst` to write (two
-    /// different places).
+    /// places that do not overlap).
     fn pair(
         &mut self,
         src: Place,
@@ -756,25 +768,46 @@ impl Storage<'_> {
         dst: Place,
         dst_shape: Shape,
     ) -> (ArrayView3<'_, f32>, ArrayViewMut3<'_, f32>) {
-        let Storage { a, b, taps } = self;
-        let (x, y): (ArrayView3<'_, f32>, ArrayViewMut3<'_, f32>) = match (src, dst) {
-            (Place::A, Place::B) => (view(a, src_shape), view_mut(b, dst_shape)),
-            (Place::B, Place::A) => (view(b, src_shape), view_mut(a, dst_shape)),
-            (Place::A, Place::Tap(k)) => (view(a, src_shape), taps[k].view_mut()),
-            (Place::B, Place::Tap(k)) => (view(b, src_shape), taps[k].view_mut()),
-            (Place::Tap(j), Place::A) => (taps[j].view(), view_mut(a, dst_shape)),
-            (Place::Tap(j), Place::B) => (taps[j].view(), view_mut(b, dst_shape)),
+        let Storage { work, taps } = self;
+        match (src, dst) {
+            (Place::Work(a), Place::Work(b)) => {
+                let (la, lb) = (src_shape.len(), dst_shape.len());
+                if a + la <= b {
+                    let (x, y) = work.split_at_mut(b);
+                    (view(&x[a..], src_shape), view_mut(y, dst_shape))
+                } else {
+                    assert!(
+                        b + lb <= a,
+                        "a layer never reads and writes overlapping buffers"
+                    );
+                    let (y, x) = work.split_at_mut(a);
+                    (view(x, src_shape), view_mut(&mut y[b..], dst_shape))
+                }
+            }
+            (Place::Work(a), Place::Tap(k)) => (
+                view(&work[a..], src_shape),
+                view_mut(tap_slice(&mut taps[k]), dst_shape),
+            ),
+            (Place::Tap(j), Place::Work(b)) => (
+                view(tap_slice(&mut taps[j]), src_shape),
+                view_mut(&mut work[b..], dst_shape),
+            ),
             (Place::Tap(j), Place::Tap(k)) => {
                 let [x, y] = taps
                     .get_disjoint_mut([j, k])
                     .expect("a layer reads and writes different tap arrays");
-                (x.view(), y.view_mut())
+                (
+                    view(tap_slice(x), src_shape),
+                    view_mut(tap_slice(y), dst_shape),
+                )
             }
-            _ => unreachable!("a layer never reads and writes the same buffer"),
-        };
-        debug_assert_eq!((Shape::of(&x), Shape::of(&y)), (src_shape, dst_shape));
-        (x, y)
+        }
     }
+}
+
+/// The floats of a tap array (in standard layout: the walk made it, or checked it).
+fn tap_slice(a: &mut Array3<f32>) -> &mut [f32] {
+    a.as_slice_mut().expect("tap arrays are in standard layout")
 }
 
 /// The first `shape.len()` floats of `buf` as an array of `shape`.
@@ -787,4 +820,73 @@ fn view(buf: &[f32], shape: Shape) -> ArrayView3<'_, f32> {
 fn view_mut(buf: &mut [f32], shape: Shape) -> ArrayViewMut3<'_, f32> {
     ArrayViewMut3::from_shape(shape.dim(), &mut buf[..shape.len()])
         .expect("buffers are sized for their largest shape")
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array1, Array3, Array4};
+
+    use super::*;
+    use crate::{AvgPool2d, Conv2d, Padding, Relu};
+
+    /// VGG-19's layers to `relu5_1` (zero weights: only the shapes matter here).
+    fn vgg19() -> Network {
+        let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+        let mut c_in = 3;
+        for (block, (convs, c)) in [(2, 64), (2, 128), (4, 256), (4, 512), (1, 512)]
+            .into_iter()
+            .enumerate()
+        {
+            for k in 0..convs {
+                let name = format!("{}_{}", block + 1, k + 1);
+                let w = Array4::zeros((c, c_in, 3, 3));
+                layers.push(Box::new(
+                    Conv2d::new(
+                        format!("conv{name}"),
+                        w,
+                        Array1::zeros(c),
+                        [1, 1],
+                        Padding::uniform(1),
+                    )
+                    .unwrap(),
+                ));
+                layers.push(Box::new(Relu::new(format!("relu{name}"))));
+                c_in = c;
+            }
+            if block < 4 {
+                let pool =
+                    AvgPool2d::new(format!("pool{}", block + 1), [2, 2], [2, 2], Padding::ZERO);
+                layers.push(Box::new(pool.unwrap()));
+            }
+        }
+        Network::new(layers)
+    }
+
+    /// With the six Gatys taps, the walk needs one working buffer of the largest activation
+    /// (`conv1_2`'s output) in both directions: the poolings' outputs and the deeper layers' values go
+    /// into tap arrays not yet written (forward) or already read (backward), or beside each other in
+    /// that buffer.
+    #[test]
+    fn vgg19_walk_needs_one_buffer_of_the_largest_activation() {
+        let mut net = vgg19();
+        let names = [
+            "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1",
+        ];
+        let taps: Vec<usize> = names.iter().map(|n| net.index_of(n).unwrap()).collect();
+        let (h, w) = (48, 40);
+        let x = Array3::zeros((3, h, w));
+        let mut outs = Vec::new();
+        net.forward_into(x.view(), &taps, &mut outs).unwrap();
+        assert_eq!(net.work.len(), 64 * h * w, "forward");
+        let mut grad = Array3::zeros((3, h, w));
+        net.backward_in_place(&mut outs, grad.view_mut()).unwrap();
+        assert_eq!(net.work.len(), 64 * h * w, "backward");
+        let plan = net.plan(&taps, *taps.iter().max().unwrap(), true);
+        let pool1 = net.index_of("pool1").unwrap();
+        assert_eq!(
+            plan[pool1].place,
+            Place::Tap(2),
+            "pool1's output waits in relu3_1's array"
+        );
+    }
 }
