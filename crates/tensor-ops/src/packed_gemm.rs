@@ -66,20 +66,11 @@ impl Kernel {
 
     /// Every kernel this CPU runs, fastest first; the portable one is always last.
     pub(crate) fn available() -> Vec<Kernel> {
-        let mut kernels = Vec::new();
         #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                kernels.push(x86::AVX512);
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                kernels.push(x86::AVX2);
-            }
-        }
-        kernels.push(PORTABLE);
-        kernels
+        let simd = x86::available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let simd = Vec::new();
+        simd.into_iter().chain([PORTABLE]).collect()
     }
 
     /// `C = A · B` over all panel pairs, for operands laid out as in the module docs.
@@ -178,6 +169,19 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::Kernel;
+
+    /// The kernels of this module that the CPU runs, fastest first.
+    pub(super) fn available() -> Vec<Kernel> {
+        let mut kernels = Vec::new();
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            kernels.push(AVX512);
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            kernels.push(AVX2);
+        }
+        kernels
+    }
 
     /// 8 × 32: 16 accumulators, 2 vectors of `B` and a broadcast in the 32 `zmm` registers. A 12 × 32
     /// kernel (24 accumulators) was as fast on the Zen 4 this was measured on; 8 rows divide every

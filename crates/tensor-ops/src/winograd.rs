@@ -8,8 +8,10 @@
 //! `d` is the 4×4 input patch at `(2·ty − pt, 2·tx − pl)` (zero outside), `g` a 3×3 kernel. The input
 //! gradient of such a layer is again a 3×3 stride-1 convolution, of `dY` with the flipped, transposed
 //! kernel and padding `2 − p`, so it runs through the same code. Work items are fixed blocks of tile
-//! rows, so results do not depend on the thread count. Agreement with im2col: see the `winograd` tests
-//! (relative error below 1e-5 per unit of `Σ|w·x|` on VGG-like inputs).
+//! rows, so results do not depend on the thread count. The GEMMs run on `packed_gemm`'s microkernel:
+//! the transforms write `U` and `V` directly in its panel layouts, so nothing is packed per call.
+//! Agreement with im2col: see the `winograd` tests (relative error below 1e-5 per unit of `Σ|w·x|` on
+//! VGG-like inputs) and `winograd/tests.rs` (every microkernel against the direct convolution).
 
 use std::cell::RefCell;
 
