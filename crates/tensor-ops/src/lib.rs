@@ -64,6 +64,7 @@ mod error;
 mod gemm;
 mod layer;
 mod network;
+mod packed_gemm;
 pub mod pool;
 mod relu;
 mod shape;

@@ -1,0 +1,131 @@
+//! The F(2×2) convolution with every GEMM microkernel of this CPU (panel sizes differ between them, so
+//! the packed layouts of `U` and `V` and their zero padding are checked for each) against the direct one.
+
+use ndarray::{Array1, Array2, Array3, ArrayView2, Axis};
+use test_utils::reference;
+
+use super::{Direction, conv3x3_with};
+use crate::Padding;
+use crate::packed_gemm::Kernel;
+
+/// `(c_in, c_out, h, w, [top, bottom, left, right])`: odd sizes, tile rows that split panels, padding 0–2.
+const CASES: [(usize, usize, usize, usize, [usize; 4]); 5] = [
+    (1, 1, 3, 3, [0, 0, 0, 0]),
+    (3, 7, 9, 11, [1, 1, 1, 1]),
+    (17, 13, 12, 31, [1, 0, 2, 1]),
+    (20, 40, 21, 45, [1, 1, 1, 1]),
+    (64, 9, 7, 70, [2, 2, 0, 1]),
+];
+
+fn uniform(seed: u64, n: usize) -> Vec<f32> {
+    test_utils::uniform_vec(seed, n, -1.0, 1.0)
+}
+
+fn padding([top, bottom, left, right]: [usize; 4]) -> Padding {
+    Padding {
+        top,
+        bottom,
+        left,
+        right,
+    }
+}
+
+/// `|got − want| ≤ 1e-5 · (Σ|W| + 1)` element-wise, `Σ|W|` the largest L1 norm of a kernel row or column (inputs in [−1, 1]).
+#[track_caller]
+fn assert_close(got: &Array3<f32>, want: &Array3<f32>, weight_l1: f32, what: &str) {
+    let tol = 1e-5 * (weight_l1 + 1.0);
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0_f32, f32::max);
+    assert!(worst <= tol, "{what}: worst |Δ| = {worst:e} > {tol:e}");
+}
+
+#[test]
+fn every_kernel_matches_the_direct_convolution_both_ways() {
+    for kernel in Kernel::available() {
+        for (seed, &(c_in, c_out, h, w, pad)) in CASES.iter().enumerate() {
+            let seed = seed as u64;
+            let x = Array3::from_shape_vec((c_in, h, w), uniform(seed, c_in * h * w)).unwrap();
+            let w4 = ndarray::Array4::from_shape_vec(
+                (c_out, c_in, 3, 3),
+                uniform(seed + 100, c_out * c_in * 9),
+            )
+            .unwrap();
+            let bias = Array1::from(uniform(seed + 200, c_out));
+            let weight: ArrayView2<'_, f32> =
+                w4.view().into_shape_with_order((c_out, c_in * 9)).unwrap();
+            // The largest L1 norm of a kernel row (forward) and of a kernel column (backward).
+            let abs = w4.mapv(f32::abs);
+            let l1_fwd = abs
+                .sum_axis(Axis(3))
+                .sum_axis(Axis(2))
+                .sum_axis(Axis(1))
+                .fold(0.0, |m: f32, &v| m.max(v));
+            let l1_bwd = abs
+                .sum_axis(Axis(3))
+                .sum_axis(Axis(2))
+                .sum_axis(Axis(0))
+                .fold(0.0, |m: f32, &v| m.max(v));
+            let what = format!("{kernel:?}, case {seed}");
+
+            let want = reference::conv2d(x.view(), w4.view(), bias.view(), [1, 1], pad);
+            let mut got = Array3::from_elem(want.dim(), f32::NAN);
+            conv3x3_with(
+                kernel,
+                Direction::Forward,
+                weight,
+                bias.view(),
+                x.view(),
+                padding(pad),
+                got.view_mut(),
+                false,
+            );
+            assert_close(&got, &want, l1_fwd, &format!("{what}, forward"));
+
+            // The input gradient: conv(dY, flip(Wᵀ)) with padding 2 − p.
+            let dy = Array3::from_shape_vec(want.dim(), uniform(seed + 300, want.len())).unwrap();
+            let flipped = Array2::from_shape_fn((c_in, c_out * 9), |(c, r)| {
+                let (o, tap) = (r / 9, r % 9);
+                w4[[o, c, 2 - tap / 3, 2 - tap % 3]]
+            });
+            let flipped = flipped.into_shape_with_order((c_in, c_out, 3, 3)).unwrap();
+            let back_pad = pad.map(|p| 2 - p);
+            let want = reference::conv2d(
+                dy.view(),
+                flipped.view(),
+                Array1::zeros(c_in).view(),
+                [1, 1],
+                back_pad,
+            );
+            let mut got = Array3::from_elem((c_in, h, w), f32::NAN);
+            conv3x3_with(
+                kernel,
+                Direction::Backward,
+                weight,
+                Array1::zeros(0).view(),
+                dy.view(),
+                padding(back_pad),
+                got.view_mut(),
+                false,
+            );
+            assert_close(&got, &want, l1_bwd, &format!("{what}, backward"));
+
+            // Added into what the output held (the gradient arriving at a tap).
+            let base = Array3::from_shape_vec(got.dim(), uniform(seed + 400, got.len())).unwrap();
+            let mut sum = base.clone();
+            conv3x3_with(
+                kernel,
+                Direction::Backward,
+                weight,
+                Array1::zeros(0).view(),
+                dy.view(),
+                padding(back_pad),
+                sum.view_mut(),
+                true,
+            );
+            assert_close(&(sum - &base), &want, l1_bwd, &format!("{what}, added"));
+        }
+    }
+}
