@@ -1,16 +1,18 @@
 //! Estimates of a run's peak memory and time per iteration, before it starts.
 //!
-//! Memory is the larger of two moments. During the iterations: the weights, the network's two
-//! working buffers (the largest activation, and a quarter of it for VGG's poolings), the tapped
+//! Memory is the larger of two moments. During the iterations: the weights, the network's working
+//! buffer (the largest activation; a quarter more for what this count misses, calibrated on the peaks
+//! in `docs/performance.md`: the content target, the costs' and the threads' buffers), the tapped
 //! outputs once (each tap's gradient is written over its output, `Network::backward_in_place`), what
 //! the backward pass keeps per layer (a bit per ReLU output, a byte per max-pool output), the
 //! per-thread im2col tiles of `tensor-ops` (at most 4 MiB each, or one whole layer when that is
 //! smaller), the optimizer's vectors (Adam: `x`, the gradient, two moments, and our copies; L-BFGS: 10
-//! pairs of vectors), and a fixed 40 MB for the program itself. During the style images' walk for
-//! their targets: two buffers of the largest activation at the largest style image's size (the walk
-//! keeps no tapped output), the style image, the weights and the same vectors. Measured against the
-//! peak RSS of real runs from 400 to 3840 px it is within a few per cent, on the high side
-//! (`docs/performance.md`). FLOPs: the convolutions', forward and input-gradient (about twice the
+//! pairs of vectors), and a fixed 64 MB for the program itself (its code, thread stacks and buffers,
+//! the weights file while it is read). During the style images' walk for their targets: two buffers
+//! of the largest activation at the size of the band the walk runs on (the walk keeps no tapped
+//! output), the style image, the weights and the same vectors. Measured against the peak RSS of real
+//! runs from 400 to 3200 px it is within 6 % from 1 MP up (`docs/performance.md`). FLOPs: the
+//! convolutions', forward and input-gradient (about twice the
 //! forward). Time is not estimated before a run: the run measures its first iterations.
 
 use vgg_weights::{LayerKind, VggModel};
@@ -93,7 +95,8 @@ pub fn estimate(
         OptimizerKind::Lbfgs => 26 * image,
     };
     let tiles = ((4 << 20) * 2 * rayon::current_num_threads() as u64).min(im2col);
-    let fixed = weights + tiles + optimizer_bytes + 40 * 1024 * 1024;
+    let fixed = weights + tiles + optimizer_bytes + 64 * 1024 * 1024;
+    // One working buffer, plus a quarter of it for what is not counted here (see the module docs).
     let iterations = fixed + 4 * (max_act + max_act / 4) + kept + tapped;
     // The style walk runs in bands of the generated image's pixels (at least 256 rows) plus the
     // halo when the style image is larger (nst-engine's `objective`); the largest activation grows
