@@ -12,13 +12,13 @@
 use std::cell::RefCell;
 
 use ndarray::{
-    Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2,
-    ArrayViewMut3, Axis, ShapeBuilder, s,
+    Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis,
+    ShapeBuilder, s,
 };
 use rayon::prelude::*;
 
 use crate::gemm::sgemm;
-use crate::layer::{RowWindow, Saved, check_contiguous, check_shape};
+use crate::layer::{RowWindow, Saved, add_through_temporary, check_contiguous, check_shape};
 use crate::{CpuGemm, Error, Gemm, Layer, Padding, Result, Shape, shape::out_len};
 use crate::{winograd, winograd4};
 
@@ -639,23 +639,10 @@ impl Layer for Conv2d {
                     output,
                 );
             }
-            ConvAlgorithm::Winograd4 => winograd4::conv3x3(
-                winograd::Direction::Forward,
-                self.weight.view(),
-                self.bias.view(),
-                input,
-                self.pad,
-                output,
-            ),
-            ConvAlgorithm::Winograd => winograd::conv3x3(
-                winograd::Direction::Forward,
-                self.weight.view(),
-                self.bias.view(),
-                input,
-                self.pad,
-                output,
-                false,
-            ),
+            ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4 => {
+                let dir = winograd::Direction::Forward;
+                self.winograd(dir, self.bias.view(), input, self.pad, output, false);
+            }
         }
         if let Some(saved) = saved {
             saved.input_shape = g.input;
@@ -676,14 +663,11 @@ impl Layer for Conv2d {
         &self,
         saved: &Saved,
         grad_output: ArrayView3<'_, f32>,
-        mut grad_input: ArrayViewMut3<'_, f32>,
+        grad_input: ArrayViewMut3<'_, f32>,
     ) -> Result<()> {
         if self.algorithm == ConvAlgorithm::Winograd4 {
-            // F(4×4)'s output pass only assigns: through a temporary.
-            let mut own = Array3::zeros(grad_input.raw_dim());
-            self.input_gradient(saved, grad_output, own.view_mut(), false)?;
-            grad_input += &own;
-            return Ok(());
+            // F(4×4)'s output pass only assigns.
+            return add_through_temporary(self, saved, grad_output, grad_input);
         }
         self.input_gradient(saved, grad_output, grad_input, true)
     }
@@ -716,24 +700,30 @@ impl Conv2d {
                     right: 2 - p.right,
                 };
                 let (dir, no_bias) = (winograd::Direction::Backward, ArrayView1::from(&[]));
-                let w = self.weight.view();
-                if self.algorithm == ConvAlgorithm::Winograd4 {
-                    debug_assert!(!accumulate, "F(4×4) only assigns");
-                    winograd4::conv3x3(dir, w, no_bias, grad_output, flipped, grad_input);
-                } else {
-                    winograd::conv3x3(
-                        dir,
-                        w,
-                        no_bias,
-                        grad_output,
-                        flipped,
-                        grad_input,
-                        accumulate,
-                    );
-                }
+                self.winograd(dir, no_bias, grad_output, flipped, grad_input, accumulate);
             }
         }
         Ok(())
+    }
+
+    /// The layer's Winograd convolution (F(2×2) or F(4×4)) in direction `dir` (see
+    /// `winograd::conv3x3`); only F(2×2) adds into `output` (`accumulate`).
+    fn winograd(
+        &self,
+        dir: winograd::Direction,
+        bias: ArrayView1<'_, f32>,
+        input: ArrayView3<'_, f32>,
+        pad: Padding,
+        output: ArrayViewMut3<'_, f32>,
+        accumulate: bool,
+    ) {
+        let w = self.weight.view();
+        if self.algorithm == ConvAlgorithm::Winograd4 {
+            debug_assert!(!accumulate, "F(4×4) only assigns");
+            winograd4::conv3x3(dir, w, bias, input, pad, output);
+        } else {
+            winograd::conv3x3(dir, w, bias, input, pad, output, accumulate);
+        }
     }
 }
 

@@ -105,12 +105,9 @@ pub trait Layer: Send + Sync + fmt::Debug {
         &self,
         saved: &Saved,
         grad_output: ArrayView3<'_, f32>,
-        mut grad_input: ArrayViewMut3<'_, f32>,
+        grad_input: ArrayViewMut3<'_, f32>,
     ) -> Result<()> {
-        let mut own = ndarray::Array3::zeros(grad_input.raw_dim());
-        self.backward_input(saved, grad_output, own.view_mut())?;
-        grad_input += &own;
-        Ok(())
+        add_through_temporary(self, saved, grad_output, grad_input)
     }
 }
 
@@ -146,6 +143,19 @@ pub struct Saved {
     pub offsets: Vec<u8>,
     /// One index per output element; max pooling with larger windows stores the same positions here.
     pub indices: Vec<u32>,
+}
+
+/// [`Layer::backward_input_add`] for any layer: the input gradient into a temporary array, then added.
+pub(crate) fn add_through_temporary<L: Layer + ?Sized>(
+    layer: &L,
+    saved: &Saved,
+    grad_output: ArrayView3<'_, f32>,
+    mut grad_input: ArrayViewMut3<'_, f32>,
+) -> Result<()> {
+    let mut own = ndarray::Array3::zeros(grad_input.raw_dim());
+    layer.backward_input(saved, grad_output, own.view_mut())?;
+    grad_input += &own;
+    Ok(())
 }
 
 /// Checks that an array handed to `layer` has the expected shape.
