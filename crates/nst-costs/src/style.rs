@@ -3,7 +3,7 @@
 #[cfg(test)]
 mod tests;
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Ix2, s};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, Ix2, s};
 use tensor_ops::Gemm;
 
 use crate::{Error, LossAndGrad, Result, check_same_shape};
@@ -94,7 +94,8 @@ impl StyleScratch {
 ///
 /// Computed by GEMMs on `gemm` over the blocks on and above the diagonal only (blocks of
 /// 128 rows; for `C = 512` that is 10 of 16 blocks), then mirrored, so the result is
-/// exactly symmetric whatever the backend. A non-contiguous `features` is copied first.
+/// exactly symmetric whatever the backend. Features whose rows are not contiguous within each
+/// channel are copied first (a band of rows of a standard-layout tensor is read in place).
 ///
 /// # Examples
 /// ```
@@ -140,14 +141,15 @@ pub fn gram_into(
         "[C, C] of features",
         &[n_channels, n_channels],
     )?;
-    // A band of rows of a standard-layout tensor is a strided matrix already: no copy.
-    let (c, h, w) = features.dim();
-    match features.into_shape_with_order((c, h * w)) {
-        Ok(m) => gram_upper_mirrored(m, gemm, out),
-        Err(_) => {
-            let features = features.as_standard_layout();
-            gram_upper_mirrored(as_matrix(features.view()), gemm, out);
-        }
+    // A band of rows of a standard-layout tensor (contiguous rows in each channel) is a strided
+    // matrix already: merged in place, no copy. Anything else is copied once.
+    let mut merged = features;
+    let rows = merged.dim().1;
+    if !merged.is_empty() && (rows == 1 || merged.merge_axes(Axis(1), Axis(2))) {
+        gram_upper_mirrored(merged.index_axis_move(Axis(1), 0), gemm, out);
+    } else {
+        let features = features.as_standard_layout();
+        gram_upper_mirrored(as_matrix(features.view()), gemm, out);
     }
     Ok(())
 }

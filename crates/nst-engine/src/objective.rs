@@ -703,14 +703,12 @@ impl StyleObjective {
             .content
             .iter()
             .zip(&content_values)
-            .map(|(t, v)| f64::from(t.weight) * v)
-            .sum();
+            .fold(0.0, |sum, (t, v)| sum + f64::from(t.weight) * v);
         let style = self
             .style
             .iter()
             .zip(&style_values)
-            .map(|(t, v)| f64::from(t.weight) * v)
-            .sum();
+            .fold(0.0, |sum, (t, v)| sum + f64::from(t.weight) * v);
         let style_layers = self
             .style
             .iter()

@@ -317,7 +317,8 @@ pub(crate) fn forward(
         });
 }
 
-/// Input gradient: `grad_input = col2im(Wᵀ · grad_output)` into `grad_input` (`[C_in, H, W]`, overwritten).
+/// Input gradient: `grad_input = col2im(Wᵀ · grad_output)` into `grad_input` (`[C_in, H, W]`), which is
+/// overwritten, or added to with `accumulate`.
 ///
 /// Tiles whose input footprints overlap are never run at the same time: even-numbered tiles run in
 /// parallel first, then odd-numbered ones (tiles `i` and `i + 2` read disjoint input rows, see
@@ -600,8 +601,11 @@ impl Conv2d {
 
 impl Layer for Conv2d {
     fn row_window(&self) -> Option<RowWindow> {
-        Some(RowWindow {
-            kernel: self.dims[2],
+        // Padding as tall as the kernel makes output rows that read no input row: walks over bands
+        // of rows do not handle those, so such a layer walks whole.
+        let kh = self.dims[2];
+        (self.pad.top < kh && self.pad.bottom < kh).then_some(RowWindow {
+            kernel: kh,
             stride: self.stride[0],
             pad_top: self.pad.top,
         })

@@ -97,7 +97,7 @@ pub trait Layer: Send + Sync + fmt::Debug {
 
     /// [`backward_input`](Layer::backward_input), but adds the input gradient into `grad_input`
     /// (which holds gradient from elsewhere, such as a tap). The default computes into a temporary
-    /// array and adds it; [`Conv2d`](crate::Conv2d) adds in its output pass.
+    /// array and adds it; [`Conv2d`](crate::Conv2d) adds in its output pass (F(2×2) Winograd and im2col).
     ///
     /// # Errors
     /// As [`backward_input`](Layer::backward_input).

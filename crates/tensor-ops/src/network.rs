@@ -7,10 +7,13 @@ use crate::{Error, Layer, Result, Shape};
 
 /// A chain of layers with reusable buffers.
 ///
-/// The forward walk ping-pongs between two buffers and copies out only the tapped outputs; each layer
-/// keeps in its [`Saved`] record only what its input gradient needs (ReLU bit masks, max-pooling
-/// positions). The backward walk reuses the same two buffers. After the first pass at a given input
-/// size, a forward + backward allocates no large buffer (use [`Network::forward_into`] to reuse the tap arrays too).
+/// The forward walk keeps its values in the tap arrays (a layer writes straight into its tap's array;
+/// ReLUs run in place) and in one working buffer, planned per input shape; each layer keeps in its
+/// [`Saved`] record only what its input gradient needs (ReLU bit masks, max-pooling positions).
+/// [`Network::backward_in_place`] works in the gradient arrays and the same buffer;
+/// [`Network::backward`], which takes borrowed gradients, uses two halves of a larger one. After the
+/// first pass at a given input size, a forward + backward allocates no large buffer (use
+/// [`Network::forward_into`] to reuse the tap arrays too).
 ///
 /// # Examples
 /// ```
@@ -172,8 +175,8 @@ impl Network {
     /// each tapped output to `visit(j, output)` as soon as it is computed (`j` its index in `taps`).
     ///
     /// Unlike [`Network::forward_inference`], it keeps no copy of the tapped outputs: the walk needs only
-    /// its two working buffers, so a caller that reduces each output (a Gram matrix, a mean) never holds
-    /// the full set. A later [`Network::backward`] is an error.
+    /// its working buffer, so a caller that reduces each output (a Gram matrix, a mean) never holds the
+    /// full set. A later [`Network::backward`] is an error.
     ///
     /// # Errors
     /// As [`Network::forward`] (converted into `E`), and the first error `visit` returns (the walk
@@ -251,6 +254,7 @@ impl Network {
         band_rows: usize,
         mut visit: impl FnMut(usize, usize, ArrayView3<'_, f32>) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
+        self.last_taps = None;
         let last = *taps.iter().max().ok_or(Error::NoTaps)?;
         let full = self.shapes(Shape::of(&input), last)?;
         let height = full[0].height;
@@ -282,15 +286,23 @@ impl Network {
             let b = (a + step).min(height);
             let wanted = bands.wanted(taps, (a, b));
             if let Some((i0, i1)) = bands.input_rows(taps, &wanted) {
+                // Only the taps that want rows of this band, and the layers up to the deepest of
+                // them: below it the band may be too short for layers that do not pad.
+                let active: Vec<usize> = (0..taps.len())
+                    .filter(|&j| wanted[j].0 < wanted[j].1)
+                    .collect();
+                let band_taps: Vec<usize> = active.iter().map(|&j| taps[j]).collect();
+                let band_last = *band_taps
+                    .iter()
+                    .max()
+                    .expect("input_rows found wanted rows");
                 let band = input.slice(ndarray::s![.., i0..i1, ..]);
-                self.shapes = self.shapes(Shape::of(&band), last)?;
+                self.shapes = self.shapes(Shape::of(&band), band_last)?;
                 let offsets = bands.offsets(i0, &self.shapes);
-                let plan = self.plan(taps, last, false);
-                self.walk_forward(band, taps, &plan, &mut [], false, &mut |j, out| {
+                let plan = self.plan(&band_taps, band_last, false);
+                self.walk_forward(band, &band_taps, &plan, &mut [], false, &mut |k, out| {
+                    let j = active[k];
                     let (r0, r1) = wanted[j];
-                    if r0 >= r1 {
-                        return Ok(());
-                    }
                     let (off, lo, hi) = offsets[taps[j] + 1];
                     if r0 < lo || r1 > hi {
                         return Err(E::from(Error::InvalidConfig {
@@ -305,7 +317,6 @@ impl Network {
             }
             a = b;
         }
-        self.last_taps = None;
         Ok(())
     }
 
@@ -321,7 +332,7 @@ impl Network {
             }
         };
         let in_place: Vec<bool> = (0..=last)
-            .map(|i| i > 0 && !taps.contains(&(i - 1)) && self.layers[i].runs_in_place())
+            .map(|i| i > 0 && !taps.contains(&(i - 1)) && self.runs_in_place(i))
             .collect();
         // The layer that first writes each tap array with its tap's output (the layer before a tapped
         // layer that runs in place writes into it); until then the array can hold other values.
@@ -535,7 +546,7 @@ impl Network {
             .expect("forward checked that taps is not empty");
         let tap_of = |i: usize| taps.iter().position(|&t| t == i);
         let in_place: Vec<bool> = (0..=last)
-            .map(|i| i > 0 && tap_of(i - 1).is_none() && self.layers[i].runs_in_place())
+            .map(|i| i > 0 && tap_of(i - 1).is_none() && self.runs_in_place(i))
             .collect();
         // The layer whose backward pass reads each tap array last (the gradient stays in it through
         // the layers below the tap that run in place); above that layer the array is free.
@@ -573,6 +584,12 @@ impl Network {
             };
         }
         plan
+    }
+
+    /// Whether layer `i` runs in place in this walk: it says it can, and its output has its input's
+    /// shape (a layer that says so wrongly still runs, out of place).
+    fn runs_in_place(&self, i: usize) -> bool {
+        self.layers[i].runs_in_place() && self.shapes[i] == self.shapes[i + 1]
     }
 
     /// Checks the gradients handed to a backward pass against the taps of the last forward pass.
@@ -672,7 +689,7 @@ impl Bands<'_> {
     /// as the whole pass does (the others read the band's padding where the whole pass reads data).
     fn offsets(&self, i0: usize, band: &[Shape]) -> Vec<(usize, usize, usize)> {
         let mut out = vec![(i0, i0, i0 + band[0].height)];
-        for (i, w) in self.windows.iter().enumerate() {
+        for (i, w) in self.windows.iter().enumerate().take(band.len() - 1) {
             let (off_in, lo_in, hi_in) = out[i];
             let (h_in, h_out) = (self.full[i].height, self.full[i + 1].height);
             let off = off_in / w.stride.max(1);

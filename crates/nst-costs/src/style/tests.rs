@@ -63,6 +63,13 @@ fn gram_of_a_band_of_rows() {
     let band = f.slice(ndarray::s![.., 2..6, ..]);
     assert!(!band.is_standard_layout());
     assert_eq!(gram(band, &CpuGemm), gram(band.to_owned().view(), &CpuGemm));
+    // In place: the band's rows merge into one axis of the same memory.
+    let mut merged = band;
+    assert!(merged.merge_axes(ndarray::Axis(1), ndarray::Axis(2)));
+    assert_eq!(
+        merged.index_axis_move(ndarray::Axis(1), 0).as_ptr(),
+        band.as_ptr()
+    );
 }
 
 #[test]

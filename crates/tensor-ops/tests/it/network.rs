@@ -432,3 +432,53 @@ fn forward_visit_rows_with_padded_and_strided_windows() {
         }
     }
 }
+
+/// A band near the bottom that only the shallow tap wants rows from stops at that tap: the deeper
+/// layer without padding would not fit in the band (found by review). A convolution padded as tall
+/// as its kernel walks whole.
+#[test]
+fn forward_visit_rows_with_unpadded_layers_and_tall_padding() {
+    let conv = |name: &str, seed: u64, c_in: usize, pad: usize, k: usize| -> Box<dyn Layer> {
+        Box::new(
+            Conv2d::new(
+                name,
+                arr4(seed, (2, c_in, k, k), -1.0, 1.0),
+                arr1(seed + 1, 2, -0.1, 0.1),
+                [1, 1],
+                Padding::uniform(pad),
+            )
+            .unwrap(),
+        )
+    };
+    for (layers, taps) in [
+        (
+            vec![
+                conv("conv1", 50, 1, 1, 3),
+                Box::new(Relu::new("relu1")) as Box<dyn Layer>,
+                Box::new(MaxPool2d::new("pool1", [2, 2], [2, 2], Padding::ZERO).unwrap()),
+                conv("conv2", 52, 2, 0, 3),
+            ],
+            vec![1, 3],
+        ),
+        (
+            vec![conv("conv1", 54, 1, 1, 1), conv("conv2", 56, 2, 1, 3)],
+            vec![0, 1],
+        ),
+    ] {
+        let mut net = Network::new(layers);
+        let x = arr3(58, (1, 41, 6), -1.0, 1.0);
+        let whole = net.forward_inference(x.view(), &taps).unwrap();
+        let mut next = vec![0; taps.len()];
+        net.forward_visit_rows(x.view(), &taps, 8, |j, first, rows| {
+            assert_eq!(first, next[j]);
+            let want = whole[j].slice(ndarray::s![.., first..first + rows.dim().1, ..]);
+            for (a, b) in rows.iter().zip(want.iter()) {
+                assert!((a - b).abs() <= 1e-5, "tap {j} row {first}: {a} vs {b}");
+            }
+            next[j] += rows.dim().1;
+            Ok::<(), tensor_ops::Error>(())
+        })
+        .unwrap();
+        assert_eq!(next, whole.iter().map(|w| w.dim().1).collect::<Vec<_>>());
+    }
+}
