@@ -347,7 +347,7 @@ fn too_large_for_memory_is_refused_with_a_size_that_fits_unless_forced() {
     let mut args = base_args(&w, &c, &s);
     args.extend(["--iterations", "1", "--size", "400x320", "--upscale"].map(String::from));
     let out = nst_command(&dir, &strs(&args))
-        .env("NST_MEMORY_LIMIT_MB", "60")
+        .env("NST_MEMORY_LIMIT_MB", "80")
         .output()
         .unwrap();
     let err = stderr(&out);
@@ -359,7 +359,7 @@ fn too_large_for_memory_is_refused_with_a_size_that_fits_unless_forced() {
     assert!(!dir.join("output/result.png").exists());
     args.push("--force".into());
     let out = nst_command(&dir, &strs(&args))
-        .env("NST_MEMORY_LIMIT_MB", "60")
+        .env("NST_MEMORY_LIMIT_MB", "80")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
