@@ -1,12 +1,13 @@
 //! The F(2×2) convolution with every GEMM microkernel of this CPU (panel sizes differ between them, so
 //! the packed layouts of `U` and `V` and their zero padding are checked for each) against the direct one.
 
-use ndarray::{Array1, Array2, Array3, ArrayView2, Axis};
-use test_utils::reference;
+use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayView4, Axis};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use super::{Direction, conv3x3_with};
-use crate::Padding;
 use crate::packed_gemm::Kernel;
+use crate::{Conv2d, ConvAlgorithm, Layer, Padding, Shape};
 
 /// `(c_in, c_out, h, w, [top, bottom, left, right])`: odd sizes, tile rows that split panels, padding 0–2.
 const CASES: [(usize, usize, usize, usize, [usize; 4]); 5] = [
@@ -17,8 +18,33 @@ const CASES: [(usize, usize, usize, usize, [usize; 4]); 5] = [
     (64, 9, 7, 70, [2, 2, 0, 1]),
 ];
 
+/// `n` values drawn uniformly from `[-1, 1)` (unit tests use `rand` directly, so that they also build
+/// from the published package, which has no `test-utils`).
 fn uniform(seed: u64, n: usize) -> Vec<f32> {
-    test_utils::uniform_vec(seed, n, -1.0, 1.0)
+    let mut rng = SmallRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// The convolution by im2col (another algorithm of this crate, checked against a direct
+/// convolution by the integration tests).
+fn im2col(
+    x: ArrayView3<'_, f32>,
+    w4: ArrayView4<'_, f32>,
+    bias: ArrayView1<'_, f32>,
+    pad: [usize; 4],
+) -> Array3<f32> {
+    let conv = Conv2d::new(
+        "im2col",
+        w4.to_owned(),
+        bias.to_owned(),
+        [1, 1],
+        padding(pad),
+    )
+    .and_then(|c| c.with_algorithm(ConvAlgorithm::Im2col))
+    .unwrap();
+    let mut out = Array3::zeros(conv.output_shape(Shape::of(&x)).unwrap().dim());
+    conv.forward(x, out.view_mut(), None).unwrap();
+    out
 }
 
 fn padding([top, bottom, left, right]: [usize; 4]) -> Padding {
@@ -70,7 +96,7 @@ fn every_kernel_matches_the_direct_convolution_both_ways() {
                 .fold(0.0, |m: f32, &v| m.max(v));
             let what = format!("{kernel:?}, case {seed}");
 
-            let want = reference::conv2d(x.view(), w4.view(), bias.view(), [1, 1], pad);
+            let want = im2col(x.view(), w4.view(), bias.view(), pad);
             let mut got = Array3::from_elem(want.dim(), f32::NAN);
             conv3x3_with(
                 kernel,
@@ -92,11 +118,10 @@ fn every_kernel_matches_the_direct_convolution_both_ways() {
             });
             let flipped = flipped.into_shape_with_order((c_in, c_out, 3, 3)).unwrap();
             let back_pad = pad.map(|p| 2 - p);
-            let want = reference::conv2d(
+            let want = im2col(
                 dy.view(),
                 flipped.view(),
                 Array1::zeros(c_in).view(),
-                [1, 1],
                 back_pad,
             );
             let mut got = Array3::from_elem((c_in, h, w), f32::NAN);
