@@ -352,6 +352,17 @@ fn main() {
         } else {
             sums[5] += tf;
             sums[6] += tb;
+            println!(
+                "{:<9} {:>15} {:>15} {:>6} {:>8.1} {:>7} {:>8} {:>8.1}",
+                layer.name(),
+                in_shape.to_string(),
+                out_shape.to_string(),
+                "",
+                tf * 1e3,
+                "",
+                "",
+                tb * 1e3
+            );
         }
         x = y;
     }

@@ -8,7 +8,7 @@
 //! That is MatConvNet's choice (`pooling_cpu.cpp`: the accumulator is built with the clipped window
 //! `(y2 − y1)·(x2 − x1)`), and PyTorch's `count_include_pad = false`.
 
-use ndarray::{ArrayView3, ArrayViewMut3, Axis};
+use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 
 use crate::layer::{RowWindow, Saved, check_contiguous, check_shape};
@@ -60,6 +60,12 @@ impl PoolGeometry {
     /// Output shape.
     pub fn output(&self) -> Shape {
         self.output
+    }
+
+    /// Whether this is a 2×2 window with stride 2 and no padding (VGG's pooling): every window lies
+    /// whole inside the input and no two overlap.
+    fn halves(&self) -> bool {
+        self.window == [2, 2] && self.stride == [2, 2] && self.pad == Padding::ZERO
     }
 
     /// The window of output pixel `(y, x)` clipped to the input: rows `[y0, y1)`, columns `[x0, x1)`.
@@ -382,6 +388,68 @@ impl Layer for MaxPool2d {
     }
 }
 
+/// The row of `a` at `r` as a slice, if its elements are contiguous.
+fn row_slice<'a>(a: &'a ArrayView2<'_, f32>, r: usize) -> Option<&'a [f32]> {
+    let (rows, cols) = a.dim();
+    let stride = a.strides()[0];
+    if r >= rows || (cols > 1 && a.strides()[1] != 1) || stride < 0 {
+        return None;
+    }
+    // SAFETY: `r < rows`, so the row starts `r·stride` elements into the view and its `cols`
+    // elements are contiguous (column stride 1, checked above), all inside the view's data.
+    Some(unsafe { std::slice::from_raw_parts(a.as_ptr().add(r * stride as usize), cols) })
+}
+
+/// Average pooling of one plane with 2×2 windows, stride 2 and no padding ([`PoolGeometry::halves`]),
+/// row pair by row pair; `false` (nothing written) when a row is not contiguous, for the general
+/// loop. Each mean is summed in the general loop's order, from `0.0`, so the bits are the same.
+fn avg2x2_forward(x: ArrayView2<'_, f32>, mut y: ArrayViewMut2<'_, f32>) -> bool {
+    let (h_out, w_out) = y.dim();
+    for oy in 0..h_out {
+        let (Some(r0), Some(r1)) = (row_slice(&x, 2 * oy), row_slice(&x, 2 * oy + 1)) else {
+            return false;
+        };
+        let Some(out) = y.row_mut(oy).into_slice() else {
+            return false;
+        };
+        let pairs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+        for (v, (a, b)) in out[..w_out].iter_mut().zip(pairs) {
+            *v = (0.0 + a[0] + a[1] + b[0] + b[1]) / 4.0;
+        }
+    }
+    true
+}
+
+/// The input gradient of [`avg2x2_forward`]: each window's four inputs get a quarter of its output
+/// gradient, rows and columns no window reaches get 0.
+fn avg2x2_backward(dy: ArrayView2<'_, f32>, mut dx: ArrayViewMut2<'_, f32>) -> bool {
+    let (h_out, w_out) = dy.dim();
+    let (h, w) = dx.dim();
+    let mut rows = dx.rows_mut().into_iter();
+    for oy in 0..h_out {
+        let Some(d) = row_slice(&dy, oy) else {
+            return false;
+        };
+        for _ in 0..2 {
+            let Some(out) = rows.next().and_then(|r| r.into_slice()) else {
+                return false;
+            };
+            for (pair, &g) in out[..2 * w_out].chunks_exact_mut(2).zip(d) {
+                let share = 0.0 + g / 4.0;
+                pair[0] = share;
+                pair[1] = share;
+            }
+            out[2 * w_out..w].fill(0.0);
+        }
+    }
+    for row in rows {
+        let mut row = row;
+        row.fill(0.0);
+    }
+    debug_assert!(2 * h_out <= h);
+    true
+}
+
 impl Layer for AvgPool2d {
     fn row_window(&self) -> Option<RowWindow> {
         Some(self.spec.row_window())
@@ -413,6 +481,9 @@ impl Layer for AvgPool2d {
             .into_par_iter()
             .zip(input.axis_iter(Axis(0)))
             .for_each(|(mut y, x)| {
+                if g.halves() && avg2x2_forward(x, y.view_mut()) {
+                    return;
+                }
                 for oy in 0..g.output.height {
                     for ox in 0..g.output.width {
                         let ([r0, r1], [c0, c1]) = g.window_of(oy, ox);
@@ -446,6 +517,9 @@ impl Layer for AvgPool2d {
             .into_par_iter()
             .zip(grad_output.axis_iter(Axis(0)))
             .for_each(|(mut dx, dy)| {
+                if g.halves() && avg2x2_backward(dy, dx.view_mut()) {
+                    return;
+                }
                 dx.fill(0.0);
                 for oy in 0..g.output.height {
                     for ox in 0..g.output.width {

@@ -130,12 +130,7 @@ impl Relu {
                     .for_each(|(c, (y, mask))| {
                         load(y, c * CHUNK);
                         for (y, word) in y.chunks_mut(64).zip(mask) {
-                            let mut bits = 0_u64;
-                            for (b, v) in y.iter_mut().enumerate() {
-                                bits |= u64::from(*v > 0.0) << b;
-                                *v = v.max(0.0);
-                            }
-                            *word = bits;
+                            *word = relu_word(y);
                         }
                     });
             }
@@ -173,13 +168,55 @@ impl Relu {
                     dx.copy_from_slice(&dy[c * CHUNK..c * CHUNK + dx.len()]);
                 }
                 for (dx, &word) in dx.chunks_mut(64).zip(mask) {
-                    for (b, v) in dx.iter_mut().enumerate() {
-                        if word >> b & 1 == 0 {
-                            *v = 0.0;
-                        }
-                    }
+                    mask_word(dx, word);
                 }
             });
         Ok(())
+    }
+}
+
+/// `y = max(y, 0)` for up to 64 values, returning bit `b` set where `y[b] > 0` (before clamping).
+///
+/// Whole words go in groups of 16 lanes whose bit positions are constants, a shape the compiler
+/// turns into vector compares and mask moves; a shorter last word goes one value at a time.
+#[inline]
+fn relu_word(y: &mut [f32]) -> u64 {
+    let mut bits = 0_u64;
+    if y.len() == 64 {
+        for (g, group) in y.as_chunks_mut::<16>().0.iter_mut().enumerate() {
+            let mut lanes = 0_u16;
+            for (b, v) in group.iter_mut().enumerate() {
+                lanes |= u16::from(*v > 0.0) << b;
+                *v = v.max(0.0);
+            }
+            bits |= u64::from(lanes) << (16 * g);
+        }
+    } else {
+        for (b, v) in y.iter_mut().enumerate() {
+            bits |= u64::from(*v > 0.0) << b;
+            *v = v.max(0.0);
+        }
+    }
+    bits
+}
+
+/// `dx[b] = 0` where bit `b` of `word` is clear, for up to 64 values (grouped as in [`relu_word`]).
+#[inline]
+fn mask_word(dx: &mut [f32], word: u64) {
+    if dx.len() == 64 {
+        for (g, group) in dx.as_chunks_mut::<16>().0.iter_mut().enumerate() {
+            let lanes = (word >> (16 * g)) as u16;
+            for (b, v) in group.iter_mut().enumerate() {
+                // All ones where the bit is set, else 0: a bitwise select without a branch.
+                let keep = 0_u32.wrapping_sub(u32::from(lanes >> b) & 1);
+                *v = f32::from_bits(v.to_bits() & keep);
+            }
+        }
+    } else {
+        for (b, v) in dx.iter_mut().enumerate() {
+            if word >> b & 1 == 0 {
+                *v = 0.0;
+            }
+        }
     }
 }

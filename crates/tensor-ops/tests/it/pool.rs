@@ -123,6 +123,41 @@ fn vgg_pool_drops_the_odd_last_row_and_column() {
     assert_eq!(y, array![[[5.0]]]);
 }
 
+/// VGG's 2×2 average pooling (stride 2, no padding) has a row-pair path of its own: it must give the
+/// general loop's bits (the four summed in order from 0, divided by 4), drop the odd last row and
+/// column (forward) and give them 0 (backward), on contiguous planes, on views whose rows are
+/// contiguous but not adjacent, and on views with strided columns (the general loop).
+#[test]
+fn avg_pool_2x2_row_pairs_match_the_definition_to_the_bit() {
+    let layer = AvgPool2d::new("pool", [2, 2], [2, 2], Padding::ZERO).unwrap();
+    let big = arr3(5, (3, 9, 23), -1.0, 1.0);
+    let views = [
+        big.slice(ndarray::s![.., .., ..11]), // rows contiguous, row stride 23
+        big.slice(ndarray::s![.., .., ..;2]), // columns strided: the general loop
+        big.slice(ndarray::s![.., ..7, ..]),  // a band of rows
+    ];
+    let whole = arr3(6, (2, 7, 9), -1.0, 1.0);
+    for x in views.into_iter().chain([whole.view()]) {
+        let (c, h, w) = x.dim();
+        let (y, saved) = forward(&layer, x);
+        let want = Array3::from_shape_fn((c, h / 2, w / 2), |(ch, oy, ox)| {
+            let at = |r: usize, col: usize| x[[ch, 2 * oy + r, 2 * ox + col]];
+            (0.0 + at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4.0
+        });
+        assert_eq!(y, want, "forward of a {:?} view", x.strides());
+        let dy = arr3(7, y.dim(), -1.0, 1.0);
+        let gi = backward(&layer, &saved, Shape::new(c, h, w), dy.view());
+        let want = Array3::from_shape_fn((c, h, w), |(ch, r, col)| {
+            if r < 2 * (h / 2) && col < 2 * (w / 2) {
+                dy[[ch, r / 2, col / 2]] / 4.0
+            } else {
+                0.0
+            }
+        });
+        assert_eq!(gi, want, "backward of a {:?} view", x.strides());
+    }
+}
+
 #[test]
 fn avg_pool_with_padding_divides_by_the_clipped_window() {
     // 3×3 window, stride 2, padding 1 on a 3×3 input: the corner window covers 2×2 input pixels.
