@@ -8,7 +8,8 @@
 //! `d` is the 4×4 input patch at `(2·ty − pt, 2·tx − pl)` (zero outside), `g` a 3×3 kernel. The input
 //! gradient of such a layer is again a 3×3 stride-1 convolution, of `dY` with the flipped, transposed
 //! kernel and padding `2 − p`, so it runs through the same code. Work items are fixed blocks of tile
-//! rows, so results do not depend on the thread count. The GEMMs run on `packed_gemm`'s microkernel:
+//! rows (and, on small images, groups of output channels: `Split`), so results do not depend on the
+//! thread count. The GEMMs run on `packed_gemm`'s microkernel:
 //! the transforms write `U` and `V` directly in its panel layouts, so nothing is packed per call.
 //! Agreement with im2col: see the `winograd` tests (relative error below 1e-5 per unit of `Σ|w·x|` on
 //! VGG-like inputs) and `winograd/tests.rs` (every microkernel against the direct convolution).
@@ -191,10 +192,9 @@ fn conv3x3_with(
     let x = input.as_slice().expect("standard layout");
     let ntx = w_b.div_ceil(2);
     let nty = h_b.div_ceil(2);
-    let per_item = (SCRATCH_FLOATS / (16 * c_a.max(c_b))).clamp(1, TILES);
-    let rows_per_item = per_item.div_ceil(ntx).max(1);
     let (mr, nr) = (kernel.mr, kernel.nr);
     assert!(nr <= MAX_NR, "{kernel:?} has panels wider than {MAX_NR}");
+    let split = Split::new((nty, ntx), (c_a, c_b), mr);
     let c_b_pad = c_b.div_ceil(mr) * mr;
     WEIGHTS.with(|cell| {
         // This buffer stays borrowed while the work items run; if this thread steals the work of
@@ -210,41 +210,136 @@ fn conv3x3_with(
         let u = &mut buf[..16 * c_b_pad * c_a];
         transform_weights(weight, dir, mr, u);
         let u: &[f32] = u;
+        let job = Job {
+            kernel,
+            x,
+            input: (c_a, h_a, w_a),
+            pad,
+            ntx,
+            nty,
+            u,
+            bias,
+            accumulate,
+        };
         output
-            .axis_chunks_iter_mut(Axis(1), 2 * rows_per_item)
+            .axis_chunks_iter_mut(Axis(0), split.group)
             .into_par_iter()
             .enumerate()
-            .for_each(|(item, out)| {
-                let ty0 = item * rows_per_item;
-                let ty1 = (ty0 + rows_per_item).min(nty);
-                let n_pad = ((ty1 - ty0) * ntx).div_ceil(nr) * nr;
-                SCRATCH.with(|cell| {
-                    let mut guard = cell.borrow_mut();
-                    let (v, m) = &mut *guard;
-                    grow(v, 16 * c_a * n_pad);
-                    grow(m, 16 * c_b_pad * n_pad);
-                    let v = &mut v[..16 * c_a * n_pad];
-                    let m = &mut m[..16 * c_b_pad * n_pad];
-                    input_transform(x, (c_a, h_a, w_a), pad, (ty0, ty1, ntx), nr, v);
-                    let g = PanelGemm {
-                        m_panels: c_b_pad / mr,
-                        n_panels: n_pad / nr,
-                        k: c_a,
-                        a_stride: 16 * mr * c_a,
-                        b_stride: nr * c_a,
-                        ldc: n_pad,
-                    };
-                    for ((e, ve), me) in v
-                        .chunks_exact(c_a * n_pad)
-                        .enumerate()
-                        .zip(m.chunks_exact_mut(c_b_pad * n_pad))
-                    {
-                        kernel.gemm(&g, &u[e * mr * c_a..], ve, me);
-                    }
-                    output_transform(m, (c_b, c_b_pad), ty1 - ty0, ntx, bias, out, accumulate);
-                });
+            .for_each(|(g, mut out_g)| {
+                out_g
+                    .axis_chunks_iter_mut(Axis(1), 2 * split.rows)
+                    .into_par_iter()
+                    .enumerate()
+                    .for_each(|(item, out)| {
+                        let ty0 = item * split.rows;
+                        job.item(g * split.group, (ty0, (ty0 + split.rows).min(nty)), out);
+                    });
             });
     });
+}
+
+/// How a convolution's output is cut into work items: blocks of `rows` tile rows, as equal as the
+/// row count allows, times groups of `group` output channels. Both follow from the shapes alone,
+/// so results do not depend on the thread count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Split {
+    rows: usize,
+    group: usize,
+}
+
+/// Fewest work items a convolution is cut into where its shapes allow (so that a few threads all
+/// have work on the deep layers of a small image).
+const MIN_ITEMS: usize = 4;
+/// Fewest output channels per group: each group repeats the input transform, which costs about as
+/// much as the GEMMs of ~25 output channels (conv5_1 at 400×300: 4 groups of 128 took 25 % more
+/// CPU time than one item, 2 groups of 256 about 10 %).
+const GROUP_MIN_CHANNELS: usize = 256;
+
+impl Split {
+    /// Tile-row blocks of at most [`TILES`] tiles and [`SCRATCH_FLOATS`] per buffer, made equal;
+    /// fewer than [`MIN_ITEMS`] blocks also split the output channels into groups of whole
+    /// `mr`-row panels, of at least [`GROUP_MIN_CHANNELS`] (each group transforms the input itself).
+    fn new((nty, ntx): (usize, usize), (c_a, c_b): (usize, usize), mr: usize) -> Split {
+        let per_item = (SCRATCH_FLOATS / (16 * c_a.max(c_b))).clamp(1, TILES);
+        let blocks = nty.div_ceil(per_item.div_ceil(ntx).max(1)).max(1);
+        let rows = nty.div_ceil(blocks).max(1);
+        let panels = c_b.div_ceil(mr).max(1);
+        let groups = MIN_ITEMS
+            .div_ceil(blocks)
+            .min(c_b.div_ceil(GROUP_MIN_CHANNELS))
+            .clamp(1, panels);
+        let group = panels.div_ceil(groups) * mr;
+        Split { rows, group }
+    }
+}
+
+/// What every work item of one [`conv3x3_with`] call shares.
+struct Job<'a> {
+    kernel: Kernel,
+    /// The input, `[C_a, H_a, W_a]` in standard layout.
+    x: &'a [f32],
+    input: (usize, usize, usize),
+    pad: Padding,
+    ntx: usize,
+    nty: usize,
+    /// The transformed weights, in [`transform_weights`]'s layout.
+    u: &'a [f32],
+    bias: ArrayView1<'a, f32>,
+    accumulate: bool,
+}
+
+impl Job<'_> {
+    /// The output channels `o0 ..` (as many as `out` has) of tile rows `[ty0, ty1)`: input transform,
+    /// 16 GEMMs, output transform, in the calling thread's scratch buffers.
+    fn item(&self, o0: usize, (ty0, ty1): (usize, usize), out: ArrayViewMut3<'_, f32>) {
+        debug_assert!(ty1 <= self.nty);
+        let (mr, nr) = (self.kernel.mr, self.kernel.nr);
+        let c_a = self.input.0;
+        let c_b = out.dim().0;
+        let c_b_pad = c_b.div_ceil(mr) * mr;
+        let n_pad = ((ty1 - ty0) * self.ntx).div_ceil(nr) * nr;
+        let bias = if self.bias.is_empty() {
+            self.bias
+        } else {
+            self.bias.slice_move(ndarray::s![o0..o0 + c_b])
+        };
+        // Panels of U start at multiples of 16·mr·C_a; this group's rows start at panel o0 / mr.
+        let u = &self.u[o0 / mr * 16 * mr * c_a..];
+        SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let (v, m) = &mut *guard;
+            grow(v, 16 * c_a * n_pad);
+            grow(m, 16 * c_b_pad * n_pad);
+            let v = &mut v[..16 * c_a * n_pad];
+            let m = &mut m[..16 * c_b_pad * n_pad];
+            input_transform(self.x, self.input, self.pad, (ty0, ty1, self.ntx), nr, v);
+            let g = PanelGemm {
+                m_panels: c_b_pad / mr,
+                n_panels: n_pad / nr,
+                k: c_a,
+                a_stride: 16 * mr * c_a,
+                b_stride: nr * c_a,
+                ldc: n_pad,
+            };
+            for ((e, ve), me) in v
+                .chunks_exact(c_a * n_pad)
+                .enumerate()
+                .zip(m.chunks_exact_mut(c_b_pad * n_pad))
+            {
+                self.kernel.gemm(&g, &u[e * mr * c_a..], ve, me);
+            }
+            let rows = ty1 - ty0;
+            output_transform(
+                m,
+                (c_b, c_b_pad),
+                rows,
+                self.ntx,
+                bias,
+                out,
+                self.accumulate,
+            );
+        });
+    }
 }
 
 /// `row[k]` = input column `k − left` of row `iy` of the `h × w` `plane`, 0 outside the plane (above,

@@ -9,14 +9,52 @@ use super::{Direction, conv3x3_with};
 use crate::packed_gemm::Kernel;
 use crate::{Conv2d, ConvAlgorithm, Layer, Padding, Shape};
 
-/// `(c_in, c_out, h, w, [top, bottom, left, right])`: odd sizes, tile rows that split panels, padding 0–2.
-const CASES: [(usize, usize, usize, usize, [usize; 4]); 5] = [
+/// `(c_in, c_out, h, w, [top, bottom, left, right])`: odd sizes, tile rows that split panels, padding
+/// 0–2, and small images with many channels, whose output channels are split in groups (forward for
+/// the sixth, both directions for the seventh; uneven last groups).
+const CASES: [(usize, usize, usize, usize, [usize; 4]); 7] = [
     (1, 1, 3, 3, [0, 0, 0, 0]),
     (3, 7, 9, 11, [1, 1, 1, 1]),
     (17, 13, 12, 31, [1, 0, 2, 1]),
     (20, 40, 21, 45, [1, 1, 1, 1]),
     (64, 9, 7, 70, [2, 2, 0, 1]),
+    (8, 520, 6, 6, [1, 1, 1, 1]),
+    (300, 264, 4, 5, [1, 1, 0, 2]),
 ];
+
+#[test]
+fn work_items_are_equal_row_blocks_and_channel_groups_on_small_images() {
+    use super::Split;
+    // VGG's conv4 at 400×300 (19 × 25 tiles): four blocks of 5, 5, 5 and 4 tile rows, not 6, 6, 6, 1.
+    assert_eq!(
+        Split::new((19, 25), (512, 512), 8),
+        Split {
+            rows: 5,
+            group: 512
+        }
+    );
+    // conv5_1 (9 × 13 tiles): one block, so two groups of 256 output channels.
+    assert_eq!(
+        Split::new((9, 13), (512, 512), 8),
+        Split {
+            rows: 9,
+            group: 256
+        }
+    );
+    // conv1_2 at 400×300: many blocks of two tile rows, no groups.
+    assert_eq!(
+        Split::new((150, 200), (64, 64), 8),
+        Split { rows: 2, group: 64 }
+    );
+    // 6·6 AVX2 panels of 520 channels: 3 groups of 29 panels (174, 174, 172 channels).
+    assert_eq!(
+        Split::new((3, 3), (8, 520), 6),
+        Split {
+            rows: 3,
+            group: 174
+        }
+    );
+}
 
 /// `n` values drawn uniformly from `[-1, 1)` (unit tests use `rand` directly, so that they also build
 /// from the published package, which has no `test-utils`).
