@@ -13,7 +13,9 @@ What it does:
      on the same file, one after the other (the order alternates between rounds, so both see the same
      load), each with a warm-up iteration and --iterations timed ones;
   4. prints, per size, the median iteration of each program over all rounds, the ratio ours/PyTorch,
-     the start-up (weights + targets) and the peak RSS of each process, with the load average.
+     the start-up (weights + targets) and the peak RSS of each process, with the load average, and
+     the largest relative difference between the two programs' costs at the start of each step
+     (the same images, weights and algorithm: how far the two runs agree, step by step).
 
 The algorithm on both sides is `nst bench`'s: the course objective (content relu4_2, style
 relu1_1 ... relu5_1 at 0.2, alpha 10, beta 40, no TV, content 1/(4CHW), style 1/(4 C^2 (HW)^2)),
@@ -78,13 +80,24 @@ def run_timed(cmd, env):
 
 
 ITER = re.compile(r"iteration (\d+): ([0-9.]+) s")
+COST = re.compile(r"iteration (\d+): [0-9.]+ s, cost ([0-9.eE+-]+)")
 STARTUP = re.compile(r"start-up \(weights \+ targets\) ([0-9.]+) s")
 
 
 def parse(out, err):
+    """Timed iterations (the warm-up dropped), start-up, and the cost at the start of every step."""
     times = [float(s) for i, s in ITER.findall(err) if int(i) > 0]
+    costs = [float(c) for _, c in COST.findall(err)]
     m = STARTUP.search(out)
-    return times, float(m.group(1)) if m else float("nan")
+    return times, float(m.group(1)) if m else float("nan"), costs
+
+
+def cost_gap(ours_costs, torch_costs):
+    """Largest |J_nst - J_torch| / |J_torch| over the steps both printed (same images, weights, algorithm)."""
+    pairs = list(zip(ours_costs, torch_costs))
+    if not pairs:
+        return float("nan")
+    return max(abs(a - b) / abs(b) for a, b in pairs)
 
 
 def ours(weights, size, iterations, threads):
@@ -141,27 +154,31 @@ def compare(args):
     rows = []
     for size in args.sizes.split(","):
         load0 = os.getloadavg()[0]
-        mine, theirs = {"t": [], "s": [], "m": []}, {"t": [], "s": [], "m": []}
+        mine, theirs = {"t": [], "s": [], "m": [], "c": []}, {"t": [], "s": [], "m": [], "c": []}
         for r in range(args.rounds):
             order = [("nst", ours, mine), ("torch", torch_side, theirs)]
             if r % 2 == 1:
                 order.reverse()
             for name, fn, acc in order:
-                t, s, m = fn(weights, size, args.iterations, args.threads)
+                t, s, c, m = fn(weights, size, args.iterations, args.threads)
                 acc["t"] += t
+                acc["c"] = c
                 acc["s"].append(s)
                 acc["m"].append(m)
                 log(f"{size} round {r + 1} {name}: iterations {', '.join(f'{x:.3f}' for x in t)} s; "
                     f"start-up {s:.2f} s; peak RSS {m:.0f} MB; load {os.getloadavg()[0]:.1f}")
         load1 = os.getloadavg()[0]
         a, b = statistics.median(mine["t"]), statistics.median(theirs["t"])
+        gap = cost_gap(mine["c"], theirs["c"])
+        log(f"{size} costs, nst:     {' '.join(f'{c:.9e}' for c in mine['c'])}")
+        log(f"{size} costs, PyTorch: {' '.join(f'{c:.9e}' for c in theirs['c'])}")
         rows.append((size, a, b, statistics.median(mine["s"]), statistics.median(theirs["s"]),
-                     max(mine["m"]), max(theirs["m"]), len(mine["t"]), load0, load1))
+                     max(mine["m"]), max(theirs["m"]), len(mine["t"]), load0, load1, gap))
     print(f"CPU: {cpu_model()}; flags: {cpu_flags()}; PyTorch {torch_info}; {args.threads} threads")
-    print("| size | nst s/iter | PyTorch s/iter | ratio nst/PyTorch | nst start-up s | PyTorch start-up s | nst peak RSS MB | PyTorch peak RSS MB | samples each | load avg (1 min) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for size, a, b, sa, sb, ma, mb, n, l0, l1 in rows:
-        print(f"| {size} | {a:.3f} | {b:.3f} | **{a / b:.2f}** | {sa:.2f} | {sb:.2f} | {ma:.0f} | {mb:.0f} | {n} | {l0:.1f}-{l1:.1f} |")
+    print("| size | nst s/iter | PyTorch s/iter | ratio nst/PyTorch | nst start-up s | PyTorch start-up s | nst peak RSS MB | PyTorch peak RSS MB | samples each | load avg (1 min) | largest relative cost gap |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for size, a, b, sa, sb, ma, mb, n, l0, l1, gap in rows:
+        print(f"| {size} | {a:.3f} | {b:.3f} | **{a / b:.2f}** | {sa:.2f} | {sb:.2f} | {ma:.0f} | {mb:.0f} | {n} | {l0:.1f}-{l1:.1f} | {gap:.1e} |")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,9 +293,9 @@ def worker(args):
 
     for i in range(args.iterations + 1):
         t = time.perf_counter()
-        step(i + 1)
+        cost = step(i + 1)
         s = time.perf_counter() - t
-        print(f"iteration {i}: {s:.4f} s{' (warm-up)' if i == 0 else ''}", file=sys.stderr, flush=True)
+        print(f"iteration {i}: {s:.4f} s, cost {cost:.9e}{' (warm-up)' if i == 0 else ''}", file=sys.stderr, flush=True)
     print(f"{args.size}: start-up (weights + targets) {startup:.2f} s (PyTorch {torch.__version__}, {torch.get_num_threads()} threads)")
 
 

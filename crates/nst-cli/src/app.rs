@@ -237,10 +237,10 @@ fn bench(args: &BenchArgs, quiet: bool) -> Result<()> {
         );
     }
     let report =
-        nst_engine::bench::time_adam(&model, backend, size, args.iterations, |i, secs| {
+        nst_engine::bench::time_adam(&model, backend, size, args.iterations, |i, secs, cost| {
             if !quiet {
                 eprintln!(
-                    "iteration {i}: {secs:.3} s{}",
+                    "iteration {i}: {secs:.3} s, cost {cost:.9e}{}",
                     if i == 0 { " (warm-up)" } else { "" }
                 );
             }

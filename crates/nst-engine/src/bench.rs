@@ -20,6 +20,10 @@ pub struct BenchReport {
     pub startup_seconds: f64,
     /// Seconds of each timed iteration (the warm-up excluded).
     pub seconds: Vec<f64>,
+    /// The objective's value at the start of every step, the warm-up's first: the same numbers as
+    /// `benches/compare/compare.py`'s PyTorch worker prints for the same algorithm, so the two runs
+    /// can be checked against each other.
+    pub costs: Vec<f64>,
     /// Where the objective ran.
     pub device: &'static str,
 }
@@ -32,8 +36,8 @@ impl BenchReport {
 }
 
 /// Builds the default objective (average pooling) of `model` at `size` on `backend` with synthetic
-/// content and style images, then times one warm-up and `iterations` Adam steps; `each(i, seconds)` is
-/// called after every step (step 0 is the warm-up).
+/// content and style images, then times one warm-up and `iterations` Adam steps; `each(i, seconds,
+/// cost)` is called after every step (step 0 is the warm-up), with the objective's value at the step's start.
 ///
 /// # Errors
 /// [`Error::Objective`] when the network or a target cannot be built; [`Error::Step`] when a step fails.
@@ -42,7 +46,7 @@ pub fn time_adam(
     backend: Backend,
     size: Size,
     iterations: usize,
-    mut each: impl FnMut(usize, f64),
+    mut each: impl FnMut(usize, f64, f64),
 ) -> Result<BenchReport> {
     let t0 = Instant::now();
     let spec = ObjectiveSpec::course();
@@ -66,19 +70,23 @@ pub fn time_adam(
     let adam = Adam::new(AdamConfig::tensorflow_v1(2.0)).map_err(Error::Optimizer)?;
     let mut opt = Opt::adam(adam, &obj);
     let mut seconds = Vec::with_capacity(iterations);
+    let mut costs = Vec::with_capacity(iterations + 1);
     for i in 0..=iterations {
         let t = Instant::now();
-        opt.step(&mut x, &mut obj)
+        let report = opt
+            .step(&mut x, &mut obj)
             .map_err(|e| Error::Step(format!("step {i}: {e}")))?;
         let s = t.elapsed().as_secs_f64();
         if i > 0 {
             seconds.push(s);
         }
-        each(i, s);
+        costs.push(report.value);
+        each(i, s, report.value);
     }
     Ok(BenchReport {
         startup_seconds,
         seconds,
+        costs,
         device: obj.device_name(),
     })
 }
