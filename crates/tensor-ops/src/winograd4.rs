@@ -121,7 +121,7 @@ pub(crate) trait Tile {
     /// `Bᵀ d` for `d` of length `α` (entries past `α` are ignored and left 0).
     fn input<V: Lane>(d: &[V; MAX_A]) -> [V; MAX_A];
     /// `G g` for a kernel row or column `g` of length 3, giving `α` values.
-    fn weight(g: [f32; 3]) -> [f32; MAX_A];
+    fn weight<V: Lane>(g: [V; 3]) -> [V; MAX_A];
     /// `Aᵀ s` for `s` of length `α`, giving `m` values.
     fn output<V: Lane>(s: &[V; MAX_A]) -> [V; MAX_A];
 }
@@ -150,13 +150,18 @@ impl Tile for F4 {
         ]
     }
     #[inline(always)]
-    fn weight(g: [f32; 3]) -> [f32; MAX_A] {
+    fn weight<V: Lane>(g: [V; 3]) -> [V; MAX_A] {
+        // Multiplications by the rounded reciprocals, not divisions: this runs for every kernel
+        // on every call.
         let (even, odd) = (g[0] + g[2], g[1]);
-        let (q, h) = (g[0] / 24.0 + g[2] / 6.0, g[1] / 12.0);
+        let (q, h) = (
+            g[0] * (1.0 / 24.0) + g[2] * (1.0 / 6.0),
+            g[1] * (1.0 / 12.0),
+        );
         [
-            g[0] / 4.0,
-            -(even + odd) / 6.0,
-            -(even - odd) / 6.0,
+            g[0] * 0.25,
+            (even + odd) * (-1.0 / 6.0),
+            (even - odd) * (-1.0 / 6.0),
             q + h,
             q - h,
             g[2],
@@ -208,42 +213,65 @@ fn transform_weights<T: Tile>(
     };
     let w = weight.as_standard_layout();
     let w = w.as_slice().expect("standard layout");
+    // The panel height is a constant inside the loops, so that the lanes are stored without a
+    // `memcpy` call.
+    let panel: PanelFn = match mr {
+        4 => transform_panel::<T, 4>,
+        6 => transform_panel::<T, 6>,
+        8 => transform_panel::<T, 8>,
+        _ => unreachable!("no microkernel has {mr} rows per panel (at most 8 here)"),
+    };
     u.par_chunks_mut(a2 * mr * cols)
         .enumerate()
-        .for_each(|(p, out)| {
-            let live = rows.saturating_sub(p * mr).min(mr);
-            if live < mr {
-                // The last panel's rows past `rows` (the buffer is reused, so they may hold anything).
-                out.fill(0.0);
+        .for_each(|(p, out)| panel(w, k, dir, (rows, cols), p, out));
+}
+
+/// [`transform_panel`] for one tile type and panel height.
+type PanelFn = fn(&[f32], usize, Direction, (usize, usize), usize, &mut [f32]);
+
+/// Panel `p` of [`transform_weights`] (rows `p·MR … p·MR + MR − 1`, `MR ≤ 8`) into `out`, a column
+/// at a time, the panel's rows in the lanes of an [`L8`].
+fn transform_panel<T: Tile, const MR: usize>(
+    w: &[f32],
+    k: usize,
+    dir: Direction,
+    (rows, cols): (usize, usize),
+    p: usize,
+    out: &mut [f32],
+) {
+    let live = rows.saturating_sub(p * MR).min(MR);
+    // g[tap]: the (flipped, when backward) 3×3 kernels of the panel's rows; rows past `rows` stay 0.
+    let mut g = [L8::default(); 9];
+    for s in 0..cols {
+        for (rl, r) in (p * MR..p * MR + live).enumerate() {
+            let (o, c) = match dir {
+                Direction::Forward => (r, s),
+                Direction::Backward => (s, r),
+            };
+            let src = &w[o * k + c * 9..][..9];
+            for (tap, &v) in src.iter().enumerate() {
+                let tap = match dir {
+                    Direction::Forward => tap,
+                    Direction::Backward => 8 - tap,
+                };
+                g[tap].0[rl] = v;
             }
-            for s in 0..cols {
-                for rl in 0..live {
-                    let (o, c) = match dir {
-                        Direction::Forward => (p * mr + rl, s),
-                        Direction::Backward => (s, p * mr + rl),
-                    };
-                    let base = o * k + c * 9;
-                    let g = |i: usize, j: usize| match dir {
-                        Direction::Forward => w[base + i * 3 + j],
-                        Direction::Backward => w[base + (2 - i) * 3 + (2 - j)],
-                    };
-                    // t = G g (α×3), column by column; then each row of t times Gᵀ.
-                    let mut t = [[0.0_f32; 3]; MAX_A];
-                    for j in 0..3 {
-                        let col = T::weight([g(0, j), g(1, j), g(2, j)]);
-                        for (i, ti) in t.iter_mut().enumerate().take(T::A) {
-                            ti[j] = col[i];
-                        }
-                    }
-                    for (i, ti) in t.iter().enumerate().take(T::A) {
-                        let row = T::weight(*ti);
-                        for (j, &v) in row.iter().enumerate().take(T::A) {
-                            out[((i * T::A + j) * cols + s) * mr + rl] = v;
-                        }
-                    }
-                }
+        }
+        // t = G g (α×3), column by column; then each row of t times Gᵀ.
+        let mut t = [[L8::default(); 3]; MAX_A];
+        for j in 0..3 {
+            let col = T::weight([g[j], g[3 + j], g[6 + j]]);
+            for (ti, &v) in t.iter_mut().zip(&col).take(T::A) {
+                ti[j] = v;
             }
-        });
+        }
+        for (i, ti) in t.iter().enumerate().take(T::A) {
+            let row = T::weight(*ti);
+            for (j, v) in row.iter().enumerate().take(T::A) {
+                out[((i * T::A + j) * cols + s) * MR..][..MR].copy_from_slice(&v.0[..MR]);
+            }
+        }
+    }
 }
 
 /// A 3×3 stride-1 convolution `output = conv(input, W) + bias` (forward) or its input gradient
