@@ -16,7 +16,10 @@
 //! not depend on the thread count). With many blocks, blocks run in parallel, each whole on one
 //! thread; with few (deep layers of small images), each block's three phases run in parallel: the
 //! input transform (one item per input channel), the 36 GEMMs (one item per `e`), the output
-//! transform (one item per output channel). Agreement with im2col: `winograd4_agrees_with_im2col_on_vgg_like_layers`.
+//! transform (one item per output channel). The GEMMs run on `packed_gemm`'s microkernel: the
+//! transforms write `U` and `V` directly in its panel layouts, as F(2×2)'s do, so nothing is packed
+//! per call. Agreement with im2col: `winograd4_agrees_with_im2col_on_vgg_like_layers`, and
+//! `winograd4/tests.rs` (every microkernel).
 
 use std::cell::RefCell;
 use std::ops::{Add, Mul, Sub};
