@@ -18,7 +18,7 @@ use ndarray::{
 use rayon::prelude::*;
 
 use crate::gemm::sgemm;
-use crate::layer::{RowWindow, Saved, add_through_temporary, check_contiguous, check_shape};
+use crate::layer::{RowWindow, Saved, check_contiguous, check_shape};
 use crate::{CpuGemm, Error, Gemm, Layer, Padding, Result, Shape, shape::out_len};
 use crate::{winograd, winograd4};
 
@@ -669,16 +669,12 @@ impl Layer for Conv2d {
         grad_output: ArrayView3<'_, f32>,
         grad_input: ArrayViewMut3<'_, f32>,
     ) -> Result<()> {
-        if self.algorithm == ConvAlgorithm::Winograd4 {
-            // F(4×4)'s output pass only assigns.
-            return add_through_temporary(self, saved, grad_output, grad_input);
-        }
         self.input_gradient(saved, grad_output, grad_input, true)
     }
 }
 
 impl Conv2d {
-    /// The input gradient into `grad_input`, added to its content with `accumulate` (not for F(4×4)).
+    /// The input gradient into `grad_input`, added to its content with `accumulate`.
     fn input_gradient(
         &self,
         saved: &Saved,
@@ -710,8 +706,8 @@ impl Conv2d {
         Ok(())
     }
 
-    /// The layer's Winograd convolution (F(2×2) or F(4×4)) in direction `dir` (see
-    /// `winograd::conv3x3`); only F(2×2) adds into `output` (`accumulate`).
+    /// The layer's Winograd convolution (F(2×2) or F(4×4)) in direction `dir`, added into `output`
+    /// with `accumulate` (see `winograd::conv3x3`).
     fn winograd(
         &self,
         dir: winograd::Direction,
@@ -723,8 +719,7 @@ impl Conv2d {
     ) {
         let w = self.weight.view();
         if self.algorithm == ConvAlgorithm::Winograd4 {
-            debug_assert!(!accumulate, "F(4×4) only assigns");
-            winograd4::conv3x3(dir, w, bias, input, pad, output);
+            winograd4::conv3x3(dir, w, bias, input, pad, output, accumulate);
         } else {
             winograd::conv3x3(dir, w, bias, input, pad, output, accumulate);
         }

@@ -169,12 +169,13 @@ pub(crate) fn conv3x3(
     );
 }
 
-/// [`conv3x3`] with a given GEMM microkernel (the tests run every kernel the CPU has).
+/// [`conv3x3`] with a given GEMM microkernel (the tests run every kernel the CPU has; F(4×4) hands
+/// small outputs over with its own).
 #[expect(
     clippy::too_many_arguments,
     reason = "conv3x3's operands, plus the microkernel the tests choose"
 )]
-fn conv3x3_with(
+pub(crate) fn conv3x3_with(
     kernel: Kernel,
     dir: Direction,
     weight: ArrayView2<'_, f32>,
@@ -572,4 +573,4 @@ fn output_transform(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

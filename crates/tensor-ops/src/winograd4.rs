@@ -16,18 +16,19 @@
 //! not depend on the thread count). With many blocks, blocks run in parallel, each whole on one
 //! thread; with few (deep layers of small images), each block's three phases run in parallel: the
 //! input transform (one item per input channel), the 36 GEMMs (one item per `e`), the output
-//! transform (one item per output channel). Agreement with im2col: `winograd4_agrees_with_im2col_on_vgg_like_layers`.
+//! transform (one item per output channel). The GEMMs run on `packed_gemm`'s microkernel: the
+//! transforms write `U` and `V` directly in its panel layouts, as F(2×2)'s do, so nothing is packed
+//! per call. Agreement with im2col: `winograd4_agrees_with_im2col_on_vgg_like_layers`, and
+//! `winograd4/tests.rs` (every microkernel).
 
 use std::cell::RefCell;
 use std::ops::{Add, Mul, Sub};
 
-use ndarray::{
-    ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, ShapeBuilder,
-};
+use ndarray::{ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 
 use crate::Padding;
-use crate::gemm::sgemm;
+use crate::packed_gemm::{Kernel, PanelGemm};
 use crate::winograd::Direction;
 
 /// Most tiles (GEMM columns) per block.
@@ -123,7 +124,7 @@ pub(crate) trait Tile {
     /// `Bᵀ d` for `d` of length `α` (entries past `α` are ignored and left 0).
     fn input<V: Lane>(d: &[V; MAX_A]) -> [V; MAX_A];
     /// `G g` for a kernel row or column `g` of length 3, giving `α` values.
-    fn weight(g: [f32; 3]) -> [f32; MAX_A];
+    fn weight<V: Lane>(g: [V; 3]) -> [V; MAX_A];
     /// `Aᵀ s` for `s` of length `α`, giving `m` values.
     fn output<V: Lane>(s: &[V; MAX_A]) -> [V; MAX_A];
 }
@@ -152,13 +153,18 @@ impl Tile for F4 {
         ]
     }
     #[inline(always)]
-    fn weight(g: [f32; 3]) -> [f32; MAX_A] {
+    fn weight<V: Lane>(g: [V; 3]) -> [V; MAX_A] {
+        // Multiplications by the rounded reciprocals, not divisions: this runs for every kernel
+        // on every call.
         let (even, odd) = (g[0] + g[2], g[1]);
-        let (q, h) = (g[0] / 24.0 + g[2] / 6.0, g[1] / 12.0);
+        let (q, h) = (
+            g[0] * (1.0 / 24.0) + g[2] * (1.0 / 6.0),
+            g[1] * (1.0 / 12.0),
+        );
         [
-            g[0] / 4.0,
-            -(even + odd) / 6.0,
-            -(even - odd) / 6.0,
+            g[0] * 0.25,
+            (even + odd) * (-1.0 / 6.0),
+            (even - odd) * (-1.0 / 6.0),
             q + h,
             q - h,
             g[2],
@@ -190,48 +196,85 @@ thread_local! {
     static ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `U_e[r, s] = (G g_{r,s} Gᵀ)_e` into `u`, laid out `[rows][α²][cols]` (so `U_e` is the strided matrix
-/// at offset `e·cols` with row stride `α²·cols`), with `(rows, cols) = (C_out, C_in)` forward and
-/// `(C_in, C_out)` backward.
-fn transform_weights<T: Tile>(weight: ArrayView2<'_, f32>, dir: Direction, u: &mut [f32]) {
+/// `U_e[r, s] = (G g_{r,s} Gᵀ)_e` into `u` in the microkernel's packed-A layout, as F(2×2) does
+/// (`winograd::transform_weights`) with `α²` matrices: panels of `mr` rows, each holding its `α²`
+/// matrices one after the other, `u[p][e][s][r % mr]` with `p = r / mr` (rows past `rows` zero), so
+/// that `U_e`'s panel `p` starts at `(α²·p + e)·mr·cols`. `(rows, cols)` is `(C_out, C_in)` forward
+/// and `(C_in, C_out)` backward.
+fn transform_weights<T: Tile>(
+    weight: ArrayView2<'_, f32>,
+    dir: Direction,
+    mr: usize,
+    u: &mut [f32],
+) {
     let (c_out, k) = weight.dim();
     let c_in = k / 9;
     let a2 = T::A * T::A;
-    let cols = match dir {
-        Direction::Forward => c_in,
-        Direction::Backward => c_out,
+    let (rows, cols) = match dir {
+        Direction::Forward => (c_out, c_in),
+        Direction::Backward => (c_in, c_out),
     };
     let w = weight.as_standard_layout();
     let w = w.as_slice().expect("standard layout");
-    u.par_chunks_mut(a2 * cols)
+    // The panel height is a constant inside the loops, so that the lanes are stored without a
+    // `memcpy` call.
+    let panel: PanelFn = match mr {
+        4 => transform_panel::<T, 4>,
+        6 => transform_panel::<T, 6>,
+        8 => transform_panel::<T, 8>,
+        _ => unreachable!("no microkernel has {mr} rows per panel (at most 8 here)"),
+    };
+    u.par_chunks_mut(a2 * mr * cols)
         .enumerate()
-        .for_each(|(r, out)| {
-            for s in 0..cols {
-                let (o, c) = match dir {
-                    Direction::Forward => (r, s),
-                    Direction::Backward => (s, r),
+        .for_each(|(p, out)| panel(w, k, dir, (rows, cols), p, out));
+}
+
+/// [`transform_panel`] for one tile type and panel height.
+type PanelFn = fn(&[f32], usize, Direction, (usize, usize), usize, &mut [f32]);
+
+/// Panel `p` of [`transform_weights`] (rows `p·MR … p·MR + MR − 1`, `MR ≤ 8`) into `out`, a column
+/// at a time, the panel's rows in the lanes of an [`L8`].
+fn transform_panel<T: Tile, const MR: usize>(
+    w: &[f32],
+    k: usize,
+    dir: Direction,
+    (rows, cols): (usize, usize),
+    p: usize,
+    out: &mut [f32],
+) {
+    let live = rows.saturating_sub(p * MR).min(MR);
+    // g[tap]: the (flipped, when backward) 3×3 kernels of the panel's rows; rows past `rows` stay 0.
+    let mut g = [L8::default(); 9];
+    for s in 0..cols {
+        for (rl, r) in (p * MR..p * MR + live).enumerate() {
+            let (o, c) = match dir {
+                Direction::Forward => (r, s),
+                Direction::Backward => (s, r),
+            };
+            let src = &w[o * k + c * 9..][..9];
+            for (tap, &v) in src.iter().enumerate() {
+                let tap = match dir {
+                    Direction::Forward => tap,
+                    Direction::Backward => 8 - tap,
                 };
-                let base = o * k + c * 9;
-                let g = |i: usize, j: usize| match dir {
-                    Direction::Forward => w[base + i * 3 + j],
-                    Direction::Backward => w[base + (2 - i) * 3 + (2 - j)],
-                };
-                // t = G g (α×3), column by column; then each row of t times Gᵀ.
-                let mut t = [[0.0_f32; 3]; MAX_A];
-                for j in 0..3 {
-                    let col = T::weight([g(0, j), g(1, j), g(2, j)]);
-                    for (i, ti) in t.iter_mut().enumerate().take(T::A) {
-                        ti[j] = col[i];
-                    }
-                }
-                for (i, ti) in t.iter().enumerate().take(T::A) {
-                    let row = T::weight(*ti);
-                    for (j, &v) in row.iter().enumerate().take(T::A) {
-                        out[(i * T::A + j) * cols + s] = v;
-                    }
-                }
+                g[tap].0[rl] = v;
             }
-        });
+        }
+        // t = G g (α×3), column by column; then each row of t times Gᵀ.
+        let mut t = [[L8::default(); 3]; MAX_A];
+        for j in 0..3 {
+            let col = T::weight([g[j], g[3 + j], g[6 + j]]);
+            for (ti, &v) in t.iter_mut().zip(&col).take(T::A) {
+                ti[j] = v;
+            }
+        }
+        for (i, ti) in t.iter().enumerate().take(T::A) {
+            let row = T::weight(*ti);
+            for (j, v) in row.iter().enumerate().take(T::A) {
+                out[((i * T::A + j) * cols + s) * MR..][..MR].copy_from_slice(&v.0[..MR]);
+            }
+        }
+    }
 }
 
 /// A 3×3 stride-1 convolution `output = conv(input, W) + bias` (forward) or its input gradient
@@ -239,6 +282,7 @@ fn transform_weights<T: Tile>(weight: ArrayView2<'_, f32>, dir: Direction, u: &m
 /// outputs of fewer than [`MIN_TILES`] 4×4 tiles go to F(2×2) (`winograd::conv3x3`).
 ///
 /// `input` is `[C_a, H_a, W_a]` in standard layout, `output` `[C_b, H_a + pt + pb − 2, W_a + pl + pr − 2]`.
+/// With `accumulate`, the result is added to `output` instead of replacing it.
 pub(crate) fn conv3x3(
     dir: Direction,
     weight: ArrayView2<'_, f32>,
@@ -246,29 +290,39 @@ pub(crate) fn conv3x3(
     input: ArrayView3<'_, f32>,
     pad: Padding,
     output: ArrayViewMut3<'_, f32>,
+    accumulate: bool,
 ) {
+    let kernel = Kernel::best();
     let (_, h_b, w_b) = output.dim();
     if h_b.div_ceil(F4::M) * w_b.div_ceil(F4::M) < MIN_TILES {
-        crate::winograd::conv3x3(dir, weight, bias, input, pad, output, false);
+        crate::winograd::conv3x3_with(kernel, dir, weight, bias, input, pad, output, accumulate);
     } else {
-        conv3x3_tiles::<F4>(dir, weight, bias, input, pad, output);
+        conv3x3_tiles::<F4>(kernel, dir, weight, bias, input, pad, output, accumulate);
     }
 }
 
-/// [`conv3x3`] for any tile type.
-fn conv3x3_tiles<T: Tile>(
+/// [`conv3x3`] for any tile type and a given GEMM microkernel (the tests run every kernel the CPU
+/// has), without the hand-over to F(2×2).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "conv3x3's operands, plus the microkernel the tests choose"
+)]
+pub(crate) fn conv3x3_tiles<T: Tile>(
+    kernel: Kernel,
     dir: Direction,
     weight: ArrayView2<'_, f32>,
     bias: ArrayView1<'_, f32>,
     input: ArrayView3<'_, f32>,
     pad: Padding,
     output: ArrayViewMut3<'_, f32>,
+    accumulate: bool,
 ) {
     let (c_a, c_b) = match dir {
         Direction::Forward => (weight.dim().1 / 9, weight.dim().0),
         Direction::Backward => (weight.dim().0, weight.dim().1 / 9),
     };
     let a2 = T::A * T::A;
+    let c_b_pad = c_b.div_ceil(kernel.mr) * kernel.mr;
     BUFFERS.with(|cell| {
         // These buffers stay borrowed while the phases run; if this thread steals the work of another
         // Winograd convolution meanwhile (callers that run networks inside rayon jobs), that one finds
@@ -279,62 +333,95 @@ fn conv3x3_tiles<T: Tile>(
             Ok(b) => b,
             Err(_) => &mut own,
         };
-        grow(u, a2 * c_a * c_b);
-        let u = &mut u[..a2 * c_a * c_b];
-        transform_weights::<T>(weight, dir, u);
-        convolve::<T>(u, (c_a, c_b), bias, input, pad, output, v, m);
+        grow(u, a2 * c_b_pad * c_a);
+        let u = &mut u[..a2 * c_b_pad * c_a];
+        transform_weights::<T>(weight, dir, kernel.mr, u);
+        let geo = Geometry::new::<T>(kernel, (c_a, c_b), input.dim(), pad, output.dim());
+        convolve::<T>(&geo, u, bias, input, output, accumulate, v, m);
     });
 }
 
-/// The blocks of [`conv3x3`], given the transformed weights `u` (`[C_b][α²][C_a]`).
+/// Shapes of one Winograd convolution: the microkernel, channels in and out (and out rounded up to
+/// whole panels), input size and padding, tiles per row and per column.
+struct Geometry {
+    kernel: Kernel,
+    c_a: usize,
+    c_b: usize,
+    c_b_pad: usize,
+    h_a: usize,
+    w_a: usize,
+    pad: Padding,
+    ntx: usize,
+    nty: usize,
+}
+
+impl Geometry {
+    fn new<T: Tile>(
+        kernel: Kernel,
+        (c_a, c_b): (usize, usize),
+        (c_in, h_a, w_a): (usize, usize, usize),
+        pad: Padding,
+        (c_out, h_b, w_b): (usize, usize, usize),
+    ) -> Geometry {
+        debug_assert_eq!((c_in, c_out), (c_a, c_b));
+        debug_assert_eq!(h_b + 2, h_a + pad.top + pad.bottom);
+        debug_assert_eq!(w_b + 2, w_a + pad.left + pad.right);
+        Geometry {
+            kernel,
+            c_a,
+            c_b,
+            c_b_pad: c_b.div_ceil(kernel.mr) * kernel.mr,
+            h_a,
+            w_a,
+            pad,
+            ntx: w_b.div_ceil(T::M),
+            nty: h_b.div_ceil(T::M),
+        }
+    }
+
+    /// `n` tiles rounded up to whole panels of `V`.
+    fn n_pad(&self, n: usize) -> usize {
+        n.div_ceil(self.kernel.nr) * self.kernel.nr
+    }
+}
+
+/// The blocks of [`conv3x3`], given the transformed weights `u` (packed, see [`transform_weights`]).
 ///
 /// A block is a fixed number of tile rows, chosen from the shapes only. With at least
 /// [`LOCAL_MIN_BLOCKS`] blocks, blocks run in parallel, each on one thread with that thread's
 /// buffers (they stay in its caches); with fewer (deep layers of small images), blocks run one after
 /// the other and each one's three phases run in parallel. Either way every output element is
 /// computed by the same operations, so results do not depend on the thread count.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the operands, and the buffers of the calling thread"
+)]
 fn convolve<T: Tile>(
+    g: &Geometry,
     u: &[f32],
-    (c_a, c_b): (usize, usize),
     bias: ArrayView1<'_, f32>,
     input: ArrayView3<'_, f32>,
-    pad: Padding,
     mut output: ArrayViewMut3<'_, f32>,
+    accumulate: bool,
     v: &mut Vec<f32>,
     m: &mut Vec<f32>,
 ) {
-    let (c_in, h_a, w_a) = input.dim();
-    let (c_out, h_b, w_b) = output.dim();
-    debug_assert_eq!((c_in, c_out), (c_a, c_b));
-    debug_assert_eq!(h_b + 2, h_a + pad.top + pad.bottom);
-    debug_assert_eq!(w_b + 2, w_a + pad.left + pad.right);
     let a2 = T::A * T::A;
     let input = input.as_standard_layout();
     let x = input.as_slice().expect("standard layout");
-    let ntx = w_b.div_ceil(T::M);
-    let nty = h_b.div_ceil(T::M);
+    let (ntx, nty) = (g.ntx, g.nty);
     let rows_for = |floats: usize| {
-        let per_block = (floats / (a2 * c_a.max(c_b))).clamp(1, TILES);
+        let per_block = (floats / (a2 * g.c_a.max(g.c_b))).clamp(1, TILES);
         per_block.div_ceil(ntx).max(1)
     };
     let mut rows_per_block = rows_for(BLOCK_FLOATS);
     let local = nty.div_ceil(rows_per_block) >= LOCAL_MIN_BLOCKS;
     if !local {
-        // Phases in parallel: the buffers need not fit one core's cache, and wider GEMMs repack
-        // `U_e` less often per tile.
+        // Phases in parallel: the buffers need not fit one core's cache.
         rows_per_block = rows_for(PHASED_BLOCK_FLOATS);
     }
-    let n_max = rows_per_block.min(nty) * ntx;
-    let geo = Geometry {
-        c_a,
-        c_b,
-        h_a,
-        w_a,
-        pad,
-        ntx,
-        nty,
-    };
+    let n_pad_max = g.n_pad(rows_per_block.min(nty) * ntx);
+    let (v_len, m_len) = (a2 * g.c_a * n_pad_max, a2 * g.c_b_pad * n_pad_max);
     let blocks = output.axis_chunks_iter_mut(Axis(1), T::M * rows_per_block);
     if local {
         blocks.into_par_iter().enumerate().for_each(|(b, out)| {
@@ -345,37 +432,28 @@ fn convolve<T: Tile>(
                     Ok(bufs) => bufs,
                     Err(_) => &mut own,
                 };
-                grow(v, a2 * c_a * (n_max + 8));
-                grow(m, a2 * c_b * n_max);
+                grow(v, v_len);
+                grow(m, m_len);
                 let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
-                block::<T>(&geo, u, x, bias, rows, out, v, m, false);
+                block::<T>(g, u, x, bias, rows, out, accumulate, v, m, false);
             });
         });
     } else {
-        grow(v, a2 * c_a * (n_max + 8));
-        grow(m, a2 * c_b * n_max);
+        grow(v, v_len);
+        grow(m, m_len);
         for (b, out) in blocks.into_iter().enumerate() {
             let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
-            block::<T>(&geo, u, x, bias, rows, out, v, m, true);
+            block::<T>(g, u, x, bias, rows, out, accumulate, v, m, true);
         }
     }
 }
 
-/// Shapes of one Winograd convolution: channels in and out, input size and padding, tiles per row
-/// and per column.
-struct Geometry {
-    c_a: usize,
-    c_b: usize,
-    h_a: usize,
-    w_a: usize,
-    pad: Padding,
-    ntx: usize,
-    nty: usize,
-}
-
 /// One block of tile rows `[ty0, ty1)`: input transform, `α²` GEMMs, output transform, each phase
 /// in parallel when `parallel` is set.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the operands, the block, and the buffers it works in"
+)]
 fn block<T: Tile>(
     g: &Geometry,
     u: &[f32],
@@ -383,29 +461,32 @@ fn block<T: Tile>(
     bias: ArrayView1<'_, f32>,
     (ty0, ty1): (usize, usize),
     mut out: ArrayViewMut3<'_, f32>,
+    accumulate: bool,
     v: &mut [f32],
     m: &mut [f32],
     parallel: bool,
 ) {
-    let (c_a, c_b, a2) = (g.c_a, g.c_b, T::A * T::A);
+    let (c_a, c_b_pad, a2) = (g.c_a, g.c_b_pad, T::A * T::A);
+    let (mr, nr) = (g.kernel.mr, g.kernel.nr);
     debug_assert!(ty1 <= g.nty);
     let n = (ty1 - ty0) * g.ntx;
-    // V laid out [e][c][t] and M [e][o][t]: V_e and M_e are contiguous [C × n] matrices.
-    // Rows of V are padded by 8, so that the input transform always stores 8 lanes: a group that
-    // runs past the tile row writes into the next tile row's place (overwritten when that row is
-    // transformed, by the same task) or, after the last, into the padding, which the GEMM never reads.
-    let n_pad = n + 8;
+    let n_pad = g.n_pad(n);
+    // V in the microkernel's packed-B layout, `v[e][t / nr][c][t % nr]`, as F(2×2)'s
+    // `winograd::input_transform` writes it; M row-major `[e][c_b_pad][n_pad]`.
     let v = &mut v[..a2 * c_a * n_pad];
     let dest = Scatter {
         ptr: v.as_mut_ptr(),
         len: v.len(),
         stride: c_a * n_pad,
+        panel: nr * c_a,
+        nr,
+        n,
     };
     let transform_in = |c: usize| {
         let plane = &x[c * g.h_a * g.w_a..(c + 1) * g.h_a * g.w_a];
-        // Channel c writes only the elements (e·C_a + c)·n_pad + t, t < n_pad: disjoint across channels.
-        let rows = dest.offset(c * n_pad);
-        input_transform::<T>(plane, (g.h_a, g.w_a), g.pad, (ty0, ty1), g.ntx, n, &rows);
+        // Channel c writes only its own rows `c` of the panels (see `Scatter`): disjoint across channels.
+        let rows = dest.channel(c);
+        input_transform::<T>(plane, (g.h_a, g.w_a), g.pad, (ty0, ty1), g.ntx, &rows);
     };
     if parallel {
         (0..c_a).into_par_iter().for_each(transform_in);
@@ -413,27 +494,33 @@ fn block<T: Tile>(
         (0..c_a).for_each(transform_in);
     }
     let v: &[f32] = v;
-    let m = &mut m[..a2 * c_b * n];
+    let m = &mut m[..a2 * c_b_pad * n_pad];
+    let pg = PanelGemm {
+        m_panels: c_b_pad / mr,
+        n_panels: n_pad / nr,
+        k: c_a,
+        a_stride: a2 * mr * c_a,
+        b_stride: nr * c_a,
+        ldc: n_pad,
+    };
     let gemm = |(e, me): (usize, &mut [f32])| {
-        let ue = ArrayView2::from_shape((c_b, c_a).strides((a2 * c_a, 1)), &u[e * c_a..])
-            .expect("sized");
-        let ve = ArrayView2::from_shape(
-            (c_a, n).strides((n_pad, 1)),
-            &v[e * c_a * n_pad..(e + 1) * c_a * n_pad],
-        )
-        .expect("sized");
-        let me = ArrayViewMut2::from_shape((c_b, n), me).expect("sized");
-        sgemm(1.0, ue, ve, 0.0, me);
+        g.kernel.gemm(
+            &pg,
+            &u[e * mr * c_a..],
+            &v[e * c_a * n_pad..][..c_a * n_pad],
+            me,
+        );
     };
     if parallel {
-        m.par_chunks_mut(c_b * n).enumerate().for_each(gemm);
+        m.par_chunks_mut(c_b_pad * n_pad).enumerate().for_each(gemm);
     } else {
-        m.chunks_mut(c_b * n).enumerate().for_each(gemm);
+        m.chunks_mut(c_b_pad * n_pad).enumerate().for_each(gemm);
     }
     let m: &[f32] = m;
     let transform_out = |(o, plane): (usize, ArrayViewMut2<'_, f32>)| {
         let b = bias.get(o).copied().unwrap_or(0.0);
-        output_transform::<T>(m, (o, c_b), ty1 - ty0, g.ntx, b, plane);
+        let rows = (ty1 - ty0, g.ntx, n_pad);
+        output_transform::<T>(m, (o, c_b_pad), rows, b, plane, accumulate);
     };
     if parallel {
         out.axis_iter_mut(Axis(0))
@@ -447,41 +534,112 @@ fn block<T: Tile>(
     }
 }
 
-/// Where the input transform of one channel writes: element `(e, t)` at `ptr + e·stride + t`, inside
-/// a buffer of `len` floats. Each parallel task gets its own `offset`, and the tasks' element sets
-/// are disjoint (see `convolve`), so no two tasks write the same element.
+/// Where the input transforms write `V` (packed-B layout, see `block`): element `(e, c, t)` at
+/// `ptr + e·stride + (t / nr)·panel + c·nr + t % nr`, inside a buffer of `len` floats, for the `n`
+/// tiles `t < n` of the block; `panel = nr·C_a`.
+///
+/// Each channel's task works through its own [`Scatter::channel`], which writes only elements of
+/// its channel `c` (lanes at `t ≥ n` are dropped, and a group of lanes is split where it crosses
+/// into the next panel, so `t % nr < nr` never reaches the next channel's run): no two tasks write
+/// the same element.
 #[derive(Clone, Copy)]
 struct Scatter {
     ptr: *mut f32,
     len: usize,
     stride: usize,
+    panel: usize,
+    nr: usize,
+    n: usize,
 }
 
-// SAFETY: a `Scatter` is only a base pointer into a buffer that outlives the parallel section; the
-// tasks that share it write disjoint elements (checked by `store`'s bounds and `convolve`'s layout).
+// SAFETY: a `Scatter` is only a base pointer into a buffer that outlives the parallel section
+// (`block`'s `v`, borrowed mutably for the whole input phase); the tasks that share it write
+// disjoint elements (one channel each, see the type's docs and `store`).
 unsafe impl Send for Scatter {}
 // SAFETY: as for `Send`: shared use only writes disjoint elements.
 unsafe impl Sync for Scatter {}
 
+/// Where tile `t` lies in a matrix `V_e` of a channel's [`Scatter`] (`Scatter::at`).
+#[derive(Clone, Copy)]
+struct At {
+    /// Offset of tile `t` from the start of `V_e`, in the channel's run of its panel.
+    offset: usize,
+    /// Whether the eight tiles `t … t + 7` are all `< n` and in the same panel (one 8-float write).
+    whole: bool,
+    /// The tile.
+    t: usize,
+}
+
 impl Scatter {
-    fn offset(self, by: usize) -> Scatter {
-        assert!(by <= self.len, "offset inside the buffer");
+    /// The elements of channel `c` (its `nr` floats in each panel).
+    fn channel(self, c: usize) -> Scatter {
+        let by = c * self.nr;
+        assert!(by + self.nr <= self.panel, "a channel of the buffer");
         Scatter {
-            // SAFETY: `by ≤ len`, so the pointer stays inside (or one past) the buffer.
+            // SAFETY: `by < panel ≤ len` (an empty buffer has no channels to ask for), so the pointer
+            // stays inside the buffer.
             ptr: unsafe { self.ptr.add(by) },
             len: self.len - by,
-            stride: self.stride,
+            ..self
         }
     }
 
-    /// Writes the eight lanes of `v` at `(e, t) … (e, t + 7)`.
+    /// Where the group of eight tiles starting at `t` goes (the same for every `e`).
     #[inline(always)]
-    fn store(&self, e: usize, t: usize, v: L8) {
-        let at = e * self.stride + t;
-        assert!(at + 8 <= self.len, "store inside the buffer");
-        // SAFETY: `at + 8 ≤ len` (checked above) keeps the write inside the buffer, and no other task
-        // writes these elements (see the type's docs); `v` is a local array, so they do not overlap.
-        unsafe { self.ptr.add(at).cast::<[f32; 8]>().write_unaligned(v.0) };
+    fn at(&self, t: usize) -> At {
+        let (q, j) = (t / self.nr, t % self.nr);
+        At {
+            offset: q * self.panel + j,
+            whole: j + 8 <= self.nr && t + 8 <= self.n,
+            t,
+        }
+    }
+
+    /// Writes the lanes of `v` into `(e, t) … (e, t + 7)` of the channel, dropping those at `t ≥ n`.
+    #[inline(always)]
+    fn store(&self, e: usize, at: At, v: L8) {
+        if at.whole {
+            let i = e * self.stride + at.offset;
+            assert!(i + 8 <= self.len, "store inside the buffer");
+            // SAFETY: `i + 8 ≤ len` (checked above) keeps the write inside the buffer; the eight
+            // elements are tiles `t … t + 7 < n` of one panel (`at.whole`), so they belong to this
+            // channel, and no other task writes them (see the type's docs); `v` is a local array.
+            unsafe { self.ptr.add(i).cast::<[f32; 8]>().write_unaligned(v.0) };
+        } else {
+            for (k, &x) in v.0.iter().enumerate() {
+                let t = at.t + k;
+                if t >= self.n {
+                    break;
+                }
+                self.write(
+                    e * self.stride + (t / self.nr) * self.panel + t % self.nr,
+                    x,
+                );
+            }
+        }
+    }
+
+    /// Sets the columns `t ∈ [n, n_pad)` of the last panel of each of the `a2` matrices to zero: the
+    /// GEMM reads them (they only make columns of `M` that are never read, but keep them finite).
+    fn zero_tail(&self, a2: usize) {
+        let (q, j0) = (self.n / self.nr, self.n % self.nr);
+        if j0 == 0 {
+            return;
+        }
+        for e in 0..a2 {
+            for j in j0..self.nr {
+                self.write(e * self.stride + q * self.panel + j, 0.0);
+            }
+        }
+    }
+
+    /// Writes `x` at offset `i`, an element of this channel (`i % panel < nr`).
+    #[inline(always)]
+    fn write(&self, i: usize, x: f32) {
+        assert!(i < self.len, "store inside the buffer");
+        // SAFETY: `i < len` (checked above); the callers pass offsets `e·stride + q·panel + j` with
+        // `j < nr`, this channel's elements, which no other task writes (see the type's docs).
+        unsafe { self.ptr.add(i).write(x) };
     }
 }
 
@@ -492,18 +650,21 @@ fn grow(buf: &mut Vec<f32>, len: usize) {
 }
 
 /// `V_e[t] = (Bᵀ d B)_e` of one input channel's `plane` for the tiles of tile rows `[ty0, ty1)`,
-/// `t = (ty − ty0)·ntx + tx` (`n` tiles in all), written through `dest`.
+/// `t = (ty − ty0)·ntx + tx` (`dest.n` tiles in all), written through `dest` (the channel's part of
+/// `V`), with the padding columns of the last panel set to zero.
+///
+/// Eight tiles are transformed at a time; a group that runs past its tile row writes into the next
+/// row's places, which this call overwrites when it transforms that row.
 fn input_transform<T: Tile>(
     plane: &[f32],
     (h_a, w_a): (usize, usize),
     pad: Padding,
     (ty0, ty1): (usize, usize),
     ntx: usize,
-    n: usize,
     dest: &Scatter,
 ) {
     let (a, mm) = (T::A, T::M);
-    debug_assert_eq!(n % ntx, 0);
+    debug_assert_eq!(dest.n, (ty1 - ty0) * ntx);
     // Row length: the tiles of a row, rounded up to whole groups of 8 tiles, plus the overlap.
     let width = (mm * ntx.next_multiple_of(8) + 2).next_multiple_of(8);
     ROWS.with(|cell| {
@@ -539,31 +700,33 @@ fn input_transform<T: Tile>(
                         *dj = L8(std::array::from_fn(|q| win[mm * q + j]));
                     }
                     let r = T::input(&d);
+                    let at = dest.at(t0 + tx0);
                     for (j, &rj) in r.iter().enumerate().take(a) {
-                        dest.store(i * a + j, t0 + tx0, rj);
+                        dest.store(i * a + j, at, rj);
                     }
                 }
             }
         }
     });
+    dest.zero_tail(a * a);
 }
 
-/// `Y = Aᵀ m A + b` of output channel `o` for every tile of the block (`m` laid out `[e][o][t]`),
-/// clipped to the output (sizes that are not multiples of `m`).
+/// `Y = Aᵀ m A + b` of output channel `o` for every tile of the block (`m` laid out
+/// `[e][c_b_pad][n_pad]`), clipped to the output (sizes that are not multiples of `m`). With
+/// `accumulate`, `Y` is added to `plane`.
 #[allow(
     clippy::needless_range_loop,
     reason = "the tile's rows and columns index two arrays crosswise"
 )]
 fn output_transform<T: Tile>(
     m: &[f32],
-    (o, c_b): (usize, usize),
-    n_rows: usize,
-    ntx: usize,
+    (o, c_b_pad): (usize, usize),
+    (n_rows, ntx, n_pad): (usize, usize, usize),
     b: f32,
     mut plane: ArrayViewMut2<'_, f32>,
+    accumulate: bool,
 ) {
     let (a, mm) = (T::A, T::M);
-    let n = n_rows * ntx;
     let (h_out, w_out) = plane.dim();
     let plane = plane
         .as_slice_mut()
@@ -577,7 +740,7 @@ fn output_transform<T: Tile>(
             for i in 0..a {
                 let mut d = [L8::default(); MAX_A];
                 for (j, dj) in d.iter_mut().enumerate().take(a) {
-                    let at = ((i * a + j) * c_b + o) * n + t0 + k0;
+                    let at = ((i * a + j) * c_b_pad + o) * n_pad + t0 + k0;
                     *dj = L8::load_partial(&m[at..at + len]);
                 }
                 let o = T::output(&d);
@@ -605,13 +768,25 @@ fn output_transform<T: Tile>(
                     }
                 }
                 let dst = &mut plane[oy * w_out + x0..oy * w_out + x0 + cols];
+                let put = |dst: &mut [f32], src: &[f32]| {
+                    if accumulate {
+                        for (d, &y) in dst.iter_mut().zip(src) {
+                            *d += y;
+                        }
+                    } else {
+                        dst.copy_from_slice(src);
+                    }
+                };
                 if cols == 8 * mm {
-                    // A constant length per tile type: vector stores, not a `memcpy` call.
-                    dst[..8 * mm].copy_from_slice(&buf[..8 * mm]);
+                    // A constant length per tile type: vector loads and stores, not a `memcpy` call.
+                    put(&mut dst[..8 * mm], &buf[..8 * mm]);
                 } else {
-                    dst.copy_from_slice(&buf[..cols]);
+                    put(dst, &buf[..cols]);
                 }
             }
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

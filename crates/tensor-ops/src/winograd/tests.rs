@@ -1,7 +1,10 @@
 //! The F(2×2) convolution with every GEMM microkernel of this CPU (panel sizes differ between them, so
-//! the packed layouts of `U` and `V` and their zero padding are checked for each) against the direct one.
+//! the packed layouts of `U` and `V` and their zero padding are checked for each) against the direct
+//! one; `check_every_kernel` also serves F(4×4)'s tests.
 
-use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayView4, Axis};
+use ndarray::{
+    Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut3, Axis,
+};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -9,10 +12,25 @@ use super::{Direction, conv3x3_with};
 use crate::packed_gemm::Kernel;
 use crate::{Conv2d, ConvAlgorithm, Layer, Padding, Shape};
 
-/// `(c_in, c_out, h, w, [top, bottom, left, right])`: odd sizes, tile rows that split panels, padding
-/// 0–2, and small images with many channels, whose output channels are split in groups (forward for
-/// the sixth, both directions for the seventh; uneven last groups).
-const CASES: [(usize, usize, usize, usize, [usize; 4]); 7] = [
+/// A test case: `(c_in, c_out, h, w, [top, bottom, left, right])`.
+pub(crate) type Case = (usize, usize, usize, usize, [usize; 4]);
+
+/// A Winograd convolution with a given microkernel, with `winograd::conv3x3_with`'s operands.
+pub(crate) type ConvWith = fn(
+    Kernel,
+    Direction,
+    ArrayView2<'_, f32>,
+    ArrayView1<'_, f32>,
+    ArrayView3<'_, f32>,
+    Padding,
+    ArrayViewMut3<'_, f32>,
+    bool,
+);
+
+/// Odd sizes, tile rows that split panels, padding 0–2, and small images with many channels, whose
+/// output channels are split in groups (forward for the sixth, both directions for the seventh;
+/// uneven last groups).
+const CASES: [Case; 7] = [
     (1, 1, 3, 3, [0, 0, 0, 0]),
     (3, 7, 9, 11, [1, 1, 1, 1]),
     (17, 13, 12, 31, [1, 0, 2, 1]),
@@ -94,10 +112,10 @@ fn padding([top, bottom, left, right]: [usize; 4]) -> Padding {
     }
 }
 
-/// `|got − want| ≤ 1e-5 · (Σ|W| + 1)` element-wise, `Σ|W|` the largest L1 norm of a kernel row or column (inputs in [−1, 1]).
+/// `|got − want| ≤ rel · (Σ|W| + 1)` element-wise, `Σ|W|` the largest L1 norm of a kernel row or column (inputs in [−1, 1]).
 #[track_caller]
-fn assert_close(got: &Array3<f32>, want: &Array3<f32>, weight_l1: f32, what: &str) {
-    let tol = 1e-5 * (weight_l1 + 1.0);
+fn assert_close(got: &Array3<f32>, want: &Array3<f32>, weight_l1: f32, rel: f32, what: &str) {
+    let tol = rel * (weight_l1 + 1.0);
     let worst = got
         .iter()
         .zip(want)
@@ -108,8 +126,16 @@ fn assert_close(got: &Array3<f32>, want: &Array3<f32>, weight_l1: f32, what: &st
 
 #[test]
 fn every_kernel_matches_the_direct_convolution_both_ways() {
+    check_every_kernel(conv3x3_with, &CASES, 1e-5);
+}
+
+/// `conv` with every microkernel of this CPU against im2col on each case: forward, backward (the
+/// input gradient) and backward added into an array's content, to `rel · (Σ|W| + 1)` (see
+/// `assert_close`).
+#[track_caller]
+pub(crate) fn check_every_kernel(conv: ConvWith, cases: &[Case], rel: f32) {
     for kernel in Kernel::available() {
-        for (seed, &(c_in, c_out, h, w, pad)) in CASES.iter().enumerate() {
+        for (seed, &(c_in, c_out, h, w, pad)) in cases.iter().enumerate() {
             let seed = seed as u64;
             let x = Array3::from_shape_vec((c_in, h, w), uniform(seed, c_in * h * w)).unwrap();
             let w4 = ndarray::Array4::from_shape_vec(
@@ -136,7 +162,7 @@ fn every_kernel_matches_the_direct_convolution_both_ways() {
 
             let want = im2col(x.view(), w4.view(), bias.view(), pad);
             let mut got = Array3::from_elem(want.dim(), f32::NAN);
-            conv3x3_with(
+            conv(
                 kernel,
                 Direction::Forward,
                 weight,
@@ -146,7 +172,7 @@ fn every_kernel_matches_the_direct_convolution_both_ways() {
                 got.view_mut(),
                 false,
             );
-            assert_close(&got, &want, l1_fwd, &format!("{what}, forward"));
+            assert_close(&got, &want, l1_fwd, rel, &format!("{what}, forward"));
 
             // The input gradient: conv(dY, flip(Wᵀ)) with padding 2 − p.
             let dy = Array3::from_shape_vec(want.dim(), uniform(seed + 300, want.len())).unwrap();
@@ -163,7 +189,7 @@ fn every_kernel_matches_the_direct_convolution_both_ways() {
                 back_pad,
             );
             let mut got = Array3::from_elem((c_in, h, w), f32::NAN);
-            conv3x3_with(
+            conv(
                 kernel,
                 Direction::Backward,
                 weight,
@@ -173,12 +199,12 @@ fn every_kernel_matches_the_direct_convolution_both_ways() {
                 got.view_mut(),
                 false,
             );
-            assert_close(&got, &want, l1_bwd, &format!("{what}, backward"));
+            assert_close(&got, &want, l1_bwd, rel, &format!("{what}, backward"));
 
             // Added into what the output held (the gradient arriving at a tap).
             let base = Array3::from_shape_vec(got.dim(), uniform(seed + 400, got.len())).unwrap();
             let mut sum = base.clone();
-            conv3x3_with(
+            conv(
                 kernel,
                 Direction::Backward,
                 weight,
@@ -188,7 +214,13 @@ fn every_kernel_matches_the_direct_convolution_both_ways() {
                 sum.view_mut(),
                 true,
             );
-            assert_close(&(sum - &base), &want, l1_bwd, &format!("{what}, added"));
+            assert_close(
+                &(sum - &base),
+                &want,
+                l1_bwd,
+                rel,
+                &format!("{what}, added"),
+            );
         }
     }
 }
