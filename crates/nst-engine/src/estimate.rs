@@ -6,7 +6,8 @@
 //! outputs once (each tap's gradient is written over its output, `Network::backward_in_place`), what
 //! the backward pass keeps per layer (a bit per ReLU output, a byte per max-pool output), the
 //! per-thread im2col tiles of `tensor-ops` (at most 4 MiB each, or one whole layer when that is
-//! smaller), the optimizer's vectors (Adam: `x`, the gradient, two moments, and our copies; L-BFGS: 10
+//! smaller), Winograd F(4×4)'s transformed weights of the largest 3×3 layer and its block buffers,
+//! the optimizer's vectors (Adam: `x`, the gradient, two moments, and our copies; L-BFGS: 10
 //! pairs of vectors), and a fixed 64 MB for the program itself (its code, thread stacks and buffers,
 //! the weights file while it is read). During the style images' walk for their targets: two buffers
 //! of the largest activation at the size of the band the walk runs on (the walk keeps no tapped
@@ -44,6 +45,7 @@ pub fn estimate(
     let mut kept = 0_u64;
     let mut tapped = 0_u64;
     let mut im2col = 0_u64;
+    let mut largest_3x3 = 0_u64;
     let mut flops = 0.0_f64;
     // Rows a band of the style image's walk computes again above and below, and the layers' stride.
     let (mut halo, mut scale) = (0_usize, 1_usize);
@@ -55,6 +57,9 @@ pub fn estimate(
                     [d.0, d.1, d.2, d.3]
                 };
                 weights += (conv.weights.len() + conv.bias.len()) as u64 * 4;
+                if (kh, kw) == (3, 3) {
+                    largest_3x3 = largest_3x3.max(conv.weights.len() as u64 * 4);
+                }
                 let ho = (h + conv.pad.top + conv.pad.bottom).saturating_sub(kh)
                     / conv.stride[0].max(1)
                     + 1;
@@ -95,7 +100,14 @@ pub fn estimate(
         OptimizerKind::Lbfgs => 26 * image,
     };
     let tiles = ((4 << 20) * 2 * rayon::current_num_threads() as u64).min(im2col);
-    let fixed = weights + tiles + optimizer_bytes + 64 * 1024 * 1024;
+    // Winograd F(4×4)'s transformed weights are 36/9 of the largest 3×3 layer's and its phased blocks
+    // take two 16 MiB buffers; F(2×2)'s 16/9 and 4 MiB ones were in the fixed part's calibration.
+    let winograd = if largest_3x3 > 0 {
+        largest_3x3 * 20 / 9 + 24 * 1024 * 1024
+    } else {
+        0
+    };
+    let fixed = weights + tiles + winograd + optimizer_bytes + 64 * 1024 * 1024;
     // One working buffer, plus a quarter of it for what is not counted here (see the module docs).
     let iterations = fixed + 4 * (max_act + max_act / 4) + kept + tapped;
     // The style walk runs in bands of the generated image's pixels (at least 256 rows) plus the

@@ -421,9 +421,9 @@ pub const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 /// A convolution layer with bias: weights `[C_out, C_in, KH, KW]`, any stride and padding.
 ///
-/// The algorithm defaults to [`ConvAlgorithm::Winograd`] where it applies (3×3, stride 1, padding ≤ 2)
-/// and both channel counts are at least [`WINOGRAD_MIN_CHANNELS`], and to [`ConvAlgorithm::Im2col`]
-/// elsewhere; [`Conv2d::with_algorithm`] overrides it.
+/// The algorithm defaults to [`ConvAlgorithm::Winograd4`] where it applies (3×3, stride 1, padding ≤ 2)
+/// and both channel counts are at least [`WINOGRAD_MIN_CHANNELS`] (small outputs then take F(2×2)),
+/// and to [`ConvAlgorithm::Im2col`] elsewhere; [`Conv2d::with_algorithm`] overrides it.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     algorithm: ConvAlgorithm,
@@ -498,7 +498,7 @@ impl Conv2d {
         let algorithm = if winograd::applies([kh, kw], stride, pad)
             && c_in.min(c_out) >= WINOGRAD_MIN_CHANNELS
         {
-            ConvAlgorithm::Winograd
+            ConvAlgorithm::Winograd4
         } else {
             ConvAlgorithm::Im2col
         };

@@ -399,7 +399,7 @@ fn gradient_is_independent_of_prior_buffer_content() {
 #[test]
 fn algorithm_defaults_and_rejections() {
     let c3 = conv(1, (16, 16, 5, 5, 3, 1, [1, 1, 1, 1]));
-    assert_eq!(c3.algorithm(), ConvAlgorithm::Winograd);
+    assert_eq!(c3.algorithm(), ConvAlgorithm::Winograd4);
     let few_channels = conv(1, (3, 16, 5, 5, 3, 1, [1, 1, 1, 1]));
     assert_eq!(few_channels.algorithm(), ConvAlgorithm::Im2col);
     assert_eq!(
