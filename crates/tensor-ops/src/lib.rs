@@ -4,9 +4,10 @@
 //! - [`Conv2d`]: any kernel, stride and padding, with bias; im2col + GEMM over tiles of output rows,
 //!   run in parallel with rayon (one pool: each tile calls single-threaded `matrixmultiply`). The input
 //!   gradient is `col2im(Wᵀ·dY)`; weight and bias gradients are on request ([`Conv2d::backward_params`]).
-//!   3×3 stride-1 layers with at least [`WINOGRAD_MIN_CHANNELS`] channels use Winograd F(2×2, 3×3)
-//!   for both directions instead ([`ConvAlgorithm`]), 1.3–2× faster than im2col on VGG-sized layers;
-//!   F(4×4, 3×3) is an option ([`ConvAlgorithm::Winograd4`]).
+//!   3×3 stride-1 layers with at least [`WINOGRAD_MIN_CHANNELS`] channels use Winograd F(4×4, 3×3)
+//!   for both directions instead ([`ConvAlgorithm::Winograd4`]; outputs of fewer than 64 4×4 tiles
+//!   take F(2×2, 3×3), [`ConvAlgorithm::Winograd`]), on a microkernel of the crate's own (AVX-512,
+//!   AVX2+FMA or portable, chosen at run time).
 //! - [`Relu`] (one mask bit per element), [`MaxPool2d`] (one byte per output for the argmax) and [`AvgPool2d`],
 //!   with MatConvNet's output sizes and padding rules (see the [`pool`] module docs).
 //! - [`Network`]: a list of boxed [`Layer`]s; `forward(input, taps)` returns the tapped outputs,
