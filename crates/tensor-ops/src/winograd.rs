@@ -98,22 +98,37 @@ fn transform_panel<const MR: usize>(
     let mut g = [[0.0_f32; MR]; 9];
     for s in 0..cols {
         for (rl, r) in (p * MR..p * MR + live).enumerate() {
-            let (o, c) = match dir {
-                Direction::Forward => (r, s),
-                Direction::Backward => (s, r),
-            };
-            let src = &w[o * k + c * 9..][..9];
-            for (tap, &v) in src.iter().enumerate() {
-                let tap = match dir {
-                    Direction::Forward => tap,
-                    Direction::Backward => 8 - tap,
-                };
-                g[tap][rl] = v;
-            }
+            kernel_taps(w, k, dir, (r, s), |tap, v| g[tap][rl] = v);
         }
         for (i, e) in kernel_transform(&g).iter().enumerate() {
             out[(i * cols + s) * MR..][..MR].copy_from_slice(e);
         }
+    }
+}
+
+/// Calls `put(tap, value)` for the nine taps (row-major) of the 3×3 kernel at row `r`, column `s` of
+/// a transform in direction `dir` (`W[r, s]` forward, `W[s, r]` flipped backward), `w` being the
+/// `[C_out, k = C_in·9]` weights.
+#[inline(always)]
+pub(crate) fn kernel_taps(
+    w: &[f32],
+    k: usize,
+    dir: Direction,
+    (r, s): (usize, usize),
+    mut put: impl FnMut(usize, f32),
+) {
+    let (o, c) = match dir {
+        Direction::Forward => (r, s),
+        Direction::Backward => (s, r),
+    };
+    for (tap, &v) in w[o * k + c * 9..][..9].iter().enumerate() {
+        put(
+            match dir {
+                Direction::Forward => tap,
+                Direction::Backward => 8 - tap,
+            },
+            v,
+        );
     }
 }
 

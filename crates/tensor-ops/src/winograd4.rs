@@ -247,18 +247,7 @@ fn transform_panel<T: Tile, const MR: usize>(
     let mut g = [L8::default(); 9];
     for s in 0..cols {
         for (rl, r) in (p * MR..p * MR + live).enumerate() {
-            let (o, c) = match dir {
-                Direction::Forward => (r, s),
-                Direction::Backward => (s, r),
-            };
-            let src = &w[o * k + c * 9..][..9];
-            for (tap, &v) in src.iter().enumerate() {
-                let tap = match dir {
-                    Direction::Forward => tap,
-                    Direction::Backward => 8 - tap,
-                };
-                g[tap].0[rl] = v;
-            }
+            crate::winograd::kernel_taps(w, k, dir, (r, s), |tap, v| g[tap].0[rl] = v);
         }
         // t = G g (α×3), column by column; then each row of t times Gᵀ.
         let mut t = [[L8::default(); 3]; MAX_A];
