@@ -100,10 +100,11 @@ pub fn estimate(
         OptimizerKind::Lbfgs => 26 * image,
     };
     let tiles = ((4 << 20) * 2 * rayon::current_num_threads() as u64).min(im2col);
-    // Winograd F(4×4)'s transformed weights are 36/9 of the largest 3×3 layer's and its phased blocks
-    // take two 16 MiB buffers; F(2×2)'s 16/9 and 4 MiB ones were in the fixed part's calibration.
+    // Winograd F(4×4)'s transformed weights are 36/9 of the largest 3×3 layer's, and its phased
+    // blocks take two buffers of up to 16 MiB (together about 4.5 activations: 36 values per 16
+    // outputs, in and out); F(2×2)'s 16/9 and 4 MiB ones were in the fixed part's calibration.
     let winograd = if largest_3x3 > 0 {
-        largest_3x3 * 20 / 9 + 24 * 1024 * 1024
+        largest_3x3 * 20 / 9 + (max_act * 4 * 9 / 2).min(24 * 1024 * 1024)
     } else {
         0
     };
