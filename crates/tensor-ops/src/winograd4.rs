@@ -311,7 +311,7 @@ pub(crate) fn conv3x3_tiles<T: Tile>(
         Direction::Backward => (weight.dim().0, weight.dim().1 / 9),
     };
     let a2 = T::A * T::A;
-    let c_b_pad = c_b.div_ceil(kernel.mr) * kernel.mr;
+    let geo = Geometry::new::<T>(kernel, (c_a, c_b), input.dim(), pad, output.dim());
     BUFFERS.with(|cell| {
         // These buffers stay borrowed while the phases run; if this thread steals the work of another
         // Winograd convolution meanwhile (callers that run networks inside rayon jobs), that one finds
@@ -322,10 +322,9 @@ pub(crate) fn conv3x3_tiles<T: Tile>(
             Ok(b) => b,
             Err(_) => &mut own,
         };
-        grow(u, a2 * c_b_pad * c_a);
-        let u = &mut u[..a2 * c_b_pad * c_a];
+        grow(u, a2 * geo.c_b_pad * c_a);
+        let u = &mut u[..a2 * geo.c_b_pad * c_a];
         transform_weights::<T>(weight, dir, kernel.mr, u);
-        let geo = Geometry::new::<T>(kernel, (c_a, c_b), input.dim(), pad, output.dim());
         convolve::<T>(&geo, u, bias, input, output, accumulate, v, m);
     });
 }
