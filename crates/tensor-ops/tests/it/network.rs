@@ -414,21 +414,7 @@ fn forward_visit_rows_with_padded_and_strided_windows() {
         let x = arr3(44, (1, height, 7), -1.0, 1.0);
         let whole = net.forward_inference(x.view(), &taps).unwrap();
         for band_rows in [1, 4, 5, 9, 13] {
-            let mut next = [0; 3];
-            net.forward_visit_rows(x.view(), &taps, band_rows, |j, first, rows| {
-                assert_eq!(first, next[j]);
-                let want = whole[j].slice(ndarray::s![.., first..first + rows.dim().1, ..]);
-                for (a, b) in rows.iter().zip(want.iter()) {
-                    assert!((a - b).abs() <= 1e-5, "tap {j} row {first}: {a} vs {b}");
-                }
-                next[j] += rows.dim().1;
-                Ok::<(), tensor_ops::Error>(())
-            })
-            .unwrap();
-            assert_eq!(
-                next.to_vec(),
-                whole.iter().map(|w| w.dim().1).collect::<Vec<_>>()
-            );
+            assert_bands_match(&mut net, x.view(), &taps, band_rows, &whole);
         }
     }
 }
@@ -468,17 +454,29 @@ fn forward_visit_rows_with_unpadded_layers_and_tall_padding() {
         let mut net = Network::new(layers);
         let x = arr3(58, (1, 41, 6), -1.0, 1.0);
         let whole = net.forward_inference(x.view(), &taps).unwrap();
-        let mut next = vec![0; taps.len()];
-        net.forward_visit_rows(x.view(), &taps, 8, |j, first, rows| {
-            assert_eq!(first, next[j]);
-            let want = whole[j].slice(ndarray::s![.., first..first + rows.dim().1, ..]);
-            for (a, b) in rows.iter().zip(want.iter()) {
-                assert!((a - b).abs() <= 1e-5, "tap {j} row {first}: {a} vs {b}");
-            }
-            next[j] += rows.dim().1;
-            Ok::<(), tensor_ops::Error>(())
-        })
-        .unwrap();
-        assert_eq!(next, whole.iter().map(|w| w.dim().1).collect::<Vec<_>>());
+        assert_bands_match(&mut net, x.view(), &taps, 8, &whole);
     }
+}
+
+/// A walk over bands of `band_rows` rows hands over every row of every tap once, in order, each
+/// within 1e-5 of the whole pass `whole`.
+fn assert_bands_match(
+    net: &mut Network,
+    x: ArrayView3<'_, f32>,
+    taps: &[usize],
+    band_rows: usize,
+    whole: &[Array3<f32>],
+) {
+    let mut next = vec![0; taps.len()];
+    net.forward_visit_rows(x, taps, band_rows, |j, first, rows| {
+        assert_eq!(first, next[j]);
+        let want = whole[j].slice(ndarray::s![.., first..first + rows.dim().1, ..]);
+        for (a, b) in rows.iter().zip(want.iter()) {
+            assert!((a - b).abs() <= 1e-5, "tap {j} row {first}: {a} vs {b}");
+        }
+        next[j] += rows.dim().1;
+        Ok::<(), tensor_ops::Error>(())
+    })
+    .unwrap();
+    assert_eq!(next, whole.iter().map(|w| w.dim().1).collect::<Vec<_>>());
 }
