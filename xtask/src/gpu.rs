@@ -1,7 +1,8 @@
 //! `cargo xtask gpu-bundle`: everything a GPU machine without a Rust toolchain needs to validate the
 //! `cuda` feature, in one folder: the release `nst` and the GPU test binaries (built here with the
-//! feature, stripped) and `run.sh` (`gpu_run.sh`), which finds cuBLAS and NVRTC there and runs the tests
-//! and the 400×300 and 1024×768 benchmarks.
+//! feature, stripped), the `random_vgg19` example and the two sample images, and `run.sh` (`gpu_run.sh`),
+//! which finds cuBLAS and NVRTC there and runs the tests, the 400×300 and 1024×768 benchmarks and an
+//! end-to-end `nst stylize` on the GPU against the CPU.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,11 +14,24 @@ use crate::cmd::Cmd;
 /// The script the bundle runs on the GPU machine.
 const RUN_SH: &str = include_str!("gpu_run.sh");
 
+/// The content and style images of `run.sh`'s end-to-end run (from `images/`).
+const SAMPLE_IMAGES: [&str; 2] = ["louvre_pyramid.jpg", "hokusai_great_wave.jpg"];
+
 /// Builds the bundle into `out` (replacing it) and returns its size in bytes.
 pub(crate) fn bundle(root: &Path, out: &Path) -> Result<u64> {
     Cmd::cargo(["build", "--release", "-p", "nst-cli", "--features", "cuda"])
         .current_dir(root)
         .run()?;
+    Cmd::cargo([
+        "build",
+        "--release",
+        "-p",
+        "nst-engine",
+        "--example",
+        "random_vgg19",
+    ])
+    .current_dir(root)
+    .run()?;
     let tests = test_executables(root)?;
     if tests.len() != 3 {
         bail!(
@@ -29,6 +43,18 @@ pub(crate) fn bundle(root: &Path, out: &Path) -> Result<u64> {
     }
     std::fs::create_dir_all(out.join("tests"))?;
     copy_stripped(&root.join("target/release/nst"), &out.join("nst"))?;
+    copy_stripped(
+        &root.join("target/release/examples/random_vgg19"),
+        &out.join("random_vgg19"),
+    )?;
+    std::fs::create_dir_all(out.join("images"))?;
+    for image in SAMPLE_IMAGES {
+        let (from, to) = (
+            root.join("images").join(image),
+            out.join("images").join(image),
+        );
+        std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+    }
     for (name, path) in &tests {
         copy_stripped(path, &out.join("tests").join(name))?;
     }
@@ -36,7 +62,8 @@ pub(crate) fn bundle(root: &Path, out: &Path) -> Result<u64> {
     std::fs::write(&run, RUN_SH).with_context(|| format!("writing {}", run.display()))?;
     // The newest glibc (and libstdc++: the test binaries hold the emulator's C++) symbol versions the
     // binaries need, for run.sh to compare with the GPU machine's.
-    let binaries: Vec<PathBuf> = std::iter::once(out.join("nst"))
+    let binaries: Vec<PathBuf> = [out.join("nst"), out.join("random_vgg19")]
+        .into_iter()
         .chain(tests.iter().map(|(name, _)| out.join("tests").join(name)))
         .collect();
     let needed = |prefix: &str| {

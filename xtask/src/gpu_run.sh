@@ -2,7 +2,8 @@
 # Runs on a GPU machine, from the bundle that `cargo xtask gpu-bundle` builds: no Rust toolchain and no
 # network needed. Finds cuBLAS and NVRTC (from the nvidia-* Python packages, or anywhere on the disk),
 # runs the GPU tests of tensor-ops and nst-engine, then `nst bench` on the GPU at 400x300 and 1024x768
-# (and on the CPU at 400x300, for the ratio on the same machine). Everything goes to $OUT (or ./out).
+# (and on the CPU at 400x300, for the ratio on the same machine), then `nst stylize` end to end on the
+# GPU against the CPU, with a checkpoint and resume. Everything goes to $OUT (or ./out).
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${OUT:-$here/out}
@@ -70,6 +71,44 @@ echo "== benchmarks (random VGG-19 weights to conv5_1, seed objective, Adam)"
 "$here/nst" bench --random-weights --device cuda --size 400x300 --iterations 30 || status=1
 "$here/nst" bench --random-weights --device cuda --size 1024x768 --iterations 15 || status=1
 "$here/nst" bench --random-weights --device cpu --size 400x300 --iterations 3 || status=1
+
+echo "== end to end: nst stylize, GPU against CPU (random VGG-19 weights to relu4_2, the sample images)"
+e2e=$(mktemp -d)
+"$here/random_vgg19" "$e2e/vgg.mat" relu4_2 || status=1
+common=(--content "$here/images/louvre_pyramid.jpg" --style "$here/images/hokusai_great_wave.jpg"
+    --weights "$e2e/vgg.mat" --style-layers relu1_1,relu2_1,relu3_1,relu4_1 --print-every 50 --seed 7)
+"$here/nst" stylize "${common[@]}" --iterations 200 --device cuda --out-dir "$e2e/gpu" -o "$e2e/gpu/result.png" \
+    --animate "$out/e2e-gpu.gif" || status=1
+"$here/nst" stylize "${common[@]}" --iterations 200 --device cpu --out-dir "$e2e/cpu" -o "$e2e/cpu/result.png" || status=1
+echo "-- the same GPU run stopped at 100 with a checkpoint, then resumed to 200"
+"$here/nst" stylize "${common[@]}" --iterations 100 --checkpoint-every 100 --device cuda --out-dir "$e2e/half" \
+    -o "$e2e/half/result.png" -q || status=1
+"$here/nst" stylize --weights "$e2e/vgg.mat" --device cuda --iterations 200 --resume "$e2e/half" -q || status=1
+echo "-- --device auto"
+"$here/nst" stylize "${common[@]}" --iterations 1 --device auto --out-dir "$e2e/auto" -o "$e2e/auto/result.png" 2>&1 |
+    grep -E "device" || status=1
+cp "$e2e/gpu/result.png" "$out/e2e-gpu.png" 2>/dev/null
+cp "$e2e/cpu/result.png" "$out/e2e-cpu.png" 2>/dev/null
+# The pictures: the resumed run must equal the straight one pixel for pixel; GPU and CPU drift apart
+# (Adam's steps amplify rounding differences) but stay within a few grey levels on average.
+python3 - "$e2e" <<'PY' || status=1
+import sys
+try:
+    import numpy as np
+    from PIL import Image
+except ImportError:
+    print("numpy or Pillow missing: pictures not compared")
+    sys.exit(0)
+d = sys.argv[1]
+load = lambda p: np.asarray(Image.open(f"{d}/{p}/result.png").convert("RGB"), dtype=np.int32)
+gpu, cpu, resumed = load("gpu"), load("cpu"), load("half")
+diff = np.abs(gpu - cpu)
+print(f"GPU against CPU after 200 iterations: mean |diff| {diff.mean():.3f} grey levels, max {diff.max()}, "
+      f"share over 8: {(diff > 8).mean():.4f}")
+print(f"resumed against straight: max |diff| {np.abs(resumed - gpu).max()}")
+sys.exit(0 if diff.mean() <= 4 and (resumed == gpu).all() else 1)
+PY
+rm -rf "$e2e"
 
 echo "== exit $status"
 finish $status

@@ -43,8 +43,9 @@ USAGE:
                         benches, packages, downstream crate, cuda legs)
     cargo xtask gpu-bundle [--out DIR]
         Build, with the cuda feature, the release `nst` and the GPU test binaries into DIR
-        (default target/gpu-bundle) with run.sh, which runs the GPU tests and benchmarks on a
-        GPU machine that has no Rust toolchain (see docs/performance.md).
+        (default target/gpu-bundle) with run.sh, which runs the GPU tests, the benchmarks and an
+        end-to-end `nst stylize` (GPU against CPU, a checkpoint resumed) on a GPU machine that has
+        no Rust toolchain (see docs/performance.md).
     cargo xtask help
 ";
 
