@@ -28,6 +28,10 @@ pub(crate) struct Kernel {
     /// For reports and test messages.
     pub(crate) name: &'static str,
     run: KernelFn,
+    /// Narrower kernels for a last panel of few columns, narrowest first: `(width, kernel)` computes
+    /// only the first `width` columns of a block of `C` (its panels of `B` still `NR` floats a step),
+    /// with the same operations as `run` for those columns.
+    tails: &'static [(usize, KernelFn)],
 }
 
 impl std::fmt::Debug for Kernel {
@@ -51,6 +55,9 @@ pub(crate) struct PanelGemm {
     pub(crate) b_stride: usize,
     /// Row stride of `C` (at least `n_panels·NR`).
     pub(crate) ldc: usize,
+    /// The columns of `C` wanted (`(n_panels − 1)·NR < n ≤ n_panels·NR`): those of the last panel past
+    /// `n` may be left unwritten, when a narrower kernel covers the rest.
+    pub(crate) n: usize,
 }
 
 impl Kernel {
@@ -89,6 +96,17 @@ impl Kernel {
         }
         assert!(g.a_stride >= g.k * mr && g.b_stride >= g.k * nr && g.ldc >= g.n_panels * nr);
         assert!(
+            g.n > (g.n_panels - 1) * nr && g.n <= g.n_panels * nr,
+            "n inside the last panel"
+        );
+        // The last panel's kernel: the narrowest tail that covers its wanted columns.
+        let last_width = g.n - (g.n_panels - 1) * nr;
+        let last = self
+            .tails
+            .iter()
+            .find(|&&(width, _)| width >= last_width)
+            .map_or(self.run, |&(_, run)| run);
+        assert!(
             a.len() >= (g.m_panels - 1) * g.a_stride + g.k * mr,
             "A too short"
         );
@@ -105,11 +123,12 @@ impl Kernel {
             for q in 0..g.n_panels {
                 let bq = &b[q * g.b_stride..][..g.k * nr];
                 let cpq = &mut c[p * mr * g.ldc + q * nr..][..(mr - 1) * g.ldc + nr];
+                let run = if q + 1 == g.n_panels { last } else { self.run };
                 // SAFETY: `ap` holds k·MR floats and `bq` k·NR floats (sliced above), and `cpq`
-                // reaches offset (MR − 1)·ldc + NR − 1, the last element the kernel writes; `c` is a
-                // `&mut` and cannot overlap `a` or `b`. `available` only lists kernels whose
-                // instruction set the CPU reports.
-                unsafe { (self.run)(g.k, ap.as_ptr(), bq.as_ptr(), cpq.as_mut_ptr(), g.ldc) };
+                // reaches offset (MR − 1)·ldc + NR − 1, the last element a kernel writes (a tail
+                // writes fewer columns); `c` is a `&mut` and cannot overlap `a` or `b`. `available`
+                // only lists kernels whose instruction sets (tails included) the CPU reports.
+                unsafe { run(g.k, ap.as_ptr(), bq.as_ptr(), cpq.as_mut_ptr(), g.ldc) };
             }
         }
     }
@@ -124,6 +143,7 @@ const PORTABLE: Kernel = Kernel {
     nr: 16,
     name: "portable",
     run: portable_kernel,
+    tails: &[],
 };
 
 /// See [`KernelFn`] for the contract.
@@ -173,11 +193,13 @@ mod x86 {
     /// The kernels of this module that the CPU runs, fastest first.
     pub(super) fn available() -> Vec<Kernel> {
         let mut kernels = Vec::new();
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        // The AVX-512 kernel's 8-column tail is an AVX2 + FMA kernel (every AVX-512 CPU has both).
+        if std::arch::is_x86_feature_detected!("avx512f") && avx2 {
             kernels.push(AVX512);
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if avx2 {
             kernels.push(AVX2);
         }
         kernels
@@ -191,6 +213,9 @@ mod x86 {
         nr: 32,
         name: "avx512",
         run: avx512_kernel,
+        // VGG's conv4 at 400×300 has 130 tiles: 4 panels and 2 columns, which the 8-column tail
+        // computes instead of 32.
+        tails: &[(8, fma8_kernel::<8, 32>), (16, avx512_16_kernel)],
     };
 
     /// 6 × 16: 12 accumulators, 2 vectors of `B` and a broadcast in the 16 `ymm` registers.
@@ -199,6 +224,7 @@ mod x86 {
         nr: 16,
         name: "avx2",
         run: avx2_kernel,
+        tails: &[(8, fma8_kernel::<6, 16>)],
     };
 
     /// See `KernelFn` for the contract; the CPU must have AVX-512F.
@@ -226,6 +252,58 @@ mod x86 {
                 _mm512_storeu_ps(c.add(r * ldc), acc_r[0]);
                 _mm512_storeu_ps(c.add(r * ldc + 16), acc_r[1]);
             }
+        }
+    }
+
+    /// The first 16 columns of [`avx512_kernel`]'s block (a tail); see `KernelFn` for the contract
+    /// (with 16 columns of `C` written); the CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512_16_kernel(k: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
+        const MR: usize = AVX512.mr;
+        let mut acc = [_mm512_setzero_ps(); MR];
+        for kk in 0..k {
+            // SAFETY: kk < k, so the 16 floats of `b` (of the 32 of step kk) and the 8 of `a` read
+            // here lie inside the k·NR and k·MR floats the caller guarantees.
+            unsafe {
+                let b0 = _mm512_loadu_ps(b.add(kk * 32));
+                let ak = a.add(kk * MR);
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    *acc_r = _mm512_fmadd_ps(_mm512_set1_ps(*ak.add(r)), b0, *acc_r);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            // SAFETY: the caller guarantees that c[r·ldc .. r·ldc + 32] is writable for r < MR.
+            unsafe { _mm512_storeu_ps(c.add(r * ldc), *acc_r) };
+        }
+    }
+
+    /// The first 8 columns of an `MR × NR` block (a tail of the AVX-512 and AVX2 kernels, whose
+    /// panels of `B` are `NR` floats a step); see `KernelFn` for the contract (with 8 columns of `C`
+    /// written); the CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn fma8_kernel<const MR: usize, const NR: usize>(
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let mut acc = [_mm256_setzero_ps(); MR];
+        for kk in 0..k {
+            // SAFETY: kk < k, so the 8 floats of `b` (of the NR of step kk) and the MR of `a` read
+            // here lie inside the k·NR and k·MR floats the caller guarantees.
+            unsafe {
+                let b0 = _mm256_loadu_ps(b.add(kk * NR));
+                let ak = a.add(kk * MR);
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    *acc_r = _mm256_fmadd_ps(_mm256_set1_ps(*ak.add(r)), b0, *acc_r);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            // SAFETY: the caller guarantees that c[r·ldc .. r·ldc + NR] is writable for r < MR.
+            unsafe { _mm256_storeu_ps(c.add(r * ldc), *acc_r) };
         }
     }
 

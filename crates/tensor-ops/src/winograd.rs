@@ -336,6 +336,8 @@ impl Job<'_> {
                 a_stride: 16 * mr * c_a,
                 b_stride: nr * c_a,
                 ldc: n_pad,
+                // Every column, so that the output transform's reads stay in written memory.
+                n: n_pad,
             };
             for ((e, ve), me) in v
                 .chunks_exact(c_a * n_pad)

@@ -490,6 +490,8 @@ fn block<T: Tile>(
         a_stride: a2 * mr * c_a,
         b_stride: nr * c_a,
         ldc: n_pad,
+        // Columns past the block's tiles are never read (`output_transform` stops at `n`).
+        n,
     };
     let gemm = |(e, me): (usize, &mut [f32])| {
         g.kernel.gemm(

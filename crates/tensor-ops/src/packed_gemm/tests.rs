@@ -26,6 +26,7 @@ fn packed_product(
         a_stride: k * mr + 3,
         b_stride: k * nr + 5,
         ldc: n.div_ceil(nr) * nr + 1,
+        n,
     };
     let mut ap = vec![f32::NAN; g.m_panels * g.a_stride];
     for p in 0..g.m_panels {
@@ -135,8 +136,59 @@ fn empty_products_write_nothing() {
         a_stride: 4 * kernel.mr,
         b_stride: 4 * kernel.nr,
         ldc: 3 * kernel.nr,
+        n: 3 * kernel.nr,
     };
     let mut c = vec![7.0_f32; 4];
     kernel.gemm(&g, &[], &[], &mut c);
     assert!(c.iter().all(|&v| v == 7.0));
+}
+
+/// A last panel that a tail kernel covers gets exactly the tail's columns written, with the values
+/// the full kernel gives them (the other columns of the block keep what `C` held).
+#[test]
+fn tail_kernels_write_their_columns_and_agree_with_the_full_kernel() {
+    for kernel in Kernel::available() {
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        for &(width, _) in kernel.tails {
+            let (m, k, n) = (2 * mr, 37, nr + width);
+            let a = uniform(11, m * k);
+            let b = uniform(12, k * n);
+            // The full kernel alone: a panel list with no tails.
+            let full = Kernel {
+                tails: &[],
+                ..kernel
+            };
+            let expected = packed_product(&full, &a, &b, (m, k, n));
+            assert_eq!(
+                packed_product(&kernel, &a, &b, (m, k, n))
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>(),
+                expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{kernel:?}, tail of {width} columns"
+            );
+            // The columns past `n` in the last panel stay as they were (NaN).
+            let g = PanelGemm {
+                m_panels: 2,
+                n_panels: 2,
+                k,
+                a_stride: k * mr,
+                b_stride: k * nr,
+                ldc: 2 * nr,
+                n,
+            };
+            let mut c = vec![f32::NAN; 2 * mr * g.ldc];
+            kernel.gemm(&g, &vec![1.0; 2 * k * mr], &vec![1.0; 2 * k * nr], &mut c);
+            for (i, row) in c.chunks(g.ldc).enumerate() {
+                assert!(
+                    row[..n].iter().all(|&v| v == k as f32),
+                    "{kernel:?}: row {i}"
+                );
+                assert!(
+                    row[n..].iter().all(|v| v.is_nan()),
+                    "{kernel:?}: row {i} past n"
+                );
+            }
+        }
+    }
 }
