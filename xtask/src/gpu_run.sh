@@ -84,9 +84,9 @@ echo "-- the same GPU run stopped at 100 with a checkpoint, then resumed to 200"
 "$here/nst" stylize "${common[@]}" --iterations 100 --checkpoint-every 100 --device cuda --out-dir "$e2e/half" \
     -o "$e2e/half/result.png" -q || status=1
 "$here/nst" stylize --weights "$e2e/vgg.mat" --device cuda --iterations 200 --resume "$e2e/half" -q || status=1
-echo "-- --device auto"
+echo "-- --device auto (must pick the GPU)"
 "$here/nst" stylize "${common[@]}" --iterations 1 --device auto --out-dir "$e2e/auto" -o "$e2e/auto/result.png" 2>&1 |
-    grep -E "device" || status=1
+    grep -E "device: cuda" || status=1
 cp "$e2e/gpu/result.png" "$out/e2e-gpu.png" 2>/dev/null
 cp "$e2e/cpu/result.png" "$out/e2e-cpu.png" 2>/dev/null
 # The pictures: the resumed run must equal the straight one pixel for pixel; GPU and CPU drift apart

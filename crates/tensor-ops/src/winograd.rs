@@ -313,7 +313,8 @@ impl Job<'_> {
         let c_a = self.input.0;
         let c_b = out.dim().0;
         let c_b_pad = c_b.div_ceil(mr) * mr;
-        let n_pad = ((ty1 - ty0) * self.ntx).div_ceil(nr) * nr;
+        let n = (ty1 - ty0) * self.ntx;
+        let n_pad = n.div_ceil(nr) * nr;
         let bias = if self.bias.is_empty() {
             self.bias
         } else {
@@ -336,8 +337,9 @@ impl Job<'_> {
                 a_stride: 16 * mr * c_a,
                 b_stride: nr * c_a,
                 ldc: n_pad,
-                // Every column, so that the output transform's reads stay in written memory.
-                n: n_pad,
+                // Columns past the item's tiles are never read (`output_transform` reads `ntx` tiles
+                // a row).
+                n,
             };
             for ((e, ve), me) in v
                 .chunks_exact(c_a * n_pad)
