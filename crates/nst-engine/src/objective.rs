@@ -12,6 +12,7 @@ use std::fmt;
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut3};
 use nst_costs::{ContentNorm, StyleNorm, StyleScratch, TvKind};
+use rayon::prelude::*;
 use tensor_ops::{Backend, Network, Shape};
 
 use crate::network::{DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, LayerWeight, parse_layers};
@@ -776,8 +777,8 @@ impl StyleObjective {
                 self.term_grads[slot] = Array3::zeros(dim);
             }
             let work = self.network.workspace(self.feats[slot].len());
+            par_fill(work, 0.0);
             let mut sum = ArrayViewMut3::from_shape(dim, work).expect("sized to the features");
-            sum.fill(0.0);
             let mut only_weight = 1.0;
             let features = self.feats[slot].view();
             for (k, term) in self
@@ -833,12 +834,12 @@ impl StyleObjective {
                     self.beta * term.weight,
                 );
             }
-            if several {
-                self.feats[slot].assign(&sum);
-            } else {
-                ndarray::Zip::from(&mut self.feats[slot])
+            // The network writes its taps in standard layout; the other arm keeps any layout right.
+            match (self.feats[slot].as_slice_mut(), sum.as_slice()) {
+                (Some(feats), Some(sum)) => par_scaled_copy(feats, sum, only_weight),
+                _ => ndarray::Zip::from(&mut self.feats[slot])
                     .and(&sum)
-                    .for_each(|f, &g| *f = g * only_weight);
+                    .for_each(|f, &g| *f = g * only_weight),
             }
         }
         Ok((content_values, style_values))
@@ -1139,6 +1140,31 @@ fn visit_feature_rows(
 
 /// The zeroed buffer a term adds its unit-weight gradient into: the tap's sum itself when the term is
 /// the only one there, else the tap's scratch.
+/// `x[i] = value` for every `i`, in parallel over fixed chunks.
+fn par_fill(x: &mut [f32], value: f32) {
+    x.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .for_each(|c| c.fill(value));
+}
+
+/// `dst[i] = weight · src[i]` (a plain copy for weight 1), in parallel over fixed chunks: each
+/// element's arithmetic is the same for any thread count.
+fn par_scaled_copy(dst: &mut [f32], src: &[f32], weight: f32) {
+    dst.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(src.par_chunks(ELEMENTWISE_CHUNK))
+        .for_each(|(d, s)| {
+            if weight == 1.0 {
+                d.copy_from_slice(s);
+            } else {
+                for (d, &s) in d.iter_mut().zip(s) {
+                    *d = s * weight;
+                }
+            }
+        });
+}
+
+/// Elements per parallel task of [`par_fill`] and [`par_scaled_copy`] (256 KiB of floats).
+const ELEMENTWISE_CHUNK: usize = 1 << 16;
+
 fn term_buffer<'a>(
     sum: &'a mut ArrayViewMut3<'_, f32>,
     scratch: &'a mut Array3<f32>,
