@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use crate::gemm::sgemm;
 use crate::layer::{RowWindow, Saved, check_contiguous, check_shape};
+use crate::row_mask::{self, RowBits};
 use crate::{CpuGemm, Error, Gemm, Layer, Padding, Result, Shape, shape::out_len};
 use crate::{winograd, winograd4};
 
@@ -671,6 +672,98 @@ impl Layer for Conv2d {
     ) -> Result<()> {
         self.input_gradient(saved, grad_output, grad_input, true)
     }
+
+    /// F(4×4) layers fuse a ReLU where both directions run on F(4×4) tiles: the output pass applies
+    /// it (and writes its mask a word per 32 columns), and the input gradient's input pass reads `dY`
+    /// through the mask.
+    fn fuses_relu(&self, input: Shape) -> bool {
+        self.algorithm == ConvAlgorithm::Winograd4
+            && self.geometry(input).is_ok_and(|g| {
+                winograd4::uses_tiles(g.output.height, g.output.width)
+                    && winograd4::uses_tiles(g.input.height, g.input.width)
+            })
+    }
+
+    fn forward_relu(
+        &self,
+        input: ArrayView3<'_, f32>,
+        mut output: ArrayViewMut3<'_, f32>,
+        saved: Option<&mut Saved>,
+    ) -> Result<()> {
+        let in_shape = Shape::of(&input);
+        if !self.fuses_relu(in_shape) {
+            return row_mask::forward_then_relu(self, input, output, saved);
+        }
+        let g = self.geometry(in_shape)?;
+        check_shape(&self.name, "output", g.output, Shape::of(&output))?;
+        check_contiguous(&self.name, "output", &output)?;
+        let (dir, w, b) = (
+            winograd::Direction::Forward,
+            self.weight.view(),
+            self.bias.view(),
+        );
+        let out = g.output;
+        match saved {
+            Some(saved) => {
+                saved.input_shape = g.input;
+                // Every word is written (each row's words cover its columns), so no zeroing.
+                saved.row_mask.resize(row_mask::mask_len(out), 0);
+                let bits = RowBits::new(&mut saved.row_mask, out.height, out.width);
+                let fusion = winograd4::Fusion::Relu(Some(bits));
+                winograd4::conv3x3_fused(
+                    (dir, w, b, input, self.pad, output.view_mut()),
+                    false,
+                    fusion,
+                );
+            }
+            None => {
+                let fusion = winograd4::Fusion::Relu(None);
+                winograd4::conv3x3_fused(
+                    (dir, w, b, input, self.pad, output.view_mut()),
+                    false,
+                    fusion,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn backward_input_masked(
+        &self,
+        saved: &Saved,
+        grad_output: ArrayView3<'_, f32>,
+        grad_input: ArrayViewMut3<'_, f32>,
+        accumulate: bool,
+    ) -> Result<()> {
+        let in_shape = Shape::of(&grad_input);
+        if !self.fuses_relu(in_shape) {
+            return row_mask::mask_then_backward(self, saved, grad_output, grad_input, accumulate);
+        }
+        let g = self.geometry(in_shape)?;
+        check_shape(&self.name, "grad_input", saved.input_shape, g.input)?;
+        check_shape(&self.name, "grad_output", g.output, Shape::of(&grad_output))?;
+        check_contiguous(&self.name, "grad_input", &grad_input)?;
+        row_mask::check_mask(&self.name, saved, g.output)?;
+        let fusion = winograd4::Fusion::MaskedInput(&saved.row_mask);
+        let (dir, w, no_bias) = (
+            winograd::Direction::Backward,
+            self.weight.view(),
+            ArrayView1::from(&[]),
+        );
+        winograd4::conv3x3_fused(
+            (
+                dir,
+                w,
+                no_bias,
+                grad_output,
+                self.flipped_padding(),
+                grad_input,
+            ),
+            accumulate,
+            fusion,
+        );
+        Ok(())
+    }
 }
 
 impl Conv2d {
@@ -691,19 +784,24 @@ impl Conv2d {
                 backward_input(&g, self.weight.view(), grad_output, grad_input, accumulate)
             }
             ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4 => {
-                // dX = conv(dY, flip(Wᵀ)) with padding 2 − p on each side: again 3×3, stride 1.
-                let p = self.pad;
-                let flipped = Padding {
-                    top: 2 - p.top,
-                    bottom: 2 - p.bottom,
-                    left: 2 - p.left,
-                    right: 2 - p.right,
-                };
                 let (dir, no_bias) = (winograd::Direction::Backward, ArrayView1::from(&[]));
+                let flipped = self.flipped_padding();
                 self.winograd(dir, no_bias, grad_output, flipped, grad_input, accumulate);
             }
         }
         Ok(())
+    }
+
+    /// The padding of the input gradient's Winograd convolution: dX = conv(dY, flip(Wᵀ)) with padding
+    /// 2 − p on each side, again 3×3 and stride 1.
+    fn flipped_padding(&self) -> Padding {
+        let p = self.pad;
+        Padding {
+            top: 2 - p.top,
+            bottom: 2 - p.bottom,
+            left: 2 - p.left,
+            right: 2 - p.right,
+        }
     }
 
     /// The layer's Winograd convolution (F(2×2) or F(4×4)) in direction `dir`, added into `output`

@@ -13,6 +13,27 @@ use crate::{Error, Result, Shape};
 /// pooling: nothing, since their input gradient depends only on the weights and the shapes).
 /// Weight gradients, where a caller wants them, are separate methods of the concrete types
 /// (e.g. [`Conv2d::backward_params`](crate::Conv2d::backward_params)).
+///
+/// A layer may also run the ReLU above it as part of its own passes
+/// ([`forward_relu`](Layer::forward_relu), [`backward_input_masked`](Layer::backward_input_masked));
+/// every layer can (the defaults add a pass), and a [`Network`](crate::Network) pairs them where
+/// [`fuses_relu`](Layer::fuses_relu) says it is faster.
+///
+/// # Examples
+/// ```
+/// use ndarray::{Array1, Array3, Array4};
+/// use tensor_ops::{Conv2d, Layer, Padding, Saved};
+/// let conv = Conv2d::new("conv", Array4::from_elem((16, 16, 3, 3), -0.01), Array1::zeros(16), [1, 1], Padding::uniform(1))?;
+/// let x = Array3::from_shape_fn((16, 40, 40), |(c, y, x)| (c + y + x) as f32 % 3.0 - 1.0);
+/// assert!(conv.fuses_relu(tensor_ops::Shape::of(&x))); // F(4×4): 100 tiles of 4×4
+/// let (mut plain, mut fused) = (Array3::zeros((16, 40, 40)), Array3::zeros((16, 40, 40)));
+/// conv.forward(x.view(), plain.view_mut(), None)?;
+/// let mut saved = Saved::default();
+/// conv.forward_relu(x.view(), fused.view_mut(), Some(&mut saved))?;
+/// assert_eq!(fused, plain.mapv(|v| v.max(0.0)));
+/// assert_eq!(saved.row_mask.len(), 16 * 40 * 2); // two 32-bit words per row of 40
+/// # Ok::<(), tensor_ops::Error>(())
+/// ```
 pub trait Layer: Send + Sync + fmt::Debug {
     /// The layer's name (e.g. `conv1_1`), used in errors and for tap lookup.
     fn name(&self) -> &str;
@@ -109,6 +130,56 @@ pub trait Layer: Send + Sync + fmt::Debug {
     ) -> Result<()> {
         add_through_temporary(self, saved, grad_output, grad_input)
     }
+
+    /// Whether the layer is exactly `y = max(x, 0)` element by element ([`Relu`](crate::Relu)), so
+    /// that a [`Network`](crate::Network) may hand it to the layer below (see
+    /// [`fuses_relu`](Layer::fuses_relu)). `false` by default.
+    fn is_relu(&self) -> bool {
+        false
+    }
+
+    /// Whether, for an input of shape `input`, [`forward_relu`](Layer::forward_relu) and
+    /// [`backward_input_masked`](Layer::backward_input_masked) are faster than this layer followed by
+    /// a separate ReLU; a [`Network`](crate::Network) then runs the pair as one. `false` by default
+    /// (the two methods still work, through a temporary and an extra pass).
+    fn fuses_relu(&self, input: Shape) -> bool {
+        let _ = input;
+        false
+    }
+
+    /// `output = max(layer(input), 0)`: the forward pass and a ReLU after it. When `saved` is given,
+    /// records what [`backward_input_masked`](Layer::backward_input_masked) needs: the layer's own
+    /// record and the ReLU's mask, one bit per output element in [`Saved::row_mask`]. The default
+    /// runs [`forward`](Layer::forward), then the ReLU over the output.
+    ///
+    /// # Errors
+    /// As [`forward`](Layer::forward).
+    fn forward_relu(
+        &self,
+        input: ArrayView3<'_, f32>,
+        output: ArrayViewMut3<'_, f32>,
+        saved: Option<&mut Saved>,
+    ) -> Result<()> {
+        crate::row_mask::forward_then_relu(self, input, output, saved)
+    }
+
+    /// The input gradient of the pair of [`forward_relu`](Layer::forward_relu), given `grad_output`,
+    /// the gradient with respect to the ReLU's output: the layer's input gradient for
+    /// `grad_output ⊙ mask`, added into `grad_input` with `accumulate`. The default masks a copy of
+    /// `grad_output`.
+    ///
+    /// # Errors
+    /// As [`backward_input`](Layer::backward_input), and [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)
+    /// when `saved` holds no mask of `grad_output`'s shape (the forward pass was not `forward_relu`).
+    fn backward_input_masked(
+        &self,
+        saved: &Saved,
+        grad_output: ArrayView3<'_, f32>,
+        grad_input: ArrayViewMut3<'_, f32>,
+        accumulate: bool,
+    ) -> Result<()> {
+        crate::row_mask::mask_then_backward(self, saved, grad_output, grad_input, accumulate)
+    }
 }
 
 /// The rows of a layer's input that one output row reads: output row `r` reads input rows
@@ -143,6 +214,10 @@ pub struct Saved {
     pub offsets: Vec<u8>,
     /// One index per output element; max pooling with larger windows stores the same positions here.
     pub indices: Vec<u32>,
+    /// The mask of a ReLU that the layer applied itself ([`Layer::forward_relu`]): bit `x % 32` of
+    /// word `(c·H + y)·⌈W/32⌉ + x / 32` set where output `(c, y, x)` was positive before the ReLU
+    /// (each row of the output starts a word).
+    pub row_mask: Vec<u32>,
 }
 
 /// [`Layer::backward_input_add`] for any layer: the input gradient into a temporary array, then added.

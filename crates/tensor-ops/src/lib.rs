@@ -68,6 +68,7 @@ mod network;
 mod packed_gemm;
 pub mod pool;
 mod relu;
+mod row_mask;
 mod shape;
 mod winograd;
 mod winograd4;

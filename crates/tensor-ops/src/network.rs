@@ -10,6 +10,10 @@ use crate::{Error, Layer, Result, Shape};
 /// The forward walk keeps its values in the tap arrays (a layer writes straight into its tap's array;
 /// ReLUs run in place) and in one working buffer, planned per input shape; each layer keeps in its
 /// [`Saved`] record only what its input gradient needs (ReLU bit masks, max-pooling positions).
+/// A layer followed by a ReLU runs with it as one step where the layer says it is faster so
+/// ([`Layer::fuses_relu`]: F(4×4) convolutions apply the ReLU in their output pass and read its
+/// gradient through the mask in their input-gradient pass), unless the layer's own output is tapped;
+/// the values are the same, bit for bit.
 /// [`Network::backward_in_place`] works in the gradient arrays and the same buffer;
 /// [`Network::backward`], which takes borrowed gradients, uses two halves of a larger one. After the
 /// first pass at a given input size, a forward + backward allocates no large buffer (use
@@ -344,6 +348,7 @@ impl Network {
                 _ => t,
             })
             .collect();
+        let fuse = self.fusion(taps, last);
         let mut plan: Vec<Step> = Vec::with_capacity(last + 1);
         for i in 0..=last {
             let place = if in_place[i] {
@@ -367,9 +372,28 @@ impl Network {
             plan.push(Step {
                 place,
                 in_place: in_place[i],
+                fuse: fuse[i],
             });
         }
         plan
+    }
+
+    /// Which layers run a ReLU above them as one step ([`Layer::fuses_relu`]): layer `i` takes the
+    /// ReLU `i + 1` when that ReLU runs in place over `i`'s output and `i`'s own output is not tapped
+    /// (a tap there wants the values before the ReLU, and its gradient would go in after the mask).
+    fn fusion(&self, taps: &[usize], last: usize) -> Vec<Fuse> {
+        let mut fuse = vec![Fuse::No; last + 1];
+        for i in 0..last {
+            let pair = !taps.contains(&i)
+                && self.layers[i + 1].is_relu()
+                && self.runs_in_place(i + 1)
+                && self.layers[i].fuses_relu(self.shapes[i]);
+            if pair && fuse[i] == Fuse::No {
+                fuse[i] = Fuse::Head;
+                fuse[i + 1] = Fuse::Tail;
+            }
+        }
+        fuse
     }
 
     /// The forward walk of `plan`: keeps the backward records when `keep`, fills the tap arrays of
@@ -392,13 +416,25 @@ impl Network {
             let layer = &self.layers[i];
             let saved = if keep { Some(&mut self.saved[i]) } else { None };
             let out_shape = self.shapes[i + 1];
-            if step.in_place {
+            let head = step.fuse == Fuse::Head;
+            if step.fuse == Fuse::Tail {
+                // The layer below applied this ReLU in its output pass.
+            } else if step.in_place {
                 layer.forward_in_place(store.one(step.place, out_shape), saved)?;
             } else if i == 0 {
-                layer.forward(input.view(), store.one(step.place, out_shape), saved)?;
+                let y = store.one(step.place, out_shape);
+                if head {
+                    layer.forward_relu(input.view(), y, saved)?;
+                } else {
+                    layer.forward(input.view(), y, saved)?;
+                }
             } else {
                 let (x, y) = store.pair(plan[i - 1].place, self.shapes[i], step.place, out_shape);
-                layer.forward(x, y, saved)?;
+                if head {
+                    layer.forward_relu(x, y, saved)?;
+                } else {
+                    layer.forward(x, y, saved)?;
+                }
             }
             for (j, _) in taps.iter().enumerate().filter(|&(_, &t)| t == i) {
                 if step.place != Place::Tap(j) && j < store.taps.len() {
@@ -425,6 +461,7 @@ impl Network {
             .iter()
             .max()
             .expect("forward checked that taps is not empty");
+        let fuse = self.fusion(taps, last);
         let max_len = self.shapes.iter().map(Shape::len).max().unwrap_or(0);
         grow(&mut self.work, 2 * max_len);
         let (mut cur, mut next) = self.work.split_at_mut(max_len);
@@ -439,9 +476,17 @@ impl Network {
                     g += gt;
                 }
             }
+            if fuse[i] == Fuse::Tail {
+                // The layer below takes the ReLU's gradient (it keeps its shape): nothing to do.
+                continue;
+            }
             let gi = ArrayViewMut3::from_shape(in_shape.dim(), &mut next[..in_shape.len()])
                 .expect("buffer sized to the largest shape");
-            self.layers[i].backward_input(&self.saved[i], g.view(), gi)?;
+            if fuse[i] == Fuse::Head {
+                self.layers[i].backward_input_masked(&self.saved[i], g.view(), gi, false)?;
+            } else {
+                self.layers[i].backward_input(&self.saved[i], g.view(), gi)?;
+            }
             std::mem::swap(&mut cur, &mut next);
         }
         let in_shape = self.shapes[0];
@@ -516,18 +561,25 @@ impl Network {
                 }
             }
             let (layer, saved) = (&self.layers[i], &self.saved[i]);
-            if i == 0 {
-                layer.backward_input(
-                    saved,
-                    store.one(cur, out_shape).view(),
-                    grad_input.view_mut(),
-                )?;
+            let head = plan[i].fuse == Fuse::Head;
+            if plan[i].fuse == Fuse::Tail {
+                // The layer below reads this ReLU's output gradient through the ReLU's mask.
+            } else if i == 0 {
+                let dy = store.one(cur, out_shape);
+                if head {
+                    layer.backward_input_masked(saved, dy.view(), grad_input.view_mut(), false)?;
+                } else {
+                    layer.backward_input(saved, dy.view(), grad_input.view_mut())?;
+                }
             } else if plan[i].in_place {
                 layer.backward_input_in_place(saved, store.one(cur, out_shape))?;
             } else {
                 let below = plan[i - 1].place;
                 let (dy, dx) = store.pair(cur, out_shape, below, self.shapes[i]);
-                if taps.contains(&(i - 1)) {
+                let add = taps.contains(&(i - 1));
+                if head {
+                    layer.backward_input_masked(saved, dy, dx, add)?;
+                } else if add {
                     layer.backward_input_add(saved, dy, dx)?;
                 } else {
                     layer.backward_input(saved, dy, dx)?;
@@ -561,13 +613,15 @@ impl Network {
                 r
             })
             .collect();
-        let mut plan = vec![
-            Step {
+        let fuse = self.fusion(taps, last);
+        let mut plan: Vec<Step> = fuse
+            .into_iter()
+            .map(|fuse| Step {
                 place: Place::Work(0),
-                in_place: false
-            };
-            last + 1
-        ];
+                in_place: false,
+                fuse,
+            })
+            .collect();
         plan[last].place = Place::Tap(tap_of(last).expect("the deepest layer is tapped"));
         for i in (1..=last).rev() {
             plan[i].in_place = in_place[i];
@@ -721,12 +775,24 @@ enum Place {
     Work(usize),
 }
 
-/// One layer's step in a walk: where its output (forward) or output gradient (backward) lives, and
-/// whether it runs in place over its input.
+/// One layer's step in a walk: where its output (forward) or output gradient (backward) lives,
+/// whether it runs in place over its input, and whether it is half of a fused pair.
 #[derive(Debug, Clone, Copy)]
 struct Step {
     place: Place,
     in_place: bool,
+    fuse: Fuse,
+}
+
+/// A layer's part in a layer + ReLU pair run as one ([`Layer::forward_relu`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fuse {
+    /// Not fused.
+    No,
+    /// The layer: it applies the ReLU above it, and reads that ReLU's gradient through its mask.
+    Head,
+    /// The ReLU: the layer below does its work.
+    Tail,
 }
 
 /// Where a value of `len` floats goes, given the tap arrays that are free for it (index, length) and

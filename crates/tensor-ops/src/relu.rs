@@ -69,6 +69,10 @@ impl Layer for Relu {
         true
     }
 
+    fn is_relu(&self) -> bool {
+        true
+    }
+
     fn row_window(&self) -> Option<RowWindow> {
         Some(RowWindow {
             kernel: 1,

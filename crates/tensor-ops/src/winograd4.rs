@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 use crate::Padding;
 use crate::packed_gemm::{Kernel, PanelGemm};
+use crate::row_mask::{self, RowBits};
 use crate::winograd::Direction;
 
 /// Most tiles (GEMM columns) per block.
@@ -249,16 +250,11 @@ fn transform_panel<T: Tile, const MR: usize>(
         for (rl, r) in (p * MR..p * MR + live).enumerate() {
             crate::winograd::kernel_taps(w, k, dir, (r, s), |tap, v| g[tap].0[rl] = v);
         }
-        // t = G g (α×3), column by column; then each row of t times Gᵀ.
-        let mut t = [[L8::default(); 3]; MAX_A];
-        for j in 0..3 {
-            let col = T::weight([g[j], g[3 + j], g[6 + j]]);
-            for (ti, &v) in t.iter_mut().zip(&col).take(T::A) {
-                ti[j] = v;
-            }
-        }
-        for (i, ti) in t.iter().enumerate().take(T::A) {
-            let row = T::weight(*ti);
+        // t = G g (α×3), column by column; then each row of t times Gᵀ. (Arrays built whole, not
+        // zeroed and then filled: the zeroing was a `memset` call per column.)
+        let t: [[L8; MAX_A]; 3] = std::array::from_fn(|j| T::weight([g[j], g[3 + j], g[6 + j]]));
+        for i in 0..T::A {
+            let row = T::weight([t[0][i], t[1][i], t[2][i]]);
             for (j, v) in row.iter().enumerate().take(T::A) {
                 out[((i * T::A + j) * cols + s) * MR..][..MR].copy_from_slice(&v.0[..MR]);
             }
@@ -290,6 +286,35 @@ pub(crate) fn conv3x3(
     }
 }
 
+/// Whether [`conv3x3`] computes an output of `h × w` with F(4×4) tiles (else it hands it to F(2×2)).
+pub(crate) fn uses_tiles(h: usize, w: usize) -> bool {
+    h.div_ceil(F4::M) * w.div_ceil(F4::M) >= MIN_TILES
+}
+
+/// What the tile path does besides the convolution: a ReLU after the forward pass's bias (its mask
+/// written by rows, see `row_mask`, when a writer is given), or, backward, the input `dY` read
+/// through the row mask of such a ReLU (`dY ⊙ mask`, the ReLU's input gradient, never written out).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Fusion<'a> {
+    /// The plain convolution.
+    None,
+    /// Forward: `max(conv + b, 0)`, keeping the mask in the writer's mask when there is one.
+    Relu(Option<RowBits>),
+    /// Backward: the convolution of `input ⊙ mask` (the mask of `input`'s shape).
+    MaskedInput(&'a [u32]),
+}
+
+/// [`conv3x3`] on F(4×4) tiles with a [`Fusion`] (a ReLU does not go with `accumulate`): for
+/// outputs where [`uses_tiles`] holds, which the caller checks.
+///
+/// # Panics
+/// When the output is too small for the tiles, or a fused mask does not fit its shape.
+pub(crate) fn conv3x3_fused(args: ConvArgs<'_>, accumulate: bool, fusion: Fusion<'_>) {
+    let (_, h_b, w_b) = args.5.dim();
+    assert!(uses_tiles(h_b, w_b), "an output of F(4×4) tiles");
+    conv3x3_tiles_fused::<F4>(Kernel::best(), args, accumulate, fusion);
+}
+
 /// [`conv3x3`] for any tile type and a given GEMM microkernel (the tests run every kernel the CPU
 /// has), without the hand-over to F(2×2).
 #[expect(
@@ -306,6 +331,38 @@ pub(crate) fn conv3x3_tiles<T: Tile>(
     output: ArrayViewMut3<'_, f32>,
     accumulate: bool,
 ) {
+    let args = (dir, weight, bias, input, pad, output);
+    conv3x3_tiles_fused::<T>(kernel, args, accumulate, Fusion::None);
+}
+
+/// The operands of one convolution: direction, weights, bias, input, its padding, output.
+pub(crate) type ConvArgs<'a> = (
+    Direction,
+    ArrayView2<'a, f32>,
+    ArrayView1<'a, f32>,
+    ArrayView3<'a, f32>,
+    Padding,
+    ArrayViewMut3<'a, f32>,
+);
+
+/// [`conv3x3_tiles`] with a [`Fusion`] (a ReLU does not go with `accumulate`).
+fn conv3x3_tiles_fused<T: Tile>(
+    kernel: Kernel,
+    (dir, weight, bias, input, pad, output): ConvArgs<'_>,
+    accumulate: bool,
+    fusion: Fusion<'_>,
+) {
+    assert!(
+        !(matches!(fusion, Fusion::Relu(_)) && accumulate),
+        "a fused ReLU does not accumulate"
+    );
+    if let Fusion::MaskedInput(mask) = fusion {
+        assert_eq!(
+            mask.len(),
+            row_mask::mask_len(crate::Shape::of(&input)),
+            "the input's mask"
+        );
+    }
     let (c_a, c_b) = match dir {
         Direction::Forward => (weight.dim().1 / 9, weight.dim().0),
         Direction::Backward => (weight.dim().0, weight.dim().1 / 9),
@@ -325,7 +382,7 @@ pub(crate) fn conv3x3_tiles<T: Tile>(
         grow(u, a2 * geo.c_b_pad * c_a);
         let u = &mut u[..a2 * geo.c_b_pad * c_a];
         transform_weights::<T>(weight, dir, kernel.mr, u);
-        convolve::<T>(&geo, u, bias, input, output, accumulate, v, m);
+        convolve::<T>(&geo, u, bias, input, output, (accumulate, fusion), v, m);
     });
 }
 
@@ -390,7 +447,7 @@ fn convolve<T: Tile>(
     bias: ArrayView1<'_, f32>,
     input: ArrayView3<'_, f32>,
     mut output: ArrayViewMut3<'_, f32>,
-    accumulate: bool,
+    (accumulate, fusion): (bool, Fusion<'_>),
     v: &mut Vec<f32>,
     m: &mut Vec<f32>,
 ) {
@@ -423,7 +480,7 @@ fn convolve<T: Tile>(
                 grow(v, v_len);
                 grow(m, m_len);
                 let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
-                block::<T>(g, u, x, bias, rows, out, accumulate, v, m, false);
+                block::<T>(g, u, x, bias, rows, out, (accumulate, fusion), v, m, false);
             });
         });
     } else {
@@ -431,7 +488,7 @@ fn convolve<T: Tile>(
         grow(m, m_len);
         for (b, out) in blocks.into_iter().enumerate() {
             let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
-            block::<T>(g, u, x, bias, rows, out, accumulate, v, m, true);
+            block::<T>(g, u, x, bias, rows, out, (accumulate, fusion), v, m, true);
         }
     }
 }
@@ -449,7 +506,7 @@ fn block<T: Tile>(
     bias: ArrayView1<'_, f32>,
     (ty0, ty1): (usize, usize),
     mut out: ArrayViewMut3<'_, f32>,
-    accumulate: bool,
+    (accumulate, fusion): (bool, Fusion<'_>),
     v: &mut [f32],
     m: &mut [f32],
     parallel: bool,
@@ -470,11 +527,16 @@ fn block<T: Tile>(
         nr,
         n,
     };
+    let mask_words = g.h_a * row_mask::words_per_row(g.w_a);
     let transform_in = |c: usize| {
         let plane = &x[c * g.h_a * g.w_a..(c + 1) * g.h_a * g.w_a];
+        let mask = match fusion {
+            Fusion::MaskedInput(mask) => Some(&mask[c * mask_words..(c + 1) * mask_words]),
+            _ => None,
+        };
         // Channel c writes only its own rows `c` of the panels (see `Scatter`): disjoint across channels.
         let rows = dest.channel(c);
-        input_transform::<T>(plane, (g.h_a, g.w_a), g.pad, (ty0, ty1), g.ntx, &rows);
+        input_transform::<T>(plane, mask, (g.h_a, g.w_a), g.pad, (ty0, ty1), g.ntx, &rows);
     };
     if parallel {
         (0..c_a).into_par_iter().for_each(transform_in);
@@ -507,10 +569,17 @@ fn block<T: Tile>(
         m.chunks_mut(c_b_pad * n_pad).enumerate().for_each(gemm);
     }
     let m: &[f32] = m;
+    let relu = match fusion {
+        Fusion::Relu(bits) => Some(ReluOut {
+            bits,
+            y0: T::M * ty0,
+        }),
+        _ => None,
+    };
     let transform_out = |(o, plane): (usize, ArrayViewMut2<'_, f32>)| {
         let b = bias.get(o).copied().unwrap_or(0.0);
         let rows = (ty1 - ty0, g.ntx, n_pad);
-        output_transform::<T>(m, (o, c_b_pad), rows, b, plane, accumulate);
+        output_transform::<T>(m, (o, c_b_pad), rows, b, plane, (accumulate, relu));
     };
     if parallel {
         out.axis_iter_mut(Axis(0))
@@ -647,6 +716,7 @@ fn grow(buf: &mut Vec<f32>, len: usize) {
 /// row's places, which this call overwrites when it transforms that row.
 fn input_transform<T: Tile>(
     plane: &[f32],
+    mask: Option<&[u32]>,
     (h_a, w_a): (usize, usize),
     pad: Padding,
     (ty0, ty1): (usize, usize),
@@ -666,6 +736,12 @@ fn input_transform<T: Tile>(
             for (i, row) in rows.chunks_exact_mut(width).enumerate() {
                 let iy = (mm * ty + i).wrapping_sub(pad.top);
                 crate::winograd::padded_row(row, plane, (h_a, w_a), iy, pad.left);
+                if let Some(mask) = mask.filter(|_| iy < h_a) {
+                    // The ReLU's input gradient, read through its mask: columns 0.. of the row.
+                    let (lo, hi) = (pad.left.min(width), (pad.left + w_a).min(width));
+                    let wpr = row_mask::words_per_row(w_a);
+                    row_mask::mask_row(&mut row[lo..hi], &mask[iy * wpr..(iy + 1) * wpr]);
+                }
             }
             for c0 in (0..width).step_by(8) {
                 let mut d = [L8::default(); MAX_A];
@@ -701,9 +777,20 @@ fn input_transform<T: Tile>(
     dest.zero_tail(a * a);
 }
 
+/// The ReLU of a forward output pass ([`Fusion::Relu`]): where its mask goes, and the output row of
+/// the block's first row.
+#[derive(Clone, Copy)]
+struct ReluOut {
+    bits: Option<RowBits>,
+    y0: usize,
+}
+
 /// `Y = Aᵀ m A + b` of output channel `o` for every tile of the block (`m` laid out
 /// `[e][c_b_pad][n_pad]`), clipped to the output (sizes that are not multiples of `m`). With
-/// `accumulate`, `Y` is added to `plane`.
+/// `accumulate`, `Y` is added to `plane`; with a ReLU, `max(Y, 0)` is written and its mask kept.
+///
+/// The mask goes a word at a time: eight tiles give 32 columns of a row (`m = 4`), starting at a
+/// multiple of 32, so one word of the row mask; each channel's task writes its own rows.
 #[allow(
     clippy::needless_range_loop,
     reason = "the tile's rows and columns index two arrays crosswise"
@@ -714,9 +801,13 @@ fn output_transform<T: Tile>(
     (n_rows, ntx, n_pad): (usize, usize, usize),
     b: f32,
     mut plane: ArrayViewMut2<'_, f32>,
-    accumulate: bool,
+    (accumulate, relu): (bool, Option<ReluOut>),
 ) {
     let (a, mm) = (T::A, T::M);
+    assert!(
+        relu.is_none() || mm * 8 == 32,
+        "a mask word per eight tiles"
+    );
     let (h_out, w_out) = plane.dim();
     let plane = plane
         .as_slice_mut()
@@ -725,24 +816,22 @@ fn output_transform<T: Tile>(
         let t0 = r * ntx;
         for k0 in (0..ntx).step_by(8) {
             let len = (ntx - k0).min(8);
-            // Along the patch columns for each patch row i: s[j'][i], eight tiles at a time.
-            let mut s = [[L8::default(); MAX_A]; MAX_A];
-            for i in 0..a {
-                let mut d = [L8::default(); MAX_A];
-                for (j, dj) in d.iter_mut().enumerate().take(a) {
-                    let at = ((i * a + j) * c_b_pad + o) * n_pad + t0 + k0;
-                    *dj = L8::load_partial(&m[at..at + len]);
-                }
-                let o = T::output(&d);
-                for (jj, sj) in s.iter_mut().enumerate().take(mm) {
-                    sj[i] = o[jj];
-                }
-            }
+            // Along the patch columns for each patch row i: s[i][j'], eight tiles at a time (arrays
+            // built whole rather than zeroed and filled, which took a `memset` call per group).
+            let s: [[L8; MAX_A]; MAX_A] = std::array::from_fn(|i| {
+                let d: [L8; MAX_A] = std::array::from_fn(|j| {
+                    if i < a && j < a {
+                        let at = ((i * a + j) * c_b_pad + o) * n_pad + t0 + k0;
+                        L8::load_partial(&m[at..at + len])
+                    } else {
+                        L8::default()
+                    }
+                });
+                T::output(&d)
+            });
             // Along the patch rows: y[j'][i'] (i' the output row in the tile).
-            let mut y = [[L8::default(); MAX_A]; MAX_M];
-            for (yj, sj) in y.iter_mut().zip(&s).take(mm) {
-                *yj = T::output(sj);
-            }
+            let y: [[L8; MAX_A]; MAX_M] =
+                std::array::from_fn(|jj| T::output(&std::array::from_fn(|i| s[i][jj])));
             // Each output row of the eight tiles is 8m contiguous values.
             let x0 = mm * k0;
             let cols = (mm * len).min(w_out - x0);
@@ -755,6 +844,17 @@ fn output_transform<T: Tile>(
                 for q in 0..8 {
                     for jj in 0..mm {
                         buf[q * mm + jj] = y[jj][ii].0[q] + b;
+                    }
+                }
+                if let Some(relu) = relu {
+                    // A constant length where the eight tiles are whole: vector compares.
+                    let word = if cols == 32 {
+                        row_mask::relu_word(&mut buf[..32])
+                    } else {
+                        row_mask::relu_word(&mut buf[..cols])
+                    };
+                    if let Some(bits) = relu.bits {
+                        bits.write(o, relu.y0 + oy, k0 / 8, word);
                     }
                 }
                 let dst = &mut plane[oy * w_out + x0..oy * w_out + x0 + cols];

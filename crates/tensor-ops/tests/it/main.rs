@@ -4,6 +4,7 @@
 mod conv;
 mod device;
 mod errors;
+mod fusion;
 mod gemm;
 mod network;
 mod pool;

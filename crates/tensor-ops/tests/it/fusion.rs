@@ -1,0 +1,290 @@
+//! A layer and the ReLU above it run as one (`Layer::forward_relu`, `Layer::backward_input_masked`):
+//! the same values as the two layers, bit for bit, on the fused F(4×4) path and on the generic one.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ndarray::{Array3, ArrayView3, ArrayViewMut3};
+use tensor_ops::{Conv2d, Layer, Network, Padding, Relu, Saved, Shape};
+
+use crate::{arr1, arr3, arr4, backward, forward};
+
+fn conv(name: &str, seed: u64, (c_in, c_out): (usize, usize), pad: Padding) -> Conv2d {
+    Conv2d::new(
+        name,
+        arr4(seed, (c_out, c_in, 3, 3), -0.15, 0.15),
+        arr1(seed + 100, c_out, -0.1, 0.1),
+        [1, 1],
+        pad,
+    )
+    .unwrap()
+}
+
+/// `(c_in, c_out, h, w, padding, fused)`: F(4×4) tiles both ways (one phased block; several blocks
+/// run whole; widths across mask words, 70 = 2·32 + 6; padding 0 to 2, where the output and the
+/// input gradient differ in size), and layers that take the generic path (F(2×2)-sized, im2col).
+const CASES: [(usize, usize, usize, usize, [usize; 4], bool); 7] = [
+    (16, 24, 40, 37, [1, 1, 1, 1], true),
+    (16, 16, 430, 37, [1, 1, 1, 1], true),
+    (17, 19, 33, 70, [1, 1, 1, 1], true),
+    (16, 16, 40, 41, [0, 2, 1, 2], true),
+    (16, 16, 40, 37, [2, 2, 2, 2], true),
+    (16, 16, 20, 19, [1, 1, 1, 1], false),
+    (3, 16, 40, 37, [1, 1, 1, 1], false),
+];
+
+fn padding([top, bottom, left, right]: [usize; 4]) -> Padding {
+    Padding {
+        top,
+        bottom,
+        left,
+        right,
+    }
+}
+
+/// `forward_relu` is `max(forward, 0)` with the mask by rows; `backward_input_masked` is the input
+/// gradient of `dY ⊙ mask`, replacing or added into `grad_input`.
+#[test]
+fn a_layer_with_its_relu_matches_the_two_layers() {
+    for (k, &(c_in, c_out, h, w, pad, fused)) in CASES.iter().enumerate() {
+        let seed = 10 * k as u64;
+        let layer = conv("conv", seed, (c_in, c_out), padding(pad));
+        let x = arr3(seed + 1, (c_in, h, w), -1.0, 1.0);
+        let shape = Shape::of(&x);
+        let what = format!("case {k} ({c_in}→{c_out}, {h}×{w}, pad {pad:?})");
+        assert_eq!(layer.fuses_relu(shape), fused, "{what}");
+        let (pre, _) = forward(&layer, x.view());
+        let mut out = Array3::from_elem(pre.dim(), f32::NAN);
+        let mut saved = Saved::default();
+        layer
+            .forward_relu(x.view(), out.view_mut(), Some(&mut saved))
+            .unwrap();
+        assert_eq!(out, pre.mapv(|v| v.max(0.0)), "{what}: forward");
+        let words = pre.dim().2.div_ceil(32);
+        assert_eq!(saved.row_mask.len(), pre.dim().0 * pre.dim().1 * words);
+        for ((c, y, xx), &v) in pre.indexed_iter() {
+            let bit = saved.row_mask[(c * pre.dim().1 + y) * words + xx / 32] >> (xx % 32) & 1;
+            assert_eq!(bit == 1, v > 0.0, "{what}: mask bit ({c}, {y}, {xx})");
+        }
+        let mut no_keep = Array3::from_elem(pre.dim(), f32::NAN);
+        layer
+            .forward_relu(x.view(), no_keep.view_mut(), None)
+            .unwrap();
+        assert_eq!(no_keep, out, "{what}: forward without a record");
+
+        let dy = arr3(seed + 2, pre.dim(), -1.0, 1.0);
+        let masked_dy = ndarray::Zip::from(&dy)
+            .and(&pre)
+            .map_collect(|&g, &v| if v > 0.0 { g } else { 0.0 });
+        let want = backward(&layer, &saved, shape, masked_dy.view());
+        let mut got = Array3::from_elem(x.dim(), f32::NAN);
+        layer
+            .backward_input_masked(&saved, dy.view(), got.view_mut(), false)
+            .unwrap();
+        assert_eq!(got, want, "{what}: input gradient");
+
+        let base = arr3(seed + 3, x.dim(), -1.0, 1.0);
+        let mut sum = base.clone();
+        layer
+            .backward_input_masked(&saved, dy.view(), sum.view_mut(), true)
+            .unwrap();
+        for ((a, b), c) in sum.iter().zip(&base).zip(&want) {
+            assert!(
+                (a - (b + c)).abs() <= 1e-6,
+                "{what}: added gradient {a} vs {}",
+                b + c
+            );
+        }
+    }
+}
+
+/// A mask of another shape (or none: the forward pass was `forward`) is an error, not a panic.
+#[test]
+fn the_masked_gradient_wants_the_mask_of_forward_relu() {
+    let layer = conv("conv", 1, (16, 16), Padding::uniform(1));
+    let x = arr3(2, (16, 40, 37), -1.0, 1.0);
+    let (pre, saved) = forward(&layer, x.view());
+    let mut grad = Array3::zeros(x.dim());
+    let err = layer
+        .backward_input_masked(&saved, pre.view(), grad.view_mut(), false)
+        .unwrap_err();
+    assert!(err.to_string().contains("conv"), "{err}");
+}
+
+/// A layer that counts the calls of its fused methods and otherwise is the layer it wraps.
+#[derive(Debug)]
+struct Counted {
+    inner: Box<dyn Layer>,
+    fused: AtomicUsize,
+    relu: bool,
+}
+
+impl Counted {
+    fn new(inner: impl Layer + 'static, relu: bool) -> Box<Counted> {
+        Box::new(Counted {
+            inner: Box::new(inner),
+            fused: AtomicUsize::new(0),
+            relu,
+        })
+    }
+}
+
+impl Layer for Counted {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn output_shape(&self, input: Shape) -> tensor_ops::Result<Shape> {
+        self.inner.output_shape(input)
+    }
+    fn forward(
+        &self,
+        input: ArrayView3<'_, f32>,
+        output: ArrayViewMut3<'_, f32>,
+        saved: Option<&mut Saved>,
+    ) -> tensor_ops::Result<()> {
+        self.inner.forward(input, output, saved)
+    }
+    fn backward_input(
+        &self,
+        saved: &Saved,
+        grad_output: ArrayView3<'_, f32>,
+        grad_input: ArrayViewMut3<'_, f32>,
+    ) -> tensor_ops::Result<()> {
+        self.inner.backward_input(saved, grad_output, grad_input)
+    }
+    fn runs_in_place(&self) -> bool {
+        self.inner.runs_in_place()
+    }
+    fn forward_in_place(
+        &self,
+        data: ArrayViewMut3<'_, f32>,
+        saved: Option<&mut Saved>,
+    ) -> tensor_ops::Result<()> {
+        self.inner.forward_in_place(data, saved)
+    }
+    fn backward_input_in_place(
+        &self,
+        saved: &Saved,
+        grad: ArrayViewMut3<'_, f32>,
+    ) -> tensor_ops::Result<()> {
+        self.inner.backward_input_in_place(saved, grad)
+    }
+    fn backward_input_add(
+        &self,
+        saved: &Saved,
+        grad_output: ArrayView3<'_, f32>,
+        grad_input: ArrayViewMut3<'_, f32>,
+    ) -> tensor_ops::Result<()> {
+        self.inner
+            .backward_input_add(saved, grad_output, grad_input)
+    }
+    /// Only when asked to: the unfused network hides its ReLUs.
+    fn is_relu(&self) -> bool {
+        self.relu && self.inner.is_relu()
+    }
+    fn fuses_relu(&self, input: Shape) -> bool {
+        self.inner.fuses_relu(input)
+    }
+    fn forward_relu(
+        &self,
+        input: ArrayView3<'_, f32>,
+        output: ArrayViewMut3<'_, f32>,
+        saved: Option<&mut Saved>,
+    ) -> tensor_ops::Result<()> {
+        self.fused.fetch_add(1, Ordering::Relaxed);
+        self.inner.forward_relu(input, output, saved)
+    }
+    fn backward_input_masked(
+        &self,
+        saved: &Saved,
+        grad_output: ArrayView3<'_, f32>,
+        grad_input: ArrayViewMut3<'_, f32>,
+        accumulate: bool,
+    ) -> tensor_ops::Result<()> {
+        self.fused.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .backward_input_masked(saved, grad_output, grad_input, accumulate)
+    }
+}
+
+/// conv_a (fused, the first layer) → relu_a (tap) → conv_b (fused, gradient added into relu_a's
+/// array) → relu_b → conv_c (tapped: not fused) → relu_c → conv_d (fused) → relu_d (tap, deepest).
+/// With `fuse` false the ReLUs do not say they are ReLUs, so nothing is fused.
+fn chain(fuse: bool) -> Network {
+    let relu = |name: &str| -> Box<dyn Layer> { Counted::new(Relu::new(name), fuse) };
+    let c = |name: &str, seed: u64, ch: (usize, usize)| -> Box<dyn Layer> {
+        Counted::new(conv(name, seed, ch, Padding::uniform(1)), false)
+    };
+    Network::new(vec![
+        c("conv_a", 1, (16, 16)),
+        relu("relu_a"),
+        c("conv_b", 2, (16, 24)),
+        relu("relu_b"),
+        c("conv_c", 3, (24, 16)),
+        relu("relu_c"),
+        c("conv_d", 4, (16, 20)),
+        relu("relu_d"),
+    ])
+}
+
+const TAPS: [usize; 3] = [1, 4, 7];
+
+fn fused_calls(net: &Network) -> Vec<usize> {
+    net.layers()
+        .iter()
+        .map(|l| {
+            let c = l
+                .as_any()
+                .downcast_ref::<Counted>()
+                .expect("a counted layer");
+            c.fused.load(Ordering::Relaxed)
+        })
+        .collect()
+}
+
+/// The network runs each convolution (not tapped) with its ReLU as one, and its outputs and input
+/// gradients (both backward walks) are those of the unfused network, bit for bit.
+#[test]
+fn a_fused_network_matches_the_unfused_one_bit_for_bit() {
+    let x = arr3(5, (16, 41, 38), -1.0, 1.0);
+    let (mut fused, mut plain) = (chain(true), chain(false));
+    let mut outs = [Vec::new(), Vec::new()];
+    fused.forward_into(x.view(), &TAPS, &mut outs[0]).unwrap();
+    plain.forward_into(x.view(), &TAPS, &mut outs[1]).unwrap();
+    assert_eq!(outs[0], outs[1], "tapped outputs");
+    assert_eq!(
+        fused_calls(&fused),
+        [1, 0, 1, 0, 0, 0, 1, 0],
+        "fused forward passes"
+    );
+    assert_eq!(fused_calls(&plain), [0; 8]);
+
+    let grads: Vec<Array3<f32>> = outs[0]
+        .iter()
+        .enumerate()
+        .map(|(j, o)| arr3(40 + j as u64, o.dim(), -1.0, 1.0))
+        .collect();
+    let views: Vec<ArrayView3<'_, f32>> = grads.iter().map(|g| g.view()).collect();
+    let want = plain.backward(&views).unwrap();
+    let got = fused.backward(&views).unwrap();
+    assert_eq!(got, want, "backward");
+    assert_eq!(fused_calls(&fused), [2, 0, 2, 0, 0, 0, 2, 0]);
+
+    let mut in_place = [Array3::zeros(x.dim()), Array3::zeros(x.dim())];
+    for (k, net) in [&mut fused, &mut plain].into_iter().enumerate() {
+        let taps = &mut outs[k];
+        for (t, g) in taps.iter_mut().zip(&grads) {
+            t.assign(g);
+        }
+        net.backward_in_place(taps, in_place[k].view_mut()).unwrap();
+    }
+    assert_eq!(in_place[0], in_place[1], "backward_in_place");
+    assert_eq!(fused_calls(&fused), [3, 0, 3, 0, 0, 0, 3, 0]);
+
+    // Inference and visiting walks fuse too, and keep nothing.
+    let inferred = fused.forward_inference(x.view(), &TAPS).unwrap();
+    let again = plain.forward_inference(x.view(), &TAPS).unwrap();
+    assert_eq!(inferred, again, "forward_inference");
+}
