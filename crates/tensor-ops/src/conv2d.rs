@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use crate::gemm::sgemm;
 use crate::layer::{RowWindow, Saved, check_contiguous, check_shape};
 use crate::row_mask::{self, RowBits};
-use crate::{CpuGemm, Error, Gemm, Layer, Padding, Result, Shape, shape::out_len};
+use crate::{CpuGemm, Epilogue, Error, Gemm, Layer, Padding, Result, Shape, shape::out_len};
 use crate::{winograd, winograd4};
 
 /// Validated geometry of a convolution: input shape, kernel, stride, padding, and the output shape they give.
@@ -673,10 +673,12 @@ impl Layer for Conv2d {
         self.input_gradient(saved, grad_output, grad_input, true)
     }
 
-    /// F(4×4) layers fuse a ReLU where both directions run on F(4×4) tiles: the output pass applies
-    /// it (and writes its mask a word per 32 columns), and the input gradient's input pass reads `dY`
-    /// through the mask.
-    fn fuses_relu(&self, input: Shape) -> bool {
+    /// F(4×4) layers fuse a ReLU (and a 2×2 average pooling after it) where both directions run on
+    /// F(4×4) tiles: the output pass applies them (and writes the ReLU's mask a word per 32 columns),
+    /// and the input gradient's input pass reads `dY` through the mask (spreading the pooling's
+    /// gradient on the way).
+    fn fuses(&self, input: Shape, epilogue: Epilogue) -> bool {
+        let _ = epilogue;
         self.algorithm == ConvAlgorithm::Winograd4
             && self.geometry(input).is_ok_and(|g| {
                 winograd4::uses_tiles(g.output.height, g.output.width)
@@ -684,84 +686,80 @@ impl Layer for Conv2d {
             })
     }
 
-    fn forward_relu(
+    fn forward_fused(
         &self,
         input: ArrayView3<'_, f32>,
-        mut output: ArrayViewMut3<'_, f32>,
+        output: ArrayViewMut3<'_, f32>,
         saved: Option<&mut Saved>,
+        epilogue: Epilogue,
     ) -> Result<()> {
         let in_shape = Shape::of(&input);
-        if !self.fuses_relu(in_shape) {
-            return row_mask::forward_then_relu(self, input, output, saved);
+        if !self.fuses(in_shape, epilogue) {
+            return row_mask::forward_then_epilogue(self, input, output, saved, epilogue);
         }
         let g = self.geometry(in_shape)?;
-        check_shape(&self.name, "output", g.output, Shape::of(&output))?;
+        let out_shape = epilogue.output_shape(g.output);
+        check_shape(&self.name, "output", out_shape, Shape::of(&output))?;
         check_contiguous(&self.name, "output", &output)?;
+        let pool = epilogue == Epilogue::ReluAvgPool2;
         let (dir, w, b) = (
             winograd::Direction::Forward,
             self.weight.view(),
             self.bias.view(),
         );
-        let out = g.output;
-        match saved {
-            Some(saved) => {
-                saved.input_shape = g.input;
-                // Every word is written (each row's words cover its columns), so no zeroing.
-                saved.row_mask.resize(row_mask::mask_len(out), 0);
-                let bits = RowBits::new(&mut saved.row_mask, out.height, out.width);
-                let fusion = winograd4::Fusion::Relu(Some(bits));
-                winograd4::conv3x3_fused(
-                    (dir, w, b, input, self.pad, output.view_mut()),
-                    false,
-                    fusion,
-                );
-            }
-            None => {
-                let fusion = winograd4::Fusion::Relu(None);
-                winograd4::conv3x3_fused(
-                    (dir, w, b, input, self.pad, output.view_mut()),
-                    false,
-                    fusion,
-                );
-            }
-        }
+        let args = (dir, w, b, input, self.pad, output);
+        let bits = saved.map(|saved| {
+            saved.input_shape = g.input;
+            // Every word of a row the output needs is written (each row's words cover its columns;
+            // rows a pooling drops need none), so no zeroing.
+            saved.row_mask.resize(row_mask::mask_len(g.output), 0);
+            RowBits::new(&mut saved.row_mask, g.output.height, g.output.width)
+        });
+        winograd4::conv3x3_fused(args, false, winograd4::Fusion::Relu { bits, pool });
         Ok(())
     }
 
-    fn backward_input_masked(
+    fn backward_input_fused(
         &self,
         saved: &Saved,
         grad_output: ArrayView3<'_, f32>,
         grad_input: ArrayViewMut3<'_, f32>,
         accumulate: bool,
+        epilogue: Epilogue,
     ) -> Result<()> {
         let in_shape = Shape::of(&grad_input);
-        if !self.fuses_relu(in_shape) {
-            return row_mask::mask_then_backward(self, saved, grad_output, grad_input, accumulate);
+        if !self.fuses(in_shape, epilogue) {
+            let grads = (grad_output, grad_input);
+            return row_mask::epilogue_then_backward(self, saved, grads, accumulate, epilogue);
         }
         let g = self.geometry(in_shape)?;
         check_shape(&self.name, "grad_input", saved.input_shape, g.input)?;
-        check_shape(&self.name, "grad_output", g.output, Shape::of(&grad_output))?;
+        let out_shape = epilogue.output_shape(g.output);
+        check_shape(
+            &self.name,
+            "grad_output",
+            out_shape,
+            Shape::of(&grad_output),
+        )?;
         check_contiguous(&self.name, "grad_input", &grad_input)?;
         row_mask::check_mask(&self.name, saved, g.output)?;
-        let fusion = winograd4::Fusion::MaskedInput(&saved.row_mask);
-        let (dir, w, no_bias) = (
-            winograd::Direction::Backward,
-            self.weight.view(),
+        let unpool =
+            (epilogue == Epilogue::ReluAvgPool2).then_some((g.output.height, g.output.width));
+        let fusion = winograd4::Fusion::MaskedInput {
+            mask: &saved.row_mask,
+            unpool,
+        };
+        let (dir, w) = (winograd::Direction::Backward, self.weight.view());
+        let flipped = self.flipped_padding();
+        let args = (
+            dir,
+            w,
             ArrayView1::from(&[]),
+            grad_output,
+            flipped,
+            grad_input,
         );
-        winograd4::conv3x3_fused(
-            (
-                dir,
-                w,
-                no_bias,
-                grad_output,
-                self.flipped_padding(),
-                grad_input,
-            ),
-            accumulate,
-            fusion,
-        );
+        winograd4::conv3x3_fused(args, accumulate, fusion);
         Ok(())
     }
 }

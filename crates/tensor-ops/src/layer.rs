@@ -14,22 +14,22 @@ use crate::{Error, Result, Shape};
 /// Weight gradients, where a caller wants them, are separate methods of the concrete types
 /// (e.g. [`Conv2d::backward_params`](crate::Conv2d::backward_params)).
 ///
-/// A layer may also run the ReLU above it as part of its own passes
-/// ([`forward_relu`](Layer::forward_relu), [`backward_input_masked`](Layer::backward_input_masked));
-/// every layer can (the defaults add a pass), and a [`Network`](crate::Network) pairs them where
-/// [`fuses_relu`](Layer::fuses_relu) says it is faster.
+/// A layer may also run the ReLU above it, and a 2×2 average pooling above that, as part of its own
+/// passes ([`forward_fused`](Layer::forward_fused), [`backward_input_fused`](Layer::backward_input_fused));
+/// every layer can (the defaults add passes), and a [`Network`](crate::Network) joins them where
+/// [`fuses`](Layer::fuses) says it is faster.
 ///
 /// # Examples
 /// ```
 /// use ndarray::{Array1, Array3, Array4};
-/// use tensor_ops::{Conv2d, Layer, Padding, Saved};
+/// use tensor_ops::{Conv2d, Epilogue, Layer, Padding, Saved};
 /// let conv = Conv2d::new("conv", Array4::from_elem((16, 16, 3, 3), -0.01), Array1::zeros(16), [1, 1], Padding::uniform(1))?;
 /// let x = Array3::from_shape_fn((16, 40, 40), |(c, y, x)| (c + y + x) as f32 % 3.0 - 1.0);
-/// assert!(conv.fuses_relu(tensor_ops::Shape::of(&x))); // F(4×4): 100 tiles of 4×4
+/// assert!(conv.fuses(tensor_ops::Shape::of(&x), Epilogue::Relu)); // F(4×4): 100 tiles of 4×4
 /// let (mut plain, mut fused) = (Array3::zeros((16, 40, 40)), Array3::zeros((16, 40, 40)));
 /// conv.forward(x.view(), plain.view_mut(), None)?;
 /// let mut saved = Saved::default();
-/// conv.forward_relu(x.view(), fused.view_mut(), Some(&mut saved))?;
+/// conv.forward_fused(x.view(), fused.view_mut(), Some(&mut saved), Epilogue::Relu)?;
 /// assert_eq!(fused, plain.mapv(|v| v.max(0.0)));
 /// assert_eq!(saved.row_mask.len(), 16 * 40 * 2); // two 32-bit words per row of 40
 /// # Ok::<(), tensor_ops::Error>(())
@@ -133,52 +133,102 @@ pub trait Layer: Send + Sync + fmt::Debug {
 
     /// Whether the layer is exactly `y = max(x, 0)` element by element ([`Relu`](crate::Relu)), so
     /// that a [`Network`](crate::Network) may hand it to the layer below (see
-    /// [`fuses_relu`](Layer::fuses_relu)). `false` by default.
+    /// [`fuses`](Layer::fuses)). `false` by default.
     fn is_relu(&self) -> bool {
         false
     }
 
-    /// Whether, for an input of shape `input`, [`forward_relu`](Layer::forward_relu) and
-    /// [`backward_input_masked`](Layer::backward_input_masked) are faster than this layer followed by
-    /// a separate ReLU; a [`Network`](crate::Network) then runs the pair as one. `false` by default
-    /// (the two methods still work, through a temporary and an extra pass).
-    fn fuses_relu(&self, input: Shape) -> bool {
-        let _ = input;
+    /// Whether the layer is exactly a 2×2 average pooling with stride 2 and no padding
+    /// ([`AvgPool2d`](crate::AvgPool2d) with those settings), so that a [`Network`](crate::Network)
+    /// may hand it, with the ReLU below it, to the layer below that ([`Epilogue::ReluAvgPool2`]).
+    /// `false` by default.
+    fn is_avg_pool_2x2(&self) -> bool {
         false
     }
 
-    /// `output = max(layer(input), 0)`: the forward pass and a ReLU after it. When `saved` is given,
-    /// records what [`backward_input_masked`](Layer::backward_input_masked) needs: the layer's own
-    /// record and the ReLU's mask, one bit per output element in [`Saved::row_mask`]. The default
-    /// runs [`forward`](Layer::forward), then the ReLU over the output.
+    /// Whether, for an input of shape `input`, [`forward_fused`](Layer::forward_fused) and
+    /// [`backward_input_fused`](Layer::backward_input_fused) with `epilogue` are faster than this
+    /// layer followed by the epilogue's layers; a [`Network`](crate::Network) then runs them as one.
+    /// `false` by default (the two methods still work, through temporaries and extra passes).
+    fn fuses(&self, input: Shape, epilogue: Epilogue) -> bool {
+        let _ = (input, epilogue);
+        false
+    }
+
+    /// The forward pass and `epilogue` after it: `output = max(layer(input), 0)`, pooled for
+    /// [`Epilogue::ReluAvgPool2`] (then `output` has [`Epilogue::output_shape`]). When `saved` is
+    /// given, records what [`backward_input_fused`](Layer::backward_input_fused) needs: the layer's own
+    /// record and the ReLU's mask, one bit per element of the layer's output in [`Saved::row_mask`].
+    /// The default runs [`forward`](Layer::forward) (into a temporary when pooling), then the ReLU
+    /// and the pooling.
     ///
     /// # Errors
     /// As [`forward`](Layer::forward).
-    fn forward_relu(
+    fn forward_fused(
         &self,
         input: ArrayView3<'_, f32>,
         output: ArrayViewMut3<'_, f32>,
         saved: Option<&mut Saved>,
+        epilogue: Epilogue,
     ) -> Result<()> {
-        crate::row_mask::forward_then_relu(self, input, output, saved)
+        crate::row_mask::forward_then_epilogue(self, input, output, saved, epilogue)
     }
 
-    /// The input gradient of the pair of [`forward_relu`](Layer::forward_relu), given `grad_output`,
-    /// the gradient with respect to the ReLU's output: the layer's input gradient for
-    /// `grad_output ⊙ mask`, added into `grad_input` with `accumulate`. The default masks a copy of
-    /// `grad_output`.
+    /// The input gradient of [`forward_fused`](Layer::forward_fused) with `epilogue`, given
+    /// `grad_output`, the gradient with respect to its output: the layer's input gradient for
+    /// `mask ⊙ (the pooling's input gradient of grad_output)` (for [`Epilogue::Relu`], `mask ⊙
+    /// grad_output`), added into `grad_input` with `accumulate`. The default builds that gradient in
+    /// a temporary.
     ///
     /// # Errors
     /// As [`backward_input`](Layer::backward_input), and [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)
-    /// when `saved` holds no mask of `grad_output`'s shape (the forward pass was not `forward_relu`).
-    fn backward_input_masked(
+    /// when `saved` holds no mask of the layer's output shape (the forward pass was not `forward_fused`).
+    fn backward_input_fused(
         &self,
         saved: &Saved,
         grad_output: ArrayView3<'_, f32>,
         grad_input: ArrayViewMut3<'_, f32>,
         accumulate: bool,
+        epilogue: Epilogue,
     ) -> Result<()> {
-        crate::row_mask::mask_then_backward(self, saved, grad_output, grad_input, accumulate)
+        crate::row_mask::epilogue_then_backward(
+            self,
+            saved,
+            (grad_output, grad_input),
+            accumulate,
+            epilogue,
+        )
+    }
+}
+
+/// What a layer applies after its own output in a fused step ([`Layer::forward_fused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Epilogue {
+    /// A ReLU, `max(y, 0)`.
+    Relu,
+    /// A ReLU, then a 2×2 average pooling with stride 2 and no padding: `⌊H/2⌋ × ⌊W/2⌋` outputs,
+    /// each `(0 + a + b + c + d) / 4` of its window (as [`AvgPool2d`](crate::AvgPool2d) computes it).
+    ReluAvgPool2,
+}
+
+impl Epilogue {
+    /// The shape of the fused step's output, given the layer's own output shape.
+    ///
+    /// # Examples
+    /// ```
+    /// use tensor_ops::{Epilogue, Shape};
+    /// assert_eq!(Epilogue::ReluAvgPool2.output_shape(Shape::new(8, 75, 100)), Shape::new(8, 37, 50));
+    /// ```
+    pub fn output_shape(self, layer_output: Shape) -> Shape {
+        match self {
+            Epilogue::Relu => layer_output,
+            Epilogue::ReluAvgPool2 => Shape::new(
+                layer_output.channels,
+                layer_output.height / 2,
+                layer_output.width / 2,
+            ),
+        }
     }
 }
 
@@ -214,7 +264,7 @@ pub struct Saved {
     pub offsets: Vec<u8>,
     /// One index per output element; max pooling with larger windows stores the same positions here.
     pub indices: Vec<u32>,
-    /// The mask of a ReLU that the layer applied itself ([`Layer::forward_relu`]): bit `x % 32` of
+    /// The mask of a ReLU that the layer applied itself ([`Layer::forward_fused`]): bit `x % 32` of
     /// word `(c·H + y)·⌈W/32⌉ + x / 32` set where output `(c, y, x)` was positive before the ReLU
     /// (each row of the output starts a word).
     pub row_mask: Vec<u32>,

@@ -83,7 +83,7 @@ pub use conv2d::{Conv2d, Conv2dGeometry, Conv2dParamGrads, ConvAlgorithm, WINOGR
 pub use cuda::CublasGemm;
 pub use error::{Error, Result};
 pub use gemm::{CpuGemm, Gemm};
-pub use layer::{Layer, RowWindow, Saved};
+pub use layer::{Epilogue, Layer, RowWindow, Saved};
 pub use network::Network;
 pub use pool::{AvgPool2d, MaxPool2d, PoolGeometry};
 pub use relu::Relu;

@@ -3,17 +3,18 @@
 use ndarray::{Array3, ArrayView3, ArrayViewMut3};
 
 use crate::layer::{RowWindow, Saved, check_contiguous, check_shape};
-use crate::{Error, Layer, Result, Shape};
+use crate::{Epilogue, Error, Layer, Result, Shape};
 
 /// A chain of layers with reusable buffers.
 ///
 /// The forward walk keeps its values in the tap arrays (a layer writes straight into its tap's array;
 /// ReLUs run in place) and in one working buffer, planned per input shape; each layer keeps in its
 /// [`Saved`] record only what its input gradient needs (ReLU bit masks, max-pooling positions).
-/// A layer followed by a ReLU runs with it as one step where the layer says it is faster so
-/// ([`Layer::fuses_relu`]: F(4×4) convolutions apply the ReLU in their output pass and read its
-/// gradient through the mask in their input-gradient pass), unless the layer's own output is tapped;
-/// the values are the same, bit for bit.
+/// A layer followed by a ReLU (and by a 2×2 average pooling after that) runs with them as one step
+/// where the layer says it is faster so ([`Layer::fuses`]: F(4×4) convolutions apply the ReLU and
+/// the pooling in their output pass and read the gradient through the ReLU's mask, spreading the
+/// pooling's, in their input-gradient pass), unless an output that the step would not write is
+/// tapped; the values are the same, bit for bit.
 /// [`Network::backward_in_place`] works in the gradient arrays and the same buffer;
 /// [`Network::backward`], which takes borrowed gradients, uses two halves of a larger one. After the
 /// first pass at a given input size, a forward + backward allocates no large buffer (use
@@ -366,7 +367,9 @@ impl Network {
                 let free = (0..taps.len())
                     .filter(|&k| tap_storage && writer[k] > reader)
                     .map(|k| (k, self.shapes[taps[k] + 1].len()));
-                let input = (i > 0).then(|| (plan[i - 1].place, self.shapes[i].len()));
+                // A fused step writes its last layer's output while it reads its first layer's input.
+                let first = (0..i).rev().find(|&h| fuse[h].spans(i - h)).unwrap_or(i);
+                let input = (first > 0).then(|| (plan[first - 1].place, self.shapes[first].len()));
                 scratch(free, input, self.shapes[i + 1].len())
             };
             plan.push(Step {
@@ -378,20 +381,36 @@ impl Network {
         plan
     }
 
-    /// Which layers run a ReLU above them as one step ([`Layer::fuses_relu`]): layer `i` takes the
+    /// Which layers run the layers above them as one step ([`Layer::fuses`]): layer `i` takes the
     /// ReLU `i + 1` when that ReLU runs in place over `i`'s output and `i`'s own output is not tapped
-    /// (a tap there wants the values before the ReLU, and its gradient would go in after the mask).
+    /// (a tap there wants the values before the ReLU, and its gradient would go in after the mask),
+    /// and also a 2×2 average pooling `i + 2` when the ReLU is not tapped either (the full-size
+    /// values are then never written).
     fn fusion(&self, taps: &[usize], last: usize) -> Vec<Fuse> {
         let mut fuse = vec![Fuse::No; last + 1];
-        for i in 0..last {
-            let pair = !taps.contains(&i)
-                && self.layers[i + 1].is_relu()
-                && self.runs_in_place(i + 1)
-                && self.layers[i].fuses_relu(self.shapes[i]);
-            if pair && fuse[i] == Fuse::No {
-                fuse[i] = Fuse::Head;
-                fuse[i + 1] = Fuse::Tail;
-            }
+        let mut i = 0;
+        while i < last {
+            let relu =
+                !taps.contains(&i) && self.layers[i + 1].is_relu() && self.runs_in_place(i + 1);
+            let pool = relu
+                && i + 2 <= last
+                && !taps.contains(&(i + 1))
+                && self.layers[i + 2].is_avg_pool_2x2()
+                && self.shapes[i + 2].height >= 2
+                && self.shapes[i + 2].width >= 2;
+            let conv = &self.layers[i];
+            let epilogue = if pool && conv.fuses(self.shapes[i], Epilogue::ReluAvgPool2) {
+                Epilogue::ReluAvgPool2
+            } else if relu && conv.fuses(self.shapes[i], Epilogue::Relu) {
+                Epilogue::Relu
+            } else {
+                i += 1;
+                continue;
+            };
+            fuse[i] = Fuse::Head(epilogue);
+            let span = Fuse::Head(epilogue).span();
+            fuse[i + 1..=i + span].fill(Fuse::Tail);
+            i += span + 1;
         }
         fuse
     }
@@ -416,25 +435,26 @@ impl Network {
             let layer = &self.layers[i];
             let saved = if keep { Some(&mut self.saved[i]) } else { None };
             let out_shape = self.shapes[i + 1];
-            let head = step.fuse == Fuse::Head;
-            if step.fuse == Fuse::Tail {
-                // The layer below applied this ReLU in its output pass.
+            if let Fuse::Head(epilogue) = step.fuse {
+                // The step's output: that of its last layer, where that layer's output goes.
+                let top = i + step.fuse.span();
+                let (place, shape) = (plan[top].place, self.shapes[top + 1]);
+                if i == 0 {
+                    let y = store.one(place, shape);
+                    layer.forward_fused(input.view(), y, saved, epilogue)?;
+                } else {
+                    let (x, y) = store.pair(plan[i - 1].place, self.shapes[i], place, shape);
+                    layer.forward_fused(x, y, saved, epilogue)?;
+                }
+            } else if step.fuse == Fuse::Tail {
+                // The layer at the head of the step did this layer's work.
             } else if step.in_place {
                 layer.forward_in_place(store.one(step.place, out_shape), saved)?;
             } else if i == 0 {
-                let y = store.one(step.place, out_shape);
-                if head {
-                    layer.forward_relu(input.view(), y, saved)?;
-                } else {
-                    layer.forward(input.view(), y, saved)?;
-                }
+                layer.forward(input.view(), store.one(step.place, out_shape), saved)?;
             } else {
                 let (x, y) = store.pair(plan[i - 1].place, self.shapes[i], step.place, out_shape);
-                if head {
-                    layer.forward_relu(x, y, saved)?;
-                } else {
-                    layer.forward(x, y, saved)?;
-                }
+                layer.forward(x, y, saved)?;
             }
             for (j, _) in taps.iter().enumerate().filter(|&(_, &t)| t == i) {
                 if step.place != Place::Tap(j) && j < store.taps.len() {
@@ -477,13 +497,16 @@ impl Network {
                 }
             }
             if fuse[i] == Fuse::Tail {
-                // The layer below takes the ReLU's gradient (it keeps its shape): nothing to do.
+                // The head of the step reads this layer's output gradient as it is.
                 continue;
             }
             let gi = ArrayViewMut3::from_shape(in_shape.dim(), &mut next[..in_shape.len()])
                 .expect("buffer sized to the largest shape");
-            if fuse[i] == Fuse::Head {
-                self.layers[i].backward_input_masked(&self.saved[i], g.view(), gi, false)?;
+            if let Fuse::Head(epilogue) = fuse[i] {
+                let top = self.shapes[i + fuse[i].span() + 1];
+                let g = ArrayView3::from_shape(top.dim(), &cur[..top.len()])
+                    .expect("buffer sized to the largest shape");
+                self.layers[i].backward_input_fused(&self.saved[i], g, gi, false, epilogue)?;
             } else {
                 self.layers[i].backward_input(&self.saved[i], g.view(), gi)?;
             }
@@ -561,29 +584,25 @@ impl Network {
                 }
             }
             let (layer, saved) = (&self.layers[i], &self.saved[i]);
-            let head = plan[i].fuse == Fuse::Head;
+            // Where the step's output gradient is: a fused step's, at its last layer's place.
+            let top = i + plan[i].fuse.span();
+            let (cur, out_shape) = (plan[top].place, self.shapes[top + 1]);
+            let fused = |layer: &dyn Layer, dy, dx, add| match plan[i].fuse {
+                Fuse::Head(epilogue) => layer.backward_input_fused(saved, dy, dx, add, epilogue),
+                _ if add => layer.backward_input_add(saved, dy, dx),
+                _ => layer.backward_input(saved, dy, dx),
+            };
             if plan[i].fuse == Fuse::Tail {
-                // The layer below reads this ReLU's output gradient through the ReLU's mask.
+                // The head of the step reads this layer's output gradient.
             } else if i == 0 {
                 let dy = store.one(cur, out_shape);
-                if head {
-                    layer.backward_input_masked(saved, dy.view(), grad_input.view_mut(), false)?;
-                } else {
-                    layer.backward_input(saved, dy.view(), grad_input.view_mut())?;
-                }
+                fused(layer.as_ref(), dy.view(), grad_input.view_mut(), false)?;
             } else if plan[i].in_place {
                 layer.backward_input_in_place(saved, store.one(cur, out_shape))?;
             } else {
                 let below = plan[i - 1].place;
                 let (dy, dx) = store.pair(cur, out_shape, below, self.shapes[i]);
-                let add = taps.contains(&(i - 1));
-                if head {
-                    layer.backward_input_masked(saved, dy, dx, add)?;
-                } else if add {
-                    layer.backward_input_add(saved, dy, dx)?;
-                } else {
-                    layer.backward_input(saved, dy, dx)?;
-                }
+                fused(layer.as_ref(), dy, dx, taps.contains(&(i - 1)))?;
             }
         }
         Ok(())
@@ -633,7 +652,9 @@ impl Network {
                 let free = (0..taps.len())
                     .filter(|&k| reader[k] > i)
                     .map(|k| (k, self.shapes[taps[k] + 1].len()));
-                let input = Some((plan[i].place, self.shapes[i + 1].len()));
+                // Layer i reads its step's output gradient: a fused step's is at its last layer.
+                let top = i + plan[i].fuse.span();
+                let input = Some((plan[top].place, self.shapes[top + 1].len()));
                 scratch(free, input, self.shapes[i].len())
             };
         }
@@ -784,15 +805,32 @@ struct Step {
     fuse: Fuse,
 }
 
-/// A layer's part in a layer + ReLU pair run as one ([`Layer::forward_relu`]).
+/// A layer's part in a step of layers run as one ([`Layer::forward_fused`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fuse {
     /// Not fused.
     No,
-    /// The layer: it applies the ReLU above it, and reads that ReLU's gradient through its mask.
-    Head,
-    /// The ReLU: the layer below does its work.
+    /// The first layer: it applies the epilogue's layers above it, and reads the gradient of the
+    /// last one's output.
+    Head(Epilogue),
+    /// A layer of the epilogue: the head does its work.
     Tail,
+}
+
+impl Fuse {
+    /// The number of layers above this one in its step (0 unless it is a head).
+    fn span(self) -> usize {
+        match self {
+            Fuse::Head(Epilogue::Relu) => 1,
+            Fuse::Head(_) => 2,
+            Fuse::No | Fuse::Tail => 0,
+        }
+    }
+
+    /// Whether this layer's step reaches `n` layers above it.
+    fn spans(self, n: usize) -> bool {
+        n > 0 && n <= self.span()
+    }
 }
 
 /// Where a value of `len` floats goes, given the tap arrays that are free for it (index, length) and

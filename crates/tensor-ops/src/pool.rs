@@ -441,6 +441,10 @@ impl Layer for AvgPool2d {
         Some(self.spec.row_window())
     }
 
+    fn is_avg_pool_2x2(&self) -> bool {
+        self.spec.window == [2, 2] && self.spec.stride == [2, 2] && self.spec.pad == Padding::ZERO
+    }
+
     fn name(&self) -> &str {
         &self.spec.name
     }

@@ -1,15 +1,16 @@
-//! The ReLU mask of a layer that applies the ReLU itself ([`Layer::forward_relu`]), kept by rows.
+//! The ReLU mask of a layer that applies the ReLU itself ([`Layer::forward_fused`]), kept by rows,
+//! and the generic (unfused) epilogues.
 //!
 //! Bit `x % 32` of word `(c·H + y)·⌈W/32⌉ + x / 32` is set where output `(c, y, x)` was positive before
 //! the ReLU. Each row starts at a word of its own, so that the tasks that write different rows (a
 //! convolution's output pass writes whole rows of a channel) never share a word, and a row is read
 //! back 32 values a word from its start.
 
-use ndarray::{ArrayView3, ArrayViewMut3, Axis};
+use ndarray::{Array3, ArrayView3, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 
 use crate::layer::{Saved, check_contiguous, check_shape};
-use crate::{Error, Layer, Result, Shape};
+use crate::{Epilogue, Error, Layer, Result, Shape};
 
 /// Words per row of a row mask of width `w`.
 pub(crate) fn words_per_row(w: usize) -> usize {
@@ -51,7 +52,7 @@ pub(crate) fn mask_row(row: &mut [f32], words: &[u32]) {
 }
 
 /// ReLU over `output` in place, its row mask into `mask` when given (the generic path of
-/// [`Layer::forward_relu`]), one channel per task.
+/// [`Layer::forward_fused`]), one channel per task.
 pub(crate) fn relu_rows(mut output: ArrayViewMut3<'_, f32>, mask: Option<&mut Vec<u32>>) {
     let (_, h, w) = output.dim();
     let wpr = words_per_row(w);
@@ -91,70 +92,128 @@ pub(crate) fn check_mask(layer: &str, saved: &Saved, shape: Shape) -> Result<()>
     } else {
         Err(Error::ShapeMismatch {
             layer: layer.to_owned(),
-            what: "saved ReLU mask (forward_relu)".to_owned(),
+            what: "saved ReLU mask (forward_fused)".to_owned(),
             expected: shape,
             actual: saved.input_shape,
         })
     }
 }
 
-/// `dY ⊙ mask` as a new array (the generic path of [`Layer::backward_input_masked`]).
-pub(crate) fn masked_copy(grad_output: ArrayView3<'_, f32>, mask: &[u32]) -> ndarray::Array3<f32> {
-    let mut out = grad_output.to_owned();
-    let (_, _, w) = out.dim();
-    let wpr = words_per_row(w);
+/// `(0 + a + b + c + d) / 4` over the 2×2 windows of `full`, into `pooled` (`⌊H/2⌋ × ⌊W/2⌋`): the
+/// arithmetic of [`AvgPool2d`](crate::AvgPool2d) for these windows.
+pub(crate) fn avg_pool2(full: ArrayView3<'_, f32>, mut pooled: ArrayViewMut3<'_, f32>) {
+    pooled
+        .axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(full.axis_iter(Axis(0)))
+        .for_each(|(mut p, f)| {
+            for ((y, x), v) in p.indexed_iter_mut() {
+                let (a, b) = (f[[2 * y, 2 * x]], f[[2 * y, 2 * x + 1]]);
+                let (c, d) = (f[[2 * y + 1, 2 * x]], f[[2 * y + 1, 2 * x + 1]]);
+                *v = pool_window(a, b, c, d);
+            }
+        });
+}
+
+/// One window of the 2×2 average pooling: `(0 + a + b + c + d) / 4`, `a, b` the upper row.
+#[inline(always)]
+pub(crate) fn pool_window(a: f32, b: f32, c: f32, d: f32) -> f32 {
+    (0.0 + a + b + c + d) / 4.0
+}
+
+/// One input's share of a 2×2 average pooling's output gradient `g`: `0 + g / 4`.
+#[inline(always)]
+pub(crate) fn pool_share(g: f32) -> f32 {
+    0.0 + g / 4.0
+}
+
+/// The gradient with respect to a layer's output (of shape `full`) of its epilogue, given the
+/// gradient `grad` of the epilogue's output: `mask ⊙ grad`, or `mask ⊙` the pooling's input
+/// gradient (a quarter of each window's gradient to its four inputs, 0 for rows and columns no
+/// window reaches).
+pub(crate) fn unfused_gradient(
+    grad: ArrayView3<'_, f32>,
+    full: Shape,
+    mask: &[u32],
+    epilogue: Epilogue,
+) -> Array3<f32> {
+    let mut out = match epilogue {
+        Epilogue::Relu => grad.to_owned(),
+        Epilogue::ReluAvgPool2 => Array3::from_shape_fn(full.dim(), |(c, y, x)| {
+            let (py, px) = (y / 2, x / 2);
+            if py < grad.dim().1 && px < grad.dim().2 {
+                pool_share(grad[[c, py, px]])
+            } else {
+                0.0
+            }
+        }),
+    };
+    let wpr = words_per_row(full.width);
     let data = out.as_slice_mut().expect("a fresh array");
-    if w > 0 {
-        data.par_chunks_mut(w)
+    if full.width > 0 {
+        data.par_chunks_mut(full.width)
             .zip(mask.par_chunks(wpr))
             .for_each(|(row, words)| mask_row(row, words));
     }
     out
 }
 
-/// The default [`Layer::forward_relu`]: the forward pass, then the ReLU over its output.
-pub(crate) fn forward_then_relu<L: Layer + ?Sized>(
+/// The default [`Layer::forward_fused`]: the forward pass (into a temporary when pooling), then the
+/// ReLU and the pooling over its output.
+pub(crate) fn forward_then_epilogue<L: Layer + ?Sized>(
     layer: &L,
     input: ArrayView3<'_, f32>,
     mut output: ArrayViewMut3<'_, f32>,
-    saved: Option<&mut Saved>,
+    mut saved: Option<&mut Saved>,
+    epilogue: Epilogue,
 ) -> Result<()> {
+    let full = layer.output_shape(Shape::of(&input))?;
+    check_shape(
+        layer.name(),
+        "output",
+        epilogue.output_shape(full),
+        Shape::of(&output),
+    )?;
     check_contiguous(layer.name(), "output", &output)?;
-    match saved {
-        Some(saved) => {
-            layer.forward(input, output.view_mut(), Some(saved))?;
-            relu_rows(output, Some(&mut saved.row_mask));
-        }
-        None => {
-            layer.forward(input, output.view_mut(), None)?;
-            relu_rows(output, None);
-        }
+    let mut own = match epilogue {
+        Epilogue::Relu => None,
+        Epilogue::ReluAvgPool2 => Some(Array3::zeros(full.dim())),
+    };
+    let mut y = match own.as_mut() {
+        Some(a) => a.view_mut(),
+        None => output.view_mut(),
+    };
+    layer.forward(input, y.view_mut(), saved.as_deref_mut())?;
+    relu_rows(y, saved.map(|s| &mut s.row_mask));
+    if let Some(full) = own {
+        avg_pool2(full.view(), output);
     }
     Ok(())
 }
 
-/// The default [`Layer::backward_input_masked`]: `dY ⊙ mask` into a temporary, then the layer's
-/// input gradient (added into `grad_input` with `accumulate`).
-pub(crate) fn mask_then_backward<L: Layer + ?Sized>(
+/// The default [`Layer::backward_input_fused`]: the gradient with respect to the layer's output in
+/// a temporary, then the layer's input gradient (added into `grad_input` with `accumulate`).
+pub(crate) fn epilogue_then_backward<L: Layer + ?Sized>(
     layer: &L,
     saved: &Saved,
-    grad_output: ArrayView3<'_, f32>,
-    grad_input: ArrayViewMut3<'_, f32>,
+    (grad_output, grad_input): (ArrayView3<'_, f32>, ArrayViewMut3<'_, f32>),
     accumulate: bool,
+    epilogue: Epilogue,
 ) -> Result<()> {
+    let full = layer.output_shape(saved.input_shape)?;
     let shape = Shape::of(&grad_output);
     check_shape(
         layer.name(),
         "grad_output",
-        layer.output_shape(saved.input_shape)?,
+        epilogue.output_shape(full),
         shape,
     )?;
-    check_mask(layer.name(), saved, shape)?;
-    let masked = masked_copy(grad_output, &saved.row_mask);
+    check_mask(layer.name(), saved, full)?;
+    let dy = unfused_gradient(grad_output, full, &saved.row_mask, epilogue);
     if accumulate {
-        layer.backward_input_add(saved, masked.view(), grad_input)
+        layer.backward_input_add(saved, dy.view(), grad_input)
     } else {
-        layer.backward_input(saved, masked.view(), grad_input)
+        layer.backward_input(saved, dy.view(), grad_input)
     }
 }
 
@@ -210,7 +269,7 @@ mod tests {
     use ndarray::Array3;
 
     #[test]
-    fn relu_rows_masks_by_row_and_masked_copy_undoes_nothing_else() {
+    fn relu_rows_masks_by_row_and_the_mask_keeps_the_gradient_where_it_was_positive() {
         let (c, h, w) = (3, 5, 37);
         let mut y = Array3::from_shape_fn((c, h, w), |(a, b, d)| {
             ((a * 31 + b * 7 + d * 3) % 11) as f32 - 5.0
@@ -227,7 +286,8 @@ mod tests {
         // Bits past the row's end stay clear.
         assert_eq!(mask[1] >> (w - 32), 0);
         let dy = Array3::from_shape_fn((c, h, w), |(a, b, d)| (a + b + d) as f32 + 0.5);
-        let masked = masked_copy(dy.view(), &mask);
+        let full = Shape::new(c, h, w);
+        let masked = unfused_gradient(dy.view(), full, &mask, Epilogue::Relu);
         for ((a, b, d), &g) in dy.indexed_iter() {
             let want = if before[[a, b, d]] > 0.0 { g } else { 0.0 };
             assert_eq!(masked[[a, b, d]], want);

@@ -292,16 +292,24 @@ pub(crate) fn uses_tiles(h: usize, w: usize) -> bool {
 }
 
 /// What the tile path does besides the convolution: a ReLU after the forward pass's bias (its mask
-/// written by rows, see `row_mask`, when a writer is given), or, backward, the input `dY` read
-/// through the row mask of such a ReLU (`dY ⊙ mask`, the ReLU's input gradient, never written out).
+/// written by rows, see `row_mask`, when a writer is given) and maybe a 2×2 average pooling after
+/// it; or, backward, the input `dY` read through the row mask of such a ReLU (`dY ⊙ mask`, the
+/// ReLU's input gradient), from the pooling's output gradient when it pooled. Neither the ReLU's
+/// output (when pooling) nor its input gradient is ever written out.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Fusion<'a> {
     /// The plain convolution.
     None,
-    /// Forward: `max(conv + b, 0)`, keeping the mask in the writer's mask when there is one.
-    Relu(Option<RowBits>),
-    /// Backward: the convolution of `input ⊙ mask` (the mask of `input`'s shape).
-    MaskedInput(&'a [u32]),
+    /// Forward: `max(conv + b, 0)`, keeping the mask in the writer's mask when there is one; with
+    /// `pool`, 2×2 average pooled (the output array is the pooled one).
+    Relu { bits: Option<RowBits>, pool: bool },
+    /// Backward: the convolution of `dY ⊙ mask`, `mask` that of `dY`'s shape; `dY` is the input
+    /// array, or with `unpool = Some((h, w))` the 2×2 average pooling's input gradient (of an `h × w`
+    /// input) of the input array.
+    MaskedInput {
+        mask: &'a [u32],
+        unpool: Option<(usize, usize)>,
+    },
 }
 
 /// [`conv3x3`] on F(4×4) tiles with a [`Fusion`] (a ReLU does not go with `accumulate`): for
@@ -310,9 +318,33 @@ pub(crate) enum Fusion<'a> {
 /// # Panics
 /// When the output is too small for the tiles, or a fused mask does not fit its shape.
 pub(crate) fn conv3x3_fused(args: ConvArgs<'_>, accumulate: bool, fusion: Fusion<'_>) {
-    let (_, h_b, w_b) = args.5.dim();
+    let ((_, h_b, w_b), _) = full_dims(&args, fusion);
     assert!(uses_tiles(h_b, w_b), "an output of F(4×4) tiles");
     conv3x3_tiles_fused::<F4>(Kernel::best(), args, accumulate, fusion);
+}
+
+/// The convolution's own output and input dimensions (the arrays are the pooled output, or the
+/// pooled output's gradient as the input, under a pooling [`Fusion`]).
+fn full_dims(
+    (_, _, _, input, pad, output): &ConvArgs<'_>,
+    fusion: Fusion<'_>,
+) -> ((usize, usize, usize), (usize, usize, usize)) {
+    let (c_in, h_in, w_in) = input.dim();
+    let (h_a, w_a) = match fusion {
+        Fusion::MaskedInput {
+            unpool: Some(full), ..
+        } => full,
+        _ => (h_in, w_in),
+    };
+    let c_out = output.dim().0;
+    let (h_b, w_b) = match fusion {
+        Fusion::Relu { pool: true, .. } => (
+            (h_a + pad.top + pad.bottom).saturating_sub(2),
+            (w_a + pad.left + pad.right).saturating_sub(2),
+        ),
+        _ => (output.dim().1, output.dim().2),
+    };
+    ((c_out, h_b, w_b), (c_in, h_a, w_a))
 }
 
 /// [`conv3x3`] for any tile type and a given GEMM microkernel (the tests run every kernel the CPU
@@ -353,22 +385,29 @@ fn conv3x3_tiles_fused<T: Tile>(
     fusion: Fusion<'_>,
 ) {
     assert!(
-        !(matches!(fusion, Fusion::Relu(_)) && accumulate),
+        !(matches!(fusion, Fusion::Relu { .. }) && accumulate),
         "a fused ReLU does not accumulate"
     );
-    if let Fusion::MaskedInput(mask) = fusion {
-        assert_eq!(
-            mask.len(),
-            row_mask::mask_len(crate::Shape::of(&input)),
-            "the input's mask"
-        );
+    let args = (dir, weight, bias, input, pad, output);
+    let (out_dims, in_dims) = full_dims(&args, fusion);
+    let (dir, weight, bias, input, pad, output) = args;
+    if let Fusion::MaskedInput { mask, .. } = fusion {
+        let (c, h, w) = in_dims;
+        let len = row_mask::mask_len(crate::Shape::new(c, h, w));
+        assert_eq!(mask.len(), len, "the input's mask");
+    }
+    if let Fusion::Relu { pool: true, .. } = fusion {
+        let (c, h, w) = out_dims;
+        assert_eq!(output.dim(), (c, h / 2, w / 2), "the pooled output");
     }
     let (c_a, c_b) = match dir {
         Direction::Forward => (weight.dim().1 / 9, weight.dim().0),
         Direction::Backward => (weight.dim().0, weight.dim().1 / 9),
     };
     let a2 = T::A * T::A;
-    let geo = Geometry::new::<T>(kernel, (c_a, c_b), input.dim(), pad, output.dim());
+    let mut geo = Geometry::new::<T>(kernel, (c_a, c_b), in_dims, pad, out_dims);
+    geo.plane = (input.dim().1, input.dim().2);
+    geo.h_b = out_dims.1;
     BUFFERS.with(|cell| {
         // These buffers stay borrowed while the phases run; if this thread steals the work of another
         // Winograd convolution meanwhile (callers that run networks inside rayon jobs), that one finds
@@ -395,6 +434,10 @@ struct Geometry {
     c_b_pad: usize,
     h_a: usize,
     w_a: usize,
+    /// Rows and columns of the input array's planes (`h_a × w_a`, or pooled: see [`Fusion`]).
+    plane: (usize, usize),
+    /// Rows of the convolution's output (before any pooling).
+    h_b: usize,
     pad: Padding,
     ntx: usize,
     nty: usize,
@@ -418,6 +461,8 @@ impl Geometry {
             c_b_pad: c_b.div_ceil(kernel.mr) * kernel.mr,
             h_a,
             w_a,
+            plane: (h_a, w_a),
+            h_b,
             pad,
             ntx: w_b.div_ceil(T::M),
             nty: h_b.div_ceil(T::M),
@@ -467,7 +512,12 @@ fn convolve<T: Tile>(
     }
     let n_pad_max = g.n_pad(rows_per_block.min(nty) * ntx);
     let (v_len, m_len) = (a2 * g.c_a * n_pad_max, a2 * g.c_b_pad * n_pad_max);
-    let blocks = output.axis_chunks_iter_mut(Axis(1), T::M * rows_per_block);
+    // Output rows per tile row: m, or m / 2 when the output is pooled.
+    let out_rows = match fusion {
+        Fusion::Relu { pool: true, .. } => T::M / 2,
+        _ => T::M,
+    };
+    let blocks = output.axis_chunks_iter_mut(Axis(1), out_rows * rows_per_block);
     if local {
         blocks.into_par_iter().enumerate().for_each(|(b, out)| {
             LOCAL.with(|cell| {
@@ -528,15 +578,28 @@ fn block<T: Tile>(
         n,
     };
     let mask_words = g.h_a * row_mask::words_per_row(g.w_a);
+    let plane_len = g.plane.0 * g.plane.1;
     let transform_in = |c: usize| {
-        let plane = &x[c * g.h_a * g.w_a..(c + 1) * g.h_a * g.w_a];
-        let mask = match fusion {
-            Fusion::MaskedInput(mask) => Some(&mask[c * mask_words..(c + 1) * mask_words]),
-            _ => None,
+        let source = Source {
+            plane: &x[c * plane_len..(c + 1) * plane_len],
+            dims: g.plane,
+            mask: match fusion {
+                Fusion::MaskedInput { mask, .. } => {
+                    Some(&mask[c * mask_words..(c + 1) * mask_words])
+                }
+                _ => None,
+            },
+            unpool: matches!(
+                fusion,
+                Fusion::MaskedInput {
+                    unpool: Some(_),
+                    ..
+                }
+            ),
         };
         // Channel c writes only its own rows `c` of the panels (see `Scatter`): disjoint across channels.
         let rows = dest.channel(c);
-        input_transform::<T>(plane, mask, (g.h_a, g.w_a), g.pad, (ty0, ty1), g.ntx, &rows);
+        input_transform::<T>(&source, (g.h_a, g.w_a), g.pad, (ty0, ty1), g.ntx, &rows);
     };
     if parallel {
         (0..c_a).into_par_iter().for_each(transform_in);
@@ -570,9 +633,11 @@ fn block<T: Tile>(
     }
     let m: &[f32] = m;
     let relu = match fusion {
-        Fusion::Relu(bits) => Some(ReluOut {
+        Fusion::Relu { bits, pool } => Some(ReluOut {
             bits,
             y0: T::M * ty0,
+            full: (g.h_b, g.ntx * T::M),
+            pool,
         }),
         _ => None,
     };
@@ -715,8 +780,7 @@ fn grow(buf: &mut Vec<f32>, len: usize) {
 /// Eight tiles are transformed at a time; a group that runs past its tile row writes into the next
 /// row's places, which this call overwrites when it transforms that row.
 fn input_transform<T: Tile>(
-    plane: &[f32],
-    mask: Option<&[u32]>,
+    source: &Source<'_>,
     (h_a, w_a): (usize, usize),
     pad: Padding,
     (ty0, ty1): (usize, usize),
@@ -735,13 +799,7 @@ fn input_transform<T: Tile>(
         for ty in ty0..ty1 {
             for (i, row) in rows.chunks_exact_mut(width).enumerate() {
                 let iy = (mm * ty + i).wrapping_sub(pad.top);
-                crate::winograd::padded_row(row, plane, (h_a, w_a), iy, pad.left);
-                if let Some(mask) = mask.filter(|_| iy < h_a) {
-                    // The ReLU's input gradient, read through its mask: columns 0.. of the row.
-                    let (lo, hi) = (pad.left.min(width), (pad.left + w_a).min(width));
-                    let wpr = row_mask::words_per_row(w_a);
-                    row_mask::mask_row(&mut row[lo..hi], &mask[iy * wpr..(iy + 1) * wpr]);
-                }
+                source.row(row, (h_a, w_a), iy, pad.left);
             }
             for c0 in (0..width).step_by(8) {
                 let mut d = [L8::default(); MAX_A];
@@ -777,12 +835,58 @@ fn input_transform<T: Tile>(
     dest.zero_tail(a * a);
 }
 
-/// The ReLU of a forward output pass ([`Fusion::Relu`]): where its mask goes, and the output row of
-/// the block's first row.
+/// Where an input transform reads a channel's plane: the input array's, read as it is, or through
+/// the row mask of a fused ReLU, or as the 2×2 average pooling's input gradient of it (`unpool`: the
+/// plane is `dims`, the rows the transform asks for twice as many), then through the mask.
+struct Source<'a> {
+    plane: &'a [f32],
+    dims: (usize, usize),
+    mask: Option<&'a [u32]>,
+    unpool: bool,
+}
+
+impl Source<'_> {
+    /// `row[k]` = column `k − left` of row `iy` of the `h × w` input, 0 outside it.
+    fn row(&self, row: &mut [f32], (h, w): (usize, usize), iy: usize, left: usize) {
+        if self.unpool {
+            self.unpooled_row(row, (h, w), iy, left);
+        } else {
+            crate::winograd::padded_row(row, self.plane, (h, w), iy, left);
+        }
+        if let Some(mask) = self.mask.filter(|_| iy < h) {
+            // The ReLU's input gradient, read through its mask: columns 0.. of the row.
+            let (lo, hi) = (left.min(row.len()), (left + w).min(row.len()));
+            let wpr = row_mask::words_per_row(w);
+            row_mask::mask_row(&mut row[lo..hi], &mask[iy * wpr..(iy + 1) * wpr]);
+        }
+    }
+
+    /// [`Source::row`] of the pooling's input gradient: column `x` of row `y` is a quarter of the
+    /// pooled gradient at `(y / 2, x / 2)`, 0 in the rows and columns no window reaches.
+    fn unpooled_row(&self, row: &mut [f32], (h, w): (usize, usize), iy: usize, left: usize) {
+        let (hp, wp) = self.dims;
+        row.fill(0.0);
+        if iy >= h || iy / 2 >= hp {
+            return;
+        }
+        let src = &self.plane[(iy / 2) * wp..(iy / 2 + 1) * wp];
+        let end = (left + w).min(row.len());
+        let dst = &mut row[left.min(end)..end];
+        for (pair, &g) in dst.chunks_mut(2).zip(src) {
+            let share = row_mask::pool_share(g);
+            pair.fill(share);
+        }
+    }
+}
+
+/// The ReLU of a forward output pass ([`Fusion::Relu`]): where its mask goes, the output row of the
+/// block's first row, and, when it pools, the convolution's output rows and (at least) columns.
 #[derive(Clone, Copy)]
 struct ReluOut {
     bits: Option<RowBits>,
     y0: usize,
+    full: (usize, usize),
+    pool: bool,
 }
 
 /// `Y = Aᵀ m A + b` of output channel `o` for every tile of the block (`m` laid out
@@ -803,60 +907,47 @@ fn output_transform<T: Tile>(
     mut plane: ArrayViewMut2<'_, f32>,
     (accumulate, relu): (bool, Option<ReluOut>),
 ) {
-    let (a, mm) = (T::A, T::M);
+    let mm = T::M;
     assert!(
         relu.is_none() || mm * 8 == 32,
         "a mask word per eight tiles"
     );
     let (h_out, w_out) = plane.dim();
+    // The convolution's own output rows and columns (the plane is pooled when the ReLU pools).
+    let (h_full, w_full) = match relu {
+        Some(r) if r.pool => (r.full.0 - r.y0.min(r.full.0), r.full.1),
+        _ => (h_out, w_out),
+    };
     let plane = plane
         .as_slice_mut()
         .expect("a channel's output rows are contiguous");
     for r in 0..n_rows {
-        let t0 = r * ntx;
         for k0 in (0..ntx).step_by(8) {
             let len = (ntx - k0).min(8);
-            // Along the patch columns for each patch row i: s[i][j'], eight tiles at a time (arrays
-            // built whole rather than zeroed and filled, which took a `memset` call per group).
-            let s: [[L8; MAX_A]; MAX_A] = std::array::from_fn(|i| {
-                let d: [L8; MAX_A] = std::array::from_fn(|j| {
-                    if i < a && j < a {
-                        let at = ((i * a + j) * c_b_pad + o) * n_pad + t0 + k0;
-                        L8::load_partial(&m[at..at + len])
-                    } else {
-                        L8::default()
-                    }
-                });
-                T::output(&d)
-            });
-            // Along the patch rows: y[j'][i'] (i' the output row in the tile).
-            let y: [[L8; MAX_A]; MAX_M] =
-                std::array::from_fn(|jj| T::output(&std::array::from_fn(|i| s[i][jj])));
+            let mut rows = tile_rows::<T>(m, (o, c_b_pad, n_pad), (r * ntx + k0, len), b);
             // Each output row of the eight tiles is 8m contiguous values.
             let x0 = mm * k0;
-            let cols = (mm * len).min(w_out - x0);
-            for ii in 0..mm {
-                let oy = mm * r + ii;
-                if oy >= h_out {
-                    break;
-                }
-                let mut buf = [0.0_f32; 8 * MAX_M];
-                for q in 0..8 {
-                    for jj in 0..mm {
-                        buf[q * mm + jj] = y[jj][ii].0[q] + b;
-                    }
-                }
-                if let Some(relu) = relu {
+            let cols = (mm * len).min(w_full - x0);
+            let live = h_full.saturating_sub(mm * r).min(mm);
+            if let Some(relu) = relu {
+                for (ii, row) in rows.iter_mut().enumerate().take(live) {
                     // A constant length where the eight tiles are whole: vector compares.
                     let word = if cols == 32 {
-                        row_mask::relu_word(&mut buf[..32])
+                        row_mask::relu_word(&mut row[..32])
                     } else {
-                        row_mask::relu_word(&mut buf[..cols])
+                        row_mask::relu_word(&mut row[..cols])
                     };
                     if let Some(bits) = relu.bits {
-                        bits.write(o, relu.y0 + oy, k0 / 8, word);
+                        bits.write(o, relu.y0 + mm * r + ii, k0 / 8, word);
                     }
                 }
+                if relu.pool {
+                    pool_rows(&rows, (r, k0), (h_out, w_out), plane);
+                    continue;
+                }
+            }
+            for (ii, row) in rows.iter().enumerate().take(live) {
+                let oy = mm * r + ii;
                 let dst = &mut plane[oy * w_out + x0..oy * w_out + x0 + cols];
                 let put = |dst: &mut [f32], src: &[f32]| {
                     if accumulate {
@@ -869,11 +960,73 @@ fn output_transform<T: Tile>(
                 };
                 if cols == 8 * mm {
                     // A constant length per tile type: vector loads and stores, not a `memcpy` call.
-                    put(&mut dst[..8 * mm], &buf[..8 * mm]);
+                    put(&mut dst[..8 * mm], &row[..8 * mm]);
                 } else {
-                    put(dst, &buf[..cols]);
+                    put(dst, &row[..cols]);
                 }
             }
+        }
+    }
+}
+
+/// The `m` output rows of the eight tiles `t … t + len − 1` of output channel `o`, `Y = Aᵀ m A + b`
+/// (`m` laid out `[e][c_b_pad][n_pad]`): row `i'` holds the tiles' row `i'` side by side, `8m`
+/// values (those of tiles past `len` are not outputs).
+fn tile_rows<T: Tile>(
+    m: &[f32],
+    (o, c_b_pad, n_pad): (usize, usize, usize),
+    (t, len): (usize, usize),
+    b: f32,
+) -> [[f32; 8 * MAX_M]; MAX_M] {
+    let (a, mm) = (T::A, T::M);
+    // Along the patch columns for each patch row i: s[i][j'], eight tiles at a time (arrays built
+    // whole rather than zeroed and filled, which took a `memset` call per group).
+    let s: [[L8; MAX_A]; MAX_A] = std::array::from_fn(|i| {
+        let d: [L8; MAX_A] = std::array::from_fn(|j| {
+            if i < a && j < a {
+                let at = ((i * a + j) * c_b_pad + o) * n_pad + t;
+                L8::load_partial(&m[at..at + len])
+            } else {
+                L8::default()
+            }
+        });
+        T::output(&d)
+    });
+    // Along the patch rows: y[j'][i'] (i' the output row in the tile).
+    let y: [[L8; MAX_A]; MAX_M] =
+        std::array::from_fn(|jj| T::output(&std::array::from_fn(|i| s[i][jj])));
+    std::array::from_fn(|ii| {
+        std::array::from_fn(|k| {
+            let (q, jj) = (k / mm, k % mm);
+            if q < 8 && jj < mm && ii < mm {
+                y[jj][ii].0[q] + b
+            } else {
+                0.0
+            }
+        })
+    })
+}
+
+/// The 2×2 average pooling of four output rows (`m = 4`) of eight tiles, after their ReLU, into the
+/// block's pooled `plane` (`h_out × w_out`): pooled rows `2r, 2r + 1`, columns from `2·k0`.
+fn pool_rows(
+    rows: &[[f32; 8 * MAX_M]; MAX_M],
+    (r, k0): (usize, usize),
+    (h_out, w_out): (usize, usize),
+    plane: &mut [f32],
+) {
+    let px0 = 2 * k0;
+    let n = w_out.saturating_sub(px0).min(16);
+    for pr in 0..2 {
+        let py = 2 * r + pr;
+        if py >= h_out {
+            break;
+        }
+        let (top, bottom) = (&rows[2 * pr], &rows[2 * pr + 1]);
+        let dst = &mut plane[py * w_out + px0..][..n];
+        for (k, d) in dst.iter_mut().enumerate() {
+            let (x, y) = (2 * k, 2 * k + 1);
+            *d = row_mask::pool_window(top[x], top[y], bottom[x], bottom[y]);
         }
     }
 }

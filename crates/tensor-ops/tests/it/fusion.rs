@@ -1,10 +1,11 @@
-//! A layer and the ReLU above it run as one (`Layer::forward_relu`, `Layer::backward_input_masked`):
-//! the same values as the two layers, bit for bit, on the fused F(4×4) path and on the generic one.
+//! A layer and the ReLU above it, and a 2×2 average pooling above that, run as one
+//! (`Layer::forward_fused`, `Layer::backward_input_fused`): the same values as the separate layers,
+//! bit for bit, on the fused F(4×4) path and on the generic one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::{Array3, ArrayView3, ArrayViewMut3};
-use tensor_ops::{Conv2d, Layer, Network, Padding, Relu, Saved, Shape};
+use tensor_ops::{AvgPool2d, Conv2d, Epilogue, Layer, Network, Padding, Relu, Saved, Shape};
 
 use crate::{arr1, arr3, arr4, backward, forward};
 
@@ -19,10 +20,16 @@ fn conv(name: &str, seed: u64, (c_in, c_out): (usize, usize), pad: Padding) -> C
     .unwrap()
 }
 
+fn pool(name: &str) -> AvgPool2d {
+    AvgPool2d::new(name, [2, 2], [2, 2], Padding::ZERO).unwrap()
+}
+
 /// `(c_in, c_out, h, w, padding, fused)`: F(4×4) tiles both ways (one phased block; several blocks
-/// run whole; widths across mask words, 70 = 2·32 + 6; padding 0 to 2, where the output and the
-/// input gradient differ in size), and layers that take the generic path (F(2×2)-sized, im2col).
-const CASES: [(usize, usize, usize, usize, [usize; 4], bool); 7] = [
+/// run whole; widths across mask words, 70 = 2·32 + 6; odd output sizes, whose last row or column
+/// a pooling drops; padding 0 to 2, where the output and the input gradient differ in size), and
+/// layers that take the generic path (F(2×2)-sized, im2col).
+type Case = (usize, usize, usize, usize, [usize; 4], bool);
+const CASES: [Case; 7] = [
     (16, 24, 40, 37, [1, 1, 1, 1], true),
     (16, 16, 430, 37, [1, 1, 1, 1], true),
     (17, 19, 33, 70, [1, 1, 1, 1], true),
@@ -41,71 +48,101 @@ fn padding([top, bottom, left, right]: [usize; 4]) -> Padding {
     }
 }
 
-/// `forward_relu` is `max(forward, 0)` with the mask by rows; `backward_input_masked` is the input
-/// gradient of `dY ⊙ mask`, replacing or added into `grad_input`.
+/// `forward_fused` is `max(forward, 0)` (pooled) with the mask by rows; `backward_input_fused` is
+/// the input gradient of `mask ⊙ dY` (`dY` spread over the pooling windows), replacing or added into
+/// `grad_input`.
 #[test]
-fn a_layer_with_its_relu_matches_the_two_layers() {
-    for (k, &(c_in, c_out, h, w, pad, fused)) in CASES.iter().enumerate() {
-        let seed = 10 * k as u64;
-        let layer = conv("conv", seed, (c_in, c_out), padding(pad));
-        let x = arr3(seed + 1, (c_in, h, w), -1.0, 1.0);
-        let shape = Shape::of(&x);
-        let what = format!("case {k} ({c_in}→{c_out}, {h}×{w}, pad {pad:?})");
-        assert_eq!(layer.fuses_relu(shape), fused, "{what}");
-        let (pre, _) = forward(&layer, x.view());
-        let mut out = Array3::from_elem(pre.dim(), f32::NAN);
-        let mut saved = Saved::default();
-        layer
-            .forward_relu(x.view(), out.view_mut(), Some(&mut saved))
-            .unwrap();
-        assert_eq!(out, pre.mapv(|v| v.max(0.0)), "{what}: forward");
-        let words = pre.dim().2.div_ceil(32);
-        assert_eq!(saved.row_mask.len(), pre.dim().0 * pre.dim().1 * words);
-        for ((c, y, xx), &v) in pre.indexed_iter() {
-            let bit = saved.row_mask[(c * pre.dim().1 + y) * words + xx / 32] >> (xx % 32) & 1;
-            assert_eq!(bit == 1, v > 0.0, "{what}: mask bit ({c}, {y}, {xx})");
-        }
-        let mut no_keep = Array3::from_elem(pre.dim(), f32::NAN);
-        layer
-            .forward_relu(x.view(), no_keep.view_mut(), None)
-            .unwrap();
-        assert_eq!(no_keep, out, "{what}: forward without a record");
+fn a_layer_with_its_epilogue_matches_the_separate_layers() {
+    for (k, &case) in CASES.iter().enumerate() {
+        check_epilogue(k, case, Epilogue::Relu);
+        check_epilogue(k, case, Epilogue::ReluAvgPool2);
+    }
+}
 
-        let dy = arr3(seed + 2, pre.dim(), -1.0, 1.0);
-        let masked_dy = ndarray::Zip::from(&dy)
-            .and(&pre)
-            .map_collect(|&g, &v| if v > 0.0 { g } else { 0.0 });
-        let want = backward(&layer, &saved, shape, masked_dy.view());
-        let mut got = Array3::from_elem(x.dim(), f32::NAN);
-        layer
-            .backward_input_masked(&saved, dy.view(), got.view_mut(), false)
-            .unwrap();
-        assert_eq!(got, want, "{what}: input gradient");
-
-        let base = arr3(seed + 3, x.dim(), -1.0, 1.0);
-        let mut sum = base.clone();
-        layer
-            .backward_input_masked(&saved, dy.view(), sum.view_mut(), true)
-            .unwrap();
-        for ((a, b), c) in sum.iter().zip(&base).zip(&want) {
-            assert!(
-                (a - (b + c)).abs() <= 1e-6,
-                "{what}: added gradient {a} vs {}",
-                b + c
-            );
+/// The separate layers' output, and their gradient with respect to the layer's output `pre`, for
+/// the gradient `dy` of the epilogue's output.
+fn separate(pre: &Array3<f32>, dy: &Array3<f32>, epilogue: Epilogue) -> (Array3<f32>, Array3<f32>) {
+    let relu = pre.mapv(|v| v.max(0.0));
+    let (out, grad) = match epilogue {
+        Epilogue::ReluAvgPool2 => {
+            let pool = pool("pool");
+            let (pooled, saved) = forward(&pool, relu.view());
+            (pooled, backward(&pool, &saved, Shape::of(pre), dy.view()))
         }
+        _ => (relu, dy.clone()),
+    };
+    let masked = ndarray::Zip::from(&grad)
+        .and(pre)
+        .map_collect(|&g, &v| if v > 0.0 { g } else { 0.0 });
+    (out, masked)
+}
+
+fn check_epilogue(k: usize, (c_in, c_out, h, w, pad, fused): Case, epilogue: Epilogue) {
+    let seed = 10 * k as u64;
+    let layer = conv("conv", seed, (c_in, c_out), padding(pad));
+    let x = arr3(seed + 1, (c_in, h, w), -1.0, 1.0);
+    let shape = Shape::of(&x);
+    let what = format!("case {k} ({c_in}→{c_out}, {h}×{w}, pad {pad:?}, {epilogue:?})");
+    assert_eq!(layer.fuses(shape, epilogue), fused, "{what}");
+    let (pre, _) = forward(&layer, x.view());
+    let out_shape = epilogue.output_shape(Shape::of(&pre));
+    let dy = arr3(seed + 2, out_shape.dim(), -1.0, 1.0);
+    let (want_out, masked_dy) = separate(&pre, &dy, epilogue);
+
+    let mut out = Array3::from_elem(out_shape.dim(), f32::NAN);
+    let mut saved = Saved::default();
+    layer
+        .forward_fused(x.view(), out.view_mut(), Some(&mut saved), epilogue)
+        .unwrap();
+    assert_eq!(out, want_out, "{what}: forward");
+    let (_, rows, cols) = pre.dim();
+    let words = cols.div_ceil(32);
+    assert_eq!(saved.row_mask.len(), c_out * rows * words);
+    // Rows a pooling drops need no mask.
+    let kept = match epilogue {
+        Epilogue::ReluAvgPool2 => rows / 2 * 2,
+        _ => rows,
+    };
+    for ((c, y, xx), &v) in pre.indexed_iter().filter(|((_, y, _), _)| *y < kept) {
+        let bit = saved.row_mask[(c * rows + y) * words + xx / 32] >> (xx % 32) & 1;
+        assert_eq!(bit == 1, v > 0.0, "{what}: mask bit ({c}, {y}, {xx})");
+    }
+    let mut no_keep = Array3::from_elem(out_shape.dim(), f32::NAN);
+    layer
+        .forward_fused(x.view(), no_keep.view_mut(), None, epilogue)
+        .unwrap();
+    assert_eq!(no_keep, out, "{what}: forward without a record");
+
+    let want = backward(&layer, &saved, shape, masked_dy.view());
+    let mut got = Array3::from_elem(x.dim(), f32::NAN);
+    layer
+        .backward_input_fused(&saved, dy.view(), got.view_mut(), false, epilogue)
+        .unwrap();
+    assert_eq!(got, want, "{what}: input gradient");
+
+    let base = arr3(seed + 3, x.dim(), -1.0, 1.0);
+    let mut sum = base.clone();
+    layer
+        .backward_input_fused(&saved, dy.view(), sum.view_mut(), true, epilogue)
+        .unwrap();
+    for ((a, b), c) in sum.iter().zip(&base).zip(&want) {
+        assert!(
+            (a - (b + c)).abs() <= 1e-6,
+            "{what}: added gradient {a} vs {}",
+            b + c
+        );
     }
 }
 
 /// A mask of another shape (or none: the forward pass was `forward`) is an error, not a panic.
 #[test]
-fn the_masked_gradient_wants_the_mask_of_forward_relu() {
+fn the_fused_gradient_wants_the_mask_of_forward_fused() {
     let layer = conv("conv", 1, (16, 16), Padding::uniform(1));
     let x = arr3(2, (16, 40, 37), -1.0, 1.0);
     let (pre, saved) = forward(&layer, x.view());
     let mut grad = Array3::zeros(x.dim());
     let err = layer
-        .backward_input_masked(&saved, pre.view(), grad.view_mut(), false)
+        .backward_input_fused(&saved, pre.view(), grad.view_mut(), false, Epilogue::Relu)
         .unwrap_err();
     assert!(err.to_string().contains("conv"), "{err}");
 }
@@ -180,38 +217,44 @@ impl Layer for Counted {
         self.inner
             .backward_input_add(saved, grad_output, grad_input)
     }
-    /// Only when asked to: the unfused network hides its ReLUs.
+    /// Only when asked to: the unfused network hides its ReLUs and poolings.
     fn is_relu(&self) -> bool {
         self.relu && self.inner.is_relu()
     }
-    fn fuses_relu(&self, input: Shape) -> bool {
-        self.inner.fuses_relu(input)
+    fn is_avg_pool_2x2(&self) -> bool {
+        self.relu && self.inner.is_avg_pool_2x2()
     }
-    fn forward_relu(
+    fn fuses(&self, input: Shape, epilogue: Epilogue) -> bool {
+        self.inner.fuses(input, epilogue)
+    }
+    fn forward_fused(
         &self,
         input: ArrayView3<'_, f32>,
         output: ArrayViewMut3<'_, f32>,
         saved: Option<&mut Saved>,
+        epilogue: Epilogue,
     ) -> tensor_ops::Result<()> {
         self.fused.fetch_add(1, Ordering::Relaxed);
-        self.inner.forward_relu(input, output, saved)
+        self.inner.forward_fused(input, output, saved, epilogue)
     }
-    fn backward_input_masked(
+    fn backward_input_fused(
         &self,
         saved: &Saved,
         grad_output: ArrayView3<'_, f32>,
         grad_input: ArrayViewMut3<'_, f32>,
         accumulate: bool,
+        epilogue: Epilogue,
     ) -> tensor_ops::Result<()> {
         self.fused.fetch_add(1, Ordering::Relaxed);
         self.inner
-            .backward_input_masked(saved, grad_output, grad_input, accumulate)
+            .backward_input_fused(saved, grad_output, grad_input, accumulate, epilogue)
     }
 }
 
-/// conv_a (fused, the first layer) → relu_a (tap) → conv_b (fused, gradient added into relu_a's
-/// array) → relu_b → conv_c (tapped: not fused) → relu_c → conv_d (fused) → relu_d (tap, deepest).
-/// With `fuse` false the ReLUs do not say they are ReLUs, so nothing is fused.
+/// conv_a (fused, the first layer) → relu_a (tap) → conv_b (fused, its input gradient added into
+/// relu_a's array) → relu_b → conv_c (tapped: not fused) → relu_c → conv_d (fused) → relu_d (tap,
+/// deepest). With `fuse` false the ReLUs (and the poolings of [`pooled`]) do not say what they are,
+/// so nothing is fused.
 fn chain(fuse: bool) -> Network {
     let relu = |name: &str| -> Box<dyn Layer> { Counted::new(Relu::new(name), fuse) };
     let c = |name: &str, seed: u64, ch: (usize, usize)| -> Box<dyn Layer> {
@@ -229,7 +272,29 @@ fn chain(fuse: bool) -> Network {
     ])
 }
 
-const TAPS: [usize; 3] = [1, 4, 7];
+/// conv_a → relu_a → pool_a (fused as one, the first layer) → conv_b → relu_b → pool_b (tap; fused)
+/// → conv_c → relu_c (tap) → pool_c (relu_c tapped: conv_c takes relu_c only) → conv_d → relu_d
+/// (tap, deepest).
+fn pooled(fuse: bool) -> Network {
+    let relu = |name: &str| -> Box<dyn Layer> { Counted::new(Relu::new(name), fuse) };
+    let avg = |name: &str| -> Box<dyn Layer> { Counted::new(pool(name), fuse) };
+    let c = |name: &str, seed: u64, ch: (usize, usize)| -> Box<dyn Layer> {
+        Counted::new(conv(name, seed, ch, Padding::uniform(1)), false)
+    };
+    Network::new(vec![
+        c("conv_a", 1, (16, 16)),
+        relu("relu_a"),
+        avg("pool_a"),
+        c("conv_b", 2, (16, 24)),
+        relu("relu_b"),
+        avg("pool_b"),
+        c("conv_c", 3, (24, 16)),
+        relu("relu_c"),
+        avg("pool_c"),
+        c("conv_d", 4, (16, 20)),
+        relu("relu_d"),
+    ])
+}
 
 fn fused_calls(net: &Network) -> Vec<usize> {
     net.layers()
@@ -244,22 +309,28 @@ fn fused_calls(net: &Network) -> Vec<usize> {
         .collect()
 }
 
-/// The network runs each convolution (not tapped) with its ReLU as one, and its outputs and input
-/// gradients (both backward walks) are those of the unfused network, bit for bit.
-#[test]
-fn a_fused_network_matches_the_unfused_one_bit_for_bit() {
-    let x = arr3(5, (16, 41, 38), -1.0, 1.0);
-    let (mut fused, mut plain) = (chain(true), chain(false));
+/// Runs `fused` and `plain` (the same layers, nothing fused) through a forward pass, both backward
+/// walks and an inference pass on `x`, and checks that every result is the same, bit for bit, and
+/// that `fused` ran its fused steps at `heads` (once per pass).
+fn check_against_unfused(
+    mut fused: Network,
+    mut plain: Network,
+    x: &Array3<f32>,
+    taps: &[usize],
+    heads: &[usize],
+) {
+    let n = fused.len();
+    let expect = |passes: usize| -> Vec<usize> {
+        (0..n)
+            .map(|i| if heads.contains(&i) { passes } else { 0 })
+            .collect()
+    };
     let mut outs = [Vec::new(), Vec::new()];
-    fused.forward_into(x.view(), &TAPS, &mut outs[0]).unwrap();
-    plain.forward_into(x.view(), &TAPS, &mut outs[1]).unwrap();
+    fused.forward_into(x.view(), taps, &mut outs[0]).unwrap();
+    plain.forward_into(x.view(), taps, &mut outs[1]).unwrap();
     assert_eq!(outs[0], outs[1], "tapped outputs");
-    assert_eq!(
-        fused_calls(&fused),
-        [1, 0, 1, 0, 0, 0, 1, 0],
-        "fused forward passes"
-    );
-    assert_eq!(fused_calls(&plain), [0; 8]);
+    assert_eq!(fused_calls(&fused), expect(1), "fused forward passes");
+    assert_eq!(fused_calls(&plain), vec![0; n]);
 
     let grads: Vec<Array3<f32>> = outs[0]
         .iter()
@@ -270,7 +341,7 @@ fn a_fused_network_matches_the_unfused_one_bit_for_bit() {
     let want = plain.backward(&views).unwrap();
     let got = fused.backward(&views).unwrap();
     assert_eq!(got, want, "backward");
-    assert_eq!(fused_calls(&fused), [2, 0, 2, 0, 0, 0, 2, 0]);
+    assert_eq!(fused_calls(&fused), expect(2));
 
     let mut in_place = [Array3::zeros(x.dim()), Array3::zeros(x.dim())];
     for (k, net) in [&mut fused, &mut plain].into_iter().enumerate() {
@@ -278,13 +349,34 @@ fn a_fused_network_matches_the_unfused_one_bit_for_bit() {
         for (t, g) in taps.iter_mut().zip(&grads) {
             t.assign(g);
         }
+        net.workspace(1000).fill(f32::NAN);
         net.backward_in_place(taps, in_place[k].view_mut()).unwrap();
     }
     assert_eq!(in_place[0], in_place[1], "backward_in_place");
-    assert_eq!(fused_calls(&fused), [3, 0, 3, 0, 0, 0, 3, 0]);
+    assert_eq!(fused_calls(&fused), expect(3));
 
-    // Inference and visiting walks fuse too, and keep nothing.
-    let inferred = fused.forward_inference(x.view(), &TAPS).unwrap();
-    let again = plain.forward_inference(x.view(), &TAPS).unwrap();
+    // Inference walks fuse too, and keep nothing.
+    let inferred = fused.forward_inference(x.view(), taps).unwrap();
+    let again = plain.forward_inference(x.view(), taps).unwrap();
     assert_eq!(inferred, again, "forward_inference");
+    assert_eq!(fused_calls(&fused), expect(4));
+}
+
+/// The network runs each convolution that is not tapped with its ReLU as one, and its outputs and
+/// input gradients (both backward walks) are those of the unfused network, bit for bit.
+#[test]
+fn a_fused_network_matches_the_unfused_one_bit_for_bit() {
+    let x = arr3(5, (16, 41, 38), -1.0, 1.0);
+    check_against_unfused(chain(true), chain(false), &x, &[1, 4, 7], &[0, 2, 6]);
+}
+
+/// The same with poolings: a convolution, its ReLU and the pooling above run as one where the ReLU
+/// is not tapped; odd sizes, whose last row or column each pooling drops. At 131×150, conv_d's
+/// 16×18 output is too small for F(4×4) tiles and runs alone.
+#[test]
+fn a_network_with_fused_poolings_matches_the_unfused_one_bit_for_bit() {
+    let x = arr3(6, (16, 131, 150), -1.0, 1.0);
+    check_against_unfused(pooled(true), pooled(false), &x, &[5, 7, 10], &[0, 3, 6]);
+    let x = arr3(7, (16, 263, 271), -1.0, 1.0);
+    check_against_unfused(pooled(true), pooled(false), &x, &[5, 7, 10], &[0, 3, 6, 9]);
 }
