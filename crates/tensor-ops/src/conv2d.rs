@@ -167,6 +167,37 @@ const TILE_FLOATS: usize = 1 << 20;
 thread_local! {
     /// Per-thread im2col / col2im tile buffer, grown once and reused.
     static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread buffer of a masked tile of the output gradient.
+    static MASKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the row tile `dy` (`[C, rows·W]`, rows from `r0` of an output of `shape`) masked by
+/// the row mask `mask`, in this thread's buffer.
+fn with_masked<R>(
+    dy: ArrayView2<'_, f32>,
+    (mask, r0, shape): (&[u32], usize, Shape),
+    f: impl FnOnce(ArrayView2<'_, f32>) -> R,
+) -> R {
+    let (c, n) = dy.dim();
+    let (h, w) = (shape.height, shape.width);
+    let wpr = row_mask::words_per_row(w);
+    MASKED.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < c * n {
+            buf.resize(c * n, 0.0);
+        }
+        let buf = &mut buf[..c * n];
+        if w > 0 {
+            for (ch, (dst, src)) in buf.chunks_mut(n).zip(dy.outer_iter()).enumerate() {
+                dst.iter_mut().zip(&src).for_each(|(d, &s)| *d = s);
+                for (y, row) in dst.chunks_mut(w).enumerate() {
+                    let at = (ch * h + r0 + y) * wpr;
+                    row_mask::mask_row(row, &mask[at..at + wpr]);
+                }
+            }
+        }
+        f(ArrayView2::from_shape((c, n), &*buf).expect("c·n floats"))
+    })
 }
 
 /// Runs `f` with this thread's tile buffer, grown to at least `len` floats.
@@ -285,12 +316,14 @@ pub(crate) fn col2im(
 /// Forward pass: `output = conv(input, weight) + bias` into `output` (`[C_out, H_out, W_out]`, standard layout).
 ///
 /// `weight` is the `[C_out, K]` matrix (row-major `[C_out, C_in, KH, KW]`), `input` the standard-layout input.
+/// With `relu`, each tile of rows then goes through a ReLU while it is in cache, its mask written by
+/// rows (see `row_mask`) when a writer is given.
 pub(crate) fn forward(
     g: &Conv2dGeometry,
     input: &[f32],
-    weight: ArrayView2<'_, f32>,
-    bias: ArrayView1<'_, f32>,
+    (weight, bias): (ArrayView2<'_, f32>, ArrayView1<'_, f32>),
     mut output: ArrayViewMut3<'_, f32>,
+    relu: Option<Option<RowBits>>,
 ) {
     debug_assert_eq!(Shape::of(&output), g.output);
     debug_assert_eq!(weight.dim(), (g.output.channels, g.k()));
@@ -308,14 +341,38 @@ pub(crate) fn forward(
             for (mut plane, &b) in out.outer_iter_mut().zip(bias) {
                 plane.fill(b);
             }
-            let out2 = rows_as_matrix_mut(out);
+            let mut out2 = rows_as_matrix_mut(out);
             debug_assert_eq!(out2.dim(), (g.output.channels, n));
             with_cols(k * n, |cols| {
                 im2col(g, input, r0, r1, cols);
                 let cols = ArrayView2::from_shape((k, n), cols).expect("k·n floats");
-                sgemm(1.0, weight, cols, 1.0, out2);
+                sgemm(1.0, weight, cols, 1.0, out2.view_mut());
             });
+            if let Some(bits) = relu {
+                relu_tile(out2, (r0, w_out), bits);
+            }
         });
+}
+
+/// The ReLU of a row tile `[C, rows·W]` of the output (its first row `r0`), its mask by rows into
+/// `bits` when given (the tile's rows, which no other tile writes).
+fn relu_tile(mut tile: ArrayViewMut2<'_, f32>, (r0, w): (usize, usize), bits: Option<RowBits>) {
+    if w == 0 {
+        return;
+    }
+    for (c, mut channel) in tile.outer_iter_mut().enumerate() {
+        let channel = channel
+            .as_slice_mut()
+            .expect("a channel's rows of a tile are contiguous");
+        for (y, row) in channel.chunks_mut(w).enumerate() {
+            for (word, values) in row.chunks_mut(32).enumerate() {
+                let mask = row_mask::relu_word(values);
+                if let Some(bits) = bits {
+                    bits.write(c, r0 + y, word, mask);
+                }
+            }
+        }
+    }
 }
 
 /// Input gradient: `grad_input = col2im(Wᵀ · grad_output)` into `grad_input` (`[C_in, H, W]`), which is
@@ -324,10 +381,13 @@ pub(crate) fn forward(
 /// Tiles whose input footprints overlap are never run at the same time: even-numbered tiles run in
 /// parallel first, then odd-numbered ones (tiles `i` and `i + 2` read disjoint input rows, see
 /// `rows_per_tile`). Every element therefore receives its contributions in a fixed order.
+///
+/// With `mask` (the row mask of a fused ReLU, see `row_mask`), `grad_output` is read through it: each
+/// tile's rows are masked into a buffer of the tile's own.
 pub(crate) fn backward_input(
     g: &Conv2dGeometry,
     weight: ArrayView2<'_, f32>,
-    grad_output: ArrayView3<'_, f32>,
+    (grad_output, mask): (ArrayView3<'_, f32>, Option<&[u32]>),
     mut grad_input: ArrayViewMut3<'_, f32>,
     accumulate: bool,
 ) {
@@ -361,11 +421,18 @@ pub(crate) fn backward_input(
             let n = (r1 - r0) * w_out;
             let dy = ArrayView2::from_shape((c_out, n).strides((plane_out, 1)), &go[r0 * w_out..])
                 .expect("a row tile of a standard-layout tensor is a strided matrix");
-            with_cols(k * n, |cols| {
-                let mut cols_m = ArrayViewMut2::from_shape((k, n), &mut *cols).expect("k·n floats");
-                sgemm(1.0, weight.t(), dy, 0.0, cols_m.view_mut());
-                col2im(g, cols, r0, r1, f0, piece);
-            });
+            let run = |dy: ArrayView2<'_, f32>| {
+                with_cols(k * n, |cols| {
+                    let mut cols_m =
+                        ArrayViewMut2::from_shape((k, n), &mut *cols).expect("k·n floats");
+                    sgemm(1.0, weight.t(), dy, 0.0, cols_m.view_mut());
+                    col2im(g, cols, r0, r1, f0, piece);
+                })
+            };
+            match mask {
+                Some(mask) => with_masked(dy, (mask, r0, g.output), run),
+                None => run(dy),
+            }
         });
     }
 }
@@ -636,13 +703,8 @@ impl Layer for Conv2d {
         match self.algorithm {
             ConvAlgorithm::Im2col => {
                 let input = input.as_standard_layout();
-                forward(
-                    &g,
-                    input.as_slice().expect("standard layout"),
-                    self.weight.view(),
-                    self.bias.view(),
-                    output,
-                );
+                let x = input.as_slice().expect("standard layout");
+                forward(&g, x, (self.weight.view(), self.bias.view()), output, None);
             }
             ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4 => {
                 let dir = winograd::Direction::Forward;
@@ -676,14 +738,20 @@ impl Layer for Conv2d {
     /// F(4×4) layers fuse a ReLU (and a 2×2 average pooling after it) where both directions run on
     /// F(4×4) tiles: the output pass applies them (and writes the ReLU's mask a word per 32 columns),
     /// and the input gradient's input pass reads `dY` through the mask (spreading the pooling's
-    /// gradient on the way).
+    /// gradient on the way). im2col layers fuse a ReLU: each tile of output rows goes through it
+    /// while in cache, and the input gradient masks each tile of `dY` into a buffer of its own.
     fn fuses(&self, input: Shape, epilogue: Epilogue) -> bool {
-        let _ = epilogue;
-        self.algorithm == ConvAlgorithm::Winograd4
-            && self.geometry(input).is_ok_and(|g| {
+        let Ok(g) = self.geometry(input) else {
+            return false;
+        };
+        match self.algorithm {
+            ConvAlgorithm::Winograd4 => {
                 winograd4::uses_tiles(g.output.height, g.output.width)
                     && winograd4::uses_tiles(g.input.height, g.input.width)
-            })
+            }
+            ConvAlgorithm::Im2col => epilogue == Epilogue::Relu,
+            _ => false,
+        }
     }
 
     fn forward_fused(
@@ -702,12 +770,6 @@ impl Layer for Conv2d {
         check_shape(&self.name, "output", out_shape, Shape::of(&output))?;
         check_contiguous(&self.name, "output", &output)?;
         let pool = epilogue == Epilogue::ReluAvgPool2;
-        let (dir, w, b) = (
-            winograd::Direction::Forward,
-            self.weight.view(),
-            self.bias.view(),
-        );
-        let args = (dir, w, b, input, self.pad, output);
         let bits = saved.map(|saved| {
             saved.input_shape = g.input;
             // Every word of a row the output needs is written (each row's words cover its columns;
@@ -715,7 +777,15 @@ impl Layer for Conv2d {
             saved.row_mask.resize(row_mask::mask_len(g.output), 0);
             RowBits::new(&mut saved.row_mask, g.output.height, g.output.width)
         });
-        winograd4::conv3x3_fused(args, false, winograd4::Fusion::Relu { bits, pool });
+        let (w, b) = (self.weight.view(), self.bias.view());
+        if self.algorithm == ConvAlgorithm::Im2col {
+            let input = input.as_standard_layout();
+            let x = input.as_slice().expect("standard layout");
+            forward(&g, x, (w, b), output, Some(bits));
+        } else {
+            let args = (winograd::Direction::Forward, w, b, input, self.pad, output);
+            winograd4::conv3x3_fused(args, false, winograd4::Fusion::Relu { bits, pool });
+        }
         Ok(())
     }
 
@@ -743,6 +813,11 @@ impl Layer for Conv2d {
         )?;
         check_contiguous(&self.name, "grad_input", &grad_input)?;
         row_mask::check_mask(&self.name, saved, g.output)?;
+        if self.algorithm == ConvAlgorithm::Im2col {
+            let dy = (grad_output, Some(saved.row_mask.as_slice()));
+            backward_input(&g, self.weight.view(), dy, grad_input, accumulate);
+            return Ok(());
+        }
         let unpool =
             (epilogue == Epilogue::ReluAvgPool2).then_some((g.output.height, g.output.width));
         let fusion = winograd4::Fusion::MaskedInput {
@@ -779,7 +854,8 @@ impl Conv2d {
         check_contiguous(&self.name, "grad_input", &grad_input)?;
         match self.algorithm {
             ConvAlgorithm::Im2col => {
-                backward_input(&g, self.weight.view(), grad_output, grad_input, accumulate)
+                let dy = (grad_output, None);
+                backward_input(&g, self.weight.view(), dy, grad_input, accumulate)
             }
             ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4 => {
                 let (dir, no_bias) = (winograd::Direction::Backward, ArrayView1::from(&[]));
