@@ -104,7 +104,7 @@ pub use normalize::{NORMALIZE_GRADIENT_EPS, normalize_gradient};
 pub use select::{StyleLoss, StyleTarget, style_loss, style_loss_accumulate};
 pub use style::{
     StyleNorm, StyleScratch, blend_grams, gram, gram_into, rescale_gram, style_layer_loss,
-    style_layer_loss_accumulate,
+    style_layer_loss_accumulate, style_layer_loss_in_place,
 };
 pub use tv::{TvKind, total_variation, total_variation_accumulate};
 
@@ -157,6 +157,14 @@ pub enum Error {
         /// The function that was called.
         op: &'static str,
         /// What holds it.
+        what: &'static str,
+    },
+    /// An array that a function works in place is not in standard (row-major, contiguous) layout.
+    #[error("{op}: {what} is not in standard (row-major, contiguous) layout")]
+    NotContiguous {
+        /// The function that was called.
+        op: &'static str,
+        /// The array.
         what: &'static str,
     },
     /// A mask value is outside `[0, 1]` (or is NaN).

@@ -4,6 +4,7 @@
 mod tests;
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, Ix2, s};
+use rayon::prelude::*;
 use tensor_ops::Gemm;
 
 use crate::{Error, LossAndGrad, Result, check_same_shape};
@@ -313,6 +314,105 @@ pub fn style_layer_loss_accumulate(
 
     gemm_add_into(gemm, (4.0 * k) as f32, diff.view(), a, grad);
     Ok(k * sum_sq)
+}
+
+/// [`style_layer_loss`] that **replaces** the features with `weight · ∂J_s/∂a_G` and returns
+/// `J_s`: no array besides the `[C, C]` scratch and one `[C, 256]` block per thread.
+///
+/// The gradient `4k·(G_G − G_S)·A` mixes channels, never positions, so once the Gram is taken it is
+/// computed a block of 256 positions at a time and written over those positions (blocks run in
+/// parallel). Each value is the one [`style_layer_loss_accumulate`] adds into a zeroed gradient,
+/// times `weight` (the same GEMM calls on the same blocks).
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when `target_gram` is not `[C, C]`; [`Error::NotContiguous`] when
+/// `features` is not in standard layout.
+///
+/// # Examples
+/// ```
+/// use approx::assert_abs_diff_eq;
+/// use ndarray::array;
+/// use nst_costs::{StyleNorm, StyleScratch, style_layer_loss_in_place};
+/// use tensor_ops::CpuGemm;
+///
+/// let mut a = array![[[1.0_f32, 2.0]]]; // G_G = [[5]]
+/// let target = array![[3.0_f32]];
+/// let mut scratch = StyleScratch::new();
+/// let value = style_layer_loss_in_place(
+///     a.view_mut(), target.view(), StyleNorm::Gatys2016, 2.0, &CpuGemm, &mut scratch)?;
+/// assert_abs_diff_eq!(value, 0.25);
+/// assert_abs_diff_eq!(a, array![[[1.0, 2.0]]], epsilon = 1e-6); // 2 · A/2
+/// # Ok::<(), nst_costs::Error>(())
+/// ```
+pub fn style_layer_loss_in_place(
+    mut features: ArrayViewMut3<'_, f32>,
+    target_gram: ArrayView2<'_, f32>,
+    norm: StyleNorm,
+    weight: f32,
+    gemm: &dyn Gemm,
+    scratch: &mut StyleScratch,
+) -> Result<f64> {
+    const OP: &str = "style_layer_loss_in_place";
+    let (n_channels, h, w) = features.dim();
+    check_same_shape(
+        OP,
+        "target_gram",
+        target_gram.shape(),
+        "[C, C] of features",
+        &[n_channels, n_channels],
+    )?;
+    if !features.is_standard_layout() {
+        return Err(Error::NotContiguous {
+            op: OP,
+            what: "features",
+        });
+    }
+    let k = norm.coefficient(n_channels, h * w);
+    let mut a = features
+        .view_mut()
+        .into_shape_with_order((n_channels, h * w))
+        .expect("standard layout");
+    if scratch.gram.dim() != (n_channels, n_channels) {
+        scratch.gram = Array2::zeros((n_channels, n_channels));
+    }
+    let diff = &mut scratch.gram;
+    gram_upper_mirrored(a.view(), gemm, diff.view_mut());
+    let mut sum_sq = 0.0_f64;
+    ndarray::Zip::from(&mut *diff)
+        .and(&target_gram)
+        .for_each(|d, &s| {
+            let e = f64::from(*d) - f64::from(s);
+            sum_sq += e * e;
+            *d -= s;
+        });
+    symmetrize(diff.view_mut());
+    let (diff, alpha) = (diff.view(), (4.0 * k) as f32);
+    a.axis_chunks_iter_mut(Axis(1), IN_PLACE_BLOCK)
+        .into_par_iter()
+        .for_each(|mut block| {
+            IN_PLACE.with(|cell| {
+                let mut buf = cell.borrow_mut();
+                let len = block.len();
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+                let mut out = ArrayViewMut2::from_shape(block.raw_dim(), &mut buf[..len])
+                    .expect("sized to the block");
+                gemm.gemm(alpha, diff, block.view(), 0.0, out.view_mut());
+                ndarray::Zip::from(&mut block)
+                    .and(&out)
+                    .for_each(|a, &g| *a = g * weight);
+            });
+        });
+    Ok(k * sum_sq)
+}
+
+/// Positions per block of [`style_layer_loss_in_place`] (the CPU GEMM's column block).
+const IN_PLACE_BLOCK: usize = 256;
+
+thread_local! {
+    /// A block of [`style_layer_loss_in_place`]'s gradient, per thread.
+    static IN_PLACE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `grad += α·L·R` for `grad` `[C, H, W]` seen as the `[C, H·W]` matrix `L·R`: one GEMM with

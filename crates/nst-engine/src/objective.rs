@@ -771,6 +771,21 @@ impl StyleObjective {
         self.term_grads
             .resize_with(self.feats.len(), || Array3::zeros((0, 0, 0)));
         for slot in 0..self.feats.len() {
+            if let Some(k) = self.lone_gram_term(slot)
+                && let TermTarget::Gram(target) = &self.style[k].target
+            {
+                // The features are read for the Gram, then replaced by the weighted gradient
+                // block by block: no workspace, no zeroing, no copy.
+                style_values[k] = nst_costs::style_layer_loss_in_place(
+                    self.feats[slot].view_mut(),
+                    target.view(),
+                    self.style_norm,
+                    self.beta * self.style[k].weight,
+                    self.backend.gemm(),
+                    &mut self.style_scratch,
+                )?;
+                continue;
+            }
             let dim = self.feats[slot].raw_dim();
             let several = self.terms_at[slot] > 1;
             if several && self.term_grads[slot].raw_dim() != dim {
@@ -844,6 +859,15 @@ impl StyleObjective {
         }
         Ok((content_values, style_values))
     }
+    /// The style term at `slot` when it is the slot's only term and there is no gradient
+    /// normalization: its gradient can then be written over the features in place (for a Gram target).
+    fn lone_gram_term(&self, slot: usize) -> Option<usize> {
+        if self.terms_at[slot] != 1 || self.normalize_gradients {
+            return None;
+        }
+        self.style.iter().position(|t| t.slot == slot)
+    }
+
     /// The TV cost of `image`, its weighted gradient added to `grad` (0 and nothing when unweighted).
     /// The temporal cost `1/(3·H·W)·Σ m·(x − p)²`, its weighted gradient `w·2/(3·H·W)·m·(x − p)`
     /// added into `grad`; 0 without the term.

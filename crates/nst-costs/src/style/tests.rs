@@ -323,3 +323,64 @@ fn empty_strided_views_cost_zero_without_panicking() {
     }
     assert!(grad.iter().all(|&g| g == 0.0));
 }
+
+/// The in-place cost writes exactly `weight ×` the gradient that the accumulating one adds into a
+/// zeroed array (blocks of 256 positions, a last short block, channel counts past one GEMM row band),
+/// and returns the same value.
+#[test]
+fn in_place_cost_is_the_weighted_accumulated_gradient() {
+    for (k, &(c, h, w)) in [(3, 5, 7), (64, 20, 30), (130, 9, 31)].iter().enumerate() {
+        let f = features(c, h, w, 40 + k as u64);
+        let target = gram(features(c, h, w, 50 + k as u64).view(), &CpuGemm);
+        let mut scratch = StyleScratch::new();
+        let mut grad = Array3::zeros(f.raw_dim());
+        let norm = StyleNorm::Gatys2016;
+        let want = style_layer_loss_accumulate(
+            f.view(),
+            target.view(),
+            norm,
+            &CpuGemm,
+            &mut scratch,
+            grad.view_mut(),
+        )
+        .unwrap();
+        let mut in_place = f.clone();
+        let got = style_layer_loss_in_place(
+            in_place.view_mut(),
+            target.view(),
+            norm,
+            0.7,
+            &CpuGemm,
+            &mut scratch,
+        )
+        .unwrap();
+        assert_eq!(got, want, "value, {c}×{h}×{w}");
+        assert_eq!(in_place, grad.mapv(|g| g * 0.7), "gradient, {c}×{h}×{w}");
+    }
+}
+
+#[test]
+fn in_place_cost_rejects_other_layouts_and_shapes() {
+    let mut f = features(4, 3, 5, 1);
+    let before = f.clone();
+    let mut scratch = StyleScratch::new();
+    let norm = StyleNorm::Gatys2016;
+    // Reversed axes: [5, 3, 4] (a 5×5 target fits), not in standard layout.
+    let five = Array2::<f32>::zeros((5, 5));
+    let transposed = f.view_mut().reversed_axes();
+    let err = style_layer_loss_in_place(transposed, five.view(), norm, 1.0, &CpuGemm, &mut scratch)
+        .unwrap_err();
+    assert!(matches!(err, Error::NotContiguous { .. }), "{err}");
+    let three = Array2::<f32>::zeros((3, 3));
+    let err = style_layer_loss_in_place(
+        f.view_mut(),
+        three.view(),
+        norm,
+        1.0,
+        &CpuGemm,
+        &mut scratch,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    assert_eq!(f, before, "a rejected call leaves the features alone");
+}
