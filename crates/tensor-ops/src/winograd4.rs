@@ -407,7 +407,6 @@ fn conv3x3_tiles_fused<T: Tile>(
     let a2 = T::A * T::A;
     let mut geo = Geometry::new::<T>(kernel, (c_a, c_b), in_dims, pad, out_dims);
     geo.plane = (input.dim().1, input.dim().2);
-    geo.h_b = out_dims.1;
     BUFFERS.with(|cell| {
         // These buffers stay borrowed while the phases run; if this thread steals the work of another
         // Winograd convolution meanwhile (callers that run networks inside rayon jobs), that one finds
@@ -436,8 +435,8 @@ struct Geometry {
     w_a: usize,
     /// Rows and columns of the input array's planes (`h_a × w_a`, or pooled: see [`Fusion`]).
     plane: (usize, usize),
-    /// Rows of the convolution's output (before any pooling).
-    h_b: usize,
+    /// Rows and columns of the convolution's output (before any pooling).
+    out: (usize, usize),
     pad: Padding,
     ntx: usize,
     nty: usize,
@@ -462,7 +461,7 @@ impl Geometry {
             h_a,
             w_a,
             plane: (h_a, w_a),
-            h_b,
+            out: (h_b, w_b),
             pad,
             ntx: w_b.div_ceil(T::M),
             nty: h_b.div_ceil(T::M),
@@ -636,7 +635,7 @@ fn block<T: Tile>(
         Fusion::Relu { bits, pool } => Some(ReluOut {
             bits,
             y0: T::M * ty0,
-            full: (g.h_b, g.ntx * T::M),
+            full: g.out,
             pool,
         }),
         _ => None,
