@@ -12,7 +12,10 @@
 //!   with MatConvNet's output sizes and padding rules (see the [`pool`] module docs).
 //! - [`Network`]: a list of boxed [`Layer`]s; `forward(input, taps)` returns the tapped outputs,
 //!   `backward(grad_taps)` sums the gradients arriving at several taps on the way down. [`Layer`] is
-//!   open: a layer type of your own goes into a [`Network`] like the built-in ones.
+//!   open: a layer type of your own goes into a [`Network`] like the built-in ones. Where a layer can
+//!   ([`Layer::fuses`]), the walk runs it with the ReLU above it, and a 2×2 average pooling above
+//!   that, as one step ([`Epilogue`]): F(4×4) and im2col convolutions apply them in their output
+//!   pass and read the gradient through the ReLU's mask, with the same values bit for bit.
 //! - [`Gemm`]: `C ← α·A·B + β·C`, with [`CpuGemm`] (parallel, deterministic) and, behind the `cuda`
 //!   feature, `CublasGemm`; [`Backend`] selects one at run time.
 //! - [`device`]: the same layers on a device ([`device::Device`], [`device::DeviceNetwork`]), with every
