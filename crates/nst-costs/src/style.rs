@@ -391,7 +391,14 @@ pub fn style_layer_loss_in_place(
         .into_par_iter()
         .for_each(|mut block| {
             IN_PLACE.with(|cell| {
-                let mut buf = cell.borrow_mut();
+                // The buffer stays borrowed during the GEMM; if this thread steals another block
+                // meanwhile (the GEMM may run in parallel itself), that one uses a buffer of its own.
+                let mut own = Vec::new();
+                let mut shared = cell.try_borrow_mut();
+                let buf = match shared.as_deref_mut() {
+                    Ok(b) => b,
+                    Err(_) => &mut own,
+                };
                 let len = block.len();
                 if buf.len() < len {
                     buf.resize(len, 0.0);
@@ -407,7 +414,9 @@ pub fn style_layer_loss_in_place(
     Ok(k * sum_sq)
 }
 
-/// Positions per block of [`style_layer_loss_in_place`] (the CPU GEMM's column block).
+/// Positions per block of [`style_layer_loss_in_place`]. Any width gives the accumulating
+/// function's values: a GEMM's element is its own sum over the shared dimension, whatever the
+/// blocking of the other two (the test checks widths that split and that do not).
 const IN_PLACE_BLOCK: usize = 256;
 
 thread_local! {

@@ -761,13 +761,11 @@ impl StyleObjective {
     /// The value of every content and style term (unit weight, in the specification's order), and each
     /// tap's weighted gradient written over its features.
     ///
-    /// A tap's terms add their gradients into the network's workspace, which then replaces the
-    /// features: a term with a tap to itself adds its unit-weight gradient into the zeroed workspace
-    /// and is weighted on the way back (`w·g`), others go through the tap's scratch and are added
-    /// weighted (`0 + w·g`), the arithmetic of the allocating `content_loss` / `style_layer_loss`.
+    /// A tap whose only term is a Gram style term (and no gradient normalization) gets its weighted
+    /// gradient written over its features directly ([`nst_costs::style_layer_loss_in_place`]); the
+    /// others go through [`StyleObjective::slot_gradient`].
     fn tap_gradients(&mut self) -> Result<(Vec<f64>, Vec<f64>)> {
-        let mut content_values = vec![0.0; self.content.len()];
-        let mut style_values = vec![0.0; self.style.len()];
+        let mut values = (vec![0.0; self.content.len()], vec![0.0; self.style.len()]);
         self.term_grads
             .resize_with(self.feats.len(), || Array3::zeros((0, 0, 0)));
         for slot in 0..self.feats.len() {
@@ -776,7 +774,7 @@ impl StyleObjective {
             {
                 // The features are read for the Gram, then replaced by the weighted gradient
                 // block by block: no workspace, no zeroing, no copy.
-                style_values[k] = nst_costs::style_layer_loss_in_place(
+                values.1[k] = nst_costs::style_layer_loss_in_place(
                     self.feats[slot].view_mut(),
                     target.view(),
                     self.style_norm,
@@ -784,81 +782,86 @@ impl StyleObjective {
                     self.backend.gemm(),
                     &mut self.style_scratch,
                 )?;
-                continue;
-            }
-            let dim = self.feats[slot].raw_dim();
-            let several = self.terms_at[slot] > 1;
-            if several && self.term_grads[slot].raw_dim() != dim {
-                self.term_grads[slot] = Array3::zeros(dim);
-            }
-            let work = self.network.workspace(self.feats[slot].len());
-            par_fill(work, 0.0);
-            let mut sum = ArrayViewMut3::from_shape(dim, work).expect("sized to the features");
-            let mut only_weight = 1.0;
-            let features = self.feats[slot].view();
-            for (k, term) in self
-                .content
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.slot == slot)
-            {
-                let mut buf = term_buffer(&mut sum, &mut self.term_grads[slot], several);
-                content_values[k] = match &term.mask {
-                    None => nst_costs::content_loss_accumulate(
-                        features,
-                        term.target.view(),
-                        self.content_norm,
-                        buf.view_mut(),
-                    )?,
-                    Some(mask) => nst_costs::masked_content_loss_accumulate(
-                        features,
-                        term.target.view(),
-                        mask.view(),
-                        self.content_norm,
-                        buf.view_mut(),
-                    )?,
-                };
-                only_weight = finish_term(
-                    &mut sum,
-                    &mut self.term_grads[slot],
-                    several,
-                    self.normalize_gradients,
-                    self.alpha * term.weight,
-                );
-            }
-            for (k, term) in self
-                .style
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.slot == slot)
-            {
-                let mut buf = term_buffer(&mut sum, &mut self.term_grads[slot], several);
-                style_values[k] = targets::term_cost(
-                    &term.target,
-                    features,
-                    self.style_norm,
-                    &self.backend,
-                    (&mut self.style_scratch, &mut self.guided_grad),
-                    buf.view_mut(),
-                )?;
-                only_weight = finish_term(
-                    &mut sum,
-                    &mut self.term_grads[slot],
-                    several,
-                    self.normalize_gradients,
-                    self.beta * term.weight,
-                );
-            }
-            // The network writes its taps in standard layout; the other arm keeps any layout right.
-            match (self.feats[slot].as_slice_mut(), sum.as_slice()) {
-                (Some(feats), Some(sum)) => par_scaled_copy(feats, sum, only_weight),
-                _ => ndarray::Zip::from(&mut self.feats[slot])
-                    .and(&sum)
-                    .for_each(|f, &g| *f = g * only_weight),
+            } else {
+                self.slot_gradient(slot, (&mut values.0, &mut values.1))?;
             }
         }
-        Ok((content_values, style_values))
+        Ok(values)
     }
+
+    /// The terms of tap `slot`: their values into `content_values` / `style_values`, their weighted
+    /// gradients summed over the tap's features.
+    ///
+    /// The terms add their gradients into the network's workspace, which then replaces the
+    /// features: a term with a tap to itself adds its unit-weight gradient into the zeroed workspace
+    /// and is weighted on the way back (`w·g`), others go through the tap's scratch and are added
+    /// weighted (`0 + w·g`), the arithmetic of the allocating `content_loss` / `style_layer_loss`.
+    fn slot_gradient(
+        &mut self,
+        slot: usize,
+        (content_values, style_values): (&mut [f64], &mut [f64]),
+    ) -> Result<()> {
+        let dim = self.feats[slot].raw_dim();
+        let several = self.terms_at[slot] > 1;
+        if several && self.term_grads[slot].raw_dim() != dim {
+            self.term_grads[slot] = Array3::zeros(dim);
+        }
+        let work = self.network.workspace(self.feats[slot].len());
+        par_fill(work, 0.0);
+        let mut sum = ArrayViewMut3::from_shape(dim, work).expect("sized to the features");
+        let mut only_weight = 1.0;
+        let features = self.feats[slot].view();
+        let content = self
+            .content
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.slot == slot);
+        for (k, term) in content {
+            let mut buf = term_buffer(&mut sum, &mut self.term_grads[slot], several);
+            let (target, norm) = (term.target.view(), self.content_norm);
+            content_values[k] = match &term.mask {
+                None => nst_costs::content_loss_accumulate(features, target, norm, buf.view_mut())?,
+                Some(mask) => nst_costs::masked_content_loss_accumulate(
+                    features,
+                    target,
+                    mask.view(),
+                    norm,
+                    buf.view_mut(),
+                )?,
+            };
+            let weight = self.alpha * term.weight;
+            let grads = &mut self.term_grads[slot];
+            only_weight = finish_term(&mut sum, grads, several, self.normalize_gradients, weight);
+        }
+        for (k, term) in self
+            .style
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.slot == slot)
+        {
+            let mut buf = term_buffer(&mut sum, &mut self.term_grads[slot], several);
+            style_values[k] = targets::term_cost(
+                &term.target,
+                features,
+                self.style_norm,
+                &self.backend,
+                (&mut self.style_scratch, &mut self.guided_grad),
+                buf.view_mut(),
+            )?;
+            let weight = self.beta * term.weight;
+            let grads = &mut self.term_grads[slot];
+            only_weight = finish_term(&mut sum, grads, several, self.normalize_gradients, weight);
+        }
+        // The network writes its taps in standard layout; the other arm keeps any layout right.
+        match (self.feats[slot].as_slice_mut(), sum.as_slice()) {
+            (Some(feats), Some(sum)) => par_scaled_copy(feats, sum, only_weight),
+            _ => ndarray::Zip::from(&mut self.feats[slot])
+                .and(&sum)
+                .for_each(|f, &g| *f = g * only_weight),
+        }
+        Ok(())
+    }
+
     /// The style term at `slot` when it is the slot's only term and there is no gradient
     /// normalization: its gradient can then be written over the features in place (for a Gram target).
     fn lone_gram_term(&self, slot: usize) -> Option<usize> {
@@ -1162,8 +1165,6 @@ fn visit_feature_rows(
     network.forward_visit_rows(image, taps, band_rows, |j, _, rows| visit(j, rows))
 }
 
-/// The zeroed buffer a term adds its unit-weight gradient into: the tap's sum itself when the term is
-/// the only one there, else the tap's scratch.
 /// `x[i] = value` for every `i`, in parallel over fixed chunks.
 fn par_fill(x: &mut [f32], value: f32) {
     x.par_chunks_mut(ELEMENTWISE_CHUNK)
@@ -1189,6 +1190,8 @@ fn par_scaled_copy(dst: &mut [f32], src: &[f32], weight: f32) {
 /// Elements per parallel task of [`par_fill`] and [`par_scaled_copy`] (256 KiB of floats).
 const ELEMENTWISE_CHUNK: usize = 1 << 16;
 
+/// The zeroed buffer a term adds its unit-weight gradient into: the tap's sum itself when the term is
+/// the only one there, else the tap's scratch.
 fn term_buffer<'a>(
     sum: &'a mut ArrayViewMut3<'_, f32>,
     scratch: &'a mut Array3<f32>,

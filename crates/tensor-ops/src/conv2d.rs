@@ -323,7 +323,7 @@ pub(crate) fn forward(
     input: &[f32],
     (weight, bias): (ArrayView2<'_, f32>, ArrayView1<'_, f32>),
     mut output: ArrayViewMut3<'_, f32>,
-    relu: Option<Option<RowBits>>,
+    relu: Option<Option<RowBits<'_>>>,
 ) {
     debug_assert_eq!(Shape::of(&output), g.output);
     debug_assert_eq!(weight.dim(), (g.output.channels, g.k()));
@@ -356,7 +356,7 @@ pub(crate) fn forward(
 
 /// The ReLU of a row tile `[C, rows·W]` of the output (its first row `r0`), its mask by rows into
 /// `bits` when given (the tile's rows, which no other tile writes).
-fn relu_tile(mut tile: ArrayViewMut2<'_, f32>, (r0, w): (usize, usize), bits: Option<RowBits>) {
+fn relu_tile(mut tile: ArrayViewMut2<'_, f32>, (r0, w): (usize, usize), bits: Option<RowBits<'_>>) {
     if w == 0 {
         return;
     }
@@ -713,6 +713,8 @@ impl Layer for Conv2d {
         }
         if let Some(saved) = saved {
             saved.input_shape = g.input;
+            // No ReLU ran: a mask of an earlier fused pass must not pass for this one's.
+            saved.row_mask.clear();
         }
         Ok(())
     }

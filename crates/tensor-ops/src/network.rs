@@ -339,17 +339,18 @@ impl Network {
         let in_place: Vec<bool> = (0..=last)
             .map(|i| i > 0 && !taps.contains(&(i - 1)) && self.runs_in_place(i))
             .collect();
+        let fuse = self.fusion(taps, last);
         // The layer that first writes each tap array with its tap's output (the layer before a tapped
-        // layer that runs in place writes into it); until then the array can hold other values.
+        // layer that runs in place writes into it, and a fused step's head writes its last layer's
+        // output); until then the array can hold other values.
         let writer: Vec<usize> = taps
             .iter()
             .enumerate()
             .map(|(j, &t)| match taps.iter().position(|&u| u == t) {
-                Some(first) if first == j && t > 0 && in_place[t] => t - 1,
-                _ => t,
+                Some(first) if first == j && t > 0 && in_place[t] => head_of(&fuse, t - 1),
+                _ => head_of(&fuse, t),
             })
             .collect();
-        let fuse = self.fusion(taps, last);
         let mut plan: Vec<Step> = Vec::with_capacity(last + 1);
         for i in 0..=last {
             let place = if in_place[i] {
@@ -390,8 +391,12 @@ impl Network {
         let mut fuse = vec![Fuse::No; last + 1];
         let mut i = 0;
         while i < last {
-            let relu =
-                !taps.contains(&i) && self.layers[i + 1].is_relu() && self.runs_in_place(i + 1);
+            // A head that ran over its own input would write its output over what it reads.
+            let head_in_place = i > 0 && !taps.contains(&(i - 1)) && self.runs_in_place(i);
+            let relu = !taps.contains(&i)
+                && !head_in_place
+                && self.layers[i + 1].is_relu()
+                && self.runs_in_place(i + 1);
             let pool = relu
                 && i + 2 <= last
                 && !taps.contains(&(i + 1))
@@ -619,8 +624,10 @@ impl Network {
         let in_place: Vec<bool> = (0..=last)
             .map(|i| i > 0 && tap_of(i - 1).is_none() && self.runs_in_place(i))
             .collect();
+        let fuse = self.fusion(taps, last);
         // The layer whose backward pass reads each tap array last (the gradient stays in it through
-        // the layers below the tap that run in place); above that layer the array is free.
+        // the layers below the tap that run in place, and a fused step's head reads its last layer's
+        // gradient); above that layer the array is free.
         let reader: Vec<usize> = taps
             .iter()
             .enumerate()
@@ -629,10 +636,9 @@ impl Network {
                 while tap_of(t) == Some(j) && r > 0 && in_place[r] {
                     r -= 1;
                 }
-                r
+                head_of(&fuse, r)
             })
             .collect();
-        let fuse = self.fusion(taps, last);
         let mut plan: Vec<Step> = fuse
             .into_iter()
             .map(|fuse| Step {
@@ -822,7 +828,7 @@ impl Fuse {
     fn span(self) -> usize {
         match self {
             Fuse::Head(Epilogue::Relu) => 1,
-            Fuse::Head(_) => 2,
+            Fuse::Head(Epilogue::ReluAvgPool2) => 2,
             Fuse::No | Fuse::Tail => 0,
         }
     }
@@ -853,12 +859,27 @@ fn scratch(
     }
 }
 
-/// The length the working buffer needs for `plan` (`shapes[i]` the shape at step `i`).
+/// The head of the fused step that layer `l` belongs to (`l` itself outside fused steps).
+fn head_of(fuse: &[Fuse], l: usize) -> usize {
+    if fuse[l] != Fuse::Tail {
+        return l;
+    }
+    (0..l).rev().find(|&h| fuse[h].spans(l - h)).unwrap_or(l)
+}
+
+/// The length the working buffer needs for `plan` (`shapes[i]` the shape at step `i`): the places
+/// written, that is every step's own outside fused steps and each fused step's last layer's (the
+/// layers in between are never written).
 fn work_length(plan: &[Step], shapes: &[Shape]) -> usize {
     plan.iter()
-        .zip(shapes)
-        .map(|(step, shape)| match step.place {
-            Place::Work(offset) => offset + shape.len(),
+        .enumerate()
+        .filter_map(|(i, step)| match step.fuse {
+            Fuse::No => Some(i),
+            Fuse::Head(_) => Some(i + step.fuse.span()),
+            Fuse::Tail => None,
+        })
+        .map(|i| match plan[i].place {
+            Place::Work(offset) => offset + shapes[i].len(),
             Place::Tap(_) => 0,
         })
         .max()
@@ -983,12 +1004,13 @@ mod tests {
         Network::new(layers)
     }
 
-    /// With the six Gatys taps, the walk needs one working buffer of the largest activation
-    /// (`conv1_2`'s output) in both directions: the poolings' outputs and the deeper layers' values go
-    /// into tap arrays not yet written (forward) or already read (backward), or beside each other in
-    /// that buffer.
+    /// With the six Gatys taps, the walk needs one working buffer of `conv2_1`'s output, half the
+    /// largest activation, in both directions: `conv1_2`'s output (the largest) is never written, as
+    /// `conv1_2`, `relu1_2` and `pool1` run as one step; the poolings' outputs and the deeper layers'
+    /// values go into tap arrays not yet written (forward) or already read (backward), or beside each
+    /// other in that buffer. (Before the fusion it was one buffer of `conv1_2`'s output.)
     #[test]
-    fn vgg19_walk_needs_one_buffer_of_the_largest_activation() {
+    fn vgg19_walk_needs_one_buffer_of_half_the_largest_activation() {
         let mut net = vgg19();
         let names = [
             "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1",
@@ -998,10 +1020,10 @@ mod tests {
         let x = Array3::zeros((3, h, w));
         let mut outs = Vec::new();
         net.forward_into(x.view(), &taps, &mut outs).unwrap();
-        assert_eq!(net.work.len(), 64 * h * w, "forward");
+        assert_eq!(net.work.len(), 128 * (h / 2) * (w / 2), "forward");
         let mut grad = Array3::zeros((3, h, w));
         net.backward_in_place(&mut outs, grad.view_mut()).unwrap();
-        assert_eq!(net.work.len(), 64 * h * w, "backward");
+        assert_eq!(net.work.len(), 128 * (h / 2) * (w / 2), "backward");
         let plan = net.plan(&taps, *taps.iter().max().unwrap(), true);
         let pool1 = net.index_of("pool1").unwrap();
         assert_eq!(

@@ -90,11 +90,16 @@ pub(crate) fn check_mask(layer: &str, saved: &Saved, shape: Shape) -> Result<()>
     if saved.row_mask.len() == mask_len(shape) {
         Ok(())
     } else {
+        // The words say nothing of the shape they were kept for: name the words.
+        let words = Shape::new(1, 1, saved.row_mask.len());
         Err(Error::ShapeMismatch {
             layer: layer.to_owned(),
-            what: "saved ReLU mask (forward_fused)".to_owned(),
-            expected: shape,
-            actual: saved.input_shape,
+            what: format!(
+                "saved ReLU mask: {} words for an output of {shape} (was the forward pass forward_fused?)",
+                saved.row_mask.len()
+            ),
+            expected: Shape::new(1, 1, mask_len(shape)),
+            actual: words,
         })
     }
 }
@@ -220,28 +225,32 @@ pub(crate) fn epilogue_then_backward<L: Layer + ?Sized>(
 /// Where an output pass writes row-mask words: the mask of a `[C, H, W]` output, shared by the
 /// tasks of one pass, each of which writes the words of rows no other task writes.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RowBits {
+pub(crate) struct RowBits<'a> {
     ptr: *mut u32,
     len: usize,
     height: usize,
     words_per_row: usize,
+    /// The mask stays borrowed mutably for as long as any copy of the writer lives.
+    mask: std::marker::PhantomData<&'a mut [u32]>,
 }
 
-// SAFETY: a `RowBits` is only a base pointer into a mask that outlives the parallel section that
-// shares it (borrowed mutably for the whole pass, see `RowBits::new`); tasks write disjoint rows.
-unsafe impl Send for RowBits {}
+// SAFETY: a `RowBits` is a base pointer into a mask it borrows mutably for its lifetime `'a`, so the
+// mask outlives every copy shared by a parallel section and nothing else reads or writes it
+// meanwhile; tasks write disjoint rows (see `RowBits::write`).
+unsafe impl Send for RowBits<'_> {}
 // SAFETY: as for `Send`: shared use only writes the words of disjoint rows.
-unsafe impl Sync for RowBits {}
+unsafe impl Sync for RowBits<'_> {}
 
-impl RowBits {
+impl<'a> RowBits<'a> {
     /// The writer of `mask`, the row mask of an output of `height × width` per channel (sized by
-    /// [`mask_len`]). The mask must stay borrowed (unused otherwise) while the writer is in use.
-    pub(crate) fn new(mask: &mut [u32], height: usize, width: usize) -> RowBits {
+    /// [`mask_len`]), borrowed for as long as the writer lives.
+    pub(crate) fn new(mask: &'a mut [u32], height: usize, width: usize) -> RowBits<'a> {
         RowBits {
             ptr: mask.as_mut_ptr(),
             len: mask.len(),
             height,
             words_per_row: words_per_row(width),
+            mask: std::marker::PhantomData,
         }
     }
 

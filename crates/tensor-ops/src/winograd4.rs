@@ -302,7 +302,10 @@ pub(crate) enum Fusion<'a> {
     None,
     /// Forward: `max(conv + b, 0)`, keeping the mask in the writer's mask when there is one; with
     /// `pool`, 2×2 average pooled (the output array is the pooled one).
-    Relu { bits: Option<RowBits>, pool: bool },
+    Relu {
+        bits: Option<RowBits<'a>>,
+        pool: bool,
+    },
     /// Backward: the convolution of `dY ⊙ mask`, `mask` that of `dY`'s shape; `dY` is the input
     /// array, or with `unpool = Some((h, w))` the 2×2 average pooling's input gradient (of an `h × w`
     /// input) of the input array.
@@ -576,26 +579,8 @@ fn block<T: Tile>(
         nr,
         n,
     };
-    let mask_words = g.h_a * row_mask::words_per_row(g.w_a);
-    let plane_len = g.plane.0 * g.plane.1;
     let transform_in = |c: usize| {
-        let source = Source {
-            plane: &x[c * plane_len..(c + 1) * plane_len],
-            dims: g.plane,
-            mask: match fusion {
-                Fusion::MaskedInput { mask, .. } => {
-                    Some(&mask[c * mask_words..(c + 1) * mask_words])
-                }
-                _ => None,
-            },
-            unpool: matches!(
-                fusion,
-                Fusion::MaskedInput {
-                    unpool: Some(_),
-                    ..
-                }
-            ),
-        };
+        let source = Source::of_channel(x, g, fusion, c);
         // Channel c writes only its own rows `c` of the panels (see `Scatter`): disjoint across channels.
         let rows = dest.channel(c);
         input_transform::<T>(&source, (g.h_a, g.w_a), g.pad, (ty0, ty1), g.ntx, &rows);
@@ -844,7 +829,25 @@ struct Source<'a> {
     unpool: bool,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    /// Where channel `c` of the input `x` is read, for the convolution `g` with `fusion`.
+    fn of_channel(x: &'a [f32], g: &Geometry, fusion: Fusion<'a>, c: usize) -> Source<'a> {
+        let plane_len = g.plane.0 * g.plane.1;
+        let (mask, unpool) = match fusion {
+            Fusion::MaskedInput { mask, unpool } => {
+                let words = g.h_a * row_mask::words_per_row(g.w_a);
+                (Some(&mask[c * words..(c + 1) * words]), unpool.is_some())
+            }
+            _ => (None, false),
+        };
+        Source {
+            plane: &x[c * plane_len..(c + 1) * plane_len],
+            dims: g.plane,
+            mask,
+            unpool,
+        }
+    }
+
     /// `row[k]` = column `k − left` of row `iy` of the `h × w` input, 0 outside it.
     fn row(&self, row: &mut [f32], (h, w): (usize, usize), iy: usize, left: usize) {
         if self.unpool {
@@ -881,8 +884,8 @@ impl Source<'_> {
 /// The ReLU of a forward output pass ([`Fusion::Relu`]): where its mask goes, the output row of the
 /// block's first row, and, when it pools, the convolution's output rows and (at least) columns.
 #[derive(Clone, Copy)]
-struct ReluOut {
-    bits: Option<RowBits>,
+struct ReluOut<'a> {
+    bits: Option<RowBits<'a>>,
     y0: usize,
     full: (usize, usize),
     pool: bool,
@@ -904,7 +907,7 @@ fn output_transform<T: Tile>(
     (n_rows, ntx, n_pad): (usize, usize, usize),
     b: f32,
     mut plane: ArrayViewMut2<'_, f32>,
-    (accumulate, relu): (bool, Option<ReluOut>),
+    (accumulate, relu): (bool, Option<ReluOut<'_>>),
 ) {
     let mm = T::M;
     assert!(

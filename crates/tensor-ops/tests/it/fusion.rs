@@ -131,13 +131,11 @@ fn check_epilogue(k: usize, (c_in, c_out, h, w, pad, fused): Case, epilogue: Epi
     layer
         .backward_input_fused(&saved, dy.view(), sum.view_mut(), true, epilogue)
         .unwrap();
-    for ((a, b), c) in sum.iter().zip(&base).zip(&want) {
-        assert!(
-            (a - (b + c)).abs() <= 1e-6,
-            "{what}: added gradient {a} vs {}",
-            b + c
-        );
-    }
+    let mut want_sum = base.clone();
+    layer
+        .backward_input_add(&saved, masked_dy.view(), want_sum.view_mut())
+        .unwrap();
+    assert_eq!(sum, want_sum, "{what}: added gradient");
 }
 
 /// A mask of another shape (or none: the forward pass was `forward`) is an error, not a panic.
@@ -151,6 +149,50 @@ fn the_fused_gradient_wants_the_mask_of_forward_fused() {
         .backward_input_fused(&saved, pre.view(), grad.view_mut(), false, Epilogue::Relu)
         .unwrap_err();
     assert!(err.to_string().contains("conv"), "{err}");
+    // A plain forward pass after a fused one drops the fused one's mask.
+    let mut saved = Saved::default();
+    let mut out = Array3::zeros(pre.dim());
+    layer
+        .forward_fused(x.view(), out.view_mut(), Some(&mut saved), Epilogue::Relu)
+        .unwrap();
+    layer
+        .forward(x.view(), out.view_mut(), Some(&mut saved))
+        .unwrap();
+    let err = layer
+        .backward_input_fused(&saved, pre.view(), grad.view_mut(), false, Epilogue::Relu)
+        .unwrap_err();
+    assert!(err.to_string().contains("mask"), "{err}");
+}
+
+/// An im2col layer of another kernel size and stride fuses a ReLU the same way.
+#[test]
+fn a_strided_im2col_layer_with_its_relu_matches_the_two_layers() {
+    let layer = Conv2d::new(
+        "conv",
+        arr4(60, (8, 3, 5, 5), -0.2, 0.2),
+        arr1(61, 8, -0.1, 0.1),
+        [2, 2],
+        Padding::uniform(2),
+    )
+    .unwrap();
+    let x = arr3(62, (3, 45, 71), -1.0, 1.0);
+    assert!(layer.fuses(Shape::of(&x), Epilogue::Relu));
+    assert!(!layer.fuses(Shape::of(&x), Epilogue::ReluAvgPool2));
+    let (pre, _) = forward(&layer, x.view());
+    let dy = arr3(63, pre.dim(), -1.0, 1.0);
+    let (want_out, masked_dy) = separate(&pre, &dy, Epilogue::Relu);
+    let mut out = Array3::zeros(pre.dim());
+    let mut saved = Saved::default();
+    layer
+        .forward_fused(x.view(), out.view_mut(), Some(&mut saved), Epilogue::Relu)
+        .unwrap();
+    assert_eq!(out, want_out);
+    let want = backward(&layer, &saved, Shape::of(&x), masked_dy.view());
+    let mut got = Array3::zeros(x.dim());
+    layer
+        .backward_input_fused(&saved, dy.view(), got.view_mut(), false, Epilogue::Relu)
+        .unwrap();
+    assert_eq!(got, want);
 }
 
 /// A layer that counts the calls of its fused methods and otherwise is the layer it wraps.
@@ -159,6 +201,8 @@ struct Counted {
     inner: Box<dyn Layer>,
     fused: AtomicUsize,
     relu: bool,
+    /// Claims to run in place (its default `forward_in_place` copies), whatever the inner layer says.
+    in_place: bool,
 }
 
 impl Counted {
@@ -167,6 +211,7 @@ impl Counted {
             inner: Box::new(inner),
             fused: AtomicUsize::new(0),
             relu,
+            in_place: false,
         })
     }
 }
@@ -198,20 +243,33 @@ impl Layer for Counted {
         self.inner.backward_input(saved, grad_output, grad_input)
     }
     fn runs_in_place(&self) -> bool {
-        self.inner.runs_in_place()
+        self.in_place || self.inner.runs_in_place()
+    }
+    fn row_window(&self) -> Option<tensor_ops::RowWindow> {
+        self.inner.row_window()
     }
     fn forward_in_place(
         &self,
         data: ArrayViewMut3<'_, f32>,
         saved: Option<&mut Saved>,
     ) -> tensor_ops::Result<()> {
+        if self.in_place {
+            let input = data.to_owned();
+            return self.inner.forward(input.view(), data, saved);
+        }
         self.inner.forward_in_place(data, saved)
     }
     fn backward_input_in_place(
         &self,
         saved: &Saved,
-        grad: ArrayViewMut3<'_, f32>,
+        mut grad: ArrayViewMut3<'_, f32>,
     ) -> tensor_ops::Result<()> {
+        if self.in_place {
+            let grad_output = grad.to_owned();
+            return self
+                .inner
+                .backward_input(saved, grad_output.view(), grad.view_mut());
+        }
         self.inner.backward_input_in_place(saved, grad)
     }
     fn backward_input_add(
@@ -385,4 +443,62 @@ fn a_network_with_fused_poolings_matches_the_unfused_one_bit_for_bit() {
     check_against_unfused(pooled(true), pooled(false), &x, &[5, 7, 10], &[0, 3, 6]);
     let x = arr3(7, (16, 263, 271), -1.0, 1.0);
     check_against_unfused(pooled(true), pooled(false), &x, &[5, 7, 10], &[0, 3, 6, 9]);
+}
+
+/// A step whose output is far larger than its input: conv_b (16 → 64 channels) with its ReLU and
+/// pooling writes the tapped pooling's array, which holds exactly conv_a's output; the plan must
+/// not put conv_a's output there (the fused step would read and write one array).
+#[test]
+fn a_fused_step_never_writes_over_its_own_input() {
+    let make = |fuse: bool| {
+        Network::new(vec![
+            Counted::new(conv("conv_a", 1, (16, 16), Padding::uniform(1)), false),
+            Counted::new(conv("conv_b", 2, (16, 64), Padding::uniform(1)), false),
+            Counted::new(Relu::new("relu_b"), fuse),
+            Counted::new(pool("pool_b"), fuse),
+        ])
+    };
+    let x = arr3(8, (16, 40, 40), -1.0, 1.0);
+    check_against_unfused(make(true), make(false), &x, &[3], &[1]);
+}
+
+/// A layer that runs in place is never the head of a fused step (it would write its output over
+/// what it reads); the walk then runs the layers one by one.
+#[test]
+fn a_layer_that_runs_in_place_is_not_fused() {
+    let make = |fuse: bool| {
+        let mut own = Counted::new(conv("conv_b", 2, (16, 16), Padding::uniform(1)), false);
+        own.in_place = true;
+        Network::new(vec![
+            Counted::new(conv("conv_a", 1, (16, 16), Padding::uniform(1)), false),
+            own,
+            Counted::new(Relu::new("relu_b"), fuse),
+        ])
+    };
+    let x = arr3(9, (16, 40, 36), -1.0, 1.0);
+    check_against_unfused(make(true), make(false), &x, &[2], &[]);
+}
+
+/// Walks over bands of rows fuse too (each band where it is large enough), with the same tapped rows
+/// as the unfused network.
+#[test]
+fn band_walks_of_a_fused_network_match_the_unfused_ones() {
+    let x = arr3(10, (16, 263, 140), -1.0, 1.0);
+    let taps = [5, 7, 10];
+    let mut bands: [Vec<(usize, usize, Array3<f32>)>; 2] = [Vec::new(), Vec::new()];
+    for (k, mut net) in [pooled(true), pooled(false)].into_iter().enumerate() {
+        net.forward_visit_rows(x.view(), &taps, 96, |j, first, rows| {
+            bands[k].push((j, first, rows.to_owned()));
+            Ok::<(), tensor_ops::Error>(())
+        })
+        .unwrap();
+        if k == 0 {
+            assert!(
+                fused_calls(&net)[0] > 0,
+                "the first band fuses conv_a's step"
+            );
+        }
+    }
+    assert!(bands[0].len() > taps.len(), "several bands");
+    assert_eq!(bands[0], bands[1]);
 }
