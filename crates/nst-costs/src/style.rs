@@ -295,13 +295,25 @@ pub fn style_layer_loss_accumulate(
 
     let generated = generated.as_standard_layout();
     let a = as_matrix(generated.view());
+    let sum_sq = gram_minus_target(a, target_gram, gemm, scratch);
+    gemm_add_into(gemm, (4.0 * k) as f32, scratch.gram.view(), a, grad);
+    Ok(k * sum_sq)
+}
+
+/// `scratch.gram ← sym(G_G − G_S)` for `G_G = A·Aᵀ` (sized to `A`'s rows), returning `Σ (G_G − G_S)²`
+/// from exact f64 differences: the part of the Gram style cost before its gradient GEMM.
+fn gram_minus_target(
+    a: ArrayView2<'_, f32>,
+    target_gram: ArrayView2<'_, f32>,
+    gemm: &dyn Gemm,
+    scratch: &mut StyleScratch,
+) -> f64 {
+    let n_channels = a.nrows();
     if scratch.gram.dim() != (n_channels, n_channels) {
         scratch.gram = Array2::zeros((n_channels, n_channels));
     }
     let diff = &mut scratch.gram;
     gram_upper_mirrored(a, gemm, diff.view_mut());
-
-    // diff ← G_G − G_S, and Σ diff² from exact f64 differences.
     let mut sum_sq = 0.0_f64;
     ndarray::Zip::from(&mut *diff)
         .and(&target_gram)
@@ -311,9 +323,7 @@ pub fn style_layer_loss_accumulate(
             *d -= s;
         });
     symmetrize(diff.view_mut());
-
-    gemm_add_into(gemm, (4.0 * k) as f32, diff.view(), a, grad);
-    Ok(k * sum_sq)
+    sum_sq
 }
 
 /// [`style_layer_loss`] that **replaces** the features with `weight · ∂J_s/∂a_G` and returns
@@ -372,21 +382,8 @@ pub fn style_layer_loss_in_place(
         .view_mut()
         .into_shape_with_order((n_channels, h * w))
         .expect("standard layout");
-    if scratch.gram.dim() != (n_channels, n_channels) {
-        scratch.gram = Array2::zeros((n_channels, n_channels));
-    }
-    let diff = &mut scratch.gram;
-    gram_upper_mirrored(a.view(), gemm, diff.view_mut());
-    let mut sum_sq = 0.0_f64;
-    ndarray::Zip::from(&mut *diff)
-        .and(&target_gram)
-        .for_each(|d, &s| {
-            let e = f64::from(*d) - f64::from(s);
-            sum_sq += e * e;
-            *d -= s;
-        });
-    symmetrize(diff.view_mut());
-    let (diff, alpha) = (diff.view(), (4.0 * k) as f32);
+    let sum_sq = gram_minus_target(a.view(), target_gram, gemm, scratch);
+    let (diff, alpha) = (scratch.gram.view(), (4.0 * k) as f32);
     a.axis_chunks_iter_mut(Axis(1), IN_PLACE_BLOCK)
         .into_par_iter()
         .for_each(|mut block| {
