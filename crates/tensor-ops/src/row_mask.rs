@@ -34,7 +34,7 @@ pub(crate) fn relu_word(y: &mut [f32]) -> u32 {
 }
 
 /// `v[b] = 0` where bit `b` of `word` is clear, for up to 32 values.
-#[inline]
+#[inline(always)]
 pub(crate) fn mask_word(v: &mut [f32], word: u32) {
     for (b, x) in v.iter_mut().enumerate().take(32) {
         // All ones where the bit is set, else 0: a bitwise select without a branch.
@@ -44,7 +44,7 @@ pub(crate) fn mask_word(v: &mut [f32], word: u32) {
 }
 
 /// `row[x] = 0` where the mask row `words` has bit `x` clear (`row` starts at column 0).
-#[inline]
+#[inline(always)]
 pub(crate) fn mask_row(row: &mut [f32], words: &[u32]) {
     for (v, &w) in row.chunks_mut(32).zip(words) {
         mask_word(v, w);

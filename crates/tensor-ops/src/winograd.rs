@@ -364,6 +364,7 @@ impl Job<'_> {
 
 /// `row[k]` = input column `k − left` of row `iy` of the `h × w` `plane`, 0 outside the plane (above,
 /// below, left and right): one zero-padded input row of a tile row.
+#[inline(always)]
 pub(crate) fn padded_row(
     row: &mut [f32],
     plane: &[f32],

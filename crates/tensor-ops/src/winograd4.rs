@@ -21,12 +21,17 @@
 //! per call. Agreement with im2col: `winograd4_agrees_with_im2col_on_vgg_like_layers`, and
 //! `winograd4/tests.rs` (every microkernel).
 
+mod isa;
+
 use std::cell::RefCell;
 use std::ops::{Add, Mul, Sub};
 
 use ndarray::{ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use self::isa::Avx2;
+use self::isa::{Isa, Portable, Simd};
 use crate::Padding;
 use crate::packed_gemm::{Kernel, PanelGemm};
 use crate::row_mask::{self, RowBits};
@@ -44,6 +49,9 @@ const PHASED_BLOCK_FLOATS: usize = 1 << 22;
 /// Below this many 4×4 tiles, F(2×2) is used instead: the per-call weight transform (36 floats per
 /// kernel) then costs more than F(4×4) saves in the GEMMs (VGG's conv5_1 at 400×300 has 35 tiles).
 const MIN_TILES: usize = 64;
+
+/// How far ahead (in floats) the output transform asks for the rows of `M` it reads.
+const PREFETCH_AHEAD: usize = 32;
 
 /// Largest `α` of the tile types (the size of the fixed arrays the 1-D transforms work on).
 const MAX_A: usize = 6;
@@ -82,13 +90,6 @@ impl L8 {
             *d = s;
         }
         L8(v)
-    }
-    /// Stores the eight lanes into the first eight values of `dst`.
-    #[inline(always)]
-    fn store(self, dst: &mut [f32]) {
-        for (d, &s) in dst[..8].iter_mut().zip(&self.0) {
-            *d = s;
-        }
     }
 }
 
@@ -203,6 +204,7 @@ thread_local! {
 /// that `U_e`'s panel `p` starts at `(α²·p + e)·mr·cols`. `(rows, cols)` is `(C_out, C_in)` forward
 /// and `(C_in, C_out)` backward.
 fn transform_weights<T: Tile>(
+    simd: Simd,
     weight: ArrayView2<'_, f32>,
     dir: Direction,
     mr: usize,
@@ -216,47 +218,102 @@ fn transform_weights<T: Tile>(
         Direction::Backward => (c_in, c_out),
     };
     let w = weight.as_standard_layout();
-    let w = w.as_slice().expect("standard layout");
+    let kernels = Kernels {
+        w: w.as_slice().expect("standard layout"),
+        k,
+        dir,
+        rows,
+        cols,
+    };
     // The panel height is a constant inside the loops, so that the lanes are stored without a
     // `memcpy` call.
     let panel: PanelFn = match mr {
-        4 => transform_panel::<T, 4>,
-        6 => transform_panel::<T, 6>,
-        8 => transform_panel::<T, 8>,
+        4 => transform_panel_with::<T, 4>,
+        6 => transform_panel_with::<T, 6>,
+        8 => transform_panel_with::<T, 8>,
         _ => unreachable!("no microkernel has {mr} rows per panel (at most 8 here)"),
     };
     u.par_chunks_mut(a2 * mr * cols)
         .enumerate()
-        .for_each(|(p, out)| panel(w, k, dir, (rows, cols), p, out));
+        .for_each(|(p, out)| panel(simd, &kernels, p, out));
 }
 
-/// [`transform_panel`] for one tile type and panel height.
-type PanelFn = fn(&[f32], usize, Direction, (usize, usize), usize, &mut [f32]);
-
-/// Panel `p` of [`transform_weights`] (rows `p·MR … p·MR + MR − 1`, `MR ≤ 8`) into `out`, a column
-/// at a time, the panel's rows in the lanes of an [`L8`].
-fn transform_panel<T: Tile, const MR: usize>(
-    w: &[f32],
+/// The 3×3 kernels as [`transform_weights`] reads them: the weights `[C_out, C_in·9]` (`k = C_in·9`
+/// floats a row), the direction, and the `rows × cols` matrices `U_e` they make.
+#[derive(Clone, Copy)]
+struct Kernels<'a> {
+    w: &'a [f32],
     k: usize,
     dir: Direction,
-    (rows, cols): (usize, usize),
+    rows: usize,
+    cols: usize,
+}
+
+/// [`transform_panel_with`] for one tile type and panel height.
+type PanelFn = fn(Simd, &Kernels<'_>, usize, &mut [f32]);
+
+/// [`transform_panel`] with the instruction set `simd`.
+fn transform_panel_with<T: Tile, const MR: usize>(
+    simd: Simd,
+    kernels: &Kernels<'_>,
     p: usize,
     out: &mut [f32],
 ) {
+    match simd {
+        Simd::Portable => transform_panel::<T, MR, _>(Portable, kernels, p, out),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: an `Avx2` exists only where the CPU has AVX2 and FMA (`Avx2::detect`).
+        Simd::Avx2(isa) => unsafe { transform_panel_avx2::<T, MR>(isa, kernels, p, out) },
+    }
+}
+
+/// [`transform_panel`] compiled with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn transform_panel_avx2<T: Tile, const MR: usize>(
+    isa: Avx2,
+    kernels: &Kernels<'_>,
+    p: usize,
+    out: &mut [f32],
+) {
+    transform_panel::<T, MR, _>(isa, kernels, p, out);
+}
+
+/// Panel `p` of [`transform_weights`] (rows `p·MR … p·MR + MR − 1`, `MR ≤ 8`) into `out`, a column
+/// at a time, the panel's rows in the lanes of an `I::V`.
+#[inline(always)]
+fn transform_panel<T: Tile, const MR: usize, I: Isa>(
+    isa: I,
+    kernels: &Kernels<'_>,
+    p: usize,
+    out: &mut [f32],
+) {
+    let Kernels {
+        w,
+        k,
+        dir,
+        rows,
+        cols,
+    } = *kernels;
     let live = rows.saturating_sub(p * MR).min(MR);
-    // g[tap]: the (flipped, when backward) 3×3 kernels of the panel's rows; rows past `rows` stay 0.
-    let mut g = [L8::default(); 9];
     for s in 0..cols {
-        for (rl, r) in (p * MR..p * MR + live).enumerate() {
-            crate::winograd::kernel_taps(w, k, dir, (r, s), |tap, v| g[tap].0[rl] = v);
-        }
+        // g[tap]: the (flipped, when backward) 3×3 kernels of the panel's rows; rows past `rows` are
+        // 0. Forward, row r's kernel is w[r·k + 9s ..]; backward, w[s·k + 9r ..], flipped.
+        let g = match dir {
+            Direction::Forward => isa.taps(&w[p * MR * k + 9 * s..], k, live),
+            Direction::Backward => {
+                let mut g = isa.taps(&w[s * k + 9 * p * MR..], 9, live);
+                g.reverse();
+                g
+            }
+        };
         // t = G g (α×3), column by column; then each row of t times Gᵀ. (Arrays built whole, not
         // zeroed and then filled: the zeroing was a `memset` call per column.)
-        let t: [[L8; MAX_A]; 3] = std::array::from_fn(|j| T::weight([g[j], g[3 + j], g[6 + j]]));
+        let t: [[I::V; MAX_A]; 3] = std::array::from_fn(|j| T::weight([g[j], g[3 + j], g[6 + j]]));
         for i in 0..T::A {
             let row = T::weight([t[0][i], t[1][i], t[2][i]]);
             for (j, v) in row.iter().enumerate().take(T::A) {
-                out[((i * T::A + j) * cols + s) * MR..][..MR].copy_from_slice(&v.0[..MR]);
+                out[((i * T::A + j) * cols + s) * MR..][..MR].copy_from_slice(&isa.lanes(*v)[..MR]);
             }
         }
     }
@@ -323,7 +380,7 @@ pub(crate) enum Fusion<'a> {
 pub(crate) fn conv3x3_fused(args: ConvArgs<'_>, accumulate: bool, fusion: Fusion<'_>) {
     let ((_, h_b, w_b), _) = full_dims(&args, fusion);
     assert!(uses_tiles(h_b, w_b), "an output of F(4×4) tiles");
-    conv3x3_tiles_fused::<F4>(Kernel::best(), args, accumulate, fusion);
+    conv3x3_tiles_fused::<F4>((Kernel::best(), Simd::best()), args, accumulate, fusion);
 }
 
 /// The convolution's own output and input dimensions (the arrays are the pooled output, or the
@@ -367,7 +424,7 @@ pub(crate) fn conv3x3_tiles<T: Tile>(
     accumulate: bool,
 ) {
     let args = (dir, weight, bias, input, pad, output);
-    conv3x3_tiles_fused::<T>(kernel, args, accumulate, Fusion::None);
+    conv3x3_tiles_fused::<T>((kernel, Simd::best()), args, accumulate, Fusion::None);
 }
 
 /// The operands of one convolution: direction, weights, bias, input, its padding, output.
@@ -380,9 +437,10 @@ pub(crate) type ConvArgs<'a> = (
     ArrayViewMut3<'a, f32>,
 );
 
-/// [`conv3x3_tiles`] with a [`Fusion`] (a ReLU does not go with `accumulate`).
+/// [`conv3x3_tiles`] with a [`Fusion`] (a ReLU does not go with `accumulate`), on a given GEMM
+/// microkernel and the transforms of a given instruction set.
 fn conv3x3_tiles_fused<T: Tile>(
-    kernel: Kernel,
+    (kernel, simd): (Kernel, Simd),
     (dir, weight, bias, input, pad, output): ConvArgs<'_>,
     accumulate: bool,
     fusion: Fusion<'_>,
@@ -409,6 +467,7 @@ fn conv3x3_tiles_fused<T: Tile>(
     };
     let a2 = T::A * T::A;
     let mut geo = Geometry::new::<T>(kernel, (c_a, c_b), in_dims, pad, out_dims);
+    geo.simd = simd;
     geo.plane = (input.dim().1, input.dim().2);
     BUFFERS.with(|cell| {
         // These buffers stay borrowed while the phases run; if this thread steals the work of another
@@ -422,15 +481,17 @@ fn conv3x3_tiles_fused<T: Tile>(
         };
         grow(u, a2 * geo.c_b_pad * c_a);
         let u = &mut u[..a2 * geo.c_b_pad * c_a];
-        transform_weights::<T>(weight, dir, kernel.mr, u);
+        transform_weights::<T>(simd, weight, dir, kernel.mr, u);
         convolve::<T>(&geo, u, bias, input, output, (accumulate, fusion), v, m);
     });
 }
 
-/// Shapes of one Winograd convolution: the microkernel, channels in and out (and out rounded up to
-/// whole panels), input size and padding, tiles per row and per column.
+/// Shapes of one Winograd convolution: the microkernel and the transforms' instruction set, channels
+/// in and out (and out rounded up to whole panels), input size and padding, tiles per row and per
+/// column.
 struct Geometry {
     kernel: Kernel,
+    simd: Simd,
     c_a: usize,
     c_b: usize,
     c_b_pad: usize,
@@ -458,6 +519,7 @@ impl Geometry {
         debug_assert_eq!(w_b + 2, w_a + pad.left + pad.right);
         Geometry {
             kernel,
+            simd: Simd::best(),
             c_a,
             c_b,
             c_b_pad: c_b.div_ceil(kernel.mr) * kernel.mr,
@@ -583,7 +645,8 @@ fn block<T: Tile>(
         let source = Source::of_channel(x, g, fusion, c);
         // Channel c writes only its own rows `c` of the panels (see `Scatter`): disjoint across channels.
         let rows = dest.channel(c);
-        input_transform::<T>(&source, (g.h_a, g.w_a), g.pad, (ty0, ty1), g.ntx, &rows);
+        let tiles = ((ty0, ty1), g.ntx);
+        input_transform::<T>(g.simd, &source, (g.h_a, g.w_a), g.pad, tiles, &rows);
     };
     if parallel {
         (0..c_a).into_par_iter().for_each(transform_in);
@@ -628,7 +691,7 @@ fn block<T: Tile>(
     let transform_out = |(o, plane): (usize, ArrayViewMut2<'_, f32>)| {
         let b = bias.get(o).copied().unwrap_or(0.0);
         let rows = (ty1 - ty0, g.ntx, n_pad);
-        output_transform::<T>(m, (o, c_b_pad), rows, b, plane, (accumulate, relu));
+        output_transform_with::<T>(g.simd, m, (o, c_b_pad), rows, b, plane, (accumulate, relu));
     };
     if parallel {
         out.axis_iter_mut(Axis(0))
@@ -705,16 +768,16 @@ impl Scatter {
 
     /// Writes the lanes of `v` into `(e, t) … (e, t + 7)` of the channel, dropping those at `t ≥ n`.
     #[inline(always)]
-    fn store(&self, e: usize, at: At, v: L8) {
+    fn store(&self, e: usize, at: At, v: [f32; 8]) {
         if at.whole {
             let i = e * self.stride + at.offset;
             assert!(i + 8 <= self.len, "store inside the buffer");
             // SAFETY: `i + 8 ≤ len` (checked above) keeps the write inside the buffer; the eight
             // elements are tiles `t … t + 7 < n` of one panel (`at.whole`), so they belong to this
             // channel, and no other task writes them (see the type's docs); `v` is a local array.
-            unsafe { self.ptr.add(i).cast::<[f32; 8]>().write_unaligned(v.0) };
+            unsafe { self.ptr.add(i).cast::<[f32; 8]>().write_unaligned(v) };
         } else {
-            for (k, &x) in v.0.iter().enumerate() {
+            for (k, &x) in v.iter().enumerate() {
                 let t = at.t + k;
                 if t >= self.n {
                     break;
@@ -760,15 +823,12 @@ fn grow(buf: &mut Vec<f32>, len: usize) {
 /// `V_e[t] = (Bᵀ d B)_e` of one input channel's `plane` for the tiles of tile rows `[ty0, ty1)`,
 /// `t = (ty − ty0)·ntx + tx` (`dest.n` tiles in all), written through `dest` (the channel's part of
 /// `V`), with the padding columns of the last panel set to zero.
-///
-/// Eight tiles are transformed at a time; a group that runs past its tile row writes into the next
-/// row's places, which this call overwrites when it transforms that row.
 fn input_transform<T: Tile>(
+    simd: Simd,
     source: &Source<'_>,
     (h_a, w_a): (usize, usize),
     pad: Padding,
-    (ty0, ty1): (usize, usize),
-    ntx: usize,
+    ((ty0, ty1), ntx): ((usize, usize), usize),
     dest: &Scatter,
 ) {
     let (a, mm) = (T::A, T::M);
@@ -781,42 +841,91 @@ fn input_transform<T: Tile>(
         // α padded input rows, then their transform down the patch rows (`Bᵀ d`), row by row.
         let (rows, w) = scratch.split_at_mut(a * width);
         for ty in ty0..ty1 {
-            for (i, row) in rows.chunks_exact_mut(width).enumerate() {
-                let iy = (mm * ty + i).wrapping_sub(pad.top);
-                source.row(row, (h_a, w_a), iy, pad.left);
-            }
-            for c0 in (0..width).step_by(8) {
-                let mut d = [L8::default(); MAX_A];
-                for (i, di) in d.iter_mut().enumerate().take(a) {
-                    *di = L8::load(&rows[i * width + c0..]);
+            // The tile row's α input rows (filled by the call, so that the copying and masking are
+            // compiled with the transform's instruction set).
+            let fill = |rows: &mut [f32]| {
+                for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+                    let iy = (mm * ty + i).wrapping_sub(pad.top);
+                    source.row(row, (h_a, w_a), iy, pad.left);
                 }
-                let r = T::input(&d);
-                for (i, ri) in r.iter().enumerate().take(a) {
-                    ri.store(&mut w[i * width + c0..]);
+            };
+            let tiles = (ntx, (ty - ty0) * ntx);
+            match simd {
+                Simd::Portable => {
+                    tile_row_input::<T, _>(Portable, (fill, rows), w, width, tiles, dest);
                 }
-            }
-            // Then along the patch columns (`(Bᵀ d) B`), eight tiles at a time: the eight tiles read
-            // the window `wi[m·tx0 .. m·tx0 + 8m + 2]` (inside the row: see `width`).
-            let t0 = (ty - ty0) * ntx;
-            for (i, wi) in w.chunks_exact(width).enumerate().take(a) {
-                for tx0 in (0..ntx).step_by(8) {
-                    let mut win = [0.0_f32; 8 * MAX_M + 2];
-                    let span = 8 * mm + 2;
-                    win[..span].copy_from_slice(&wi[mm * tx0..mm * tx0 + span]);
-                    let mut d = [L8::default(); MAX_A];
-                    for (j, dj) in d.iter_mut().enumerate().take(a) {
-                        *dj = L8(std::array::from_fn(|q| win[mm * q + j]));
-                    }
-                    let r = T::input(&d);
-                    let at = dest.at(t0 + tx0);
-                    for (j, &rj) in r.iter().enumerate().take(a) {
-                        dest.store(i * a + j, at, rj);
-                    }
-                }
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: an `Avx2` exists only where the CPU has AVX2 and FMA (`Avx2::detect`).
+                Simd::Avx2(isa) => unsafe {
+                    tile_row_input_avx2::<T, _>(isa, (fill, rows), w, width, tiles, dest);
+                },
             }
         }
     });
     dest.zero_tail(a * a);
+}
+
+/// [`tile_row_input`] compiled with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn tile_row_input_avx2<T: Tile, F: FnOnce(&mut [f32])>(
+    isa: Avx2,
+    rows: (F, &mut [f32]),
+    w: &mut [f32],
+    width: usize,
+    tiles: (usize, usize),
+    dest: &Scatter,
+) {
+    tile_row_input::<T, _>(isa, rows, w, width, tiles, dest);
+}
+
+/// The input transform of one tile row: its `α` padded input rows `rows` (each `width` floats, filled
+/// by `fill`) down the patch rows into `w` (`Bᵀ d`), then along the patch columns (`(Bᵀ d) B`) into `dest`, for the
+/// `ntx` tiles from tile `t0` (`tiles = (ntx, t0)`).
+///
+/// Eight tiles are transformed at a time; a group that runs past its tile row writes into the next
+/// row's places, which the next call overwrites when it transforms that row.
+#[inline(always)]
+fn tile_row_input<T: Tile, I: Isa>(
+    isa: I,
+    (fill, rows): (impl FnOnce(&mut [f32]), &mut [f32]),
+    w: &mut [f32],
+    width: usize,
+    (ntx, t0): (usize, usize),
+    dest: &Scatter,
+) {
+    let (a, mm) = (T::A, T::M);
+    fill(rows);
+    for c0 in (0..width).step_by(8) {
+        let mut d = [I::V::default(); MAX_A];
+        for (i, di) in d.iter_mut().enumerate().take(a) {
+            *di = isa.load(&rows[i * width + c0..]);
+        }
+        let r = T::input(&d);
+        for (i, &ri) in r.iter().enumerate().take(a) {
+            isa.store(ri, &mut w[i * width + c0..]);
+        }
+    }
+    // The eight tiles from tx0 read the window `wi[m·tx0 .. m·tx0 + 8m + 2]` (inside the row: see
+    // `width` in `input_transform`).
+    for (i, wi) in w.chunks_exact(width).enumerate().take(a) {
+        for tx0 in (0..ntx).step_by(8) {
+            let d = if mm == 4 {
+                isa.windows(wi[4 * tx0..][..34].try_into().expect("34 values"))
+            } else {
+                std::array::from_fn(|j| {
+                    isa.load(&std::array::from_fn::<f32, 8, _>(|q| {
+                        wi[mm * (tx0 + q) + j]
+                    }))
+                })
+            };
+            let r = T::input(&d);
+            let at = dest.at(t0 + tx0);
+            for (j, &rj) in r.iter().enumerate().take(a) {
+                dest.store(i * a + j, at, isa.lanes(rj));
+            }
+        }
+    }
 }
 
 /// Where an input transform reads a channel's plane: the input array's, read as it is, or through
@@ -849,6 +958,7 @@ impl<'a> Source<'a> {
     }
 
     /// `row[k]` = column `k − left` of row `iy` of the `h × w` input, 0 outside it.
+    #[inline(always)]
     fn row(&self, row: &mut [f32], (h, w): (usize, usize), iy: usize, left: usize) {
         if self.unpool {
             self.unpooled_row(row, (h, w), iy, left);
@@ -865,6 +975,7 @@ impl<'a> Source<'a> {
 
     /// [`Source::row`] of the pooling's input gradient: column `x` of row `y` is a quarter of the
     /// pooled gradient at `(y / 2, x / 2)`, 0 in the rows and columns no window reaches.
+    #[inline(always)]
     fn unpooled_row(&self, row: &mut [f32], (h, w): (usize, usize), iy: usize, left: usize) {
         let (hp, wp) = self.dims;
         row.fill(0.0);
@@ -891,25 +1002,57 @@ struct ReluOut<'a> {
     pool: bool,
 }
 
+/// [`output_transform`] with the instruction set `simd`.
+fn output_transform_with<T: Tile>(
+    simd: Simd,
+    m: &[f32],
+    at: (usize, usize),
+    rows: (usize, usize, usize),
+    b: f32,
+    plane: ArrayViewMut2<'_, f32>,
+    how: (bool, Option<ReluOut<'_>>),
+) {
+    match simd {
+        Simd::Portable => output_transform::<T, _>(Portable, m, at, rows, b, plane, how),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: an `Avx2` exists only where the CPU has AVX2 and FMA (`Avx2::detect`).
+        Simd::Avx2(isa) => unsafe { output_transform_avx2::<T>(isa, m, at, rows, b, plane, how) },
+    }
+}
+
+/// [`output_transform`] compiled with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn output_transform_avx2<T: Tile>(
+    isa: Avx2,
+    m: &[f32],
+    at: (usize, usize),
+    rows: (usize, usize, usize),
+    b: f32,
+    plane: ArrayViewMut2<'_, f32>,
+    how: (bool, Option<ReluOut<'_>>),
+) {
+    output_transform::<T, _>(isa, m, at, rows, b, plane, how);
+}
+
 /// `Y = Aᵀ m A + b` of output channel `o` for every tile of the block (`m` laid out
 /// `[e][c_b_pad][n_pad]`), clipped to the output (sizes that are not multiples of `m`). With
 /// `accumulate`, `Y` is added to `plane`; with a ReLU, `max(Y, 0)` is written and its mask kept.
 ///
 /// The mask goes a word at a time: eight tiles give 32 columns of a row (`m = 4`), starting at a
 /// multiple of 32, so one word of the row mask; each channel's task writes its own rows.
-#[allow(
-    clippy::needless_range_loop,
-    reason = "the tile's rows and columns index two arrays crosswise"
-)]
-fn output_transform<T: Tile>(
+#[inline(always)]
+fn output_transform<T: Tile, I: Isa>(
+    isa: I,
     m: &[f32],
     (o, c_b_pad): (usize, usize),
-    (n_rows, ntx, n_pad): (usize, usize, usize),
+    rows: (usize, usize, usize),
     b: f32,
     mut plane: ArrayViewMut2<'_, f32>,
     (accumulate, relu): (bool, Option<ReluOut<'_>>),
 ) {
     let mm = T::M;
+    let (n_rows, ntx, n_pad) = rows;
     assert!(
         relu.is_none() || mm * 8 == 32,
         "a mask word per eight tiles"
@@ -926,7 +1069,7 @@ fn output_transform<T: Tile>(
     for r in 0..n_rows {
         for k0 in (0..ntx).step_by(8) {
             let len = (ntx - k0).min(8);
-            let mut rows = tile_rows::<T>(m, (o, c_b_pad, n_pad), (r * ntx + k0, len), b);
+            let mut rows = tile_rows::<T, I>(isa, m, (o, c_b_pad, n_pad), (r * ntx + k0, len), b);
             // Each output row of the eight tiles is 8m contiguous values.
             let x0 = mm * k0;
             let cols = (mm * len).min(w_full - x0);
@@ -974,7 +1117,9 @@ fn output_transform<T: Tile>(
 /// The `m` output rows of the eight tiles `t … t + len − 1` of output channel `o`, `Y = Aᵀ m A + b`
 /// (`m` laid out `[e][c_b_pad][n_pad]`): row `i'` holds the tiles' row `i'` side by side, `8m`
 /// values (those of tiles past `len` are not outputs).
-fn tile_rows<T: Tile>(
+#[inline(always)]
+fn tile_rows<T: Tile, I: Isa>(
+    isa: I,
     m: &[f32],
     (o, c_b_pad, n_pad): (usize, usize, usize),
     (t, len): (usize, usize),
@@ -983,25 +1128,33 @@ fn tile_rows<T: Tile>(
     let (a, mm) = (T::A, T::M);
     // Along the patch columns for each patch row i: s[i][j'], eight tiles at a time (arrays built
     // whole rather than zeroed and filled, which took a `memset` call per group).
-    let s: [[L8; MAX_A]; MAX_A] = std::array::from_fn(|i| {
-        let d: [L8; MAX_A] = std::array::from_fn(|j| {
+    let s: [[I::V; MAX_A]; MAX_A] = std::array::from_fn(|i| {
+        let d: [I::V; MAX_A] = std::array::from_fn(|j| {
             if i < a && j < a {
                 let at = ((i * a + j) * c_b_pad + o) * n_pad + t;
-                L8::load_partial(&m[at..at + len])
+                // 36 rows are read side by side, more than the hardware prefetchers follow.
+                if let Some(ahead) = m.get(at + PREFETCH_AHEAD) {
+                    isa.prefetch(ahead);
+                }
+                isa.load_partial(&m[at..at + len])
             } else {
-                L8::default()
+                I::V::default()
             }
         });
         T::output(&d)
     });
     // Along the patch rows: y[j'][i'] (i' the output row in the tile).
-    let y: [[L8; MAX_A]; MAX_M] =
+    let y: [[I::V; MAX_A]; MAX_M] =
         std::array::from_fn(|jj| T::output(&std::array::from_fn(|i| s[i][jj])));
+    let b8 = isa.splat(b);
     std::array::from_fn(|ii| {
+        if mm == 4 && ii < mm {
+            return isa.interleave(std::array::from_fn(|jj| y[jj][ii] + b8));
+        }
         std::array::from_fn(|k| {
             let (q, jj) = (k / mm, k % mm);
             if q < 8 && jj < mm && ii < mm {
-                y[jj][ii].0[q] + b
+                isa.lanes(y[jj][ii])[q] + b
             } else {
                 0.0
             }

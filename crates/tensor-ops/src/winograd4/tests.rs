@@ -24,3 +24,107 @@ fn every_kernel_matches_the_direct_convolution_both_ways() {
         4e-5,
     );
 }
+
+/// The transforms of every instruction set give the same bits as the portable ones: forward plain,
+/// forward with the fused ReLU (and its mask) and pooling, backward through a mask and an unpooling.
+#[test]
+fn isa_paths_give_the_same_bits() {
+    use ndarray::{Array1, Array2, Array3};
+
+    use super::isa::Simd;
+    use super::{ConvArgs, Fusion, conv3x3_tiles_fused};
+    use crate::packed_gemm::Kernel;
+    use crate::row_mask::{RowBits, mask_len};
+    use crate::winograd::Direction;
+    use crate::{Padding, Shape};
+
+    let (c_in, c_out, h, w) = (13, 20, 38, 45);
+    let values = |n: usize, seed: u32| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
+                    - 1.0
+            })
+            .collect()
+    };
+    let x = Array3::from_shape_vec((c_in, h, w), values(c_in * h * w, 1)).unwrap();
+    let weight = Array2::from_shape_vec((c_out, c_in * 9), values(c_out * c_in * 9, 2)).unwrap();
+    let bias = Array1::from(values(c_out, 3));
+    let pad = Padding {
+        top: 1,
+        bottom: 1,
+        left: 1,
+        right: 1,
+    };
+    let dy_pooled =
+        Array3::from_shape_vec((c_out, h / 2, w / 2), values(c_out * (h / 2) * (w / 2), 4))
+            .unwrap();
+    let kernel = Kernel::best();
+    // (forward plain, forward ReLU + pool, its mask, backward masked + unpooled) for one Simd.
+    let run = |simd: Simd| {
+        let mut plain = Array3::<f32>::zeros((c_out, h, w));
+        let args: ConvArgs<'_> = (
+            Direction::Forward,
+            weight.view(),
+            bias.view(),
+            x.view(),
+            pad,
+            plain.view_mut(),
+        );
+        conv3x3_tiles_fused::<super::F4>((kernel, simd), args, false, Fusion::None);
+        let mut pooled = Array3::<f32>::zeros((c_out, h / 2, w / 2));
+        let mut mask = vec![0_u32; mask_len(Shape::new(c_out, h, w))];
+        let bits = Some(RowBits::new(&mut mask, h, w));
+        let args: ConvArgs<'_> = (
+            Direction::Forward,
+            weight.view(),
+            bias.view(),
+            x.view(),
+            pad,
+            pooled.view_mut(),
+        );
+        conv3x3_tiles_fused::<super::F4>(
+            (kernel, simd),
+            args,
+            false,
+            Fusion::Relu { bits, pool: true },
+        );
+        let mut dx = Array3::<f32>::zeros((c_in, h, w));
+        let empty = Array1::<f32>::zeros(0);
+        let args: ConvArgs<'_> = (
+            Direction::Backward,
+            weight.view(),
+            empty.view(),
+            dy_pooled.view(),
+            pad,
+            dx.view_mut(),
+        );
+        let fusion = Fusion::MaskedInput {
+            mask: &mask,
+            unpool: Some((h, w)),
+        };
+        conv3x3_tiles_fused::<super::F4>((kernel, simd), args, false, fusion);
+        (plain, pooled, mask.clone(), dx)
+    };
+    let want = run(Simd::Portable);
+    assert!(
+        want.1.iter().any(|&v| v > 0.0) && want.3.iter().any(|&v| v != 0.0),
+        "a live test"
+    );
+    for simd in Simd::available() {
+        let got = run(simd);
+        let bits = |a: &Array3<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got.0), bits(&want.0), "{simd:?}: forward");
+        assert_eq!(
+            bits(&got.1),
+            bits(&want.1),
+            "{simd:?}: forward, ReLU and pooling"
+        );
+        assert_eq!(got.2, want.2, "{simd:?}: the ReLU's mask");
+        assert_eq!(
+            bits(&got.3),
+            bits(&want.3),
+            "{simd:?}: backward, masked and unpooled"
+        );
+    }
+}

@@ -1,0 +1,405 @@
+//! The instruction sets the F(4×4) transforms are compiled for, chosen at run time: the portable
+//! code (any target), or AVX2 + FMA on x86-64 CPUs that have them.
+//!
+//! The transforms compute on eight tiles at a time ([`L8`], a tile per lane), but the input and the
+//! output are rows of pixels: a row of eight 4×4 tiles is 32 contiguous values. Moving between the
+//! two is a 4 × 8 transpose, and the portable code does it one float at a time (scalar loads and
+//! inserts, which took most of the transforms' time). [`Avx2`] does it with in-register shuffles, and
+//! its entry points (`*_avx2` in the parent module) compile the whole transform loop with AVX2, so
+//! that an [`L8`] is one `ymm` register instead of two `xmm` halves. Both compute every output with the
+//! same additions and multiplications in the same order (Rust never fuses a multiply and an add on
+//! its own), so they give the same bits: `isa_paths_give_the_same_bits` checks it.
+
+use super::{L8, Lane};
+
+/// The eight-lane arithmetic of the transforms and their data movements, one implementation per
+/// instruction set. Implementations only move values and do the [`Lane`] operations on each lane,
+/// never round differently.
+pub(crate) trait Isa: Copy {
+    /// Eight `f32` lanes.
+    type V: Lane;
+    /// The first eight values of `src`.
+    fn load(self, src: &[f32]) -> Self::V;
+    /// The first `min(8, src.len())` values of `src`, the rest 0.
+    fn load_partial(self, src: &[f32]) -> Self::V;
+    /// Eight lanes of `x`.
+    fn splat(self, x: f32) -> Self::V;
+    /// The lanes, in order.
+    fn lanes(self, v: Self::V) -> [f32; 8];
+    /// A hint that `x` will be read soon (into the L1 cache); nothing where there is no such
+    /// instruction.
+    fn prefetch(self, x: &f32) {
+        let _ = x;
+    }
+    /// Stores the lanes into the first eight values of `dst`.
+    fn store(self, v: Self::V, dst: &mut [f32]) {
+        dst[..8].copy_from_slice(&self.lanes(v));
+    }
+    /// The six columns of eight 6-wide windows at stride 4 (F(4×4)'s input tiles along a row):
+    /// `d[j][q] = s[4q + j]` for `j < 6`, `q < 8`.
+    fn windows(self, s: &[f32; 34]) -> [Self::V; 6];
+    /// Four rows of eight tiles' outputs side by side: `out[4q + j] = y[j][q]`.
+    fn interleave(self, y: [Self::V; 4]) -> [f32; 32];
+    /// The 3×3 kernels of eight rows, a tap per array: `g[tap][r] = w[r·stride + tap]` for
+    /// `r < live`, 0 for `live ≤ r < 8`.
+    ///
+    /// # Panics
+    /// If `live > 8` or `w` is shorter than `(live − 1)·stride + 9`.
+    fn taps(self, w: &[f32], stride: usize, live: usize) -> [Self::V; 9];
+}
+
+/// The portable data movements, one float at a time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Portable;
+
+impl Isa for Portable {
+    type V = L8;
+
+    #[inline(always)]
+    fn load(self, src: &[f32]) -> L8 {
+        L8::load(src)
+    }
+
+    #[inline(always)]
+    fn load_partial(self, src: &[f32]) -> L8 {
+        L8::load_partial(src)
+    }
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> L8 {
+        L8([x; 8])
+    }
+
+    #[inline(always)]
+    fn lanes(self, v: L8) -> [f32; 8] {
+        v.0
+    }
+
+    #[inline(always)]
+    fn windows(self, s: &[f32; 34]) -> [L8; 6] {
+        std::array::from_fn(|j| L8(std::array::from_fn(|q| s[4 * q + j])))
+    }
+
+    #[inline(always)]
+    fn interleave(self, y: [L8; 4]) -> [f32; 32] {
+        std::array::from_fn(|k| y[k % 4].0[k / 4])
+    }
+
+    #[inline(always)]
+    fn taps(self, w: &[f32], stride: usize, live: usize) -> [L8; 9] {
+        assert!(live <= 8, "at most eight rows");
+        let mut g = [L8::default(); 9];
+        for r in 0..live {
+            let kernel = &w[r * stride..][..9];
+            for (gt, &v) in g.iter_mut().zip(kernel) {
+                gt.0[r] = v;
+            }
+        }
+        g
+    }
+}
+
+/// Which instruction set a convolution's transforms run with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Simd {
+    /// [`Portable`].
+    Portable,
+    /// [`Avx2`].
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Avx2),
+}
+
+impl Simd {
+    /// The fastest this CPU runs.
+    pub(crate) fn best() -> Simd {
+        Simd::available()[0]
+    }
+
+    /// Every one this CPU runs, fastest first; [`Simd::Portable`] is always last.
+    pub(crate) fn available() -> Vec<Simd> {
+        #[cfg(target_arch = "x86_64")]
+        let simd: Vec<Simd> = Avx2::detect().map(Simd::Avx2).into_iter().collect();
+        #[cfg(not(target_arch = "x86_64"))]
+        let simd: Vec<Simd> = Vec::new();
+        simd.into_iter().chain([Simd::Portable]).collect()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::Avx2;
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+    use std::ops::{Add, Mul, Sub};
+
+    use super::{Isa, Lane};
+
+    /// Proof that the CPU has AVX2 and FMA: a value exists only where [`Avx2::detect`] found them,
+    /// which is what makes its methods' intrinsics sound to call.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Avx2(());
+
+    impl Avx2 {
+        /// `Some` where the CPU has AVX2 and FMA.
+        pub(crate) fn detect() -> Option<Avx2> {
+            (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+                .then_some(Avx2(()))
+        }
+    }
+
+    /// Eight lanes in a `ymm` register. Only [`Avx2`]'s methods make one from values (the zero of
+    /// `Default` needs no instruction), so a `V8` with its arithmetic exists only where the CPU
+    /// has AVX.
+    #[derive(Clone, Copy)]
+    pub(crate) struct V8(__m256);
+
+    impl Default for V8 {
+        #[inline(always)]
+        fn default() -> V8 {
+            // SAFETY: all-zero bits are eight `0.0`s.
+            V8(unsafe { std::mem::zeroed() })
+        }
+    }
+
+    impl Lane for V8 {}
+
+    impl Add for V8 {
+        type Output = V8;
+        #[inline(always)]
+        fn add(self, o: V8) -> V8 {
+            // SAFETY: a `V8` exists only where the CPU has AVX (see the type).
+            V8(unsafe { _mm256_add_ps(self.0, o.0) })
+        }
+    }
+
+    impl Sub for V8 {
+        type Output = V8;
+        #[inline(always)]
+        fn sub(self, o: V8) -> V8 {
+            // SAFETY: as for `add`.
+            V8(unsafe { _mm256_sub_ps(self.0, o.0) })
+        }
+    }
+
+    impl Mul<f32> for V8 {
+        type Output = V8;
+        #[inline(always)]
+        fn mul(self, k: f32) -> V8 {
+            // SAFETY: as for `add`.
+            V8(unsafe { _mm256_mul_ps(self.0, _mm256_set1_ps(k)) })
+        }
+    }
+
+    /// The 4 × 4 transposes of the two 128-bit halves of four vectors: half `h` of `out[j]` holds
+    /// element `j` of half `h` of each input, in order (the core of both directions of the 4 × 8
+    /// transpose, and of the 8 × 8 one).
+    ///
+    /// # Safety
+    /// The CPU must have AVX.
+    #[inline(always)]
+    unsafe fn transpose4_halves(v: [__m256; 4]) -> [__m256; 4] {
+        // SAFETY: the caller guarantees AVX; these intrinsics only move register contents.
+        unsafe {
+            let t0 = _mm256_unpacklo_ps(v[0], v[1]);
+            let t1 = _mm256_unpackhi_ps(v[0], v[1]);
+            let t2 = _mm256_unpacklo_ps(v[2], v[3]);
+            let t3 = _mm256_unpackhi_ps(v[2], v[3]);
+            [
+                _mm256_shuffle_ps::<0x44>(t0, t2),
+                _mm256_shuffle_ps::<0xEE>(t0, t2),
+                _mm256_shuffle_ps::<0x44>(t1, t3),
+                _mm256_shuffle_ps::<0xEE>(t1, t3),
+            ]
+        }
+    }
+
+    impl Isa for Avx2 {
+        type V = V8;
+
+        #[inline(always)]
+        fn load(self, src: &[f32]) -> V8 {
+            let src = &src[..8];
+            // SAFETY: `self` proves AVX2 (`Avx2::detect`); the load reads the eight values of `src`.
+            V8(unsafe { _mm256_loadu_ps(src.as_ptr()) })
+        }
+
+        #[inline(always)]
+        fn load_partial(self, src: &[f32]) -> V8 {
+            if src.len() >= 8 {
+                return self.load(src);
+            }
+            let mut v = [0.0; 8];
+            v[..src.len()].copy_from_slice(src);
+            self.load(&v)
+        }
+
+        #[inline(always)]
+        fn prefetch(self, x: &f32) {
+            // SAFETY: `self` proves AVX2 (so SSE); a prefetch reads nothing and `x` is a reference.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(x).cast::<i8>()) }
+        }
+
+        #[inline(always)]
+        fn splat(self, x: f32) -> V8 {
+            // SAFETY: `self` proves AVX2.
+            V8(unsafe { _mm256_set1_ps(x) })
+        }
+
+        #[inline(always)]
+        fn lanes(self, v: V8) -> [f32; 8] {
+            // SAFETY: both are 32 bytes of eight `f32`s, and every bit pattern is a valid `f32`.
+            unsafe { std::mem::transmute::<__m256, [f32; 8]>(v.0) }
+        }
+
+        #[inline(always)]
+        fn store(self, v: V8, dst: &mut [f32]) {
+            let dst = &mut dst[..8];
+            // SAFETY: `self` proves AVX2; the store writes the eight values of `dst`.
+            unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), v.0) }
+        }
+
+        #[inline(always)]
+        fn windows(self, s: &[f32; 34]) -> [V8; 6] {
+            let p = s.as_ptr();
+            // SAFETY: `self` proves AVX2; the loads read s[0..32) and s[32], s[33].
+            unsafe {
+                let x: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(p.add(8 * i)));
+                // Tiles q and q + 4 side by side (x[i] holds tiles 2i and 2i + 1), then each half's
+                // 4 × 4 transpose gives d_j for tiles 0–3 and 4–7.
+                let d = transpose4_halves([
+                    _mm256_permute2f128_ps::<0x20>(x[0], x[2]),
+                    _mm256_permute2f128_ps::<0x31>(x[0], x[2]),
+                    _mm256_permute2f128_ps::<0x20>(x[1], x[3]),
+                    _mm256_permute2f128_ps::<0x31>(x[1], x[3]),
+                ]);
+                // d_4[q] = s[4q + 4] = d_0[q + 1] (and s[32] for q = 7); d_5 likewise from d_1.
+                let next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
+                let shifted = |v: __m256, last: &f32| {
+                    _mm256_blend_ps::<0x80>(
+                        _mm256_permutevar8x32_ps(v, next),
+                        _mm256_broadcast_ss(last),
+                    )
+                };
+                [
+                    V8(d[0]),
+                    V8(d[1]),
+                    V8(d[2]),
+                    V8(d[3]),
+                    V8(shifted(d[0], &s[32])),
+                    V8(shifted(d[1], &s[33])),
+                ]
+            }
+        }
+
+        #[inline(always)]
+        fn interleave(self, y: [V8; 4]) -> [f32; 32] {
+            let mut out = [0.0_f32; 32];
+            let p = out.as_mut_ptr();
+            // SAFETY: `self` proves AVX2; the stores write out[0..32).
+            unsafe {
+                // Each half's 4 × 4 transpose gives tiles q (low half) and q + 4 (high half).
+                let u = transpose4_halves(y.map(|v| v.0));
+                _mm256_storeu_ps(p, _mm256_permute2f128_ps::<0x20>(u[0], u[1]));
+                _mm256_storeu_ps(p.add(8), _mm256_permute2f128_ps::<0x20>(u[2], u[3]));
+                _mm256_storeu_ps(p.add(16), _mm256_permute2f128_ps::<0x31>(u[0], u[1]));
+                _mm256_storeu_ps(p.add(24), _mm256_permute2f128_ps::<0x31>(u[2], u[3]));
+            }
+            out
+        }
+
+        #[inline(always)]
+        fn taps(self, w: &[f32], stride: usize, live: usize) -> [V8; 9] {
+            assert!(live <= 8, "at most eight rows");
+            if live > 0 {
+                assert!(w.len() >= (live - 1) * stride + 9, "the kernels inside `w`");
+            }
+            let p = w.as_ptr();
+            // SAFETY: `self` proves AVX2; row r < live reads w[r·stride .. r·stride + 9), inside
+            // `w` (checked above).
+            unsafe {
+                let rows: [__m256; 8] = std::array::from_fn(|r| {
+                    if r < live {
+                        _mm256_loadu_ps(p.add(r * stride))
+                    } else {
+                        _mm256_setzero_ps()
+                    }
+                });
+                // Taps 0–7: an 8 × 8 transpose (rows 0–3 and 4–7 by halves, then the halves
+                // regrouped); tap 8 one value per row.
+                let lo = transpose4_halves([rows[0], rows[1], rows[2], rows[3]]);
+                let hi = transpose4_halves([rows[4], rows[5], rows[6], rows[7]]);
+                let mut last = [0.0_f32; 8];
+                for (r, v) in last.iter_mut().enumerate().take(live) {
+                    *v = *p.add(r * stride + 8);
+                }
+                let mut g = [V8::default(); 9];
+                for j in 0..4 {
+                    g[j] = V8(_mm256_permute2f128_ps::<0x20>(lo[j], hi[j]));
+                    g[j + 4] = V8(_mm256_permute2f128_ps::<0x31>(lo[j], hi[j]));
+                }
+                g[8] = V8(_mm256_loadu_ps(last.as_ptr()));
+                g
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Moves = ([[f32; 8]; 6], [f32; 32], [[f32; 8]; 9]);
+
+    fn moves<I: Isa>(
+        isa: I,
+        s: &[f32; 34],
+        y: [[f32; 8]; 4],
+        w: &[f32],
+        (stride, live): (usize, usize),
+    ) -> Moves {
+        (
+            isa.windows(s).map(|v| isa.lanes(v)),
+            isa.interleave(y.map(|v| isa.load(&v))),
+            isa.taps(w, stride, live).map(|v| isa.lanes(v)),
+        )
+    }
+
+    /// Every [`Isa`] of this CPU moves each value where the trait's docs say.
+    #[test]
+    fn every_isa_moves_the_values_as_documented() {
+        let s: [f32; 34] = std::array::from_fn(|i| i as f32 * 0.5 - 7.0);
+        let y: [[f32; 8]; 4] =
+            std::array::from_fn(|j| std::array::from_fn(|q| (10 * j + q) as f32));
+        let w: Vec<f32> = (0..8 * 13 + 9).map(|i| i as f32 + 0.25).collect();
+        for simd in Simd::available() {
+            for (stride, live) in [(13, 8), (9, 8), (13, 5), (9, 1), (13, 0)] {
+                let w = &w[..if live == 0 {
+                    0
+                } else {
+                    (live - 1) * stride + 9
+                }];
+                let (d, out, g) = match simd {
+                    Simd::Portable => moves(Portable, &s, y, w, (stride, live)),
+                    #[cfg(target_arch = "x86_64")]
+                    Simd::Avx2(isa) => moves(isa, &s, y, w, (stride, live)),
+                };
+                let what = format!("{simd:?}, stride {stride}, {live} rows");
+                for (j, dj) in d.iter().enumerate() {
+                    for (q, &v) in dj.iter().enumerate() {
+                        assert_eq!(v, s[4 * q + j], "{what}: windows d[{j}][{q}]");
+                    }
+                }
+                for (k, &v) in out.iter().enumerate() {
+                    assert_eq!(v, y[k % 4][k / 4], "{what}: interleave out[{k}]");
+                }
+                for (tap, gt) in g.iter().enumerate() {
+                    for (r, &v) in gt.iter().enumerate() {
+                        let want = if r < live { w[r * stride + tap] } else { 0.0 };
+                        assert_eq!(v, want, "{what}: taps g[{tap}][{r}]");
+                    }
+                }
+            }
+        }
+    }
+}
