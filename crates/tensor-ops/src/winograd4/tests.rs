@@ -62,27 +62,23 @@ fn isa_paths_give_the_same_bits() {
     let kernel = Kernel::best();
     // (forward plain, forward ReLU + pool, its mask, backward masked + unpooled) for one Simd.
     let run = |simd: Simd| {
+        let forward = |out| -> ConvArgs<'_> {
+            (
+                Direction::Forward,
+                weight.view(),
+                bias.view(),
+                x.view(),
+                pad,
+                out,
+            )
+        };
         let mut plain = Array3::<f32>::zeros((c_out, h, w));
-        let args: ConvArgs<'_> = (
-            Direction::Forward,
-            weight.view(),
-            bias.view(),
-            x.view(),
-            pad,
-            plain.view_mut(),
-        );
+        let args = forward(plain.view_mut());
         conv3x3_tiles_fused::<super::F4>((kernel, simd), args, false, Fusion::None);
         let mut pooled = Array3::<f32>::zeros((c_out, h / 2, w / 2));
         let mut mask = vec![0_u32; mask_len(Shape::new(c_out, h, w))];
         let bits = Some(RowBits::new(&mut mask, h, w));
-        let args: ConvArgs<'_> = (
-            Direction::Forward,
-            weight.view(),
-            bias.view(),
-            x.view(),
-            pad,
-            pooled.view_mut(),
-        );
+        let args = forward(pooled.view_mut());
         conv3x3_tiles_fused::<super::F4>(
             (kernel, simd),
             args,
