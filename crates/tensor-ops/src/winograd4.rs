@@ -466,8 +466,7 @@ fn conv3x3_tiles_fused<T: Tile>(
         Direction::Backward => (weight.dim().0, weight.dim().1 / 9),
     };
     let a2 = T::A * T::A;
-    let mut geo = Geometry::new::<T>(kernel, (c_a, c_b), in_dims, pad, out_dims);
-    geo.simd = simd;
+    let mut geo = Geometry::new::<T>((kernel, simd), (c_a, c_b), in_dims, pad, out_dims);
     geo.plane = (input.dim().1, input.dim().2);
     BUFFERS.with(|cell| {
         // These buffers stay borrowed while the phases run; if this thread steals the work of another
@@ -508,7 +507,7 @@ struct Geometry {
 
 impl Geometry {
     fn new<T: Tile>(
-        kernel: Kernel,
+        (kernel, simd): (Kernel, Simd),
         (c_a, c_b): (usize, usize),
         (c_in, h_a, w_a): (usize, usize, usize),
         pad: Padding,
@@ -519,7 +518,7 @@ impl Geometry {
         debug_assert_eq!(w_b + 2, w_a + pad.left + pad.right);
         Geometry {
             kernel,
-            simd: Simd::best(),
+            simd,
             c_a,
             c_b,
             c_b_pad: c_b.div_ceil(kernel.mr) * kernel.mr,
@@ -879,9 +878,9 @@ fn tile_row_input_avx2<T: Tile, F: FnOnce(&mut [f32])>(
     tile_row_input::<T, _>(isa, rows, w, width, tiles, dest);
 }
 
-/// The input transform of one tile row: its `α` padded input rows `rows` (each `width` floats, filled
-/// by `fill`) down the patch rows into `w` (`Bᵀ d`), then along the patch columns (`(Bᵀ d) B`) into `dest`, for the
-/// `ntx` tiles from tile `t0` (`tiles = (ntx, t0)`).
+/// The input transform of one tile row: its `α` padded input rows `rows` (each `width` floats,
+/// filled by `fill`) down the patch rows into `w` (`Bᵀ d`), then along the patch columns
+/// (`(Bᵀ d) B`) into `dest`, for the `ntx` tiles from tile `t0` (`tiles = (ntx, t0)`).
 ///
 /// Eight tiles are transformed at a time; a group that runs past its tile row writes into the next
 /// row's places, which the next call overwrites when it transforms that row.

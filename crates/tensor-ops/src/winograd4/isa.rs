@@ -6,7 +6,7 @@
 //! two is a 4 × 8 transpose, and the portable code does it one float at a time (scalar loads and
 //! inserts, which took most of the transforms' time). [`Avx2`] does it with in-register shuffles, and
 //! its entry points (`*_avx2` in the parent module) compile the whole transform loop with AVX2, so
-//! that an [`L8`] is one `ymm` register instead of two `xmm` halves. Both compute every output with the
+//! that eight lanes are one `ymm` register (`__m256`) instead of two `xmm` halves or the stack. Both compute every output with the
 //! same additions and multiplications in the same order (Rust never fuses a multiply and an add on
 //! its own), so they give the same bits: `isa_paths_give_the_same_bits` checks it.
 
@@ -110,9 +110,10 @@ pub(crate) enum Simd {
 }
 
 impl Simd {
-    /// The fastest this CPU runs.
+    /// The fastest this CPU runs, detected once per process.
     pub(crate) fn best() -> Simd {
-        Simd::available()[0]
+        static BEST: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Simd::available()[0])
     }
 
     /// Every one this CPU runs, fastest first; [`Simd::Portable`] is always last.
@@ -148,9 +149,9 @@ mod x86 {
         }
     }
 
-    /// Eight lanes in a `ymm` register. Only [`Avx2`]'s methods make one from values (the zero of
-    /// `Default` needs no instruction), so a `V8` with its arithmetic exists only where the CPU
-    /// has AVX.
+    /// Eight lanes in a `ymm` register. Only [`Avx2`]'s methods make one from values; `Default`
+    /// makes the zero without an instruction, and the transforms meet a `V8` only inside code
+    /// handed an [`Avx2`], so its arithmetic runs only where the CPU has AVX.
     #[derive(Clone, Copy)]
     pub(crate) struct V8(__m256);
 
