@@ -50,6 +50,15 @@ const PHASED_BLOCK_FLOATS: usize = 1 << 22;
 /// kernel) then costs more than F(4×4) saves in the GEMMs (VGG's conv5_1 at 400×300 has 35 tiles).
 const MIN_TILES: usize = 64;
 
+/// Target size of the input phase's staging buffer, in floats (256 KiB): it stays in the core's L2
+/// cache while a chunk of channels is transformed into it.
+#[cfg(not(test))]
+const STAGE_FLOATS: usize = 1 << 16;
+/// In unit tests, a few channels per chunk (and a last chunk of fewer), so that the small test
+/// layers run several chunks.
+#[cfg(test)]
+const STAGE_FLOATS: usize = 1 << 12;
+
 /// How far ahead (in floats) the output transform asks for the rows of `M` it reads.
 const PREFETCH_AHEAD: usize = 32;
 
@@ -194,6 +203,8 @@ thread_local! {
     static BUFFERS: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
     /// Per-thread `V` and `M` buffers of the blocks that run whole on one thread.
     static LOCAL: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+    /// Per-thread staging `V` of a chunk of channels (`input_phase`).
+    static STAGE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Per-thread row scratch of the input transform.
     static ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
@@ -640,18 +651,7 @@ fn block<T: Tile>(
         nr,
         n,
     };
-    let transform_in = |c: usize| {
-        let source = Source::of_channel(x, g, fusion, c);
-        // Channel c writes only its own rows `c` of the panels (see `Scatter`): disjoint across channels.
-        let rows = dest.channel(c);
-        let tiles = ((ty0, ty1), g.ntx);
-        input_transform::<T>(g.simd, &source, (g.h_a, g.w_a), g.pad, tiles, &rows);
-    };
-    if parallel {
-        (0..c_a).into_par_iter().for_each(transform_in);
-    } else {
-        (0..c_a).for_each(transform_in);
-    }
+    input_phase::<T>(g, x, fusion, (ty0, ty1), &dest, parallel);
     let v: &[f32] = v;
     let m = &mut m[..a2 * c_b_pad * n_pad];
     let pg = PanelGemm {
@@ -704,14 +704,79 @@ fn block<T: Tile>(
     }
 }
 
+/// The input transforms of a block (tile rows `[ty0, ty1)`) into `dest`, by chunks of channels (in
+/// parallel when `parallel` is set): each chunk is transformed into a staging `V` of its own
+/// channels, small enough to stay in the core's cache, and then copied into `dest` a panel at a
+/// time, the chunk's channels of a panel being one contiguous run there. Written directly, the 36
+/// matrices' scattered rows cost more than the transform (a store missing the cache for every
+/// few values); the copy writes long runs instead.
+fn input_phase<T: Tile>(
+    g: &Geometry,
+    x: &[f32],
+    fusion: Fusion<'_>,
+    (ty0, ty1): (usize, usize),
+    dest: &Scatter,
+    parallel: bool,
+) {
+    let a2 = T::A * T::A;
+    let nr = dest.nr;
+    let n_pad = g.n_pad(dest.n);
+    let per_chunk = (STAGE_FLOATS / (a2 * n_pad)).clamp(1, g.c_a);
+    let chunk = |c0: usize| {
+        let c1 = (c0 + per_chunk).min(g.c_a);
+        let k = c1 - c0;
+        STAGE.with(|cell| {
+            let mut own = Vec::new();
+            let mut shared = cell.try_borrow_mut();
+            let stage = match shared.as_deref_mut() {
+                Ok(buf) => buf,
+                Err(_) => &mut own,
+            };
+            grow(stage, a2 * k * n_pad);
+            let stage = &mut stage[..a2 * k * n_pad];
+            let staged = Scatter {
+                ptr: stage.as_mut_ptr(),
+                len: stage.len(),
+                stride: k * n_pad,
+                panel: nr * k,
+                nr,
+                n: dest.n,
+            };
+            for c in c0..c1 {
+                let source = Source::of_channel(x, g, fusion, c);
+                // Each channel writes only its own rows of the staging panels (see `Scatter`).
+                let rows = staged.channel(c - c0);
+                let tiles = ((ty0, ty1), g.ntx);
+                input_transform::<T>(g.simd, &source, (g.h_a, g.w_a), g.pad, tiles, &rows);
+            }
+            // Staged panel (e, q) is the chunk's rows of `dest`'s panel (e, q), in the same order.
+            for (e, staged_e) in stage.chunks_exact(k * n_pad).enumerate() {
+                for (q, run) in staged_e.chunks_exact(nr * k).enumerate() {
+                    dest.put_channels(e, q, c0, run);
+                }
+            }
+        });
+    };
+    let chunks = g.c_a.div_ceil(per_chunk);
+    if parallel {
+        (0..chunks)
+            .into_par_iter()
+            .for_each(|i| chunk(i * per_chunk));
+    } else {
+        (0..chunks).for_each(|i| chunk(i * per_chunk));
+    }
+}
+
 /// Where the input transforms write `V` (packed-B layout, see `block`): element `(e, c, t)` at
 /// `ptr + e·stride + (t / nr)·panel + c·nr + t % nr`, inside a buffer of `len` floats, for the `n`
-/// tiles `t < n` of the block; `panel = nr·C_a`.
+/// tiles `t < n` of the block; `panel = nr·C_a`. (`input_phase` also makes one over its staging
+/// buffer, for the `C_a` channels of a chunk.)
 ///
-/// Each channel's task works through its own [`Scatter::channel`], which writes only elements of
-/// its channel `c` (lanes at `t ≥ n` are dropped, and a group of lanes is split where it crosses
-/// into the next panel, so `t % nr < nr` never reaches the next channel's run): no two tasks write
-/// the same element.
+/// A transform writes one channel through its own [`Scatter::channel`], which writes only elements
+/// of its channel `c` (lanes at `t ≥ n` are dropped, and a group of lanes is split where it crosses
+/// into the next panel, so `t % nr < nr` never reaches the next channel's run); a chunk of channels
+/// copies its staged panels into its own channels' runs ([`Scatter::put_channels`]): no two tasks
+/// write the same element.
 #[derive(Clone, Copy)]
 struct Scatter {
     ptr: *mut f32,
@@ -754,6 +819,20 @@ impl Scatter {
         }
     }
 
+    /// Copies `run` (`k·nr` floats: channels `c0 … c0 + k − 1` of panel `q` of `V_e`, in order) into
+    /// place: a task that owns those channels writes them whole.
+    ///
+    /// # Panics
+    /// If the run is not whole channels, or leaves the panel or the buffer.
+    fn put_channels(&self, e: usize, q: usize, c0: usize, run: &[f32]) {
+        assert!(
+            run.len().is_multiple_of(self.nr) && c0 * self.nr + run.len() <= self.panel,
+            "whole channels inside the panel"
+        );
+        let i = e * self.stride + q * self.panel + c0 * self.nr;
+        self.run(i, run.len()).copy_from_slice(run);
+    }
+
     /// Where the group of eight tiles starting at `t` goes (the same for every `e`).
     #[inline(always)]
     fn at(&self, t: usize) -> At {
@@ -765,28 +844,44 @@ impl Scatter {
         }
     }
 
-    /// Writes the lanes of `v` into `(e, t) … (e, t + 7)` of the channel, dropping those at `t ≥ n`.
+    /// Writes the lanes of `v` into `(e, t) … (e, t + 7)` of the channel, dropping those at `t ≥ n`:
+    /// one vector store where the eight are whole, else the lanes up to the panel's end and the rest
+    /// at the start of the next panel, each a masked store.
     #[inline(always)]
-    fn store(&self, e: usize, at: At, v: [f32; 8]) {
+    fn store<I: Isa>(&self, isa: I, e: usize, at: At, v: I::V) {
+        let base = e * self.stride + at.offset;
         if at.whole {
-            let i = e * self.stride + at.offset;
-            assert!(i + 8 <= self.len, "store inside the buffer");
-            // SAFETY: `i + 8 ≤ len` (checked above) keeps the write inside the buffer; the eight
-            // elements are tiles `t … t + 7 < n` of one panel (`at.whole`), so they belong to this
-            // channel, and no other task writes them (see the type's docs); `v` is a local array.
-            unsafe { self.ptr.add(i).cast::<[f32; 8]>().write_unaligned(v) };
-        } else {
-            for (k, &x) in v.iter().enumerate() {
-                let t = at.t + k;
-                if t >= self.n {
-                    break;
-                }
-                self.write(
-                    e * self.stride + (t / self.nr) * self.panel + t % self.nr,
-                    x,
-                );
-            }
+            isa.store(v, self.run(base, 8));
+            return;
         }
+        let live = self.n.saturating_sub(at.t).min(8);
+        let first = live.min(self.nr - at.t % self.nr);
+        if first > 0 {
+            isa.store_lanes(v, (0, first), self.run(base, first));
+        }
+        if live > first {
+            // The next panel's run of this channel starts `panel − j` floats on, `j = t % nr`.
+            let next = base - at.t % self.nr + self.panel;
+            isa.store_lanes(v, (first, live), self.run(next, live - first));
+        }
+    }
+
+    /// The `len` floats at offset `i`, elements that only the calling task writes: a run of its
+    /// channel inside one panel (`store`), or its chunk's whole channels of a panel (`put_channels`).
+    ///
+    /// # Panics
+    /// If the run leaves the buffer or the channel's run of its panel.
+    #[inline(always)]
+    #[expect(
+        clippy::mut_from_ref,
+        reason = "tasks share a `Scatter` and each writes only its own channel's elements"
+    )]
+    fn run(&self, i: usize, len: usize) -> &mut [f32] {
+        assert!(i + len <= self.len, "store inside the buffer");
+        // SAFETY: `i + len ≤ len` (checked above) keeps the run inside the buffer. The callers pass
+        // runs of the elements of their own channels (see the type's docs), which no other task
+        // reads or writes while the input phase runs, and the slice lives only for one store.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i), len) }
     }
 
     /// Sets the columns `t ∈ [n, n_pad)` of the last panel of each of the `a2` matrices to zero: the
@@ -921,7 +1016,7 @@ fn tile_row_input<T: Tile, I: Isa>(
             let r = T::input(&d);
             let at = dest.at(t0 + tx0);
             for (j, &rj) in r.iter().enumerate().take(a) {
-                dest.store(i * a + j, at, isa.lanes(rj));
+                dest.store(isa, i * a + j, at, rj);
             }
         }
     }

@@ -35,6 +35,13 @@ pub(crate) trait Isa: Copy {
     fn store(self, v: Self::V, dst: &mut [f32]) {
         dst[..8].copy_from_slice(&self.lanes(v));
     }
+    /// Stores lanes `lo..hi` of `v` into `dst[..hi − lo]`, leaving the rest of `dst` alone.
+    ///
+    /// # Panics
+    /// If `lo > hi`, `hi > 8` or `dst` is shorter than `hi − lo`.
+    fn store_lanes(self, v: Self::V, (lo, hi): (usize, usize), dst: &mut [f32]) {
+        dst[..hi - lo].copy_from_slice(&self.lanes(v)[lo..hi]);
+    }
     /// The six columns of eight 6-wide windows at stride 4 (F(4×4)'s input tiles along a row):
     /// `d[j][q] = s[4q + j]` for `j < 6`, `q < 8`.
     fn windows(self, s: &[f32; 34]) -> [Self::V; 6];
@@ -261,6 +268,24 @@ mod x86 {
         }
 
         #[inline(always)]
+        fn store_lanes(self, v: V8, (lo, hi): (usize, usize), dst: &mut [f32]) {
+            assert!(lo <= hi && hi <= 8, "lanes of eight");
+            let dst = &mut dst[..hi - lo];
+            // SAFETY: `self` proves AVX2; the masked store writes only lanes `i < hi − lo`, the
+            // values of `dst`.
+            unsafe {
+                let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                // Lanes lo.. moved down to 0.. (indices past 7 wrap; their lanes are not stored).
+                let moved = _mm256_permutevar8x32_ps(
+                    v.0,
+                    _mm256_add_epi32(lane, _mm256_set1_epi32(lo as i32)),
+                );
+                let keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(dst.len() as i32), lane);
+                _mm256_maskstore_ps(dst.as_mut_ptr(), keep, moved);
+            }
+        }
+
+        #[inline(always)]
         fn windows(self, s: &[f32; 34]) -> [V8; 6] {
             let p = s.as_ptr();
             // SAFETY: `self` proves AVX2; the loads read s[0..32) and s[32], s[33].
@@ -399,6 +424,39 @@ mod tests {
                         let want = if r < live { w[r * stride + tap] } else { 0.0 };
                         assert_eq!(v, want, "{what}: taps g[{tap}][{r}]");
                     }
+                }
+            }
+        }
+    }
+
+    fn stored<I: Isa>(isa: I, (lo, hi): (usize, usize)) -> [f32; 10] {
+        let mut dst = [-1.0; 10];
+        let v = isa.load(&[10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0]);
+        isa.store_lanes(v, (lo, hi), &mut dst[1..1 + hi - lo]);
+        dst
+    }
+
+    /// `store_lanes` writes exactly lanes `lo..hi`, in order, and nothing beside them.
+    #[test]
+    fn store_lanes_writes_only_its_lanes() {
+        for simd in Simd::available() {
+            for lo in 0..=8 {
+                for hi in lo..=8 {
+                    let dst = match simd {
+                        Simd::Portable => stored(Portable, (lo, hi)),
+                        #[cfg(target_arch = "x86_64")]
+                        Simd::Avx2(isa) => stored(isa, (lo, hi)),
+                    };
+                    let want: Vec<f32> = (0..10)
+                        .map(|i| {
+                            if (1..=hi - lo).contains(&i) {
+                                (10 + lo + i - 1) as f32
+                            } else {
+                                -1.0
+                            }
+                        })
+                        .collect();
+                    assert_eq!(dst.to_vec(), want, "{simd:?}, lanes {lo}..{hi}");
                 }
             }
         }
