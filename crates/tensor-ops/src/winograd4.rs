@@ -1188,20 +1188,20 @@ fn output_transform<T: Tile, I: Isa>(
             for (ii, row) in rows.iter().enumerate().take(live) {
                 let oy = mm * r + ii;
                 let dst = &mut plane[oy * w_out + x0..oy * w_out + x0 + cols];
-                let put = |dst: &mut [f32], src: &[f32]| {
-                    if accumulate {
-                        for (d, &y) in dst.iter_mut().zip(src) {
-                            *d += y;
-                        }
-                    } else {
-                        dst.copy_from_slice(src);
-                    }
-                };
                 if cols == 8 * mm {
-                    // A constant length per tile type: vector loads and stores, not a `memcpy` call.
-                    put(&mut dst[..8 * mm], &row[..8 * mm]);
+                    // Whole groups: vector loads and stores (neither a `memcpy` call nor the
+                    // scalar loop the compiler made of the addition).
+                    for (d, y) in dst.chunks_exact_mut(8).zip(row.chunks_exact(8)) {
+                        let y = isa.load(y);
+                        let sum = if accumulate { isa.load(d) + y } else { y };
+                        isa.store(sum, d);
+                    }
+                } else if accumulate {
+                    for (d, &y) in dst.iter_mut().zip(&row[..cols]) {
+                        *d += y;
+                    }
                 } else {
-                    put(dst, &row[..cols]);
+                    dst.copy_from_slice(&row[..cols]);
                 }
             }
         }
