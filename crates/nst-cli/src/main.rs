@@ -10,6 +10,11 @@ use clap::Parser as _;
 use nst_cli::app::{self, Ended};
 use nst_cli::cli::Cli;
 
+mod huge_pages;
+
+#[global_allocator]
+static ALLOCATOR: huge_pages::HugePages = huge_pages::HugePages;
+
 /// Raised by the first Ctrl-C or SIGTERM (the run finishes its iteration, saves and returns); a second
 /// exits at once.
 static STOP: AtomicBool = AtomicBool::new(false);
