@@ -25,6 +25,7 @@ mod isa;
 
 use std::cell::RefCell;
 use std::ops::{Add, Mul, Sub};
+use std::thread::LocalKey;
 
 use ndarray::{ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 use rayon::prelude::*;
@@ -207,6 +208,20 @@ thread_local! {
     static STAGE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Per-thread row scratch of the input transform.
     static ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's buffers `key`, or on fresh ones where they are borrowed already. They
+/// stay borrowed while `f` runs, parallel phases included; if this thread steals the work of another
+/// Winograd convolution meanwhile (callers that run networks inside rayon jobs), that one finds them
+/// borrowed and uses buffers of its own.
+fn with_buffers<B: Default, R>(
+    key: &'static LocalKey<RefCell<B>>,
+    f: impl FnOnce(&mut B) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut shared) => f(&mut shared),
+        Err(_) => f(&mut B::default()),
+    })
 }
 
 /// `U_e[r, s] = (G g_{r,s} Gᵀ)_e` into `u` in the microkernel's packed-A layout, as F(2×2) does
@@ -479,16 +494,7 @@ fn conv3x3_tiles_fused<T: Tile>(
     let a2 = T::A * T::A;
     let mut geo = Geometry::new::<T>((kernel, simd), (c_a, c_b), in_dims, pad, out_dims);
     geo.plane = (input.dim().1, input.dim().2);
-    BUFFERS.with(|cell| {
-        // These buffers stay borrowed while the phases run; if this thread steals the work of another
-        // Winograd convolution meanwhile (callers that run networks inside rayon jobs), that one finds
-        // them borrowed and uses buffers of its own.
-        let mut own: [Vec<f32>; 3] = Default::default();
-        let mut shared = cell.try_borrow_mut();
-        let [u, v, m] = match shared.as_deref_mut() {
-            Ok(b) => b,
-            Err(_) => &mut own,
-        };
+    with_buffers(&BUFFERS, |[u, v, m]| {
         grow(u, a2 * geo.c_b_pad * c_a);
         let u = &mut u[..a2 * geo.c_b_pad * c_a];
         transform_weights::<T>(simd, weight, dir, kernel.mr, u);
@@ -594,13 +600,7 @@ fn convolve<T: Tile>(
     let blocks = output.axis_chunks_iter_mut(Axis(1), out_rows * rows_per_block);
     if local {
         blocks.into_par_iter().enumerate().for_each(|(b, out)| {
-            LOCAL.with(|cell| {
-                let mut own: [Vec<f32>; 2] = Default::default();
-                let mut shared = cell.try_borrow_mut();
-                let [v, m] = match shared.as_deref_mut() {
-                    Ok(bufs) => bufs,
-                    Err(_) => &mut own,
-                };
+            with_buffers(&LOCAL, |[v, m]| {
                 grow(v, v_len);
                 grow(m, m_len);
                 let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
@@ -643,14 +643,7 @@ fn block<T: Tile>(
     // V in the microkernel's packed-B layout, `v[e][t / nr][c][t % nr]`, as F(2×2)'s
     // `winograd::input_transform` writes it; M row-major `[e][c_b_pad][n_pad]`.
     let v = &mut v[..a2 * c_a * n_pad];
-    let dest = Scatter {
-        ptr: v.as_mut_ptr(),
-        len: v.len(),
-        stride: c_a * n_pad,
-        panel: nr * c_a,
-        nr,
-        n,
-    };
+    let dest = Scatter::new(v, c_a, n_pad, nr, n);
     input_phase::<T>(g, x, fusion, (ty0, ty1), &dest, parallel);
     let v: &[f32] = v;
     let m = &mut m[..a2 * c_b_pad * n_pad];
@@ -725,23 +718,10 @@ fn input_phase<T: Tile>(
     let chunk = |c0: usize| {
         let c1 = (c0 + per_chunk).min(g.c_a);
         let k = c1 - c0;
-        STAGE.with(|cell| {
-            let mut own = Vec::new();
-            let mut shared = cell.try_borrow_mut();
-            let stage = match shared.as_deref_mut() {
-                Ok(buf) => buf,
-                Err(_) => &mut own,
-            };
+        with_buffers(&STAGE, |stage| {
             grow(stage, a2 * k * n_pad);
             let stage = &mut stage[..a2 * k * n_pad];
-            let staged = Scatter {
-                ptr: stage.as_mut_ptr(),
-                len: stage.len(),
-                stride: k * n_pad,
-                panel: nr * k,
-                nr,
-                n: dest.n,
-            };
+            let staged = Scatter::new(stage, k, n_pad, nr, dest.n);
             for c in c0..c1 {
                 let source = Source::of_channel(x, g, fusion, c);
                 // Each channel writes only its own rows of the staging panels (see `Scatter`).
@@ -806,6 +786,19 @@ struct At {
 }
 
 impl Scatter {
+    /// The `V` of `channels` channels and `n` tiles (`n_pad` rounded up to panels of `nr`) in `buf`
+    /// (at least `α²·channels·n_pad` floats), which it writes while the input phase runs.
+    fn new(buf: &mut [f32], channels: usize, n_pad: usize, nr: usize, n: usize) -> Scatter {
+        Scatter {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            stride: channels * n_pad,
+            panel: nr * channels,
+            nr,
+            n,
+        }
+    }
+
     /// The elements of channel `c` (its `nr` floats in each panel).
     fn channel(self, c: usize) -> Scatter {
         let by = c * self.nr;
@@ -870,7 +863,7 @@ impl Scatter {
     /// channel inside one panel (`store`), or its chunk's whole channels of a panel (`put_channels`).
     ///
     /// # Panics
-    /// If the run leaves the buffer or the channel's run of its panel.
+    /// If the run leaves the buffer.
     #[inline(always)]
     #[expect(
         clippy::mut_from_ref,
