@@ -928,23 +928,21 @@ fn input_transform<T: Tile>(
         // α padded input rows, then their transform down the patch rows (`Bᵀ d`), row by row.
         let (rows, w) = scratch.split_at_mut(a * width);
         for ty in ty0..ty1 {
-            // The tile row's α input rows (filled by the call, so that the copying and masking are
-            // compiled with the transform's instruction set).
-            let fill = |rows: &mut [f32]| {
-                for (i, row) in rows.chunks_exact_mut(width).enumerate() {
-                    let iy = (mm * ty + i).wrapping_sub(pad.top);
-                    source.row(row, (h_a, w_a), iy, pad.left);
-                }
+            let fill = Fill {
+                source,
+                dims: (h_a, w_a),
+                pad,
+                y0: mm * ty,
             };
             let tiles = (ntx, (ty - ty0) * ntx);
             match simd {
                 Simd::Portable => {
-                    tile_row_input::<T, _>(Portable, (fill, rows), w, width, tiles, dest);
+                    tile_row_input::<T, _>(Portable, (&fill, rows), w, width, tiles, dest);
                 }
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: an `Avx2` exists only where the CPU has AVX2 and FMA (`Avx2::detect`).
                 Simd::Avx2(isa) => unsafe {
-                    tile_row_input_avx2::<T, _>(isa, (fill, rows), w, width, tiles, dest);
+                    tile_row_input_avx2::<T>(isa, (&fill, rows), w, width, tiles, dest);
                 },
             }
         }
@@ -955,9 +953,9 @@ fn input_transform<T: Tile>(
 /// [`tile_row_input`] compiled with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn tile_row_input_avx2<T: Tile, F: FnOnce(&mut [f32])>(
+fn tile_row_input_avx2<T: Tile>(
     isa: Avx2,
-    rows: (F, &mut [f32]),
+    rows: (&Fill<'_>, &mut [f32]),
     w: &mut [f32],
     width: usize,
     tiles: (usize, usize),
@@ -967,7 +965,7 @@ fn tile_row_input_avx2<T: Tile, F: FnOnce(&mut [f32])>(
 }
 
 /// The input transform of one tile row: its `α` padded input rows `rows` (each `width` floats,
-/// filled by `fill`) down the patch rows into `w` (`Bᵀ d`), then along the patch columns
+/// filled from `fill`, with the transform's instruction set) down the patch rows into `w` (`Bᵀ d`), then along the patch columns
 /// (`(Bᵀ d) B`) into `dest`, for the `ntx` tiles from tile `t0` (`tiles = (ntx, t0)`).
 ///
 /// Eight tiles are transformed at a time; a group that runs past its tile row writes into the next
@@ -975,14 +973,22 @@ fn tile_row_input_avx2<T: Tile, F: FnOnce(&mut [f32])>(
 #[inline(always)]
 fn tile_row_input<T: Tile, I: Isa>(
     isa: I,
-    (fill, rows): (impl FnOnce(&mut [f32]), &mut [f32]),
+    (fill, rows): (&Fill<'_>, &mut [f32]),
     w: &mut [f32],
     width: usize,
     (ntx, t0): (usize, usize),
     dest: &Scatter,
 ) {
     let (a, mm) = (T::A, T::M);
-    fill(rows);
+    for (i, row) in rows.chunks_exact_mut(width).enumerate().take(a) {
+        fill.source.row(
+            isa,
+            row,
+            fill.dims,
+            (fill.y0 + i).wrapping_sub(fill.pad.top),
+            fill.pad.left,
+        );
+    }
     for c0 in (0..width).step_by(8) {
         let mut d = [I::V::default(); MAX_A];
         for (i, di) in d.iter_mut().enumerate().take(a) {
@@ -1015,6 +1021,15 @@ fn tile_row_input<T: Tile, I: Isa>(
     }
 }
 
+/// Where the `α` input rows of a tile row come from: row `y0 + i − pad.top` of `source`'s `dims`
+/// input, shifted right by `pad.left`.
+struct Fill<'a> {
+    source: &'a Source<'a>,
+    dims: (usize, usize),
+    pad: Padding,
+    y0: usize,
+}
+
 /// Where an input transform reads a channel's plane: the input array's, read as it is, or through
 /// the row mask of a fused ReLU, or as the 2×2 average pooling's input gradient of it (`unpool`: the
 /// plane is `dims`, the rows the transform asks for twice as many), then through the mask.
@@ -1044,38 +1059,65 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// `row[k]` = column `k − left` of row `iy` of the `h × w` input, 0 outside it.
+    /// `row[k]` = column `k − left` of row `iy` of the `h × w` input, 0 outside it (`iy` past
+    /// the bottom, padding included, wraps to a large value).
     #[inline(always)]
-    fn row(&self, row: &mut [f32], (h, w): (usize, usize), iy: usize, left: usize) {
-        if self.unpool {
-            self.unpooled_row(row, (h, w), iy, left);
-        } else {
+    fn row<I: Isa>(&self, isa: I, row: &mut [f32], (h, w): (usize, usize), iy: usize, left: usize) {
+        if iy >= h || (self.mask.is_none() && !self.unpool) {
+            // Outside the input (all zeros), or the input as it is.
             crate::winograd::padded_row(row, self.plane, (h, w), iy, left);
+            return;
         }
-        if let Some(mask) = self.mask.filter(|_| iy < h) {
-            // The ReLU's input gradient, read through its mask: columns 0.. of the row.
-            let (lo, hi) = (left.min(row.len()), (left + w).min(row.len()));
-            let wpr = row_mask::words_per_row(w);
-            row_mask::mask_row(&mut row[lo..hi], &mask[iy * wpr..(iy + 1) * wpr]);
+        let (lo, hi) = (left.min(row.len()), (left + w).min(row.len()));
+        let (head, rest) = row.split_at_mut(lo);
+        let (body, tail) = rest.split_at_mut(hi - lo);
+        head.fill(0.0);
+        tail.fill(0.0);
+        // The ReLU's input gradient is read through its mask: bit `x` for column `x` of the row.
+        let wpr = row_mask::words_per_row(w);
+        let words = self.mask.map(|m| &m[iy * wpr..(iy + 1) * wpr]);
+        if self.unpool {
+            self.unpooled_body(isa, body, iy, words);
+        } else {
+            body.copy_from_slice(&self.plane[iy * w..][..body.len()]);
+            if let Some(words) = words {
+                for (x, v) in body.chunks_mut(8).enumerate() {
+                    let bits = words[x / 4] >> (8 * (x % 4));
+                    if v.len() == 8 {
+                        isa.store(isa.keep(isa.load(v), bits), v);
+                    } else {
+                        row_mask::mask_word(v, bits);
+                    }
+                }
+            }
         }
     }
 
-    /// [`Source::row`] of the pooling's input gradient: column `x` of row `y` is a quarter of the
-    /// pooled gradient at `(y / 2, x / 2)`, 0 in the rows and columns no window reaches.
+    /// The columns `0..body.len()` of row `iy` of the pooling's input gradient (through the mask
+    /// `words` when given): column `x` is a quarter of the pooled gradient at `(iy / 2, x / 2)`
+    /// ([`row_mask::pool_share`]), 0 in the rows and columns no window reaches.
     #[inline(always)]
-    fn unpooled_row(&self, row: &mut [f32], (h, w): (usize, usize), iy: usize, left: usize) {
+    fn unpooled_body<I: Isa>(&self, isa: I, body: &mut [f32], iy: usize, words: Option<&[u32]>) {
         let (hp, wp) = self.dims;
-        row.fill(0.0);
-        if iy >= h || iy / 2 >= hp {
+        if iy / 2 >= hp {
+            body.fill(0.0);
             return;
         }
         let src = &self.plane[(iy / 2) * wp..(iy / 2 + 1) * wp];
-        let end = (left + w).min(row.len());
-        let dst = &mut row[left.min(end)..end];
-        for (pair, &g) in dst.chunks_mut(2).zip(src) {
-            let share = row_mask::pool_share(g);
-            pair.fill(share);
+        let reached = body.len().min(2 * wp);
+        let (body, unreached) = body.split_at_mut(reached);
+        unreached.fill(0.0);
+        let bits_at = |x: usize| words.map_or(u32::MAX, |w| w[x / 32] >> (x % 32));
+        let x0 = body.len() / 8 * 8;
+        for (x, v) in body.chunks_exact_mut(8).enumerate() {
+            // `0 + g/4` is `0 + g·¼` bit for bit: both round the same exact quotient.
+            let share = isa.splat(0.0) + isa.pairs(&src[4 * x..]) * 0.25;
+            isa.store(isa.keep(share, bits_at(8 * x)), v);
         }
+        for (x, v) in body.iter_mut().enumerate().skip(x0) {
+            *v = row_mask::pool_share(src[x / 2]);
+        }
+        row_mask::mask_word(&mut body[x0..], bits_at(x0));
     }
 }
 

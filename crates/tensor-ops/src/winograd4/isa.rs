@@ -42,6 +42,17 @@ pub(crate) trait Isa: Copy {
     fn store_lanes(self, v: Self::V, (lo, hi): (usize, usize), dst: &mut [f32]) {
         dst[..hi - lo].copy_from_slice(&self.lanes(v)[lo..hi]);
     }
+    /// `v` with the lanes whose bit in `bits` is clear (bit `i` for lane `i`, bits past 7 ignored)
+    /// set to `+0.0`: a bitwise AND with all ones or all zeros, as [`row_mask::mask_word`] does.
+    ///
+    /// [`row_mask::mask_word`]: crate::row_mask::mask_word
+    fn keep(self, v: Self::V, bits: u32) -> Self::V;
+    /// The first four values of `src`, each twice: `[s0, s0, s1, s1, s2, s2, s3, s3]` (the 2×2
+    /// average pooling's input gradient along a row).
+    ///
+    /// # Panics
+    /// If `src` has fewer than four values.
+    fn pairs(self, src: &[f32]) -> Self::V;
     /// The six columns of eight 6-wide windows at stride 4 (F(4×4)'s input tiles along a row):
     /// `d[j][q] = s[4q + j]` for `j < 6`, `q < 8`.
     fn windows(self, s: &[f32; 34]) -> [Self::V; 6];
@@ -80,6 +91,20 @@ impl Isa for Portable {
     #[inline(always)]
     fn lanes(self, v: L8) -> [f32; 8] {
         v.0
+    }
+
+    #[inline(always)]
+    fn keep(self, v: L8, bits: u32) -> L8 {
+        L8(std::array::from_fn(|i| {
+            let all = 0_u32.wrapping_sub((bits >> i) & 1);
+            f32::from_bits(v.0[i].to_bits() & all)
+        }))
+    }
+
+    #[inline(always)]
+    fn pairs(self, src: &[f32]) -> L8 {
+        let src = &src[..4];
+        L8(std::array::from_fn(|i| src[i / 2]))
     }
 
     #[inline(always)]
@@ -286,6 +311,28 @@ mod x86 {
         }
 
         #[inline(always)]
+        fn keep(self, v: V8, bits: u32) -> V8 {
+            // SAFETY: `self` proves AVX2; these intrinsics only compute on registers.
+            unsafe {
+                let lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+                let set = _mm256_and_si256(_mm256_set1_epi32(bits as i32), lane_bit);
+                let all = _mm256_cmpeq_epi32(set, lane_bit);
+                V8(_mm256_and_ps(v.0, _mm256_castsi256_ps(all)))
+            }
+        }
+
+        #[inline(always)]
+        fn pairs(self, src: &[f32]) -> V8 {
+            let src = &src[..4];
+            // SAFETY: `self` proves AVX2; the load reads the four values of `src`.
+            unsafe {
+                let four = _mm256_castps128_ps256(_mm_loadu_ps(src.as_ptr()));
+                let twice = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+                V8(_mm256_permutevar8x32_ps(four, twice))
+            }
+        }
+
+        #[inline(always)]
         fn windows(self, s: &[f32; 34]) -> [V8; 6] {
             let p = s.as_ptr();
             // SAFETY: `self` proves AVX2; the loads read s[0..32) and s[32], s[33].
@@ -425,6 +472,50 @@ mod tests {
                         assert_eq!(v, want, "{what}: taps g[{tap}][{r}]");
                     }
                 }
+            }
+        }
+    }
+
+    fn kept_and_paired<I: Isa>(isa: I, v: &[f32; 8], bits: u32) -> ([f32; 8], [f32; 8]) {
+        (
+            isa.lanes(isa.keep(isa.load(v), bits)),
+            isa.lanes(isa.pairs(&v[2..6])),
+        )
+    }
+
+    /// `keep` zeroes (to `+0.0`) exactly the lanes whose bit is clear and looks at bits 0–7 only;
+    /// `pairs` doubles each of four values in order.
+    #[test]
+    fn keep_and_pairs_move_the_right_lanes() {
+        let v = [
+            1.5,
+            -2.0,
+            -0.0,
+            f32::MIN_POSITIVE / 8.0,
+            5.0,
+            -6.25,
+            7.0,
+            f32::INFINITY,
+        ];
+        for simd in Simd::available() {
+            for bits in (0..256).chain([0xFFFF_FF00, 0xA5A5_A5A5]) {
+                let (kept, paired) = match simd {
+                    Simd::Portable => kept_and_paired(Portable, &v, bits),
+                    #[cfg(target_arch = "x86_64")]
+                    Simd::Avx2(isa) => kept_and_paired(isa, &v, bits),
+                };
+                for (i, (&k, &x)) in kept.iter().zip(&v).enumerate() {
+                    let want = if bits >> i & 1 == 1 { x } else { 0.0 };
+                    assert_eq!(
+                        k.to_bits(),
+                        want.to_bits(),
+                        "{simd:?}, bits {bits:#x}, lane {i}"
+                    );
+                }
+                assert_eq!(
+                    paired.map(f32::to_bits),
+                    [2, 2, 3, 3, 4, 4, 5, 5].map(|i| v[i].to_bits())
+                );
             }
         }
     }
