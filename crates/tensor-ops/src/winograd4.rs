@@ -60,6 +60,12 @@ const STAGE_FLOATS: usize = 1 << 16;
 #[cfg(test)]
 const STAGE_FLOATS: usize = 1 << 12;
 
+/// Floats left unused after each matrix `M_e`: the output transform reads a row of each of the 36
+/// side by side, and with `c_b_pad·n_pad` a multiple of 1024 (most layers) their rows would lie a
+/// multiple of 4 KiB apart, all in the same sets of the L1 and L2 caches (more streams than ways).
+/// A cache line more puts row `e` of them in the `e`-th set after the first.
+const M_SKEW: usize = 16;
+
 /// How far ahead (in floats) the output transform asks for the rows of `M` it reads.
 const PREFETCH_AHEAD: usize = 32;
 
@@ -553,6 +559,12 @@ impl Geometry {
     fn n_pad(&self, n: usize) -> usize {
         n.div_ceil(self.kernel.nr) * self.kernel.nr
     }
+
+    /// Floats from one matrix `M_e` to the next, for `n_pad` columns: `c_b_pad·n_pad` and
+    /// [`M_SKEW`].
+    fn m_stride(&self, n_pad: usize) -> usize {
+        self.c_b_pad * n_pad + M_SKEW
+    }
 }
 
 /// The blocks of [`conv3x3`], given the transformed weights `u` (packed, see [`transform_weights`]).
@@ -591,7 +603,7 @@ fn convolve<T: Tile>(
         rows_per_block = rows_for(PHASED_BLOCK_FLOATS);
     }
     let n_pad_max = g.n_pad(rows_per_block.min(nty) * ntx);
-    let (v_len, m_len) = (a2 * g.c_a * n_pad_max, a2 * g.c_b_pad * n_pad_max);
+    let (v_len, m_len) = (a2 * g.c_a * n_pad_max, a2 * g.m_stride(n_pad_max));
     // Output rows per tile row: m, or m / 2 when the output is pooled.
     let out_rows = match fusion {
         Fusion::Relu { pool: true, .. } => T::M / 2,
@@ -641,12 +653,14 @@ fn block<T: Tile>(
     let n = (ty1 - ty0) * g.ntx;
     let n_pad = g.n_pad(n);
     // V in the microkernel's packed-B layout, `v[e][t / nr][c][t % nr]`, as F(2×2)'s
-    // `winograd::input_transform` writes it; M row-major `[e][c_b_pad][n_pad]`.
+    // `winograd::input_transform` writes it; M row-major `[e][c_b_pad][n_pad]`, the matrices
+    // `m_stride` floats apart (see `M_SKEW`).
     let v = &mut v[..a2 * c_a * n_pad];
     let dest = Scatter::new(v, c_a, n_pad, nr, n);
     input_phase::<T>(g, x, fusion, (ty0, ty1), &dest, parallel);
     let v: &[f32] = v;
-    let m = &mut m[..a2 * c_b_pad * n_pad];
+    let m_stride = g.m_stride(n_pad);
+    let m = &mut m[..a2 * m_stride];
     let pg = PanelGemm {
         m_panels: c_b_pad / mr,
         n_panels: n_pad / nr,
@@ -666,9 +680,9 @@ fn block<T: Tile>(
         );
     };
     if parallel {
-        m.par_chunks_mut(c_b_pad * n_pad).enumerate().for_each(gemm);
+        m.par_chunks_mut(m_stride).enumerate().for_each(gemm);
     } else {
-        m.chunks_mut(c_b_pad * n_pad).enumerate().for_each(gemm);
+        m.chunks_mut(m_stride).enumerate().for_each(gemm);
     }
     let m: &[f32] = m;
     let relu = match fusion {
@@ -683,7 +697,7 @@ fn block<T: Tile>(
     let transform_out = |(o, plane): (usize, ArrayViewMut2<'_, f32>)| {
         let b = bias.get(o).copied().unwrap_or(0.0);
         let rows = (ty1 - ty0, g.ntx, n_pad);
-        output_transform_with::<T>(g.simd, m, (o, c_b_pad), rows, b, plane, (accumulate, relu));
+        output_transform_with::<T>(g.simd, m, (o, m_stride), rows, b, plane, (accumulate, relu));
     };
     if parallel {
         out.axis_iter_mut(Axis(0))
@@ -1165,7 +1179,7 @@ fn output_transform_avx2<T: Tile>(
 }
 
 /// `Y = Aᵀ m A + b` of output channel `o` for every tile of the block (`m` laid out
-/// `[e][c_b_pad][n_pad]`), clipped to the output (sizes that are not multiples of `m`). With
+/// `[e][c_b_pad][n_pad]`, `M_e` at `e·m_stride`), clipped to the output (sizes that are not multiples of `m`). With
 /// `accumulate`, `Y` is added to `plane`; with a ReLU, `max(Y, 0)` is written and its mask kept.
 ///
 /// The mask goes a word at a time: eight tiles give 32 columns of a row (`m = 4`), starting at a
@@ -1174,7 +1188,7 @@ fn output_transform_avx2<T: Tile>(
 fn output_transform<T: Tile, I: Isa>(
     isa: I,
     m: &[f32],
-    (o, c_b_pad): (usize, usize),
+    (o, m_stride): (usize, usize),
     rows: (usize, usize, usize),
     b: f32,
     mut plane: ArrayViewMut2<'_, f32>,
@@ -1198,7 +1212,7 @@ fn output_transform<T: Tile, I: Isa>(
     for r in 0..n_rows {
         for k0 in (0..ntx).step_by(8) {
             let len = (ntx - k0).min(8);
-            let mut rows = tile_rows::<T, I>(isa, m, (o, c_b_pad, n_pad), (r * ntx + k0, len), b);
+            let mut rows = tile_rows::<T, I>(isa, m, (o, m_stride, n_pad), (r * ntx + k0, len), b);
             // Each output row of the eight tiles is 8m contiguous values.
             let x0 = mm * k0;
             let cols = (mm * len).min(w_full - x0);
@@ -1244,13 +1258,13 @@ fn output_transform<T: Tile, I: Isa>(
 }
 
 /// The `m` output rows of the eight tiles `t … t + len − 1` of output channel `o`, `Y = Aᵀ m A + b`
-/// (`m` laid out `[e][c_b_pad][n_pad]`): row `i'` holds the tiles' row `i'` side by side, `8m`
+/// (`m` laid out `[e][c_b_pad][n_pad]`, `M_e` at `e·m_stride`): row `i'` holds the tiles' row `i'` side by side, `8m`
 /// values (those of tiles past `len` are not outputs).
 #[inline(always)]
 fn tile_rows<T: Tile, I: Isa>(
     isa: I,
     m: &[f32],
-    (o, c_b_pad, n_pad): (usize, usize, usize),
+    (o, m_stride, n_pad): (usize, usize, usize),
     (t, len): (usize, usize),
     b: f32,
 ) -> [[f32; 8 * MAX_M]; MAX_M] {
@@ -1260,7 +1274,7 @@ fn tile_rows<T: Tile, I: Isa>(
     let s: [[I::V; MAX_A]; MAX_A] = std::array::from_fn(|i| {
         let d: [I::V; MAX_A] = std::array::from_fn(|j| {
             if i < a && j < a {
-                let at = ((i * a + j) * c_b_pad + o) * n_pad + t;
+                let at = (i * a + j) * m_stride + o * n_pad + t;
                 // 36 rows are read side by side, more than the hardware prefetchers follow.
                 if let Some(ahead) = m.get(at + PREFETCH_AHEAD) {
                     isa.prefetch(ahead);
