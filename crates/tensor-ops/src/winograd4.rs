@@ -1128,10 +1128,14 @@ impl<'a> Source<'a> {
             let share = isa.splat(0.0) + isa.pairs(&src[4 * x..]) * 0.25;
             isa.store(isa.keep(share, bits_at(8 * x)), v);
         }
-        for (x, v) in body.iter_mut().enumerate().skip(x0) {
-            *v = row_mask::pool_share(src[x / 2]);
+        if x0 < body.len() {
+            // The last columns, fewer than 8; `x0` then names a word of the row (a row of
+            // exactly `x0` columns has no word `x0 / 32`).
+            for (x, v) in body.iter_mut().enumerate().skip(x0) {
+                *v = row_mask::pool_share(src[x / 2]);
+            }
+            row_mask::mask_word(&mut body[x0..], bits_at(x0));
         }
-        row_mask::mask_word(&mut body[x0..], bits_at(x0));
     }
 }
 
