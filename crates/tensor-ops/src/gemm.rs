@@ -52,6 +52,10 @@ pub struct CpuGemm;
 const BLOCK_M: usize = 128;
 /// Columns of `C` per block.
 const BLOCK_N: usize = 256;
+/// The block path splits `C` into at least this many blocks where [`MIN_BLOCK`] allows.
+const MIN_BLOCKS: usize = 4;
+/// The smallest side of a block of `C` that [`output_blocks`] makes.
+const MIN_BLOCK: usize = 32;
 /// Length of a `k` chunk when `k` is split.
 const CHUNK_K: usize = 8192;
 /// Below this many multiply-adds, run in one call on the current thread.
@@ -80,14 +84,15 @@ impl Gemm for CpuGemm {
             sgemm(alpha, a, b, beta, c);
         } else if n_blocks >= 4 || k < 2 * CHUNK_K {
             // Independent output blocks: rows of C in bands, each band split in column blocks.
-            c.axis_chunks_iter_mut(Axis(0), BLOCK_M)
+            let (block_m, block_n) = output_blocks(m, n);
+            c.axis_chunks_iter_mut(Axis(0), block_m)
                 .into_par_iter()
-                .zip(a.axis_chunks_iter(Axis(0), BLOCK_M))
+                .zip(a.axis_chunks_iter(Axis(0), block_m))
                 .for_each(|(mut c_band, a_band)| {
                     c_band
-                        .axis_chunks_iter_mut(Axis(1), BLOCK_N)
+                        .axis_chunks_iter_mut(Axis(1), block_n)
                         .into_par_iter()
-                        .zip(b.axis_chunks_iter(Axis(1), BLOCK_N))
+                        .zip(b.axis_chunks_iter(Axis(1), block_n))
                         .for_each(|(c_block, b_block)| {
                             sgemm(alpha, a_band, b_block, beta, c_block)
                         });
@@ -124,7 +129,25 @@ impl Gemm for CpuGemm {
     }
 }
 
-/// `C ← β·C`, with `β = 0` overwriting (so NaN in an uninitialized `C` does not survive).
+/// The output blocks of [`CpuGemm`]'s block path: [`BLOCK_M`] × [`BLOCK_N`], halved (columns first,
+/// down to [`MIN_BLOCK`]) while `C` would have fewer than [`MIN_BLOCKS`] of them, so that a product
+/// of one or two blocks (a Gram's `128 × 256` block row at `k` = a few thousand) still keeps two
+/// threads busy. Every element of `C` is one `sgemm` over the whole of `k`, whatever the blocks, so
+/// the bits do not depend on them.
+fn output_blocks(m: usize, n: usize) -> (usize, usize) {
+    let (mut block_m, mut block_n) = (BLOCK_M, BLOCK_N);
+    while m.div_ceil(block_m) * n.div_ceil(block_n) < MIN_BLOCKS {
+        if block_n > MIN_BLOCK && block_n >= block_m {
+            block_n /= 2;
+        } else if block_m > MIN_BLOCK {
+            block_m /= 2;
+        } else {
+            break;
+        }
+    }
+    (block_m, block_n)
+}
+
 /// `(m, k, n)` of `C[m×n] = A[m×k]·B[k×n]`, shared by every backend.
 ///
 /// # Panics
@@ -147,6 +170,7 @@ pub(crate) fn gemm_dims(
     (m, k, n)
 }
 
+/// `C ← β·C`, with `β = 0` overwriting (so NaN in an uninitialized `C` does not survive).
 fn scale(beta: f32, mut c: ArrayViewMut2<'_, f32>) {
     if beta == 0.0 {
         c.fill(0.0);

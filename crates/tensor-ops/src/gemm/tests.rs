@@ -35,3 +35,39 @@ fn small_product() {
     CpuGemm.gemm(1.0, a.view(), b.view(), 0.0, c.view_mut());
     assert_eq!(c, array![[6.0]]);
 }
+
+#[test]
+fn few_blocks_are_split_for_two_threads() {
+    for (m, n) in [(128, 128), (128, 256), (256, 128), (64, 64), (100, 200)] {
+        let (bm, bn) = output_blocks(m, n);
+        let blocks = m.div_ceil(bm) * n.div_ceil(bn);
+        assert!(
+            blocks >= MIN_BLOCKS,
+            "{m}×{n}: {blocks} blocks of {bm}×{bn}"
+        );
+        assert!(bm >= MIN_BLOCK && bn >= MIN_BLOCK);
+    }
+    // Large products keep the default blocks.
+    assert_eq!(output_blocks(512, 1024), (BLOCK_M, BLOCK_N));
+    // A product smaller than four minimal blocks stops at the minimal size.
+    assert_eq!(output_blocks(32, 40), (MIN_BLOCK, MIN_BLOCK));
+}
+
+#[test]
+fn split_output_blocks_give_the_bits_of_one_call() {
+    for (m, k, n) in [(128, 3000, 128), (100, 2000, 200), (256, 1850, 128)] {
+        let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 13) % 23) as f32 / 11.0 - 1.0);
+        let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j * 3) % 19) as f32 / 9.0 - 1.0);
+        let mut whole = Array2::from_elem((m, n), 0.5_f32);
+        let mut blocked = whole.clone();
+        sgemm(0.75, a.view(), b.view(), 0.25, whole.view_mut());
+        CpuGemm.gemm(0.75, a.view(), b.view(), 0.25, blocked.view_mut());
+        assert!(
+            whole
+                .iter()
+                .zip(&blocked)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{m}×{k}×{n}"
+        );
+    }
+}
