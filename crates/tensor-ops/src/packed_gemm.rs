@@ -227,12 +227,45 @@ mod x86 {
         tails: &[(8, fma8_kernel::<6, 16>)],
     };
 
+    /// How far ahead (in floats) the kernels ask for their panel of `B`: eight AVX-512 steps,
+    /// sixteen AVX2 ones. The panel streams from L2 (a block's `V_e` does not fit L1) and runs
+    /// on into the next panel, which the next call reads.
+    const B_AHEAD: usize = 256;
+    /// How far ahead (in floats) the kernels ask for their panel of `A`: its first pass (the first
+    /// panel of `B`) reads it from L2 or memory; later passes find it in L1.
+    const A_AHEAD: usize = 128;
+
+    /// Asks for the `rows` rows of `NR` floats of a block of `C` (`ldc` apart) before the `k` steps,
+    /// so that the stores at the end do not wait for the lines (`M` is too large for any cache).
+    /// A prefetch is only a hint: it neither faults nor changes a result, whatever the address.
+    #[inline(always)]
+    fn prefetch_c<const NR: usize>(c: *const f32, rows: usize, ldc: usize) {
+        for r in 0..rows {
+            for j in (0..NR).step_by(16) {
+                prefetch(c, r * ldc + j);
+            }
+        }
+    }
+
+    /// Asks for the floats `at` (`wrapping`: an address past the operand is harmless, see
+    /// [`prefetch_c`]).
+    #[inline(always)]
+    fn prefetch(p: *const f32, at: usize) {
+        // SAFETY: SSE, the instruction's only requirement, is part of every x86-64 CPU; a prefetch
+        // reads nothing the program sees and cannot fault.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at).cast()) };
+    }
+
     /// See `KernelFn` for the contract; the CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512_kernel(k: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
         const MR: usize = AVX512.mr;
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        prefetch_c::<32>(c.cast_const(), MR, ldc);
         for kk in 0..k {
+            prefetch(b, kk * 32 + B_AHEAD);
+            prefetch(b, kk * 32 + B_AHEAD + 16);
+            prefetch(a, kk * MR + A_AHEAD);
             // SAFETY: kk < k, so the 32 floats of `b` and the 8 of `a` read here lie inside the
             // k·NR and k·MR floats the caller guarantees.
             unsafe {
@@ -312,7 +345,10 @@ mod x86 {
     unsafe fn avx2_kernel(k: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize) {
         const MR: usize = AVX2.mr;
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        prefetch_c::<16>(c.cast_const(), MR, ldc);
         for kk in 0..k {
+            prefetch(b, kk * 16 + B_AHEAD);
+            prefetch(a, kk * MR + A_AHEAD);
             // SAFETY: kk < k, so the 16 floats of `b` and the 6 of `a` read here lie inside the
             // k·NR and k·MR floats the caller guarantees.
             unsafe {
