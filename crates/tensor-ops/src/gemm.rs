@@ -52,7 +52,8 @@ pub struct CpuGemm;
 const BLOCK_M: usize = 128;
 /// Columns of `C` per block.
 const BLOCK_N: usize = 256;
-/// The block path splits `C` into at least this many blocks where [`MIN_BLOCK`] allows.
+/// Output blocks enough to keep two threads busy: with fewer default blocks and a long `k`, `k` is
+/// split instead; otherwise the block path makes at least this many where [`MIN_BLOCK`] allows.
 const MIN_BLOCKS: usize = 4;
 /// The smallest side of a block of `C` that [`output_blocks`] makes.
 const MIN_BLOCK: usize = 32;
@@ -82,7 +83,7 @@ impl Gemm for CpuGemm {
         let n_blocks = m.div_ceil(BLOCK_M) * n.div_ceil(BLOCK_N);
         if m * n * k <= SMALL {
             sgemm(alpha, a, b, beta, c);
-        } else if n_blocks >= 4 || k < 2 * CHUNK_K {
+        } else if n_blocks >= MIN_BLOCKS || k < 2 * CHUNK_K {
             // Independent output blocks: rows of C in bands, each band split in column blocks.
             let (block_m, block_n) = output_blocks(m, n);
             c.axis_chunks_iter_mut(Axis(0), block_m)
