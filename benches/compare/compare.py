@@ -145,6 +145,11 @@ def compare(args):
         raise SystemExit(f"no virtual environment at {VENV}: run with --install first (downloads CPU PyTorch from PyPI)")
     if not args.no_build:
         build()
+    else:
+        missing = [str(p) for p in (NST, RANDOM_VGG19) if not p.exists()]
+        if missing:
+            raise SystemExit(f"--no-build: {', '.join(missing)} not built; run once without --no-build "
+                             "(or: cargo build --release -p nst-cli -p nst-engine --bin nst --example random_vgg19)")
     OUT.mkdir(parents=True, exist_ok=True)
     weights = OUT / "vgg19_random.mat"
     if not weights.exists():
