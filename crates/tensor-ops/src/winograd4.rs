@@ -51,6 +51,14 @@ const PHASED_BLOCK_FLOATS: usize = 1 << 22;
 /// kernel) then costs more than F(4×4) saves in the GEMMs (VGG's conv5_1 at 400×300 has 35 tiles).
 const MIN_TILES: usize = 64;
 
+/// Fewest floats of `U` (16 MiB) for which a convolution of one block transforms its weights a tile
+/// row at a time ([`Weights::ByRow`]) rather than whole before its GEMMs.
+#[cfg(not(test))]
+const BY_ROW_MIN_FLOATS: usize = 1 << 22;
+/// In unit tests, any `U` but the smallest, so that the test layers run both ways.
+#[cfg(test)]
+const BY_ROW_MIN_FLOATS: usize = 1 << 12;
+
 /// Target size of the input phase's staging buffer, in floats (256 KiB): it stays in the core's L2
 /// cache while a chunk of channels is transformed into it.
 #[cfg(not(test))]
@@ -235,28 +243,18 @@ fn with_buffers<B: Default, R>(
 /// matrices one after the other, `u[p][e][s][r % mr]` with `p = r / mr` (rows past `rows` zero), so
 /// that `U_e`'s panel `p` starts at `(α²·p + e)·mr·cols`. `(rows, cols)` is `(C_out, C_in)` forward
 /// and `(C_in, C_out)` backward.
+///
+/// With `i_rows = (i0, i1)` other than `(0, α)`, only the matrices `U_e` of the tile rows
+/// `i0 ≤ i < i1` (`e = i·α + j`) are made, each with the same bits, in the same layout with
+/// `(i1 − i0)·α` matrices per panel instead of `α²` (see [`Weights::ByRow`]).
 fn transform_weights<T: Tile>(
     simd: Simd,
-    weight: ArrayView2<'_, f32>,
-    dir: Direction,
+    kernels: &Kernels<'_>,
     mr: usize,
+    i_rows: (usize, usize),
     u: &mut [f32],
 ) {
-    let (c_out, k) = weight.dim();
-    let c_in = k / 9;
-    let a2 = T::A * T::A;
-    let (rows, cols) = match dir {
-        Direction::Forward => (c_out, c_in),
-        Direction::Backward => (c_in, c_out),
-    };
-    let w = weight.as_standard_layout();
-    let kernels = Kernels {
-        w: w.as_slice().expect("standard layout"),
-        k,
-        dir,
-        rows,
-        cols,
-    };
+    let per_panel = (i_rows.1 - i_rows.0) * T::A;
     // The panel height is a constant inside the loops, so that the lanes are stored without a
     // `memcpy` call.
     let panel: PanelFn = match mr {
@@ -265,9 +263,9 @@ fn transform_weights<T: Tile>(
         8 => transform_panel_with::<T, 8>,
         _ => unreachable!("no microkernel has {mr} rows per panel (at most 8 here)"),
     };
-    u.par_chunks_mut(a2 * mr * cols)
+    u.par_chunks_mut(per_panel * mr * kernels.cols)
         .enumerate()
-        .for_each(|(p, out)| panel(simd, &kernels, p, out));
+        .for_each(|(p, out)| panel(simd, kernels, p, i_rows, out));
 }
 
 /// The 3×3 kernels as [`transform_weights`] reads them: the weights `[C_out, C_in·9]` (`k = C_in·9`
@@ -281,21 +279,42 @@ struct Kernels<'a> {
     cols: usize,
 }
 
+impl<'a> Kernels<'a> {
+    /// The kernels of `w`, the weights `[C_out, C_in·9]` of `dims` in standard layout, in
+    /// direction `dir`.
+    fn new(w: &'a [f32], dims: (usize, usize), dir: Direction) -> Kernels<'a> {
+        let (c_out, k) = dims;
+        let c_in = k / 9;
+        let (rows, cols) = match dir {
+            Direction::Forward => (c_out, c_in),
+            Direction::Backward => (c_in, c_out),
+        };
+        Kernels {
+            w,
+            k,
+            dir,
+            rows,
+            cols,
+        }
+    }
+}
+
 /// [`transform_panel_with`] for one tile type and panel height.
-type PanelFn = fn(Simd, &Kernels<'_>, usize, &mut [f32]);
+type PanelFn = fn(Simd, &Kernels<'_>, usize, (usize, usize), &mut [f32]);
 
 /// [`transform_panel`] with the instruction set `simd`.
 fn transform_panel_with<T: Tile, const MR: usize>(
     simd: Simd,
     kernels: &Kernels<'_>,
     p: usize,
+    i_rows: (usize, usize),
     out: &mut [f32],
 ) {
     match simd {
-        Simd::Portable => transform_panel::<T, MR, _>(Portable, kernels, p, out),
+        Simd::Portable => transform_panel::<T, MR, _>(Portable, kernels, p, i_rows, out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: an `Avx2` exists only where the CPU has AVX2 and FMA (`Avx2::detect`).
-        Simd::Avx2(isa) => unsafe { transform_panel_avx2::<T, MR>(isa, kernels, p, out) },
+        Simd::Avx2(isa) => unsafe { transform_panel_avx2::<T, MR>(isa, kernels, p, i_rows, out) },
     }
 }
 
@@ -306,18 +325,20 @@ fn transform_panel_avx2<T: Tile, const MR: usize>(
     isa: Avx2,
     kernels: &Kernels<'_>,
     p: usize,
+    i_rows: (usize, usize),
     out: &mut [f32],
 ) {
-    transform_panel::<T, MR, _>(isa, kernels, p, out);
+    transform_panel::<T, MR, _>(isa, kernels, p, i_rows, out);
 }
 
-/// Panel `p` of [`transform_weights`] (rows `p·MR … p·MR + MR − 1`, `MR ≤ 8`) into `out`, a column
-/// at a time, the panel's rows in the lanes of an `I::V`.
+/// Panel `p` of [`transform_weights`] (rows `p·MR … p·MR + MR − 1`, `MR ≤ 8`; the matrices of the
+/// tile rows `i_rows`) into `out`, a column at a time, the panel's rows in the lanes of an `I::V`.
 #[inline(always)]
 fn transform_panel<T: Tile, const MR: usize, I: Isa>(
     isa: I,
     kernels: &Kernels<'_>,
     p: usize,
+    i_rows: (usize, usize),
     out: &mut [f32],
 ) {
     let Kernels {
@@ -342,10 +363,11 @@ fn transform_panel<T: Tile, const MR: usize, I: Isa>(
         // t = G g (α×3), column by column; then each row of t times Gᵀ. (Arrays built whole, not
         // zeroed and then filled: the zeroing was a `memset` call per column.)
         let t: [[I::V; MAX_A]; 3] = std::array::from_fn(|j| T::weight([g[j], g[3 + j], g[6 + j]]));
-        for i in 0..T::A {
-            let row = T::weight([t[0][i], t[1][i], t[2][i]]);
-            for (j, v) in row.iter().enumerate().take(T::A) {
-                out[((i * T::A + j) * cols + s) * MR..][..MR].copy_from_slice(&isa.lanes(*v)[..MR]);
+        let t_rows = (i_rows.0..i_rows.1).map(|i| [t[0][i], t[1][i], t[2][i]]);
+        for (di, t_row) in t_rows.enumerate() {
+            for (j, v) in T::weight(t_row).iter().enumerate().take(T::A) {
+                let e = di * T::A + j;
+                out[(e * cols + s) * MR..][..MR].copy_from_slice(&isa.lanes(*v)[..MR]);
             }
         }
     }
@@ -412,7 +434,8 @@ pub(crate) enum Fusion<'a> {
 pub(crate) fn conv3x3_fused(args: ConvArgs<'_>, accumulate: bool, fusion: Fusion<'_>) {
     let ((_, h_b, w_b), _) = full_dims(&args, fusion);
     assert!(uses_tiles(h_b, w_b), "an output of F(4×4) tiles");
-    conv3x3_tiles_fused::<F4>((Kernel::best(), Simd::best()), args, accumulate, fusion);
+    let how = (Kernel::best(), Simd::best(), BY_ROW_MIN_FLOATS);
+    conv3x3_tiles_fused::<F4>(how, args, accumulate, fusion);
 }
 
 /// The convolution's own output and input dimensions (the arrays are the pooled output, or the
@@ -456,7 +479,8 @@ pub(crate) fn conv3x3_tiles<T: Tile>(
     accumulate: bool,
 ) {
     let args = (dir, weight, bias, input, pad, output);
-    conv3x3_tiles_fused::<T>((kernel, Simd::best()), args, accumulate, Fusion::None);
+    let how = (kernel, Simd::best(), BY_ROW_MIN_FLOATS);
+    conv3x3_tiles_fused::<T>(how, args, accumulate, Fusion::None);
 }
 
 /// The operands of one convolution: direction, weights, bias, input, its padding, output.
@@ -470,9 +494,11 @@ pub(crate) type ConvArgs<'a> = (
 );
 
 /// [`conv3x3_tiles`] with a [`Fusion`] (a ReLU does not go with `accumulate`), on a given GEMM
-/// microkernel and the transforms of a given instruction set.
+/// microkernel and the transforms of a given instruction set, transforming the weights by tile
+/// rows ([`Weights::ByRow`]) in a convolution of one phased block when `U` has at least
+/// `by_row_min` floats (the callers pass [`BY_ROW_MIN_FLOATS`]; the tests also 0 and `usize::MAX`).
 fn conv3x3_tiles_fused<T: Tile>(
-    (kernel, simd): (Kernel, Simd),
+    (kernel, simd, by_row_min): (Kernel, Simd, usize),
     (dir, weight, bias, input, pad, output): ConvArgs<'_>,
     accumulate: bool,
     fusion: Fusion<'_>,
@@ -500,12 +526,78 @@ fn conv3x3_tiles_fused<T: Tile>(
     let a2 = T::A * T::A;
     let mut geo = Geometry::new::<T>((kernel, simd), (c_a, c_b), in_dims, pad, out_dims);
     geo.plane = (input.dim().1, input.dim().2);
+    let plan = Plan::new::<T>(&geo);
+    let w = weight.as_standard_layout();
+    let kernels = Kernels::new(w.as_slice().expect("standard layout"), weight.dim(), dir);
     with_buffers(&BUFFERS, |[u, v, m]| {
-        grow(u, a2 * geo.c_b_pad * c_a);
-        let u = &mut u[..a2 * geo.c_b_pad * c_a];
-        transform_weights::<T>(simd, weight, dir, kernel.mr, u);
-        convolve::<T>(&geo, u, bias, input, output, (accumulate, fusion), v, m);
+        let whole = a2 * geo.c_b_pad * c_a;
+        let weights = if plan.blocks == 1 && !plan.local && whole >= by_row_min {
+            let row = T::A * geo.c_b_pad * c_a;
+            grow(u, row);
+            Weights::ByRow(kernels, &mut u[..row])
+        } else {
+            grow(u, whole);
+            let u = &mut u[..whole];
+            transform_weights::<T>(simd, &kernels, kernel.mr, (0, T::A), u);
+            Weights::Whole(u)
+        };
+        let x = input.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        convolve::<T>(
+            &geo,
+            &plan,
+            weights,
+            (x, bias),
+            output,
+            (accumulate, fusion),
+            v,
+            m,
+        );
     });
+}
+
+/// Where a convolution's GEMMs find the transformed weights `U` (packed, see [`transform_weights`]).
+enum Weights<'a> {
+    /// All `α²` matrices, transformed before the blocks run.
+    Whole(&'a [f32]),
+    /// For a convolution of one block whose `U` is large (at least [`BY_ROW_MIN_FLOATS`]: the
+    /// 512-channel layers of VGG at 400×300, whose `U` is 37.7 MB): the `α` matrices of one tile
+    /// row `i` at a time (`U_{i·α} … U_{i·α + α − 1}`, [`transform_weights`] with `(i, i + 1)`),
+    /// each transformed into the buffer just before its GEMMs. The block's GEMMs then read `U` from
+    /// a buffer a sixth the size, which stays in the last-level cache, instead of from memory.
+    /// Every `U_e` has the same bits either way.
+    ByRow(Kernels<'a>, &'a mut [f32]),
+}
+
+/// How [`convolve`] cuts a convolution into blocks: a fixed number of tile rows per block, chosen
+/// from the shapes only. With at least [`LOCAL_MIN_BLOCKS`] blocks, blocks run in parallel, each on
+/// one thread with that thread's buffers (they stay in its caches); with fewer (deep layers of small
+/// images), blocks run one after the other and each one's three phases run in parallel.
+struct Plan {
+    rows_per_block: usize,
+    blocks: usize,
+    local: bool,
+}
+
+impl Plan {
+    fn new<T: Tile>(g: &Geometry) -> Plan {
+        let a2 = T::A * T::A;
+        let rows_for = |floats: usize| {
+            let per_block = (floats / (a2 * g.c_a.max(g.c_b))).clamp(1, TILES);
+            per_block.div_ceil(g.ntx).max(1)
+        };
+        let mut rows_per_block = rows_for(BLOCK_FLOATS);
+        let local = g.nty.div_ceil(rows_per_block) >= LOCAL_MIN_BLOCKS;
+        if !local {
+            // Phases in parallel: the buffers need not fit one core's cache.
+            rows_per_block = rows_for(PHASED_BLOCK_FLOATS);
+        }
+        Plan {
+            rows_per_block,
+            blocks: g.nty.div_ceil(rows_per_block),
+            local,
+        }
+    }
 }
 
 /// Shapes of one Winograd convolution: the microkernel and the transforms' instruction set, channels
@@ -567,41 +659,31 @@ impl Geometry {
     }
 }
 
-/// The blocks of [`conv3x3`], given the transformed weights `u` (packed, see [`transform_weights`]).
-///
-/// A block is a fixed number of tile rows, chosen from the shapes only. With at least
-/// [`LOCAL_MIN_BLOCKS`] blocks, blocks run in parallel, each on one thread with that thread's
-/// buffers (they stay in its caches); with fewer (deep layers of small images), blocks run one after
-/// the other and each one's three phases run in parallel. Either way every output element is
-/// computed by the same operations, so results do not depend on the thread count.
+/// The blocks of [`conv3x3`] as `plan` cuts them, on the input `x` (standard layout) with the
+/// transformed weights `weights` (a [`Weights::ByRow`] only for a plan of one phased block). Every
+/// output element is computed by the same operations whatever the plan, so results do not depend
+/// on the thread count.
 #[expect(
     clippy::too_many_arguments,
     reason = "the operands, and the buffers of the calling thread"
 )]
 fn convolve<T: Tile>(
     g: &Geometry,
-    u: &[f32],
-    bias: ArrayView1<'_, f32>,
-    input: ArrayView3<'_, f32>,
+    plan: &Plan,
+    mut weights: Weights<'_>,
+    (x, bias): (&[f32], ArrayView1<'_, f32>),
     mut output: ArrayViewMut3<'_, f32>,
     (accumulate, fusion): (bool, Fusion<'_>),
     v: &mut Vec<f32>,
     m: &mut Vec<f32>,
 ) {
     let a2 = T::A * T::A;
-    let input = input.as_standard_layout();
-    let x = input.as_slice().expect("standard layout");
     let (ntx, nty) = (g.ntx, g.nty);
-    let rows_for = |floats: usize| {
-        let per_block = (floats / (a2 * g.c_a.max(g.c_b))).clamp(1, TILES);
-        per_block.div_ceil(ntx).max(1)
-    };
-    let mut rows_per_block = rows_for(BLOCK_FLOATS);
-    let local = nty.div_ceil(rows_per_block) >= LOCAL_MIN_BLOCKS;
-    if !local {
-        // Phases in parallel: the buffers need not fit one core's cache.
-        rows_per_block = rows_for(PHASED_BLOCK_FLOATS);
-    }
+    let Plan {
+        rows_per_block,
+        local,
+        ..
+    } = *plan;
     let n_pad_max = g.n_pad(rows_per_block.min(nty) * ntx);
     let (v_len, m_len) = (a2 * g.c_a * n_pad_max, a2 * g.m_stride(n_pad_max));
     // Output rows per tile row: m, or m / 2 when the output is pooled.
@@ -611,12 +693,27 @@ fn convolve<T: Tile>(
     };
     let blocks = output.axis_chunks_iter_mut(Axis(1), out_rows * rows_per_block);
     if local {
+        let Weights::Whole(u) = weights else {
+            unreachable!("blocks run whole only on the whole U")
+        };
         blocks.into_par_iter().enumerate().for_each(|(b, out)| {
             with_buffers(&LOCAL, |[v, m]| {
                 grow(v, v_len);
                 grow(m, m_len);
                 let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
-                block::<T>(g, u, x, bias, rows, out, (accumulate, fusion), v, m, false);
+                let weights = &mut Weights::Whole(u);
+                block::<T>(
+                    g,
+                    weights,
+                    x,
+                    bias,
+                    rows,
+                    out,
+                    (accumulate, fusion),
+                    v,
+                    m,
+                    false,
+                );
             });
         });
     } else {
@@ -624,7 +721,19 @@ fn convolve<T: Tile>(
         grow(m, m_len);
         for (b, out) in blocks.into_iter().enumerate() {
             let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
-            block::<T>(g, u, x, bias, rows, out, (accumulate, fusion), v, m, true);
+            let weights = &mut weights;
+            block::<T>(
+                g,
+                weights,
+                x,
+                bias,
+                rows,
+                out,
+                (accumulate, fusion),
+                v,
+                m,
+                true,
+            );
         }
     }
 }
@@ -637,7 +746,7 @@ fn convolve<T: Tile>(
 )]
 fn block<T: Tile>(
     g: &Geometry,
-    u: &[f32],
+    weights: &mut Weights<'_>,
     x: &[f32],
     bias: ArrayView1<'_, f32>,
     (ty0, ty1): (usize, usize),
@@ -671,18 +780,19 @@ fn block<T: Tile>(
         // Columns past the block's tiles are never read (`output_transform` stops at `n`).
         n,
     };
-    let gemm = |(e, me): (usize, &mut [f32])| {
-        g.kernel.gemm(
-            &pg,
-            &u[e * mr * c_a..],
-            &v[e * c_a * n_pad..][..c_a * n_pad],
-            me,
-        );
-    };
-    if parallel {
-        m.par_chunks_mut(m_stride).enumerate().for_each(gemm);
-    } else {
-        m.chunks_mut(m_stride).enumerate().for_each(gemm);
+    match weights {
+        Weights::Whole(u) => gemms(g, &pg, u, v, (m, m_stride), 0, parallel),
+        Weights::ByRow(kernels, buf) => {
+            // The α matrices of tile row i, then their GEMMs, row by row.
+            let pg = PanelGemm {
+                a_stride: T::A * mr * c_a,
+                ..pg
+            };
+            for (i, m_row) in m.chunks_mut(T::A * m_stride).enumerate() {
+                transform_weights::<T>(g.simd, kernels, mr, (i, i + 1), buf);
+                gemms(g, &pg, buf, v, (m_row, m_stride), i * T::A, parallel);
+            }
+        }
     }
     let m: &[f32] = m;
     let relu = match fusion {
@@ -708,6 +818,32 @@ fn block<T: Tile>(
         out.axis_iter_mut(Axis(0))
             .enumerate()
             .for_each(transform_out);
+    }
+}
+
+/// The GEMMs `M_e = U_e·V_e` of a block into `m`, the matrices `M_e` for `e = e0, e0 + 1, …` (each
+/// `m_stride` floats, `pg.ldc` floats a row), in parallel when `parallel` is set; `u` starts with
+/// `U_{e0}`'s first panel (`pg.a_stride` floats from one panel of a matrix to the next), `v` is the
+/// block's whole `V`.
+fn gemms(
+    g: &Geometry,
+    pg: &PanelGemm,
+    u: &[f32],
+    v: &[f32],
+    (m, m_stride): (&mut [f32], usize),
+    e0: usize,
+    parallel: bool,
+) {
+    let v_len = g.c_a * pg.ldc;
+    let gemm = |(i, me): (usize, &mut [f32])| {
+        let e = e0 + i;
+        let v_e = &v[e * v_len..][..v_len];
+        g.kernel.gemm(pg, &u[i * g.kernel.mr * g.c_a..], v_e, me);
+    };
+    if parallel {
+        m.par_chunks_mut(m_stride).enumerate().for_each(gemm);
+    } else {
+        m.chunks_mut(m_stride).enumerate().for_each(gemm);
     }
 }
 

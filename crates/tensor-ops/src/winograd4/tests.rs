@@ -26,7 +26,9 @@ fn every_kernel_matches_the_direct_convolution_both_ways() {
 }
 
 /// The transforms of every instruction set give the same bits as the portable ones: forward plain,
-/// forward with the fused ReLU (and its mask) and pooling, backward through a mask and an unpooling.
+/// forward with the fused ReLU (and its mask) and pooling, backward through a mask and an unpooling;
+/// and so does each with the weights transformed a tile row at a time (`Weights::ByRow`: every size
+/// here is one phased block) or whole.
 /// Widths: odd (a column no pooling window reaches), a multiple of 32 (rows end on a mask word and
 /// on a vector), and one a few columns past a multiple of 8 (a short last vector).
 #[test]
@@ -40,7 +42,7 @@ fn isa_paths_give_the_same_bits_at(h: usize, w: usize) {
     use ndarray::{Array1, Array2, Array3};
 
     use super::isa::Simd;
-    use super::{ConvArgs, Fusion, conv3x3_tiles_fused};
+    use super::{BY_ROW_MIN_FLOATS, ConvArgs, Fusion, conv3x3_tiles_fused};
     use crate::packed_gemm::Kernel;
     use crate::row_mask::{RowBits, mask_len};
     use crate::winograd::Direction;
@@ -69,7 +71,8 @@ fn isa_paths_give_the_same_bits_at(h: usize, w: usize) {
             .unwrap();
     let kernel = Kernel::best();
     // (forward plain, forward ReLU + pool, its mask, backward masked + unpooled) for one Simd.
-    let run = |simd: Simd| {
+    let run = |simd: Simd, by_row_min: usize| {
+        let how = (kernel, simd, by_row_min);
         let forward = |out| -> ConvArgs<'_> {
             (
                 Direction::Forward,
@@ -82,17 +85,12 @@ fn isa_paths_give_the_same_bits_at(h: usize, w: usize) {
         };
         let mut plain = Array3::<f32>::zeros((c_out, h, w));
         let args = forward(plain.view_mut());
-        conv3x3_tiles_fused::<super::F4>((kernel, simd), args, false, Fusion::None);
+        conv3x3_tiles_fused::<super::F4>(how, args, false, Fusion::None);
         let mut pooled = Array3::<f32>::zeros((c_out, h / 2, w / 2));
         let mut mask = vec![0_u32; mask_len(Shape::new(c_out, h, w))];
         let bits = Some(RowBits::new(&mut mask, h, w));
         let args = forward(pooled.view_mut());
-        conv3x3_tiles_fused::<super::F4>(
-            (kernel, simd),
-            args,
-            false,
-            Fusion::Relu { bits, pool: true },
-        );
+        conv3x3_tiles_fused::<super::F4>(how, args, false, Fusion::Relu { bits, pool: true });
         let mut dx = Array3::<f32>::zeros((c_in, h, w));
         let empty = Array1::<f32>::zeros(0);
         let args: ConvArgs<'_> = (
@@ -107,28 +105,32 @@ fn isa_paths_give_the_same_bits_at(h: usize, w: usize) {
             mask: &mask,
             unpool: Some((h, w)),
         };
-        conv3x3_tiles_fused::<super::F4>((kernel, simd), args, false, fusion);
+        conv3x3_tiles_fused::<super::F4>(how, args, false, fusion);
         (plain, pooled, mask.clone(), dx)
     };
-    let want = run(Simd::Portable);
+    let want = run(Simd::Portable, usize::MAX);
     assert!(
         want.1.iter().any(|&v| v > 0.0) && want.3.iter().any(|&v| v != 0.0),
         "a live test"
     );
-    for simd in Simd::available() {
-        let got = run(simd);
+    let ways = Simd::available()
+        .into_iter()
+        .flat_map(|simd| [(simd, 0), (simd, BY_ROW_MIN_FLOATS), (simd, usize::MAX)]);
+    for (simd, by_row_min) in ways {
+        let got = run(simd, by_row_min);
+        let what = format!("{simd:?} {h}x{w}, by rows from {by_row_min} floats of U");
         let bits = |a: &Array3<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&got.0), bits(&want.0), "{simd:?} {h}x{w}: forward");
+        assert_eq!(bits(&got.0), bits(&want.0), "{what}: forward");
         assert_eq!(
             bits(&got.1),
             bits(&want.1),
-            "{simd:?} {h}x{w}: forward, ReLU and pooling"
+            "{what}: forward, ReLU and pooling"
         );
-        assert_eq!(got.2, want.2, "{simd:?} {h}x{w}: the ReLU's mask");
+        assert_eq!(got.2, want.2, "{what}: the ReLU's mask");
         assert_eq!(
             bits(&got.3),
             bits(&want.3),
-            "{simd:?} {h}x{w}: backward, masked and unpooled"
+            "{what}: backward, masked and unpooled"
         );
     }
 }
