@@ -74,6 +74,9 @@ const STAGE_FLOATS: usize = 1 << 12;
 /// A cache line more puts row `e` of them in the `e`-th set after the first.
 const M_SKEW: usize = 16;
 
+/// How many columns ahead the backward weight transform asks for the kernels it reads.
+const WEIGHT_PREFETCH_COLS: usize = 4;
+
 /// How far ahead (in floats) the output transform asks for the rows of `M` it reads.
 const PREFETCH_AHEAD: usize = 32;
 
@@ -355,6 +358,15 @@ fn transform_panel<T: Tile, const MR: usize, I: Isa>(
         let g = match dir {
             Direction::Forward => isa.taps(&w[p * MR * k + 9 * s..], k, live),
             Direction::Backward => {
+                // Each column's kernels are a row of the weights further on (18 KiB apart for 512
+                // input channels, a new page each time, which the hardware prefetchers do not
+                // follow): ask for a later column's `9·MR` floats while this one is transformed.
+                let later = (s + WEIGHT_PREFETCH_COLS) * k + 9 * p * MR;
+                if let Some(ahead) = w.get(later..).and_then(|a| a.get(..9 * live)) {
+                    for x in ahead.iter().step_by(16).chain(ahead.last()) {
+                        isa.prefetch(x);
+                    }
+                }
                 let mut g = isa.taps(&w[s * k + 9 * p * MR..], 9, live);
                 g.reverse();
                 g
