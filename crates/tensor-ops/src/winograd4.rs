@@ -713,19 +713,8 @@ fn convolve<T: Tile>(
                 grow(v, v_len);
                 grow(m, m_len);
                 let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
-                let weights = &mut Weights::Whole(u);
-                block::<T>(
-                    g,
-                    weights,
-                    x,
-                    bias,
-                    rows,
-                    out,
-                    (accumulate, fusion),
-                    v,
-                    m,
-                    false,
-                );
+                let (weights, how) = (&mut Weights::Whole(u), (accumulate, fusion));
+                block::<T>(g, weights, (x, bias), rows, out, how, (v, m), false);
             });
         });
     } else {
@@ -733,19 +722,8 @@ fn convolve<T: Tile>(
         grow(m, m_len);
         for (b, out) in blocks.into_iter().enumerate() {
             let rows = (b * rows_per_block, ((b + 1) * rows_per_block).min(nty));
-            let weights = &mut weights;
-            block::<T>(
-                g,
-                weights,
-                x,
-                bias,
-                rows,
-                out,
-                (accumulate, fusion),
-                v,
-                m,
-                true,
-            );
+            let how = (accumulate, fusion);
+            block::<T>(g, &mut weights, (x, bias), rows, out, how, (v, m), true);
         }
     }
 }
@@ -759,13 +737,11 @@ fn convolve<T: Tile>(
 fn block<T: Tile>(
     g: &Geometry,
     weights: &mut Weights<'_>,
-    x: &[f32],
-    bias: ArrayView1<'_, f32>,
+    (x, bias): (&[f32], ArrayView1<'_, f32>),
     (ty0, ty1): (usize, usize),
     mut out: ArrayViewMut3<'_, f32>,
     (accumulate, fusion): (bool, Fusion<'_>),
-    v: &mut [f32],
-    m: &mut [f32],
+    (v, m): (&mut [f32], &mut [f32]),
     parallel: bool,
 ) {
     let (c_a, c_b_pad, a2) = (g.c_a, g.c_b_pad, T::A * T::A);
