@@ -15,7 +15,8 @@
 //! The output is computed in fixed blocks of tile rows, chosen from the shapes only (so results do
 //! not depend on the thread count). With many blocks, blocks run in parallel, each whole on one
 //! thread; with few (deep layers of small images), each block's three phases run in parallel: the
-//! input transform (one item per input channel), the 36 GEMMs (one item per `e`), the output
+//! input transform (one item per input channel), the 36 GEMMs (one item per `e`; for a block whose
+//! weights are transformed a tile row at a time, `Weights::ByRow`, six rounds of six), the output
 //! transform (one item per output channel). The GEMMs run on `packed_gemm`'s microkernel: the
 //! transforms write `U` and `V` directly in its panel layouts, as F(2×2)'s do, so nothing is packed
 //! per call. Agreement with im2col: `winograd4_agrees_with_im2col_on_vgg_like_layers`, and
@@ -53,11 +54,17 @@ const MIN_TILES: usize = 64;
 
 /// Fewest floats of `U` (16 MiB) for which a convolution of one block transforms its weights a tile
 /// row at a time ([`Weights::ByRow`]) rather than whole before its GEMMs.
-#[cfg(not(test))]
 const BY_ROW_MIN_FLOATS: usize = 1 << 22;
-/// In unit tests, any `U` but the smallest, so that the test layers run both ways.
-#[cfg(test)]
-const BY_ROW_MIN_FLOATS: usize = 1 << 12;
+
+/// [`BY_ROW_MIN_FLOATS`]; in unit tests any `U` but the smallest, so that the test layers run both
+/// ways.
+const fn by_row_min() -> usize {
+    if cfg!(test) {
+        1 << 12
+    } else {
+        BY_ROW_MIN_FLOATS
+    }
+}
 
 /// Target size of the input phase's staging buffer, in floats (256 KiB): it stays in the core's L2
 /// cache while a chunk of channels is transformed into it.
@@ -257,6 +264,7 @@ fn transform_weights<T: Tile>(
     i_rows: (usize, usize),
     u: &mut [f32],
 ) {
+    debug_assert!(i_rows.0 < i_rows.1 && i_rows.1 <= T::A, "tile rows of U");
     let per_panel = (i_rows.1 - i_rows.0) * T::A;
     // The panel height is a constant inside the loops, so that the lanes are stored without a
     // `memcpy` call.
@@ -446,7 +454,7 @@ pub(crate) enum Fusion<'a> {
 pub(crate) fn conv3x3_fused(args: ConvArgs<'_>, accumulate: bool, fusion: Fusion<'_>) {
     let ((_, h_b, w_b), _) = full_dims(&args, fusion);
     assert!(uses_tiles(h_b, w_b), "an output of F(4×4) tiles");
-    let how = (Kernel::best(), Simd::best(), BY_ROW_MIN_FLOATS);
+    let how = (Kernel::best(), Simd::best(), by_row_min());
     conv3x3_tiles_fused::<F4>(how, args, accumulate, fusion);
 }
 
@@ -491,7 +499,7 @@ pub(crate) fn conv3x3_tiles<T: Tile>(
     accumulate: bool,
 ) {
     let args = (dir, weight, bias, input, pad, output);
-    let how = (kernel, Simd::best(), BY_ROW_MIN_FLOATS);
+    let how = (kernel, Simd::best(), by_row_min());
     conv3x3_tiles_fused::<T>(how, args, accumulate, Fusion::None);
 }
 
@@ -508,7 +516,8 @@ pub(crate) type ConvArgs<'a> = (
 /// [`conv3x3_tiles`] with a [`Fusion`] (a ReLU does not go with `accumulate`), on a given GEMM
 /// microkernel and the transforms of a given instruction set, transforming the weights by tile
 /// rows ([`Weights::ByRow`]) in a convolution of one phased block when `U` has at least
-/// `by_row_min` floats (the callers pass [`BY_ROW_MIN_FLOATS`]; the tests also 0 and `usize::MAX`).
+/// `by_row_min` floats ([`Plan::by_row`]; the callers pass [`by_row_min`], the tests also 0 and
+/// `usize::MAX`).
 fn conv3x3_tiles_fused<T: Tile>(
     (kernel, simd, by_row_min): (Kernel, Simd, usize),
     (dir, weight, bias, input, pad, output): ConvArgs<'_>,
@@ -543,7 +552,8 @@ fn conv3x3_tiles_fused<T: Tile>(
     let kernels = Kernels::new(w.as_slice().expect("standard layout"), weight.dim(), dir);
     with_buffers(&BUFFERS, |[u, v, m]| {
         let whole = a2 * geo.c_b_pad * c_a;
-        let weights = if plan.blocks == 1 && !plan.local && whole >= by_row_min {
+        let threads = rayon::current_num_threads();
+        let weights = if plan.by_row::<T>(whole, by_row_min, threads) {
             let row = T::A * geo.c_b_pad * c_a;
             grow(u, row);
             Weights::ByRow(kernels, &mut u[..row])
@@ -572,12 +582,12 @@ fn conv3x3_tiles_fused<T: Tile>(
 enum Weights<'a> {
     /// All `α²` matrices, transformed before the blocks run.
     Whole(&'a [f32]),
-    /// For a convolution of one block whose `U` is large (at least [`BY_ROW_MIN_FLOATS`]: the
-    /// 512-channel layers of VGG at 400×300, whose `U` is 37.7 MB): the `α` matrices of one tile
-    /// row `i` at a time (`U_{i·α} … U_{i·α + α − 1}`, [`transform_weights`] with `(i, i + 1)`),
-    /// each transformed into the buffer just before its GEMMs. The block's GEMMs then read `U` from
-    /// a buffer a sixth the size, which stays in the last-level cache, instead of from memory.
-    /// Every `U_e` has the same bits either way.
+    /// For a convolution of one block whose `U` is large ([`Plan::by_row`]: conv4_1 … conv4_4 of
+    /// VGG at 400×300, whose `U` is 18.9 and 37.7 MB): the `α` matrices of one tile row `i` at a
+    /// time (`U_{i·α} … U_{i·α + α − 1}`, [`transform_weights`] with `(i, i + 1)`), each row
+    /// transformed into the buffer just before its GEMMs. The block's GEMMs then read `U` from a
+    /// buffer a sixth the size (6.3 MB at most for VGG, which a last-level cache of 32 MiB keeps)
+    /// instead of from memory. Every `U_e` has the same bits either way.
     ByRow(Kernels<'a>, &'a mut [f32]),
 }
 
@@ -609,6 +619,15 @@ impl Plan {
             blocks: g.nty.div_ceil(rows_per_block),
             local,
         }
+    }
+
+    /// Whether [`Weights::ByRow`] is the way for a `U` of `u_floats` floats on `threads` threads:
+    /// for one block (so not blocks run whole, which take at least [`LOCAL_MIN_BLOCKS`]) whose `U`
+    /// has at least `min_floats`, where the `α` GEMMs of a tile row keep the threads busy (with
+    /// more threads than that, the whole `U`'s `α²` GEMMs run side by side instead). Both ways give
+    /// the same bits, so the results still do not depend on the thread count.
+    fn by_row<T: Tile>(&self, u_floats: usize, min_floats: usize, threads: usize) -> bool {
+        self.blocks == 1 && u_floats >= min_floats && threads <= T::A
     }
 }
 

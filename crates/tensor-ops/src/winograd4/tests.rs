@@ -42,7 +42,7 @@ fn isa_paths_give_the_same_bits_at(h: usize, w: usize) {
     use ndarray::{Array1, Array2, Array3};
 
     use super::isa::Simd;
-    use super::{BY_ROW_MIN_FLOATS, ConvArgs, Fusion, conv3x3_tiles_fused};
+    use super::{ConvArgs, Fusion, conv3x3_tiles_fused};
     use crate::packed_gemm::Kernel;
     use crate::row_mask::{RowBits, mask_len};
     use crate::winograd::Direction;
@@ -113,12 +113,16 @@ fn isa_paths_give_the_same_bits_at(h: usize, w: usize) {
         want.1.iter().any(|&v| v > 0.0) && want.3.iter().any(|&v| v != 0.0),
         "a live test"
     );
+    // By rows (every `U` here has at least a few thousand floats) and whole, except the portable
+    // transforms' whole way, which is `want`.
     let ways = Simd::available()
         .into_iter()
-        .flat_map(|simd| [(simd, 0), (simd, BY_ROW_MIN_FLOATS), (simd, usize::MAX)]);
+        .flat_map(|simd| [(simd, 0), (simd, usize::MAX)])
+        .filter(|&(simd, min)| !(matches!(simd, Simd::Portable) && min == usize::MAX));
     for (simd, by_row_min) in ways {
         let got = run(simd, by_row_min);
-        let what = format!("{simd:?} {h}x{w}, by rows from {by_row_min} floats of U");
+        let way = if by_row_min == 0 { "by rows" } else { "whole" };
+        let what = format!("{simd:?} {h}x{w}, U {way}");
         let bits = |a: &Array3<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got.0), bits(&want.0), "{what}: forward");
         assert_eq!(
@@ -133,4 +137,34 @@ fn isa_paths_give_the_same_bits_at(h: usize, w: usize) {
             "{what}: backward, masked and unpooled"
         );
     }
+}
+
+/// The way of transforming the weights is chosen as documented (`Plan::by_row`): by tile rows for
+/// VGG's 512-channel 3×3 layers at 400×300 on two threads (one phased block, `U` 37.7 MB), not at
+/// 1024×768 (blocks run whole), not on more threads than a tile row has GEMMs, not for conv3's
+/// 256 channels at 400×300 (blocks run whole there too).
+#[test]
+fn the_weights_go_by_rows_where_documented() {
+    use super::{BY_ROW_MIN_FLOATS, Geometry, Plan};
+    use crate::Padding;
+    use crate::packed_gemm::Kernel;
+
+    let pad = Padding {
+        top: 1,
+        bottom: 1,
+        left: 1,
+        right: 1,
+    };
+    let by_row = |c: usize, (h, w): (usize, usize), threads: usize| {
+        let how = (Kernel::best(), super::isa::Simd::Portable);
+        let g = Geometry::new::<F4>(how, (c, c), (c, h, w), pad, (c, h, w));
+        let u_floats = 36 * g.c_b_pad * c;
+        Plan::new::<F4>(&g).by_row::<F4>(u_floats, BY_ROW_MIN_FLOATS, threads)
+    };
+    assert!(by_row(512, (37, 50), 2), "conv4_2 at 400x300, 2 threads");
+    assert!(by_row(512, (37, 50), 6), "conv4_2 at 400x300, 6 threads");
+    assert!(!by_row(512, (37, 50), 16), "conv4_2 at 400x300, 16 threads");
+    assert!(!by_row(512, (96, 128), 2), "conv4_2 at 1024x768");
+    assert!(!by_row(256, (75, 100), 2), "conv3_2 at 400x300");
+    assert!(!by_row(64, (9, 9), 2), "a small U");
 }
