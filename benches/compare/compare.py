@@ -145,13 +145,15 @@ def compare(args):
         raise SystemExit(f"no virtual environment at {VENV}: run with --install first (downloads CPU PyTorch from PyPI)")
     if not args.no_build:
         build()
-    else:
-        missing = [str(p) for p in (NST, RANDOM_VGG19) if not p.exists()]
+    weights = OUT / "vgg19_random.mat"
+    if args.no_build:
+        # `random_vgg19` is needed only to write the weights file once.
+        needed = [NST] + ([] if weights.exists() else [RANDOM_VGG19])
+        missing = [str(p) for p in needed if not p.exists()]
         if missing:
             raise SystemExit(f"--no-build: {', '.join(missing)} not built; run once without --no-build "
                              "(or: cargo build --release -p nst-cli -p nst-engine --bin nst --example random_vgg19)")
     OUT.mkdir(parents=True, exist_ok=True)
-    weights = OUT / "vgg19_random.mat"
     if not weights.exists():
         subprocess.run([str(RANDOM_VGG19), str(weights), "relu5_1", "1"], check=True)
     torch_info = subprocess.run(
