@@ -540,21 +540,18 @@ fn conv3x3_tiles_fused<T: Tile>(
         let (c, h, w) = out_dims;
         assert_eq!(output.dim(), (c, h / 2, w / 2), "the pooled output");
     }
-    let (c_a, c_b) = match dir {
-        Direction::Forward => (weight.dim().1 / 9, weight.dim().0),
-        Direction::Backward => (weight.dim().0, weight.dim().1 / 9),
-    };
-    let a2 = T::A * T::A;
+    let w = weight.as_standard_layout();
+    let kernels = Kernels::new(w.as_slice().expect("standard layout"), weight.dim(), dir);
+    // The GEMMs' shared dimension is the kernels' columns, their output channels its rows.
+    let (c_a, c_b) = (kernels.cols, kernels.rows);
     let mut geo = Geometry::new::<T>((kernel, simd), (c_a, c_b), in_dims, pad, out_dims);
     geo.plane = (input.dim().1, input.dim().2);
     let plan = Plan::new::<T>(&geo);
-    let w = weight.as_standard_layout();
-    let kernels = Kernels::new(w.as_slice().expect("standard layout"), weight.dim(), dir);
     with_buffers(&BUFFERS, |[u, v, m]| {
-        let whole = a2 * geo.c_b_pad * c_a;
+        let whole = geo.u_floats::<T>(T::A);
         let threads = rayon::current_num_threads();
-        let weights = if plan.by_row::<T>(whole, by_row_min, threads) {
-            let row = T::A * geo.c_b_pad * c_a;
+        let weights = if plan.by_row::<T>(&geo, by_row_min, threads) {
+            let row = geo.u_floats::<T>(1);
             grow(u, row);
             Weights::ByRow(kernels, &mut u[..row])
         } else {
@@ -621,13 +618,13 @@ impl Plan {
         }
     }
 
-    /// Whether [`Weights::ByRow`] is the way for a `U` of `u_floats` floats on `threads` threads:
-    /// for one block (so not blocks run whole, which take at least [`LOCAL_MIN_BLOCKS`]) whose `U`
-    /// has at least `min_floats`, where the `α` GEMMs of a tile row keep the threads busy (with
+    /// Whether [`Weights::ByRow`] is the way for the convolution `g` on `threads` threads: for one
+    /// block (so not blocks run whole, which take at least [`LOCAL_MIN_BLOCKS`]) whose `U` has at
+    /// least `min_floats`, where the `α` GEMMs of a tile row keep the threads busy (with
     /// more threads than that, the whole `U`'s `α²` GEMMs run side by side instead). Both ways give
     /// the same bits, so the results still do not depend on the thread count.
-    fn by_row<T: Tile>(&self, u_floats: usize, min_floats: usize, threads: usize) -> bool {
-        self.blocks == 1 && u_floats >= min_floats && threads <= T::A
+    fn by_row<T: Tile>(&self, g: &Geometry, min_floats: usize, threads: usize) -> bool {
+        self.blocks == 1 && g.u_floats::<T>(T::A) >= min_floats && threads <= T::A
     }
 }
 
@@ -676,6 +673,12 @@ impl Geometry {
             ntx: w_b.div_ceil(T::M),
             nty: h_b.div_ceil(T::M),
         }
+    }
+
+    /// Floats of the transformed weights of `tile_rows` tile rows (`tile_rows·α` matrices `U_e`,
+    /// `c_b_pad × c_a` each): `α` rows make the whole `U`.
+    fn u_floats<T: Tile>(&self, tile_rows: usize) -> usize {
+        tile_rows * T::A * self.c_b_pad * self.c_a
     }
 
     /// `n` tiles rounded up to whole panels of `V`.

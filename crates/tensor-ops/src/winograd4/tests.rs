@@ -158,8 +158,7 @@ fn the_weights_go_by_rows_where_documented() {
     let by_row = |c: usize, (h, w): (usize, usize), threads: usize| {
         let how = (Kernel::best(), super::isa::Simd::Portable);
         let g = Geometry::new::<F4>(how, (c, c), (c, h, w), pad, (c, h, w));
-        let u_floats = 36 * g.c_b_pad * c;
-        Plan::new::<F4>(&g).by_row::<F4>(u_floats, BY_ROW_MIN_FLOATS, threads)
+        Plan::new::<F4>(&g).by_row::<F4>(&g, BY_ROW_MIN_FLOATS, threads)
     };
     assert!(by_row(512, (37, 50), 2), "conv4_2 at 400x300, 2 threads");
     assert!(by_row(512, (37, 50), 6), "conv4_2 at 400x300, 6 threads");
